@@ -1,0 +1,67 @@
+"""Small commands and the argument plumbing the bigger ones share."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import UserError
+from .record import Record, Rejection
+
+
+def llm_config(args: argparse.Namespace):
+    from .llm import LLMConfig
+
+    if args.max_cost is not None and not (args.price_in or args.price_out):
+        raise UserError("--max-cost needs --price-in and/or --price-out (price per 1M tokens)")
+    return LLMConfig(
+        backend=args.llm, model=args.model, base_url=args.base_url, api_key_env=args.api_key_env,
+        concurrency=args.concurrency, rpm=args.rpm, tpm=args.tpm, timeout=args.timeout,
+        max_retries=args.max_retries, max_tokens_budget=args.max_tokens_budget, max_cost=args.max_cost,
+        price_in=args.price_in, price_out=args.price_out, batch_size=args.batch_size, device=args.device,
+        cache=args.cache, no_cache=args.no_cache,
+    )
+
+
+def gen_params(args: argparse.Namespace, **overrides: Any):
+    from .llm import GenParams
+
+    kw = dict(max_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+    kw.update(overrides)
+    try:
+        return GenParams(**kw)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def read_input(args: argparse.Namespace, on_reject: Callable[[Rejection], None], require_answer: bool = True) -> list[Record]:
+    from .io import read_records
+
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be >= 1")
+    return list(
+        read_records(
+            args.input, args.format, on_error=args.on_error, on_reject=on_reject,
+            limit=args.limit, require_answer=require_answer,
+        )
+    )
+
+
+def convert(args: argparse.Namespace) -> int:
+    from .io import output_kind, same_file, write_jsonl, write_records
+
+    out = Path(args.out)
+    if same_file(args.input, out):
+        raise UserError(f"--out {out} is the input file; choose another path (inputs are never overwritten)")
+    rejected: list[Rejection] = []
+    records = read_input(args, rejected.append, require_answer=not args.allow_no_answer)
+    n = write_records(out, records, args.to)
+    msg = f"wrote {n} records to {out} ({args.to}, {output_kind(out)})"
+    if rejected:
+        rej_path = out.with_name(out.name.split(".")[0] + ".rejected.jsonl")
+        write_jsonl(rej_path, rejected)
+        msg += f"; {len(rejected)} bad rows skipped into {rej_path}"
+    print(msg, file=sys.stderr)
+    return 0

@@ -1,0 +1,1 @@
+"""Curation filters: each scores and annotates records; only thresholds and select drop them."""

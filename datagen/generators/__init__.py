@@ -1,0 +1,1 @@
+"""Generators: Self-Instruct, Evol-Instruct and strong-model distillation."""

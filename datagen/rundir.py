@@ -1,0 +1,187 @@
+"""The run directory: resumable, atomic, self-describing.
+
+Every command writes ``records.jsonl``, ``rejected.jsonl``, ``stats.json`` and ``manifest.json``.
+While it works, finished pieces go to ``.parts/`` as numbered parts, each written atomically and
+sealed by a ``.done`` marker written last. Interrupt the command at any point (Ctrl-C, kill -9, a
+crash) and run it again: sealed parts are kept, the unsealed one is redone, and nothing is lost or
+written twice. The final files appear only when every part is done, and ``manifest.json`` (with
+``"status": "complete"``) is written last of all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .errors import UserError
+from .io import atomic_open, iter_jsonl, write_json
+from .record import Record, Rejection
+from .stage import Stats
+
+OUTPUTS = ("records.jsonl", "rejected.jsonl", "stats.json", "manifest.json")
+PARTS = ".parts"
+TRACKED_PACKAGES = (
+    "datagen-train", "torch", "transformers", "peft", "accelerate", "openai", "datasketch",
+    "sentence-transformers", "datasets", "pydantic", "numpy",
+)
+
+
+class AlreadyComplete(Exception):
+    """The run directory already holds a finished run of the same settings."""
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint(settings: dict[str, Any]) -> str:
+    blob = json.dumps(settings, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class RunDir:
+    """An output directory for one command. ``settings`` are what determine the output (inputs
+    and their digests, parameters, models, prompt hashes); a rerun with the same settings resumes,
+    one with different settings is refused unless ``force``."""
+
+    def __init__(self, path: str | os.PathLike[str], command: str, settings: dict[str, Any], force: bool = False) -> None:
+        self.path = Path(path)
+        self.command = command
+        self.settings = settings
+        self.fp = fingerprint({"command": command, **settings})
+        self.parts = self.path / PARTS
+        self.started = time.time()
+        self._prepare(force)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def _prepare(self, force: bool) -> None:
+        p = self.path
+        if p.exists() and not p.is_dir():
+            raise UserError(f"--out {p}: exists and is not a directory")
+        manifest = p / "manifest.json"
+        run_json = self.parts / "run.json"
+        if manifest.exists():
+            old = json.loads(manifest.read_text(encoding="utf-8"))
+            if old.get("status") == "complete" and not force:
+                if old.get("fingerprint") == self.fp:
+                    raise AlreadyComplete(str(p))
+                raise UserError(
+                    f"--out {p}: holds a finished '{old.get('command')}' run with different settings; "
+                    "pass --force to replace it, or choose another --out"
+                )
+        if run_json.exists() and not force:
+            old_fp = json.loads(run_json.read_text(encoding="utf-8")).get("fingerprint")
+            if old_fp != self.fp:
+                raise UserError(
+                    f"--out {p}: holds an unfinished run with different settings; rerun it with the same "
+                    "arguments to resume, pass --force to discard it, or choose another --out"
+                )
+        if p.exists() and not force and not manifest.exists() and not run_json.exists():
+            foreign = [x.name for x in p.iterdir() if x.name not in OUTPUTS and not x.name.startswith(".")]
+            if any((p / o).exists() for o in OUTPUTS) or foreign:
+                raise UserError(f"--out {p}: exists and is not a datagen run directory; choose another --out or pass --force")
+        if force:
+            self.clear()
+        self.parts.mkdir(parents=True, exist_ok=True)
+        if not run_json.exists():
+            write_json(run_json, {"command": self.command, "fingerprint": self.fp, "settings": self.settings})
+
+    def clear(self) -> None:
+        """Remove what this tool writes in the directory (never anything else)."""
+        for name in OUTPUTS + ("report.html",):
+            (self.path / name).unlink(missing_ok=True)
+        shutil.rmtree(self.parts, ignore_errors=True)
+
+    # -- parts -------------------------------------------------------------------------------
+    def _part(self, i: int, suffix: str) -> Path:
+        return self.parts / f"part-{i:06d}.{suffix}"
+
+    def part_done(self, i: int) -> bool:
+        return self._part(i, "done").exists()
+
+    def done_parts(self) -> list[int]:
+        return sorted(int(x.name[5:11]) for x in self.parts.glob("part-*.done"))
+
+    def write_part(self, i: int, records: Iterable[Record], rejected: Iterable[Rejection], stats: Stats) -> None:
+        recs = list(records)
+        rejs = list(rejected)
+        for suffix, rows in (("records.jsonl", recs), ("rejected.jsonl", rejs)):
+            with atomic_open(self._part(i, suffix)) as f:
+                for r in rows:
+                    f.write(r.to_json() + "\n")
+        write_json(self._part(i, "stats.json"), stats.to_dict())
+        write_json(self._part(i, "done"), {"records": len(recs), "rejected": len(rejs), "at": time.time()})
+
+    def part_records(self, i: int) -> Iterator[Record]:
+        for row in iter_jsonl(self._part(i, "records.jsonl")):
+            yield Record.model_validate(row)
+
+    def part_stats(self, i: int) -> dict[str, Any]:
+        return json.loads(self._part(i, "stats.json").read_text(encoding="utf-8"))
+
+    def write_manifest(self, manifest: dict[str, Any], status: str) -> None:
+        doc = {
+            "command": self.command,
+            "status": status,
+            "fingerprint": self.fp,
+            "settings": self.settings,
+            "argv": [os.path.basename(sys.argv[0])] + sys.argv[1:],
+            "versions": package_versions(),
+            "started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(timespec="seconds"),
+        }
+        doc.update(manifest)
+        if status == "complete":
+            doc["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        write_json(self.path / "manifest.json", doc)
+
+    def finalize(self, manifest: dict[str, Any], stats: Stats | None = None, n_parts: int | None = None) -> dict[str, Any]:
+        """Concatenate the sealed parts into the final files, write stats.json and, last,
+        manifest.json. Safe to repeat if interrupted: parts are removed only afterwards."""
+        parts = self.done_parts() if n_parts is None else list(range(n_parts))
+        total = Stats()
+        for i in parts:
+            total.merge(self.part_stats(i))
+        if stats is not None:
+            total.merge(stats.to_dict())
+        n_rec = self._concat(parts, "records.jsonl")
+        n_rej = self._concat(parts, "rejected.jsonl")
+        doc = total.to_dict()
+        doc = {"command": self.command, "records": n_rec, "rejected": n_rej, **doc}
+        doc["extra"]["wall_seconds_this_invocation"] = round(time.time() - self.started, 3)
+        write_json(self.path / "stats.json", doc)
+        self.write_manifest(manifest, "complete")
+        shutil.rmtree(self.parts, ignore_errors=True)
+        return doc
+
+    def _concat(self, parts: list[int], suffix: str) -> int:
+        n = 0
+        with atomic_open(self.path / suffix) as out:
+            for i in parts:
+                with open(self._part(i, suffix), encoding="utf-8") as f:
+                    for line in f:
+                        out.write(line)
+                        n += 1
+        return n

@@ -1,0 +1,1 @@
+"""train: fine-tune a model on curated SFT data."""
