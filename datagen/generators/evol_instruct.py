@@ -1,0 +1,507 @@
+"""Evol-Instruct (WizardLM): make instructions harder, round after round, and keep only the
+evolutions that worked.
+
+Each round takes the current pool of instructions and, for every one, picks an operation with a
+seeded RNG (the same for the same seed, round and parent id on every run): one of the in-depth
+rewrites (``add_constraints``, ``deepening``, ``concretizing``, ``increase_reasoning``,
+``complicate_input``) or the in-breadth mutation (``breadth``). Each operation is a prompt file
+under ``prompts/evol/``.
+
+An evolution fails, and its parent goes back into the pool for the next round, when (the four
+WizardLM elimination rules):
+
+1. it gains no information over its parent (``no_information_gain``): the string is the same up to
+   case, spacing and punctuation, or the model judges the two instructions equal
+   (``prompts/evol/equality.j2``);
+2. its answer is a short refusal (``refusal``): "sorry", "as an AI", "I cannot"... in < 80 words;
+3. its answer is only punctuation and stop words (``stopwords_only``);
+4. the new instruction copies the prompt's scaffolding (``copied_scaffolding``): "#Rewritten
+   Prompt#", "given prompt", "created prompt"...
+
+Besides these, an evolution or an answer that errored or came back empty is rejected with its own
+reason, and an evolution that repeats an instruction already in the run is rejected as
+``duplicate_instruction``. Every rejection goes to ``rejected.jsonl`` (stage ``evolve``) with the
+operation, round, parent and the evidence. Survivors are answered by the distillation
+:class:`~datagen.generators.distill.Teacher` and written, with their lineage (``parent_id``,
+``meta.root_id``, ``meta.operation``, ``meta.round``), to ``records.jsonl``.
+
+Each (round, chunk) is one sealed part of the run directory. On resume the pool of each round is
+rebuilt from the sealed parts of the rounds before (survivors replace their parents, the parents of
+failed evolutions stay), so the run continues exactly as it would have; every request is
+deterministic, so the request cache makes redone work free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import hashlib
+import os
+import random
+import re
+import sys
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Sequence
+
+from ..llm.base import ChatRequest, Completion, GenParams, LLM
+from ..text import count_words_or_chars, has_cjk, tokens
+
+if TYPE_CHECKING:  # the CLI imports this module to build its parser: keep pydantic out of that
+    from ..record import Record, Rejection
+    from ..stage import Stats
+    from .distill import Teacher
+
+STAGE = "evolve"
+DEPTH_OPERATIONS = ("add_constraints", "deepening", "concretizing", "increase_reasoning", "complicate_input")
+OPERATIONS = DEPTH_OPERATIONS + ("breadth",)
+EQUALITY_TEMPLATE = "evol/equality"
+REFUSAL_MAX_WORDS = 80
+NEAR_IDENTICAL = 0.97  # similarity of normalized strings at or above which we do not ask the judge
+
+# -- the elimination rules ---------------------------------------------------------------------
+_REFUSAL_MARKERS = (
+    "sorry", "as an ai", "as a language model", "as an artificial intelligence", "i cannot", "i can't",
+    "i can not", "i'm unable", "i am unable", "i'm not able", "i am not able",
+    "抱歉", "对不起", "作为一个ai", "作为一个人工智能", "作为ai", "作为人工智能", "我无法", "我不能",
+)
+_STOP_WORDS = frozenset(
+    """a about above after again against ain all am an and any are aren aren't as at be because been
+    before being below between both but by can couldn couldn't d did didn didn't do does doesn doesn't
+    doing don don't down during each few for from further had hadn hadn't has hasn hasn't have haven
+    haven't having he her here hers herself him himself his how i if in into is isn isn't it it's its
+    itself just ll m ma me mightn mightn't more most mustn mustn't my myself needn needn't no nor not
+    now o of off on once only or other our ours ourselves out over own re s same shan shan't she she's
+    should should've shouldn shouldn't so some such t than that that'll the their theirs them
+    themselves then there these they this those through to too under until up ve very was wasn wasn't
+    we were weren weren't what when where which while who whom why will with won won't wouldn
+    wouldn't y you you'd you'll you're you've your yours yourself yourselves""".split()
+)
+# labels a model may echo before its rewrite; stripped from the start only (rule 4 sees the rest)
+_LEADING_LABEL = re.compile(
+    r"^\s*(?:[*_`>\"']+\s*)?#*\s*(?:the\s+)?(?:rewritten|created|new)\s+(?:prompt|instruction)\s*#*"
+    r"\s*(?:[*_`]+\s*)?[:：]?\s*(?:[*_`]+\s*)?",
+    re.IGNORECASE,
+)
+_SCAFFOLDING = re.compile(
+    r"#\s*(?:the\s+)?(?:given|rewritten|created)\s+prompt\s*#|\b(?:given|rewritten|created)\s+prompt\b",
+    re.IGNORECASE,
+)
+_VERDICT = re.compile(r"\b(not\s+equal|unequal|not\s+the\s+same|different|equal|the\s+same|identical)\b")
+
+
+def parse_evolution(text: str) -> str:
+    """The rewritten instruction in a completion: echoed leading labels and wrapping quotes removed."""
+    out = text.strip()
+    while True:
+        m = _LEADING_LABEL.match(out)
+        if not m or not m.group(0).strip():
+            break
+        out = out[m.end():].strip()
+    if len(out) >= 2 and out[0] == out[-1] and out[0] in "\"'`":
+        out = out[1:-1].strip()
+    return out
+
+
+def copied_scaffolding(instruction: str) -> str | None:
+    """Rule 4: the scaffolding phrase the instruction copied from the prompt, if any."""
+    m = _SCAFFOLDING.search(instruction)
+    return m.group(0) if m else None
+
+
+def _normalize(text: str) -> str:
+    return " ".join(tokens(text))
+
+
+def similarity(a: str, b: str) -> float:
+    na, nb = _normalize(a), _normalize(b)
+    if na == nb:
+        return 1.0
+    return difflib.SequenceMatcher(None, na, nb, autojunk=False).ratio()
+
+
+def parse_equality(text: str) -> str:
+    """The judge's verdict: "equal", "not_equal" or "unclear" (the first verdict phrase wins)."""
+    m = _VERDICT.search(text.lower())
+    if not m:
+        return "unclear"
+    phrase = " ".join(m.group(1).split())
+    return "not_equal" if phrase in ("not equal", "unequal", "not the same", "different") else "equal"
+
+
+def refusal(answer: str) -> dict[str, Any] | None:
+    """Rule 2: evidence when the answer is a short refusal."""
+    low = answer.lower().replace("\u2019", "'")
+    words = count_words_or_chars(answer)
+    if words >= REFUSAL_MAX_WORDS:
+        return None
+    for marker in _REFUSAL_MARKERS:
+        if marker in low:
+            return {"matched": marker, "answer_words": words}
+    return None
+
+
+def stopwords_only(answer: str) -> bool:
+    """Rule 3: the answer has nothing but punctuation and stop words."""
+    if has_cjk(answer):
+        return False
+    return all(t in _STOP_WORDS for t in tokens(answer))
+
+
+def derive_seed(seed: int, round_no: int, parent_id: str, purpose: str) -> int:
+    h = hashlib.sha256(f"evol|{seed}|{round_no}|{parent_id}|{purpose}".encode()).hexdigest()
+    return int(h[:8], 16)
+
+
+# -- the generator -----------------------------------------------------------------------------
+@dataclass
+class _Attempt:
+    parent: Record
+    op: str
+    candidate: Record | None = None
+    rejection: Rejection | None = None
+    survivor: Record | None = None
+    judge: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvolInstruct:
+    """Evolves a pool of instructions for ``rounds`` rounds. ``teacher`` answers the evolutions
+    (rules 2 and 3 need an answer); without one, survivors are prompt-only records."""
+
+    llm: LLM
+    params: GenParams
+    teacher: Teacher | None = None
+    operations: Sequence[str] = OPERATIONS
+    rounds: int = 4
+    chunk_size: int = 32
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        from .. import prompts
+
+        self.operations = tuple(self.operations)
+        self.templates = {op: prompts.load(f"evol/{op}") for op in self.operations}
+        self.equality = prompts.load(EQUALITY_TEMPLATE)
+        self.seed = self.params.seed or 0
+        self.judge_params = replace(self.params, temperature=0.0, max_tokens=min(self.params.max_tokens, 16))
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def prompt_templates(self) -> dict[str, str]:
+        out = {t.name: t.sha for t in self.templates.values()}
+        out[self.equality.name] = self.equality.sha
+        if self.teacher and self.teacher.template:
+            out[self.teacher.template["name"]] = self.teacher.template["sha"]
+        return out
+
+    def pick(self, round_no: int, parent_id: str) -> str:
+        return random.Random(f"evol|{self.seed}|{round_no}|{parent_id}").choice(self.operations)
+
+    # -- one part: evolve a chunk of the pool --------------------------------------------------
+    def evolve_chunk(self, round_no: int, chunk: Sequence[Record], seen: dict[str, str]) -> tuple[list[Record], list[Record], list[Rejection], Stats]:
+        """Returns (survivors, the chunk's members for the next pool, rejections, stats).
+        ``seen`` (normalized instruction -> record id) grows by the survivors."""
+        from ..record import Rejection
+        from ..stage import Stats
+
+        st = Stats()
+        attempts = [_Attempt(parent=p, op=self.pick(round_no, p.id)) for p in chunk]
+
+        def reject(a: _Attempt, reason: str, evidence: dict[str, Any], record: Record | None = None) -> None:
+            ev = {"operation": a.op, "round": round_no, "parent_id": a.parent.id, "root_id": a.parent.meta.get("root_id") or a.parent.id, **evidence}
+            a.rejection = Rejection(stage=STAGE, reason=reason, evidence=ev, record=record if record is not None else a.candidate)
+
+        # 1. evolve
+        reqs = []
+        for a in attempts:
+            prompt = self.templates[a.op].render(instruction=a.parent.instruction)
+            reqs.append(ChatRequest.of([("user", prompt)], seed=derive_seed(self.seed, round_no, a.parent.id, "evolve")))
+        for a, comp in zip(attempts, self.llm.generate(reqs, self.params)):
+            if not comp.ok:
+                reject(a, "evolution_llm_error", {"error": comp.error})
+                continue
+            text = parse_evolution(comp.text)
+            if not text:
+                reject(a, "empty_evolution", {"raw": comp.text[:500], "finish_reason": comp.finish_reason})
+                continue
+            a.candidate = self._candidate(a, round_no, text, comp)
+            phrase = copied_scaffolding(text)
+            if phrase:
+                reject(a, "copied_scaffolding", {"matched": phrase})
+                continue
+            sim = similarity(a.parent.instruction, text)
+            if sim >= NEAR_IDENTICAL:
+                reject(a, "no_information_gain", {"judged_by": "string", "verdict": "identical", "similarity": round(sim, 4)})
+
+        # 2. rule 1: does the evolution gain information? the model judges ("unclear" passes:
+        # an answer that is neither verdict is no evidence of equality; stats count them)
+        verdicts: dict[str, int] = {}
+        live = [a for a in attempts if a.rejection is None]
+        reqs = [
+            ChatRequest.of([("user", self.equality.render(first=a.parent.instruction, second=a.candidate.instruction))],
+                           seed=derive_seed(self.seed, round_no, a.parent.id, "equality"))
+            for a in live
+        ]
+        for a, comp in zip(live, self.llm.generate(reqs, self.judge_params) if reqs else []):
+            if not comp.ok:
+                reject(a, "judge_llm_error", {"error": comp.error})
+                continue
+            verdict = parse_equality(comp.text)
+            a.judge = {"verdict": verdict, "text": comp.text.strip()[:300]}
+            verdicts[verdict] = verdicts.get(verdict, 0) + 1
+            if verdict == "equal":
+                reject(a, "no_information_gain", {"judged_by": "llm", "verdict": "equal", "judge_text": comp.text.strip()[:300]})
+
+        # 3. answer, then rules 2 and 3 on the answer
+        live = [a for a in attempts if a.rejection is None]
+        if self.teacher is not None and live:
+            reqs = [self.teacher.requests(a.candidate)[0] for a in live]  # type: ignore[arg-type]
+            for a, comp in zip(live, self.teacher.llm.generate(reqs, self.teacher.params)):
+                self._judge_answer(a, comp, reject)
+        else:
+            for a in live:
+                a.survivor = a.candidate.model_copy(update={"meta": {**a.candidate.meta, "equality": a.judge}})  # type: ignore[union-attr]
+
+        # 4. an instruction already in the run is no new data
+        for a in attempts:
+            if a.rejection is None and a.survivor is not None:
+                key = _normalize(a.survivor.instruction)
+                if key in seen:
+                    reject(a, "duplicate_instruction", {"duplicate_of": seen[key]}, record=a.survivor)
+                    a.survivor = None
+                else:
+                    seen[key] = a.survivor.id
+
+        survivors = [a.survivor for a in attempts if a.survivor is not None]
+        rejections = [a.rejection for a in attempts if a.rejection is not None]
+        next_pool = [a.survivor or a.parent for a in attempts]
+        st.seen(STAGE, len(attempts))
+        st.kept(STAGE, len(survivors))
+        for r in rejections:
+            st.rejected(STAGE, r.reason)
+        counts: dict[str, dict[str, int]] = defaultdict(dict)
+        for a in attempts:
+            ok = int(a.survivor is not None)
+            for name, key in (("by_operation", a.op), ("by_round", str(round_no))):
+                counts[f"tried_{name}"][key] = counts[f"tried_{name}"].get(key, 0) + 1
+                counts[f"passed_{name}"][key] = counts[f"passed_{name}"].get(key, 0) + ok
+            if a.rejection is not None:
+                k = f"{a.op}:{a.rejection.reason}"
+                counts["rejected_by_operation_reason"][k] = counts["rejected_by_operation_reason"].get(k, 0) + 1
+        st.extra.update(counts)
+        st.extra["judge_verdicts"] = verdicts
+        return survivors, next_pool, rejections, st
+
+    def _candidate(self, a: _Attempt, round_no: int, text: str, comp: Completion) -> Record:
+        from ..record import Record
+
+        return Record.from_turns(
+            text,
+            source=f"evol:{a.op}",
+            parent_id=a.parent.id,
+            meta={
+                "operation": a.op,
+                "round": round_no,
+                "root_id": a.parent.meta.get("root_id") or a.parent.id,
+                "prompt_templates": self.prompt_templates_for(a.op),
+                "evolution": {
+                    "model": self.llm.model_id,
+                    "finish_reason": comp.finish_reason,
+                    "usage": {"prompt_tokens": comp.prompt_tokens, "completion_tokens": comp.completion_tokens},
+                },
+            },
+        )
+
+    def prompt_templates_for(self, op: str) -> dict[str, str]:
+        t = self.templates[op]
+        out = {t.name: t.sha, self.equality.name: self.equality.sha}
+        if self.teacher and self.teacher.template:
+            out[self.teacher.template["name"]] = self.teacher.template["sha"]
+        return out
+
+    def _judge_answer(self, a: _Attempt, comp: Completion, reject) -> None:
+        from .distill import judge_completion
+
+        assert self.teacher is not None and a.candidate is not None
+        bad = judge_completion(comp)
+        if bad:
+            reason = "answer_llm_error" if bad[0] == "llm_error" else bad[0]
+            reject(a, reason, bad[1])
+            return
+        answered = self.teacher.to_record(a.candidate, comp, source=a.candidate.source, equality=a.judge)
+        answered = answered.model_copy(update={"parent_id": a.parent.id})  # lineage: the evolution's parent
+        ref = refusal(answered.response)
+        if ref:
+            reject(a, "refusal", {**ref, "answer": answered.response[:300]}, record=answered)
+        elif stopwords_only(answered.response):
+            reject(a, "stopwords_only", {"answer": answered.response[:300]}, record=answered)
+        else:
+            a.survivor = answered
+
+    # -- the whole run -------------------------------------------------------------------------
+    def run(self, run: Any, pool: list[Record], read_rejects: Sequence[Rejection] = (), manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Evolve ``pool`` in ``run`` (a :class:`~datagen.rundir.RunDir`), resuming from its sealed
+        parts, and finalize it. Returns the final stats."""
+        from tqdm import tqdm
+
+        from ..stage import Stats
+
+        if not run.part_done(0):  # part 0: what the reader rejected
+            st = Stats()
+            st.seen("read", len(pool) + len(read_rejects))
+            st.kept("read", len(pool))
+            for r in read_rejects:
+                st.rejected("read", r.reason)
+            run.write_part(0, [], list(read_rejects), st)
+        cs = self.chunk_size
+        n_chunks = -(-len(pool) // cs)
+        seen: dict[str, str] = {}
+        for p in pool:
+            seen.setdefault(_normalize(p.instruction), p.id)
+        done_parts = set(run.done_parts())
+        done = sum(len(pool[c * cs:(c + 1) * cs]) for r in range(self.rounds) for c in range(n_chunks) if 1 + r * n_chunks + c in done_parts)
+        if done:
+            print(f"resuming {run.path}: {done}/{len(pool) * self.rounds} evolutions already done", file=sys.stderr)
+        hidden = not self.progress or os.environ.get("DATAGEN_PROGRESS") == "0" or not pool
+        part = 1
+        with tqdm(total=len(pool) * self.rounds, initial=done, desc="evolve", unit="evol", file=sys.stderr, disable=hidden) as bar:
+            for round_no in range(1, self.rounds + 1):
+                next_pool: list[Record] = []
+                for c in range(n_chunks):
+                    chunk = pool[c * cs:(c + 1) * cs]
+                    bar.set_postfix(round=round_no)
+                    if run.part_done(part):
+                        next_pool += self._replay(run, part, chunk, seen)
+                    else:
+                        t0, before = time.time(), self.llm.usage.to_dict()
+                        survivors, nxt, rejs, st = self.evolve_chunk(round_no, chunk, seen)
+                        after = self.llm.usage.to_dict()
+                        st.extra["llm"] = {k: round(after[k] - before[k], 6) for k in after}
+                        st.extra["seconds"] = round(time.time() - t0, 3)
+                        run.write_part(part, survivors, rejs, st)
+                        next_pool += nxt
+                        bar.update(len(chunk))
+                    part += 1
+                pool = next_pool
+        total = Stats()
+        for i in range(part):
+            total.merge(run.part_stats(i))
+        rates = Stats()
+        rates.extra["pass_rate"] = pass_rates(total.extra)
+        doc = {
+            "models": {"evolver": self.llm.describe(), **({"teacher": self.teacher.llm.describe()} if self.teacher else {})},
+            "prompt_templates": self.prompt_templates(),
+            "operations": list(self.operations),
+            "rounds": self.rounds,
+            "seeds": {"sampling": self.seed},
+            **(manifest or {}),
+        }
+        return run.finalize(doc, stats=rates, n_parts=part)
+
+    @staticmethod
+    def _replay(run: Any, part: int, chunk: Sequence[Record], seen: dict[str, str]) -> list[Record]:
+        """The next-pool members of a sealed part: each member's survivor, or the member itself."""
+        survivors = list(run.part_records(part))
+        by_parent: dict[str | None, deque[Record]] = defaultdict(deque)
+        for s in survivors:
+            by_parent[s.parent_id].append(s)
+            seen.setdefault(_normalize(s.instruction), s.id)
+        return [by_parent[m.id].popleft() if by_parent.get(m.id) else m for m in chunk]
+
+
+def pass_rates(extra: dict[str, Any]) -> dict[str, Any]:
+    """{"by_operation": {op: {tried, passed, rate}}, "by_round": {...}, "overall": {...}} from the
+    merged per-part counts."""
+    out: dict[str, Any] = {}
+    for name in ("by_operation", "by_round"):
+        tried, passed = extra.get(f"tried_{name}", {}), extra.get(f"passed_{name}", {})
+        order = {op: i for i, op in enumerate(OPERATIONS)}
+        keys = sorted(tried, key=lambda k: (order.get(k, len(order)), len(k), k))
+        out[name] = {k: {"tried": tried[k], "passed": passed.get(k, 0), "rate": round(passed.get(k, 0) / tried[k], 4) if tried[k] else 0.0} for k in keys}
+    t = sum(extra.get("tried_by_round", {}).values())
+    p = sum(extra.get("passed_by_round", {}).values())
+    out["overall"] = {"tried": t, "passed": p, "rate": round(p / t, 4) if t else 0.0}
+    return out
+
+
+# -- command line ------------------------------------------------------------------------------
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..cli import add_llm_args
+
+    p.add_argument("--seeds", default="seeds/175.jsonl", metavar="FILE",
+                   help="instructions to evolve: a Self-Instruct seed-task file (instruction + input) or any records file (alpaca, sharegpt, messages, record: its last user turn); default: the bundled seeds/175.jsonl")
+    p.add_argument("--format", choices=("alpaca", "sharegpt", "messages", "seed", "record"), default=None, help="format of --seeds (default: detected)")
+    p.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="bad rows in --seeds: stop with an error, or skip them into rejected.jsonl")
+    p.add_argument("--limit", type=int, default=None, metavar="K", help="evolve only the first K instructions")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="run directory (records.jsonl, rejected.jsonl, stats.json, manifest.json)")
+    p.add_argument("--force", action="store_true", help="replace a finished or different run in --out")
+    p.add_argument("--rounds", type=int, default=4, help="evolution rounds; each evolves the survivors of the round before (default 4)")
+    p.add_argument("--operations", default=",".join(OPERATIONS), metavar="OPS",
+                   help=f"comma-separated operations to draw from (default: all): {', '.join(OPERATIONS)}")
+    p.add_argument("--answer", action=argparse.BooleanOptionalAction, default=True,
+                   help="answer each evolution with the teacher (needed for the refusal and stop-word rules; default: on)")
+    p.add_argument("--system-prompt", default="distill/system", help="prompt template for the teacher's system message, or 'none'")
+    p.add_argument("--chunk-size", type=int, default=32, help="instructions per resumable part")
+    add_llm_args(p)
+
+
+def _operations(spec: str) -> tuple[str, ...]:
+    from ..errors import UserError
+
+    ops = tuple(dict.fromkeys(o.strip() for o in spec.split(",") if o.strip()))
+    unknown = [o for o in ops if o not in OPERATIONS]
+    if unknown or not ops:
+        raise UserError(f"--operations: unknown operation(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(OPERATIONS)}")
+    return ops
+
+
+def cli(args: argparse.Namespace) -> int:
+    from .. import prompts
+    from ..assets import resolve_seed_file
+    from ..commands import gen_params, llm_config
+    from ..errors import UserError
+    from ..io import read_records
+    from ..llm import make_llm
+    from ..record import Rejection
+    from ..rundir import RunDir, file_digest
+    from .distill import Teacher
+
+    if args.rounds < 1 or args.chunk_size < 1:
+        raise UserError("--rounds and --chunk-size must be >= 1")
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be >= 1")
+    ops = _operations(args.operations)
+    cfg = llm_config(args)
+    params = gen_params(args)
+    system = template = None
+    if args.answer and args.system_prompt and args.system_prompt.lower() != "none":
+        try:
+            t = prompts.load(args.system_prompt)
+        except FileNotFoundError as e:
+            raise UserError(str(e)) from None
+        system, template = t.render(), {"name": t.name, "sha": t.sha}
+
+    seeds_path = resolve_seed_file(args.seeds)
+    read_rejects: list[Rejection] = []
+    pool = list(read_records(seeds_path, args.format, on_error=args.on_error, on_reject=read_rejects.append, limit=args.limit, require_answer=False))
+    settings = {
+        "seeds": str(seeds_path), "seeds_sha256": file_digest(seeds_path), "format": args.format, "limit": args.limit,
+        "on_error": args.on_error, "rounds": args.rounds, "operations": list(ops), "answer": args.answer,
+        "chunk_size": args.chunk_size, "llm": {"backend": cfg.backend, "model": cfg.model, "base_url": cfg.base_url},
+        "params": params.to_dict(), "system_prompt": template,
+        "prompt_templates": {f"evol/{op}": prompts.load(f"evol/{op}").sha for op in ops} | {EQUALITY_TEMPLATE: prompts.load(EQUALITY_TEMPLATE).sha},
+    }
+    run = RunDir(args.out, "evolve", settings, force=args.force)
+    llm = make_llm(cfg)
+    teacher = Teacher(llm, params, system, template) if args.answer else None
+    evol = EvolInstruct(llm, params, teacher=teacher, operations=ops, rounds=args.rounds, chunk_size=args.chunk_size)
+    summary = evol.run(run, pool, read_rejects, manifest={"llm_config": cfg.to_manifest()})
+    overall = summary["extra"]["pass_rate"]["overall"]
+    by_op = ", ".join(f"{op} {v['passed']}/{v['tried']}" for op, v in summary["extra"]["pass_rate"]["by_operation"].items())
+    print(
+        f"evolve: {summary['records']} evolved instructions kept, {summary['rejected']} rejected; "
+        f"pass rate {overall['passed']}/{overall['tried']} ({by_op}) -> {args.out}",
+        file=sys.stderr,
+    )
+    return 0
