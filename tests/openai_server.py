@@ -154,7 +154,7 @@ class OpenAIServer:
         app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()
-        await web.SockSite(self._runner, sock, shutdown_timeout=0.5).start()
+        await web.SockSite(self._runner, sock).start()
 
     # ---- inspection ------------------------------------------------------------------------
     def attempts(self, message: str) -> int:

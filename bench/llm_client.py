@@ -1,0 +1,88 @@
+"""Throughput of the OpenAI-compatible backend against a server with a fixed latency.
+
+The test server (tests/openai_server.py) runs in a child process and answers every request after
+``--latency`` seconds, so a perfect client reaches ``concurrency / latency`` requests per second.
+We report the achieved rate and its ratio to that ideal (median and best of ``--repeats`` runs,
+since other processes on the machine add noise), next to a baseline at concurrency 1 measured in
+the same process. No cache: every request goes over HTTP.
+
+    .venv/bin/python bench/llm_client.py                 # 640 requests at concurrency 32
+    .venv/bin/python bench/llm_client.py -n 2000 -c 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from datagen.llm import ChatRequest, GenParams  # noqa: E402
+from datagen.llm.openai_compat import OpenAICompatLLM  # noqa: E402
+
+
+def measure(url: str, n: int, concurrency: int, repeats: int) -> tuple[list[float], int, float]:
+    """Send n distinct requests at the given concurrency, ``repeats`` times. Returns the elapsed
+    seconds of each run, the number of failed requests, and the client's CPU seconds per request."""
+    requests = [ChatRequest.of([("user", f"benchmark question {i}")]) for i in range(n)]
+    times: list[float] = []
+    failed = 0
+    with OpenAICompatLLM("bench-model", base_url=url, concurrency=concurrency, max_retries=0) as llm:
+        llm.generate(requests[:concurrency], GenParams(max_tokens=32))  # open the connections
+        cpu = time.process_time()
+        for seed in range(repeats):
+            start = time.perf_counter()
+            out = llm.generate(requests, GenParams(max_tokens=32, seed=seed))
+            times.append(time.perf_counter() - start)
+            failed += sum(not c.ok for c in out)
+        cpu = time.process_time() - cpu
+    return times, failed, cpu / (n * repeats)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=640, help="requests in each measured run")
+    ap.add_argument("-c", "--concurrency", type=int, default=32)
+    ap.add_argument("--latency", type=float, default=0.2, help="server latency in seconds")
+    ap.add_argument("--repeats", type=int, default=3, help="measured runs of each configuration")
+    ap.add_argument("--baseline-n", type=int, default=20, help="requests in the concurrency-1 baseline")
+    args = ap.parse_args()
+    os.environ["DATAGEN_PROGRESS"] = "0"
+
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "openai_server.py"), "--port", "0", "--latency", str(args.latency)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        if not url.startswith("http://127.0.0.1:"):
+            raise SystemExit(f"test server did not start (got {url!r})")
+        runs = [("baseline", args.baseline_n, 1), ("measured", args.n, args.concurrency)]
+        results = [measure(url, n, c, args.repeats) for _, n, c in runs]
+    finally:
+        server.terminate()
+        server.wait(10)
+
+    print(f"server latency {args.latency * 1000:.0f} ms; {args.repeats} runs each; "
+          f"python {sys.version.split()[0]}; {os.cpu_count()} cpus; load average {os.getloadavg()[0]:.2f}")
+    print(f"{'run':<10}{'requests':>9}{'conc.':>6}{'req/s med':>11}{'req/s best':>11}{'ideal':>7}"
+          f"{'ratio med':>10}{'ratio best':>11}{'cpu ms/req':>11}{'failed':>7}")
+    rates = []
+    for (name, n, conc), (times, failed, cpu) in zip(runs, results):
+        ideal = conc / args.latency
+        med, best = n / statistics.median(times), n / min(times)
+        rates.append(med)
+        print(f"{name:<10}{n:>9}{conc:>6}{med:>11.1f}{best:>11.1f}{ideal:>7.0f}"
+              f"{med / ideal:>10.3f}{best / ideal:>11.3f}{cpu * 1000:>11.2f}{failed:>7}")
+    print(f"speed-up over the baseline (median): {rates[1] / rates[0]:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

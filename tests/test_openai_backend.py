@@ -1,0 +1,320 @@
+"""The OpenAI-compatible backend against a real HTTP server on 127.0.0.1 (tests/openai_server.py),
+through the real ``openai`` client, with injected faults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from datagen.llm import BudgetExceeded, ChatRequest, GenParams, LLMConfig, LLMError, make_llm
+from datagen.llm.cache import CachedLLM, RequestCache
+from datagen.llm.openai_compat import OpenAICompatLLM, _RateLimiter
+from openai_server import Fault, OpenAIServer, answer_for, count_tokens, mixed_faults
+
+KEY_ENV = "DATAGEN_TEST_OPENAI_KEY"
+KEY = "sk-datagen-test-" + uuid.uuid4().hex
+PARAMS = GenParams(max_tokens=50)
+
+
+def ask(*messages: str) -> list[ChatRequest]:
+    return [ChatRequest.of([("user", m)]) for m in messages]
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY)
+    monkeypatch.setenv("DATAGEN_PROGRESS", "0")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+@pytest.fixture
+def server() -> Iterator[OpenAIServer]:
+    with OpenAIServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def connect() -> Iterator:
+    """Build backends with quick test defaults (tiny backoff, short timeout); closes them after."""
+    made: list[OpenAICompatLLM] = []
+
+    def build(srv: OpenAIServer, **kw) -> OpenAICompatLLM:
+        settings = dict(base_url=srv.url, api_key_env=KEY_ENV, concurrency=8, timeout=2.0,
+                        backoff_base=0.01, backoff_max=0.05)
+        settings.update(kw)
+        made.append(OpenAICompatLLM("test-model", **settings))
+        return made[-1]
+
+    yield build
+    for llm in made:
+        llm.close()
+
+
+# ---- the happy path ---------------------------------------------------------------------------
+def test_completions_usage_and_auth(server, connect):
+    llm = connect(server, price_in=1.0, price_out=2.0)
+    msgs = ["What is a token bucket?", "Name three prime numbers", "hi"]
+    out = llm.generate(ask(*msgs), PARAMS)
+    assert [c.text for c in out] == [answer_for(m) for m in msgs]
+    assert all(c.ok and c.finish_reason == "stop" and c.model == "test-model" for c in out)
+    prompt = sum(count_tokens(m) for m in msgs)
+    completion = sum(count_tokens(answer_for(m)) for m in msgs)
+    assert [c.prompt_tokens for c in out] == [count_tokens(m) for m in msgs]
+    u = llm.usage
+    assert (u.requests, u.prompt_tokens, u.completion_tokens, u.retries, u.failures) == (3, prompt, completion, 0, 0)
+    assert u.cost == pytest.approx((prompt * 1.0 + completion * 2.0) / 1e6)
+    assert {r.authorization for r in server.chat_requests} == {f"Bearer {KEY}"}
+
+
+def test_params_mapping_truncation_and_logprobs(server, connect):
+    llm = connect(server)
+    msg = "one two three four five"
+    [seeded] = llm.generate([ChatRequest.of([("user", msg)], seed=7)], GenParams(max_tokens=3, seed=3))
+    assert seeded.finish_reason == "length" and seeded.completion_tokens == 3
+    assert seeded.text == " ".join(answer_for(msg).split()[:3]) and seeded.logprobs is None
+    body = server.chat_requests[-1].body
+    assert body["seed"] == 7 and body["max_tokens"] == 3 and body["temperature"] == 0.7 and body["top_p"] == 1.0
+    assert "stop" not in body and "logprobs" not in body and "top_logprobs" not in body
+
+    params = GenParams(max_tokens=50, seed=None, stop=("#",), logprobs=True, top_logprobs=2)
+    [c] = llm.generate(ask(msg), params)
+    body = server.chat_requests[-1].body
+    assert "seed" not in body and body["stop"] == ["#"] and body["logprobs"] is True and body["top_logprobs"] == 2
+    assert c.text == answer_for(msg).split("#")[0] and c.finish_reason == "stop"
+    assert c.logprobs is not None and [t.token for t in c.logprobs] == c.text.split()
+    first = c.logprobs[0]
+    assert first.logprob <= 0 and list(first.top) == [first.token, first.token + "~1"]
+
+
+# ---- retries -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("fault, wait", [(Fault("429", retry_after=1), 1.0), (Fault("503", retry_after_ms=400), 0.4)])
+def test_retry_after_is_honoured(server, connect, fault, wait):
+    server.faults = {"slow down": [fault]}
+    llm = connect(server)
+    start = time.monotonic()
+    [c] = llm.generate(ask("slow down"), PARAMS)
+    assert time.monotonic() - start >= wait * 0.9
+    assert c.ok and c.text == answer_for("slow down")
+    assert server.attempts("slow down") == 2 and llm.usage.retries == 1
+
+
+@pytest.mark.parametrize("faults", [
+    [Fault("500"), Fault("503"), Fault("500")],
+    [Fault("badjson"), Fault("nochoices"), Fault("html")],
+], ids=["5xx", "malformed"])
+def test_transient_failures_are_retried(server, connect, faults):
+    server.faults = {"flaky": faults}
+    llm = connect(server)
+    out = llm.generate(ask("flaky", "fine"), PARAMS)
+    assert [c.text for c in out] == [answer_for("flaky"), answer_for("fine")]
+    assert server.attempts("flaky") == 4 and server.attempts("fine") == 1
+    assert (llm.usage.retries, llm.usage.failures, llm.usage.requests) == (3, 0, 2)
+
+
+def test_timeouts_are_retried(server, connect):
+    server.faults = {"stuck": [Fault("slow", delay=3.0)]}
+    llm = connect(server, timeout=0.5)
+    start = time.monotonic()
+    [c] = llm.generate(ask("stuck"), PARAMS)
+    assert c.ok and time.monotonic() - start < 2.5
+    assert server.attempts("stuck") == 2 and llm.usage.retries == 1
+
+
+def test_retries_run_out_into_an_error_completion(server, connect):
+    server.faults = lambda message, attempt: Fault("500") if message == "doomed" else None
+    llm = connect(server, max_retries=2)
+    doomed, fine = llm.generate(ask("doomed", "fine"), PARAMS)
+    assert fine.ok
+    assert doomed.finish_reason == "error" and doomed.text == ""
+    assert doomed.error.startswith("HTTP 500") and "after 3 attempts" in doomed.error
+    assert server.attempts("doomed") == 3
+    assert (llm.usage.retries, llm.usage.failures, llm.usage.requests) == (2, 1, 2)
+
+
+def test_client_errors_fail_fast(server, connect):
+    server.faults = {"too long": [Fault("400")] * 5}
+    llm = connect(server, backoff_base=1.0, backoff_max=1.0)
+    start = time.monotonic()
+    bad, fine = llm.generate(ask("too long", "fine"), PARAMS)
+    assert time.monotonic() - start < 0.9
+    assert bad.finish_reason == "error" and bad.error.startswith("HTTP 400: This model's maximum context length")
+    assert fine.ok and server.attempts("too long") == 1
+    assert (llm.usage.retries, llm.usage.failures) == (0, 1)
+
+
+def test_mixed_faults_lose_and_duplicate_nothing(server, connect):
+    server.faults = mixed_faults
+    msgs = [f"mixed question {i}" for i in range(60)]
+    llm = connect(server, concurrency=16, timeout=0.5)
+    seen = list(llm.generate_iter(ask(*msgs), PARAMS))
+    assert sorted(i for i, _ in seen) == list(range(60))
+    assert all(c.ok and c.text == answer_for(msgs[i]) for i, c in seen)
+
+    def faults_before_success(m: str) -> int:
+        n = 0
+        while mixed_faults(m, n) is not None:
+            n += 1
+        return n
+
+    expected = {m: faults_before_success(m) for m in msgs}
+    assert sum(expected.values()) > 40  # the plan really exercises retries
+    assert {m: server.attempts(m) - 1 for m in msgs} == expected
+    assert len(server.chat_requests) == 60 + sum(expected.values())
+    assert (llm.usage.requests, llm.usage.retries, llm.usage.failures) == (60, sum(expected.values()), 0)
+
+
+# ---- streaming, cancellation -------------------------------------------------------------------
+def test_generate_iter_yields_as_ready_and_close_cancels(server, connect):
+    server.faults = {"slow 0": [Fault("slow", delay=1.5)]}
+    llm = connect(server, timeout=5.0)
+    requests = ask("slow 0", "fast 1", "fast 2")
+    it = llm.generate_iter(requests, PARAMS)
+    first, _ = next(it)
+    assert first != 0
+    start = time.monotonic()
+    it.close()  # the slow request is cancelled, not awaited
+    assert time.monotonic() - start < 1.0
+    out = llm.generate(ask("again 1", "again 2"), PARAMS)  # the backend still works
+    assert [c.text for c in out] == [answer_for("again 1"), answer_for("again 2")]
+
+
+# ---- budget and cache --------------------------------------------------------------------------
+def test_budget_stops_cleanly_and_cache_keeps_finished_work(server, connect, tmp_path):
+    msgs = [f"question {i}" for i in range(10)]  # 2 prompt + 4 completion tokens each
+    cache = RequestCache(tmp_path / "cache.sqlite")
+    cached = CachedLLM(connect(server, concurrency=1, max_tokens_budget=15), cache)
+    with pytest.raises(BudgetExceeded, match="token budget spent: 18 of 15"):
+        cached.generate(ask(*msgs), PARAMS)
+    assert len(server.chat_requests) == 3 and len(cache) == 3
+
+    inner = connect(server, concurrency=1, max_tokens_budget=15)
+    got = []
+    with pytest.raises(BudgetExceeded):
+        for item in inner.generate_iter(ask(*msgs), PARAMS):
+            got.append(item)
+    assert [i for i, _ in got] == [0, 1, 2]
+
+    out = CachedLLM(connect(server, max_tokens_budget=1000), cache).generate(ask(*msgs), PARAMS)
+    assert [c.text for c in out] == [answer_for(m) for m in msgs]
+    assert [c.cached for c in out] == [True] * 3 + [False] * 7
+    assert len(server.chat_requests) == 3 + 3 + 7
+
+
+def test_cost_budget_needs_prices(server):
+    with pytest.raises(LLMError, match="price"):
+        OpenAICompatLLM("test-model", base_url=server.url, api_key_env=KEY_ENV, max_cost=1.0)
+
+
+def test_cache_through_make_llm(server, tmp_path):
+    cfg = LLMConfig(backend="openai", model="test-model", base_url=server.url, api_key_env=KEY_ENV,
+                    cache=str(tmp_path / "cache.sqlite"))
+    msgs = [f"cache me {i}" for i in range(5)]
+    for round_ in range(2):
+        llm = make_llm(cfg)
+        assert isinstance(llm, CachedLLM)
+        out = llm.generate(ask(*msgs), PARAMS)
+        assert [c.text for c in out] == [answer_for(m) for m in msgs]
+        assert all(c.cached == (round_ == 1) for c in out)
+        assert len(server.chat_requests) == 5  # the second round sent nothing
+        llm.close()
+    cfg.no_cache = True
+    llm = make_llm(cfg)
+    assert isinstance(llm, OpenAICompatLLM)
+    assert [c.text for c in llm.generate(ask(*msgs), PARAMS)] == [answer_for(m) for m in msgs]
+    assert len(server.chat_requests) == 10
+    llm.close()
+
+
+# ---- secrets -----------------------------------------------------------------------------------
+def test_api_key_never_leaks(server, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    server.faults = {"bad key": [Fault("401")], "retry me": [Fault("500")]}
+    cfg = LLMConfig(backend="openai", model="test-model", base_url=server.url, api_key_env=KEY_ENV,
+                    cache=str(tmp_path / "cache.sqlite"))
+    llm = make_llm(cfg)
+    bad, ok, retried = llm.generate(ask("bad key", "good", "retry me"), PARAMS)
+    llm.close()
+    assert ok.ok and retried.ok and server.chat_requests[0].authorization == f"Bearer {KEY}"
+    assert bad.error is not None and bad.error.startswith("HTTP 401") and KEY_ENV in bad.error
+    assert KEY not in bad.error
+    assert KEY not in json.dumps(llm.describe()) and KEY not in json.dumps(cfg.to_manifest())
+    assert KEY not in caplog.text
+    for f in tmp_path.iterdir():  # the sqlite file and its -wal/-shm companions
+        assert KEY.encode() not in f.read_bytes()
+
+
+def test_missing_key(server, monkeypatch):
+    monkeypatch.delenv(KEY_ENV)
+    with pytest.raises(LLMError, match=KEY_ENV):
+        OpenAICompatLLM("gpt-4o-mini", api_key_env=KEY_ENV)
+    with OpenAICompatLLM("test-model", base_url=server.url, api_key_env=KEY_ENV) as llm:
+        assert llm.generate(ask("no key needed"), PARAMS)[0].ok
+    assert server.chat_requests[0].authorization == "Bearer sk-no-key"
+
+
+def test_describe_names_settings_not_secrets(server):
+    with OpenAICompatLLM("test-model", base_url="http://user:pw@127.0.0.1:9/v1?api-key=x",
+                         api_key_env=KEY_ENV, rpm=60) as llm:
+        d = llm.describe()
+    assert d["backend"] == "openai" and d["model"] == "test-model" and d["api_key_env"] == KEY_ENV
+    assert d["base_url"] == "http://127.0.0.1:9/v1" and d["rpm"] == 60
+
+
+# ---- rate limits -------------------------------------------------------------------------------
+def test_rpm_limit_spaces_requests(server, connect):
+    llm = connect(server, rpm=120)  # 2 per second, bursts of 2
+    start = time.monotonic()
+    out = llm.generate(ask(*[f"rpm {i}" for i in range(5)]), PARAMS)
+    assert time.monotonic() - start >= 1.4 and all(c.ok for c in out)
+    arrivals = sorted(r.at for r in server.chat_requests)
+    assert arrivals[4] - arrivals[0] >= 1.4
+
+
+def test_tpm_limit_throttles(server, connect):
+    # 10 tokens/s, bursts of 10; each request is charged 9 (1 prompt + 8 max_tokens) up front and
+    # really uses 6, so the fourth can only start after ~1.7 s of refill.
+    llm = connect(server, tpm=600)
+    start = time.monotonic()
+    out = llm.generate(ask(*[f"tpm {i}" for i in range(4)]), GenParams(max_tokens=8))
+    assert time.monotonic() - start >= 1.5
+    assert all(c.ok for c in out) and llm.usage.total_tokens == 4 * 6
+
+
+def test_rate_limiter_settles_estimates():
+    async def scenario() -> float:
+        bucket = _RateLimiter(per_minute=600)  # 10 per second, bursts of 10
+        start = time.monotonic()
+        await bucket.acquire(10)  # at once
+        bucket.give_back(6)  # only 4 were really used
+        await bucket.acquire(10)  # waits for 4 more: ~0.4 s, not the 1 s it would be without settling
+        return time.monotonic() - start
+
+    assert 0.35 <= asyncio.run(scenario()) < 0.9
+
+
+# ---- the server as a process -------------------------------------------------------------------
+def test_server_runs_as_a_subprocess():
+    script = Path(__file__).with_name("openai_server.py")
+    proc = subprocess.Popen([sys.executable, str(script), "--port", "0", "--latency", "0.05"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url + "/models", timeout=5) as r:
+            assert json.load(r)["data"][0]["id"] == "test-model"
+        with OpenAICompatLLM("test-model", base_url=url, api_key_env=KEY_ENV) as llm:
+            out = llm.generate(ask("a", "b"), PARAMS)
+        assert [c.text for c in out] == [answer_for("a"), answer_for("b")]
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
