@@ -108,6 +108,7 @@ class RunDir:
         self.parts.mkdir(parents=True, exist_ok=True)
         if not run_json.exists():
             write_json(run_json, {"command": self.command, "fingerprint": self.fp, "settings": self.settings})
+        self.write_manifest({}, "running")
 
     def clear(self) -> None:
         """Remove what this tool writes in the directory (never anything else)."""
