@@ -84,7 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=int, default=64, help="records per resumable part")
     p.set_defaults(func="datagen.generators.distill:cli")
 
-    from .generators import evol_instruct
+    from .generators import evol_instruct, self_instruct
+
+    p = sub.add_parser("self-instruct", help="Self-Instruct: bootstrap new tasks from seed tasks (or the one-pass Alpaca variant)")
+    self_instruct.add_arguments(p)
+    p.set_defaults(func="datagen.generators.self_instruct:cli")
 
     p = sub.add_parser("evolve", help="Evol-Instruct: evolve instructions in depth and breadth over several rounds, eliminating failed evolutions")
     evol_instruct.add_arguments(p)

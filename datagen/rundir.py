@@ -140,6 +140,10 @@ class RunDir:
         for row in iter_jsonl(self._part(i, "records.jsonl")):
             yield Record.model_validate(row)
 
+    def part_rejections(self, i: int) -> Iterator[Rejection]:
+        for row in iter_jsonl(self._part(i, "rejected.jsonl")):
+            yield Rejection.model_validate(row)
+
     def part_stats(self, i: int) -> dict[str, Any]:
         return json.loads(self._part(i, "stats.json").read_text(encoding="utf-8"))
 

@@ -1,0 +1,718 @@
+"""Self-Instruct (Wang et al., 2022): a model bootstraps new tasks from a small pool of seed tasks.
+
+Each *round* sends ``requests_per_round`` requests. A request shows 8 example tasks, 6 drawn from
+the seeds and 2 from the tasks accepted so far (more seeds while there are not yet 2), and asks the
+model to continue the numbered list. Every proposed task then goes through:
+
+1. parsing: ``Task N: ...`` lines (or a plain numbered list); when the completion was cut by the
+   token limit, its last, partial task is rejected as ``truncated``;
+2. cheap filters (:mod:`datagen.filters.instructions`): ``too_short`` / ``too_long`` (words; CJK
+   characters count one each), ``blacklisted`` (images, files, ... that a text model cannot
+   handle; Chinese too), ``starts_with_punctuation``, ``write_a_program``;
+3. novelty (:mod:`datagen.filters.novelty`): ``near_duplicate`` when its ROUGE-L F against any
+   task in the pool (seeds, accepted tasks, and tasks already taken this round) exceeds 0.7;
+   the evidence names the closest task, its id and the score;
+4. ``surplus`` once enough tasks are in hand to reach ``--num``;
+5. a separate request asks whether it is a classification task (yes/no; an unparseable answer
+   counts as "no" and sets ``flags["is_classification_parsed"] = False``);
+6. a request for instances: output-first (``Class label: ... / Input: ...``) for classification
+   tasks, so the labels are not all the same, input-first (``Input: ... / Output: ...``) otherwise;
+7. instance clean-up (stage ``self-instruct.instances``): ``empty_output``, ``input_equals_output``,
+   ``duplicate_instance``, ``conflicting_outputs`` (same input, different outputs), and
+   ``truncated`` for the last instance of a cut completion. A task left without an instance is
+   rejected as ``no_valid_instance``.
+
+A task that survives joins the pool and becomes one record per instance: the user turn is the
+instruction (plus a blank line and the input, when there is one), the assistant turn the output;
+``meta["fields"]`` keeps instruction and input apart for the Alpaca export. Seed tasks are examples
+for the prompts only: they are not written to records.jsonl.
+
+``--mode alpaca`` is the one-pass Stanford Alpaca variant: each request shows 3 seed tasks with
+their input and output and asks for 20 complete tasks in ``###``-separated blocks; the same
+filters and novelty check apply, with no classification or instance requests.
+
+Reproducibility and resume: the examples of request ``j`` of round ``r`` are drawn with
+``random.Random(f"{seed}:{r}:{j}")`` from the pool as it stood when the round began. Each round is
+one sealed part of the run directory; on restart the pool is rebuilt from the sealed parts, so the
+next round sends exactly the requests an uninterrupted run would have sent, and the request cache
+answers the ones already paid for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import os
+import random
+import re
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..filters.instructions import MAX_WORDS, MIN_WORDS, check_instruction
+from ..filters.novelty import Match, NoveltyIndex
+from ..llm.base import ChatRequest, Completion, GenParams, LLM
+from ..record import Record, Rejection
+from ..stage import Stats
+from ..text import normalize_space
+
+STAGE = "self-instruct"
+INSTANCE_STAGE = "self-instruct.instances"
+TEMPLATES = {
+    "tasks": "self_instruct/tasks",
+    "is_classification": "self_instruct/is_classification",
+    "input_first": "self_instruct/instances_input_first",
+    "output_first": "self_instruct/instances_output_first",
+    "alpaca": "self_instruct/alpaca",
+}
+MODE_TEMPLATES = {
+    "bootstrap": ("tasks", "is_classification", "input_first", "output_first"),
+    "alpaca": ("alpaca",),
+}
+# Rejections of tasks that passed the screen (and so joined the novelty index) but got no instance.
+SPENT_REASONS = ("no_valid_instance", "llm_error")
+_NO_INPUT = {"", "none", "<none>", "(none)", "<noinput>", "<no input>", "no input", "n/a", "na", "null", "-", "empty", "无"}
+
+
+# -- seeds -------------------------------------------------------------------------------------
+def load_seed_tasks(path: str | os.PathLike[str], limit: int | None = None) -> list[dict[str, Any]]:
+    """Read Self-Instruct seed tasks (JSONL, a JSON array or Parquet). Any problem raises an
+    :class:`~datagen.errors.InputError` naming the file, the line and the field."""
+    from ..errors import FieldError, InputError, UserError
+    from ..formats import parse_seed_task
+    from ..io import _iter_json_array, _iter_jsonl, _iter_parquet, _kind
+
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"--seeds {p}: no such file")
+    if p.is_dir():
+        raise UserError(f"--seeds {p}: is a directory; expected a JSONL file of seed tasks")
+    kind = _kind(p)
+    unit = {"jsonl": "line", "array": "item", "parquet": "row"}[kind]
+    rows = _iter_jsonl(p, None) if kind == "jsonl" else _iter_json_array(p) if kind == "array" else _iter_parquet(p)
+    tasks: list[dict[str, Any]] = []
+    first_line: dict[str, int] = {}
+    for lineno, obj in rows:
+        if limit is not None and len(tasks) >= limit:
+            break
+        if not isinstance(obj, dict):
+            raise InputError(str(p), lineno, None, "expected a seed task object {id, name, instruction, instances, is_classification}", unit)
+        try:
+            task = parse_seed_task(obj)
+        except FieldError as e:
+            raise InputError(str(p), lineno, e.field, e.message, unit) from None
+        task["id"] = task["id"] or f"seed-{lineno}"
+        if task["id"] in first_line:
+            raise InputError(str(p), lineno, "id", f"duplicate id {task['id']!r} (first used on {unit} {first_line[task['id']]})", unit)
+        first_line[task["id"]] = lineno
+        tasks.append(task)
+    if not tasks:
+        raise InputError(str(p), None, None, "no seed tasks in the file")
+    return tasks
+
+
+# -- parsing model output ----------------------------------------------------------------------
+_BOLD = r"(?:\*\*|__)?"
+_TASK_LINE = re.compile(rf"^\s*(?:[-*>#]+\s*)?{_BOLD}\s*(?:task|任务)\s*(\d+)\s*{_BOLD}\s*[:：.)\-–]\s*{_BOLD}\s*(.*)$", re.IGNORECASE)
+_NUMBERED_LINE = re.compile(r"^\s*(\d+)\s*[.)、]\s+(.*)$")
+# A "Task N:" marker in the middle of a line: the model put several tasks on one line.
+_INLINE_TASK = re.compile(rf"(?<=\S)[ \t]+(?={_BOLD}(?:task|任务)\s*\d+\s*{_BOLD}\s*[:：])", re.IGNORECASE)
+
+
+def _clean_task(text: str) -> str:
+    t = normalize_space(text).strip("*").strip()
+    if len(t) >= 2 and t[0] == t[-1] and t[0] in "\"'":
+        t = t[1:-1].strip()
+    return t
+
+
+def parse_tasks(text: str) -> list[str]:
+    """The tasks of a ``Task N: ...`` list (markdown bullets and bold tolerated); a plain numbered
+    list (``9. ...``) when no ``Task N`` line exists. A task runs until the next marker or a blank
+    line, so closing remarks after the list are not glued to the last task."""
+    lines = _INLINE_TASK.sub("\n", text).splitlines()
+    pattern = _TASK_LINE if any(_TASK_LINE.match(x) for x in lines) else _NUMBERED_LINE
+    tasks: list[list[str]] = []
+    cur: list[str] | None = None
+    for line in lines:
+        m = pattern.match(line)
+        if m:
+            cur = [m.group(2)]
+            tasks.append(cur)
+        elif cur is not None:
+            if line.strip():
+                cur.append(line)
+            elif any(x.strip() for x in cur):
+                cur = None
+    return [_clean_task(" ".join(parts)) for parts in tasks]
+
+
+_EXAMPLE_LINE = re.compile(rf"^\s*(?:[-#>]+\s*)?{_BOLD}\s*example\s*\d*\s*{_BOLD}\s*[:：.]?\s*{_BOLD}\s*$", re.IGNORECASE)
+_FIELD_LINE = re.compile(rf"^\s*(?:[-*>]\s+)?{_BOLD}\s*(input|output|class\s*label|label)\s*{_BOLD}\s*[:：]\s*{_BOLD}\s*(.*)$", re.IGNORECASE)
+_NEXT_TASK_LINE = re.compile(r"^\s*task\s*:", re.IGNORECASE)
+_INLINE_FIELD = re.compile(r"(?<=\S)[ \t]+(?=(?:example\s*\d+\b|input\s*:|output\s*:|class\s*label\s*:|task\s*:))", re.IGNORECASE)
+
+
+def _no_input(text: str) -> str:
+    return "" if text.strip().strip("\"'").casefold() in _NO_INPUT else text
+
+
+def parse_instances(text: str, output_first: bool) -> list[dict[str, str]]:
+    """Instances ``{input, output}`` from an instance completion.
+
+    Input-first: ``Input: ...`` / ``Output: ...`` pairs, optionally under ``Example N`` headings;
+    a completion with no field at all is one instance whose output is the whole text (a task
+    that needs no input). Output-first: ``Class label: ...`` / ``Input: ...`` pairs, in either
+    order. Values may span lines. Text before the first field is ignored, and so is everything
+    from a ``Task:`` line on (the model starting a new few-shot task). Markers in the middle of
+    a line start a new line (models that write ``Input: x Output: y`` on one line).
+    """
+    text = _INLINE_FIELD.sub("\n", text)
+    events: list[tuple[str, list[str]]] = []
+    for line in text.splitlines():
+        if _NEXT_TASK_LINE.match(line):
+            if events:
+                break
+            continue
+        if _EXAMPLE_LINE.match(line):
+            events.append(("sep", []))
+            continue
+        m = _FIELD_LINE.match(line)
+        if m:
+            name = m.group(1).lower()
+            kind = "input" if name == "input" else "output" if name == "output" else "label"
+            events.append((kind, [m.group(2)]))
+        elif events and events[-1][0] != "sep":
+            events[-1][1].append(line)
+    if not any(k != "sep" for k, _ in events):
+        body = text.strip()
+        return [{"input": "", "output": body}] if body and not output_first else []
+    out_key = "label" if output_first else "output"
+    instances: list[dict[str, str]] = []
+    cur: dict[str, str] = {}
+
+    def flush() -> None:
+        nonlocal cur
+        if cur:
+            instances.append({"input": _no_input(cur.get("input", "").strip()), "output": cur.get(out_key, "").strip()})
+        cur = {}
+
+    for kind, lines in events:
+        value = "\n".join(lines).strip()
+        if kind == "sep":
+            flush()
+            continue
+        if output_first and kind == "output":
+            kind = "label"  # "Output:" in a classification answer is the label
+        if kind in cur:
+            flush()
+        cur[kind] = value
+    flush()
+    return instances
+
+
+# A field marker: "N. Instruction:" anywhere, or "Instruction:" at the start of a line.
+_ALPACA_FIELD = re.compile(r"(?:\b\d+\s*[.)]\s*|^[ \t]*)(instruction|input|output)\s*:", re.IGNORECASE | re.MULTILINE)
+
+
+def parse_alpaca_tasks(text: str) -> list[dict[str, str] | str]:
+    """Blocks of an Alpaca-style completion, separated by ``###``: each a dict
+    ``{instruction, input, output}``, or the raw block text when it lacks an instruction or
+    an output. ``<noinput>`` (and the like) is an empty input."""
+    out: list[dict[str, str] | str] = []
+    for block in re.split(r"#{3,}", text):
+        if not block.strip():
+            continue
+        parts = _ALPACA_FIELD.split(block)  # [before, name, value, name, value, ...]
+        fields: dict[str, str] = {}
+        for name, value in zip(parts[1::2], parts[2::2]):
+            fields.setdefault(name.lower(), value.strip())
+        if "instruction" not in fields or "output" not in fields:
+            out.append(block.strip())
+            continue
+        out.append({
+            "instruction": _clean_task(fields["instruction"]),
+            "input": _no_input(fields.get("input", "")),
+            "output": fields["output"],
+        })
+    return out
+
+
+_YES_NO = re.compile(r"\b(yes|no|true|false)\b|(不是|否|是)", re.IGNORECASE)
+
+
+def parse_yes_no(text: str) -> bool | None:
+    """The first yes/no in an answer; None when there is none."""
+    m = _YES_NO.search(text)
+    if not m:
+        return None
+    word = (m.group(1) or m.group(2)).lower()
+    return word in ("yes", "true", "是")
+
+
+def clean_instances(instances: Sequence[dict[str, str]]) -> tuple[list[dict[str, str]], list[tuple[dict[str, str], str, dict[str, Any]]]]:
+    """(kept, dropped as (instance, reason, evidence)). Drops empty outputs, outputs equal to
+    their input, repeated instances, and every instance of an input that got different outputs."""
+
+    def norm(s: str) -> str:
+        return normalize_space(s).casefold()
+
+    kept: list[dict[str, str]] = []
+    dropped: list[tuple[dict[str, str], str, dict[str, Any]]] = []
+    seen: set[tuple[str, str]] = set()
+    for inst in instances:
+        key = (norm(inst["input"]), norm(inst["output"]))
+        if not key[1]:
+            dropped.append((inst, "empty_output", {}))
+        elif key[0] and key[0] == key[1]:
+            dropped.append((inst, "input_equals_output", {}))
+        elif key in seen:
+            dropped.append((inst, "duplicate_instance", {}))
+        else:
+            seen.add(key)
+            kept.append(inst)
+    outputs: dict[str, list[str]] = {}
+    for inst in kept:
+        outputs.setdefault(norm(inst["input"]), []).append(inst["output"])
+    final = []
+    for inst in kept:
+        outs = outputs[norm(inst["input"])]
+        if len(outs) > 1:
+            dropped.append((inst, "conflicting_outputs", {"outputs": outs}))
+        else:
+            final.append(inst)
+    return final, dropped
+
+
+# -- the loop ----------------------------------------------------------------------------------
+@dataclass
+class Settings:
+    num: int = 100
+    mode: str = "bootstrap"  # "bootstrap" | "alpaca"
+    num_seed_examples: int = 6
+    num_machine_examples: int = 2
+    requests_per_round: int = 8
+    rouge_threshold: float = 0.7
+    min_words: int = MIN_WORDS
+    max_words: int = MAX_WORDS
+    alpaca_examples: int = 3
+    alpaca_tasks: int = 20
+    max_rounds: int | None = None  # default: 5 + 3 * rounds needed at one task per request
+    patience: int = 5  # stop after this many rounds in a row accept nothing
+    classify_max_tokens: int = 16
+
+    def rounds_limit(self) -> int:
+        if self.max_rounds is not None:
+            return self.max_rounds
+        return 5 + 3 * math.ceil(self.num / self.requests_per_round)
+
+    def check(self) -> None:
+        from ..errors import UserError
+
+        if self.mode not in MODE_TEMPLATES:
+            raise UserError(f"--mode must be one of {', '.join(MODE_TEMPLATES)}")
+        for name in ("num", "requests_per_round", "patience", "alpaca_examples", "alpaca_tasks"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.num_seed_examples < 1 or self.num_machine_examples < 0:
+            raise UserError("--num-seed-examples must be >= 1 and --num-machine-examples >= 0")
+        if not 0 <= self.rouge_threshold <= 1:
+            raise UserError("--rouge-threshold must be in [0, 1]")
+        if self.min_words < 0 or self.max_words < self.min_words:
+            raise UserError("need 0 <= --min-words <= --max-words")
+        if self.max_rounds is not None and self.max_rounds < 1:
+            raise UserError("--max-rounds must be >= 1")
+
+
+@dataclass
+class Candidate:
+    id: str
+    instruction: str
+    request: int
+    input: str = ""  # alpaca mode: the proposed instance
+    output: str = ""
+    is_classification: bool | None = None
+    flags: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    accepted: int
+    rounds: int
+    stop_reason: str  # "done" | "stalled" | "max_rounds"
+    summary: dict[str, Any]
+
+
+class SelfInstruct:
+    """The bootstrap loop over an ``llm``. ``run(run_dir)`` does (or resumes) the whole run."""
+
+    def __init__(self, llm: LLM, params: GenParams, seeds: list[dict[str, Any]], settings: Settings | None = None, templates: dict[str, Any] | None = None) -> None:
+        from .. import prompts
+
+        self.llm = llm
+        self.params = params
+        self.seeds = seeds
+        self.s = settings or Settings()
+        self.s.check()
+        names = MODE_TEMPLATES[self.s.mode]
+        self.templates = templates or {k: prompts.load(TEMPLATES[k]) for k in names}
+        self.classify_params = replace(params, temperature=0.0, max_tokens=min(params.max_tokens, self.s.classify_max_tokens))
+        self.machine: list[tuple[str, str]] = []  # accepted tasks (id, instruction), in order
+        self.index = NoveltyIndex(self.s.rouge_threshold)
+        for t in seeds:
+            self.index.add(t["id"], t["instruction"])
+
+    @property
+    def template_hashes(self) -> dict[str, str]:
+        return {t.name: t.sha for t in self.templates.values()}
+
+    # -- requests ------------------------------------------------------------------------
+    def _rng(self, rnd: int, j: int) -> random.Random:
+        return random.Random(f"{self.params.seed}:{rnd}:{j}")
+
+    def _request_seed(self, rnd: int, j: int) -> int | None:
+        if self.params.seed is None:
+            return None
+        return int(hashlib.sha256(f"{self.params.seed}:{rnd}:{j}".encode()).hexdigest()[:8], 16)
+
+    def task_request(self, rnd: int, j: int) -> ChatRequest:
+        rng = self._rng(rnd, j)
+        if self.s.mode == "alpaca":
+            shown = rng.sample(self.seeds, min(self.s.alpaca_examples, len(self.seeds)))
+            tasks = [{"instruction": _prompt_text(t["instruction"]), "input": t["instances"][0]["input"], "output": t["instances"][0]["output"]} for t in shown]
+            prompt = self.templates["alpaca"].render(tasks=tasks, num_tasks=max(self.s.alpaca_tasks, len(tasks) + 1))
+        else:
+            total = self.s.num_seed_examples + self.s.num_machine_examples
+            k_machine = min(self.s.num_machine_examples, len(self.machine))
+            picked = [text for _, text in rng.sample(self.machine, k_machine)]
+            picked += [t["instruction"] for t in rng.sample(self.seeds, min(total - k_machine, len(self.seeds)))]
+            rng.shuffle(picked)
+            prompt = self.templates["tasks"].render(tasks=[_prompt_text(x) for x in picked])
+        return ChatRequest.of([("user", prompt)], seed=self._request_seed(rnd, j), tag=f"round {rnd} request {j}")
+
+    # -- resume --------------------------------------------------------------------------
+    def _restore(self, run: Any) -> tuple[int, int, int]:
+        """Rebuild the pool from sealed parts, in the order a live run built it: (rounds done,
+        tasks accepted, rounds in a row with nothing accepted)."""
+        rounds = 0
+        stall = 0
+        while run.part_done(rounds):
+            accepted: dict[str, str] = {}
+            for rec in run.part_records(rounds):
+                accepted.setdefault(rec.meta["task_id"], rec.meta["fields"]["instruction"])
+            failed: dict[str, str] = {}
+            for rej in run.part_rejections(rounds):
+                if rej.stage == STAGE and rej.reason in SPENT_REASONS and rej.record is not None:
+                    failed[rej.evidence["task_id"]] = rej.record.meta["fields"]["instruction"]
+            self._grow(list(accepted.items()), list(failed.items()))
+            stall = 0 if accepted else stall + 1
+            rounds += 1
+        return rounds, len(self.machine), stall
+
+    def _grow(self, accepted: list[tuple[str, str]], failed: list[tuple[str, str]]) -> None:
+        """Add a round's outcome to the pool. Accepted tasks become examples for later prompts;
+        tasks that passed the screen but got no usable instance only join the novelty index,
+        so the model proposing them again does not block the quota round after round."""
+        for tid, instruction in accepted:
+            self.machine.append((tid, instruction))
+            self.index.add(tid, instruction)
+        for tid, instruction in failed:
+            self.index.add(tid, instruction)
+
+    def run(self, run: Any, manifest: dict[str, Any] | None = None, progress: bool = False) -> Result:
+        from tqdm import tqdm
+
+        rounds, accepted, stall = self._restore(run)
+        limit = self.s.rounds_limit()
+        if rounds:
+            print(f"resuming {run.path}: {rounds} rounds done, {accepted}/{self.s.num} tasks accepted", file=sys.stderr)
+        with tqdm(total=self.s.num, initial=min(accepted, self.s.num), desc=f"self-instruct ({self.s.mode})", unit="task", file=sys.stderr, disable=not progress) as bar:
+            while accepted < self.s.num and rounds < limit and stall < self.s.patience:
+                st = Stats()
+                t0, before = time.time(), self.llm.usage.to_dict()
+                records, rejected = self.run_round(rounds + 1, st)
+                after = self.llm.usage.to_dict()
+                st.extra["llm"] = {k: round(after[k] - before[k], 6) for k in after}
+                st.extra["seconds"] = round(time.time() - t0, 3)
+                run.write_part(rounds, records, rejected, st)
+                new = len({r.meta["task_id"] for r in records})
+                accepted += new
+                stall = 0 if new else stall + 1
+                rounds += 1
+                bar.update(min(new, self.s.num - bar.n))
+                bar.set_postfix(round=rounds)
+        if accepted >= self.s.num:
+            reason = "done"
+        elif stall >= self.s.patience:
+            reason = "stalled"
+        else:
+            reason = "max_rounds"
+        doc = {
+            **(manifest or {}),
+            "mode": self.s.mode,
+            "prompt_templates": self.template_hashes,
+            "seed_tasks": len(self.seeds),
+            "tasks_accepted": accepted,
+            "rounds": rounds,
+            "stop_reason": reason,
+        }
+        summary = run.finalize(doc, n_parts=rounds)
+        return Result(accepted, rounds, reason, summary)
+
+    # -- one round -----------------------------------------------------------------------
+    def run_round(self, rnd: int, st: Stats) -> tuple[list[Record], list[Rejection]]:
+        """Send one round of requests; return its records and rejections, and add the tasks it
+        accepted to the pool."""
+        reqs = [self.task_request(rnd, j) for j in range(self.s.requests_per_round)]
+        comps = self.llm.generate(reqs, self.params)
+        rejected: list[Rejection] = []
+        st.extra["rounds"] = 1
+        st.extra["requests"] = {"tasks": len(reqs)}
+        st.stage(STAGE)
+        candidates = self._parse_round(rnd, comps, st, rejected)
+        selected = self._screen(rnd, candidates, st, rejected)
+        if self.s.mode == "alpaca":
+            for c in selected:
+                c.flags = {}
+            results = [(c, [{"input": c.input, "output": c.output}], False) for c in selected]
+        else:
+            self._classify(selected, st)
+            results = self._instances(rnd, selected, st, rejected)
+        records: list[Record] = []
+        st.stage(INSTANCE_STAGE)
+        for cand, instances, truncated in results:
+            n_parsed = len(instances)
+            st.seen(INSTANCE_STAGE, n_parsed)
+            recs: list[Record] = []
+            drops: dict[str, int] = {}
+            if truncated and instances:
+                cut = instances.pop()
+                self._reject_instance(rnd, cand, cut, "truncated", {"finish_reason": "length"}, st, rejected)
+                drops["truncated"] = 1
+            kept, dropped = clean_instances(instances)
+            for inst, reason, evidence in dropped:
+                self._reject_instance(rnd, cand, inst, reason, evidence, st, rejected)
+                drops[reason] = drops.get(reason, 0) + 1
+            for inst in kept:
+                recs.append(self._record(rnd, cand, inst))
+            st.kept(INSTANCE_STAGE, len(recs))
+            if not recs:
+                self._reject(rnd, cand, "no_valid_instance", {"instances_parsed": n_parsed, "dropped": drops}, st, rejected)
+                continue
+            records += recs
+            st.kept(STAGE)
+        accepted = {r.meta["task_id"] for r in records}
+        self._grow([(c.id, c.instruction) for c in selected if c.id in accepted], [(c.id, c.instruction) for c in selected if c.id not in accepted])
+        st.extra["tasks_accepted"] = len(accepted)
+        return records, rejected
+
+    def _parse_round(self, rnd: int, comps: list[Completion], st: Stats, rejected: list[Rejection]) -> list[Candidate]:
+        candidates: list[Candidate] = []
+        for j, comp in enumerate(comps):
+            if not comp.ok:
+                st.seen(STAGE)
+                st.rejected(STAGE, "llm_error")
+                rejected.append(Rejection(stage=STAGE, reason="llm_error", evidence={"step": "tasks", "round": rnd, "request": j, "error": comp.error}))
+                continue
+            if self.s.mode == "alpaca":
+                parsed: list[Any] = parse_alpaca_tasks(comp.text)
+            else:
+                parsed = parse_tasks(comp.text)
+            if not parsed:
+                st.seen(STAGE)
+                st.rejected(STAGE, "no_tasks_parsed")
+                rejected.append(Rejection(stage=STAGE, reason="no_tasks_parsed", evidence={"round": rnd, "request": j, "finish_reason": comp.finish_reason}, raw=comp.text))
+                continue
+            for k, item in enumerate(parsed):
+                cid = f"r{rnd}.{j}.{k}"
+                last_cut = comp.truncated and k == len(parsed) - 1
+                if self.s.mode == "alpaca" and isinstance(item, str):  # a block without the fields
+                    st.seen(STAGE)
+                    reason = "truncated" if last_cut else "unparsed_task"
+                    st.rejected(STAGE, reason)
+                    rejected.append(Rejection(stage=STAGE, reason=reason, evidence={"round": rnd, "request": j, "task_id": cid}, raw=item))
+                    continue
+                if isinstance(item, dict):
+                    cand = Candidate(cid, item["instruction"], j, item["input"], item["output"])
+                else:
+                    cand = Candidate(cid, item, j)
+                if last_cut:
+                    self._reject(rnd, cand, "truncated", {"finish_reason": "length"}, st, rejected, seen=True)
+                    continue
+                candidates.append(cand)
+        return candidates
+
+    def _screen(self, rnd: int, candidates: list[Candidate], st: Stats, rejected: list[Rejection]) -> list[Candidate]:
+        """Cheap filters, then novelty against the pool and the round's earlier picks, then the
+        quota. Returns the candidates that go on to classification and instances."""
+        this_round = NoveltyIndex(self.s.rouge_threshold)
+        selected: list[Candidate] = []
+        remaining = self.s.num - len(self.machine)
+        for cand in candidates:
+            verdict = check_instruction(cand.instruction, self.s.min_words, self.s.max_words)
+            if verdict:
+                self._reject(rnd, cand, verdict[0], verdict[1], st, rejected, seen=True)
+                continue
+            match = _closer(self.index.check(cand.instruction), this_round.check(cand.instruction))
+            if match:
+                evidence = {
+                    "closest_id": match.id, "closest_instruction": match.text, "rouge_l": round(match.score, 4),
+                    "threshold": self.s.rouge_threshold, "same_round": match.id in this_round,
+                }
+                self._reject(rnd, cand, "near_duplicate", evidence, st, rejected, seen=True)
+                continue
+            if len(selected) >= remaining:
+                self._reject(rnd, cand, "surplus", {"num": self.s.num, "accepted_before_round": len(self.machine)}, st, rejected, seen=True)
+                continue
+            st.seen(STAGE)
+            this_round.add(cand.id, cand.instruction)
+            selected.append(cand)
+        return selected
+
+    def _classify(self, selected: list[Candidate], st: Stats) -> None:
+        tpl = self.templates["is_classification"]
+        reqs = [ChatRequest.of([("user", tpl.render(instruction=_prompt_text(c.instruction)))], tag=c.id) for c in selected]
+        comps = self.llm.generate(reqs, self.classify_params) if reqs else []
+        st.extra["requests"]["classify"] = len(reqs)
+        for c, comp in zip(selected, comps):
+            answer = parse_yes_no(comp.text) if comp.ok else None
+            c.is_classification = bool(answer)
+            c.flags = {"is_classification_parsed": answer is not None}
+            if not comp.ok:
+                c.flags["is_classification_error"] = comp.error
+
+    def _instances(self, rnd: int, selected: list[Candidate], st: Stats, rejected: list[Rejection]) -> list[tuple[Candidate, list[dict[str, str]], bool]]:
+        reqs = []
+        for c in selected:
+            tpl = self.templates["output_first" if c.is_classification else "input_first"]
+            reqs.append(ChatRequest.of([("user", tpl.render(instruction=_prompt_text(c.instruction)))], tag=c.id))
+        comps = self.llm.generate(reqs, self.params) if reqs else []
+        st.extra["requests"]["instances"] = len(reqs)
+        out = []
+        for c, comp in zip(selected, comps):
+            if not comp.ok:
+                self._reject(rnd, c, "llm_error", {"step": "instances", "error": comp.error}, st, rejected)
+                continue
+            out.append((c, parse_instances(comp.text, bool(c.is_classification)), comp.truncated))
+        return out
+
+    # -- records and rejections ----------------------------------------------------------
+    def _meta(self, rnd: int, cand: Candidate, inp: str) -> dict[str, Any]:
+        if self.s.mode == "alpaca":
+            used = ["alpaca"]
+        else:
+            used = ["tasks", "is_classification", "output_first" if cand.is_classification else "input_first"]
+        return {
+            "task_id": cand.id,
+            "is_classification": cand.is_classification,
+            "round": rnd,
+            "mode": self.s.mode,
+            "prompt_templates": {self.templates[k].name: self.templates[k].sha for k in used},
+            "generator_model": self.llm.model_id,
+            "fields": {"instruction": cand.instruction, "input": inp},
+        }
+
+    def _record(self, rnd: int, cand: Candidate, inst: dict[str, str]) -> Record:
+        user = f"{cand.instruction}\n\n{inst['input']}" if inst["input"] else cand.instruction
+        return Record.from_turns(user, inst["output"], source=STAGE, flags=dict(cand.flags), meta=self._meta(rnd, cand, inst["input"]))
+
+    def _reject(self, rnd: int, cand: Candidate, reason: str, evidence: dict[str, Any], st: Stats, rejected: list[Rejection], seen: bool = False) -> None:
+        if seen:
+            st.seen(STAGE)
+        st.rejected(STAGE, reason)
+        evidence = {"task_id": cand.id, "round": rnd, **evidence}
+        if cand.instruction.strip():
+            rec = Record.from_turns(cand.instruction, source=STAGE, flags=dict(cand.flags), meta=self._meta(rnd, cand, ""))
+            rejected.append(Rejection(stage=STAGE, reason=reason, evidence=evidence, record=rec))
+        else:
+            rejected.append(Rejection(stage=STAGE, reason=reason, evidence=evidence, raw=cand.instruction))
+
+    def _reject_instance(self, rnd: int, cand: Candidate, inst: dict[str, str], reason: str, evidence: dict[str, Any], st: Stats, rejected: list[Rejection]) -> None:
+        st.rejected(INSTANCE_STAGE, reason)
+        rec = self._record(rnd, cand, inst)
+        rejected.append(Rejection(stage=INSTANCE_STAGE, reason=reason, evidence={"task_id": cand.id, "round": rnd, **evidence}, record=rec))
+
+
+def _prompt_text(instruction: str) -> str:
+    """An instruction as shown in a prompt: on one line, without a trailing colon."""
+    return normalize_space(instruction).rstrip(":").strip()
+
+
+def _closer(a: Match | None, b: Match | None) -> Match | None:
+    if a is None or b is None:
+        return a or b
+    return b if b.score > a.score else a
+
+
+# -- command line ------------------------------------------------------------------------------
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..cli import add_llm_args
+
+    p.add_argument("--seeds", default="seeds/175.jsonl", metavar="FILE", help="seed tasks in Self-Instruct format {id, name, instruction, instances: [{input, output}], is_classification} (default: the bundled seeds/175.jsonl)")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="run directory (records.jsonl, rejected.jsonl, stats.json, manifest.json)")
+    p.add_argument("--force", action="store_true", help="replace a finished or different run in --out")
+    p.add_argument("--num", type=int, default=100, metavar="N", help="machine-generated tasks to accept (each gives one record per instance; seeds are not written)")
+    p.add_argument("--limit", type=int, default=None, metavar="K", help="use only the first K seed tasks")
+    p.add_argument("--mode", choices=("bootstrap", "alpaca"), default="bootstrap", help="bootstrap: Self-Instruct (tasks, then classification and instances); alpaca: Stanford Alpaca's one-pass variant (instruction, input and output in one completion)")
+    p.add_argument("--num-seed-examples", type=int, default=6, help="seed tasks shown per request (bootstrap)")
+    p.add_argument("--num-machine-examples", type=int, default=2, help="generated tasks shown per request, once the pool has them (bootstrap)")
+    p.add_argument("--requests-per-round", type=int, default=8, help="requests per round; a round is one resumable part")
+    p.add_argument("--rouge-threshold", type=float, default=0.7, help="reject a task whose ROUGE-L F against any pool task exceeds this")
+    p.add_argument("--min-words", type=int, default=MIN_WORDS, help="shortest instruction, in words (CJK: characters)")
+    p.add_argument("--max-words", type=int, default=MAX_WORDS, help="longest instruction, in words (CJK: characters)")
+    p.add_argument("--alpaca-examples", type=int, default=3, help="seed tasks shown per request (alpaca)")
+    p.add_argument("--alpaca-tasks", type=int, default=20, help="length of the task list a request asks for (alpaca)")
+    p.add_argument("--max-rounds", type=int, default=None, help="safety limit on rounds (default: 5 + 3 x the rounds needed at one task per request)")
+    p.add_argument("--patience", type=int, default=5, help="stop after this many rounds in a row accept no task")
+    add_llm_args(p, default_max_new_tokens=512)
+
+
+def cli(args: argparse.Namespace) -> int:
+    from ..assets import resolve_seed_file
+    from ..commands import gen_params, llm_config
+    from ..errors import UserError
+    from ..llm import make_llm
+    from ..rundir import RunDir, file_digest
+
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be >= 1")
+    settings = Settings(
+        num=args.num, mode=args.mode, num_seed_examples=args.num_seed_examples, num_machine_examples=args.num_machine_examples,
+        requests_per_round=args.requests_per_round, rouge_threshold=args.rouge_threshold, min_words=args.min_words,
+        max_words=args.max_words, alpaca_examples=args.alpaca_examples, alpaca_tasks=args.alpaca_tasks,
+        max_rounds=args.max_rounds, patience=args.patience,
+    )
+    settings.check()
+    cfg = llm_config(args)
+    params = gen_params(args)
+    seed_path = resolve_seed_file(args.seeds)
+    seeds = load_seed_tasks(seed_path, args.limit)
+    llm = make_llm(cfg)
+    gen = SelfInstruct(llm, params, seeds, settings)
+    run_settings = {
+        "seeds": str(seed_path), "seeds_sha256": file_digest(seed_path), "limit": args.limit,
+        "settings": settings.__dict__, "params": params.to_dict(), "prompt_templates": gen.template_hashes,
+        "llm": {"backend": cfg.backend, "model": cfg.model, "base_url": cfg.base_url},
+    }
+    run = RunDir(args.out, "self-instruct", run_settings, force=args.force)
+    manifest = {
+        "models": {"generator": llm.describe()},
+        "llm_config": cfg.to_manifest(),
+        "seeds": {"sampling": params.seed, "seed_file": str(seed_path), "seed_tasks": len(seeds)},
+    }
+    progress = os.environ.get("DATAGEN_PROGRESS", "1") != "0"
+    res = gen.run(run, manifest, progress=progress)
+    s = res.summary
+    msg = f"self-instruct: {res.accepted} tasks -> {s['records']} records, {s['rejected']} rejected, {res.rounds} rounds -> {args.out}"
+    if res.stop_reason == "stalled":
+        msg += (
+            f"\nstopped early: no task was accepted in the last {settings.patience} rounds, so the model is not producing "
+            f"usable tasks ({res.accepted}/{settings.num}); see stats.json and rejected.jsonl for the reasons"
+        )
+    elif res.stop_reason == "max_rounds":
+        msg += f"\nstopped early: reached the safety limit of {settings.rounds_limit()} rounds with {res.accepted}/{settings.num} tasks (raise --max-rounds to go on)"
+    print(msg, file=sys.stderr)
+    return 0
