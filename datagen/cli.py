@@ -79,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input(p)
     _add_run_out(p)
     add_llm_args(p)
-    p.add_argument("--num-samples", type=int, default=1, help="answers per prompt (distinct seeds)")
+    p.add_argument("--n", type=int, default=1, metavar="K",
+                   help="candidate answers per prompt, each with its own seed; with K > 1 a judge rates them 1-5 and only the best is kept (default 1: no judging)")
+    p.add_argument("--judge-prompt", default="distill/judge", help="prompt template the judge rates each candidate with (best-of-n)")
     p.add_argument("--system-prompt", default="distill/system", help="prompt template for the teacher's system message, or 'none'")
     p.add_argument("--chunk-size", type=int, default=64, help="records per resumable part")
     p.set_defaults(func="datagen.generators.distill:cli")
@@ -93,6 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evolve", help="Evol-Instruct: evolve instructions in depth and breadth over several rounds, eliminating failed evolutions")
     evol_instruct.add_arguments(p)
     p.set_defaults(func="datagen.generators.evol_instruct:cli")
+
+    from . import commands_filter
+
+    p = sub.add_parser("filter", help="curate: heuristic checks, exact and MinHash dedup, semantic dedup, quality scores; every drop recorded with its reason")
+    commands_filter.add_arguments(p)
+    p.set_defaults(func="datagen.commands_filter:cli")
+
+    from . import commands_select
+
+    p = sub.add_parser("select", help="LIMA-style selection: keep a budget of high-scoring, mutually dissimilar records (DEITA greedy or k-center)")
+    commands_select.add_arguments(p)
+    p.set_defaults(func="datagen.commands_select:cli")
 
     return parser
 

@@ -20,7 +20,7 @@ import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from .errors import UserError
 from .io import atomic_open, iter_jsonl, write_json
@@ -136,6 +136,18 @@ class RunDir:
         write_json(self._part(i, "stats.json"), stats.to_dict())
         write_json(self._part(i, "done"), {"records": len(recs), "rejected": len(rejs), "at": time.time()})
 
+    def write_read_part(self, n_read: int, rejects: Sequence[Rejection]) -> None:
+        """Part 0 of a command that reads records: the ``read`` stage's ledger (``n_read`` records
+        read, ``rejects`` bad rows skipped by ``--on-error skip``). Written once."""
+        if self.part_done(0):
+            return
+        st = Stats()
+        st.seen("read", n_read + len(rejects))
+        st.kept("read", n_read)
+        for r in rejects:
+            st.rejected("read", r.reason)
+        self.write_part(0, [], rejects, st)
+
     def part_records(self, i: int) -> Iterator[Record]:
         for row in iter_jsonl(self._part(i, "records.jsonl")):
             yield Record.model_validate(row)
@@ -162,16 +174,25 @@ class RunDir:
             doc["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         write_json(self.path / "manifest.json", doc)
 
-    def finalize(self, manifest: dict[str, Any], stats: Stats | None = None, n_parts: int | None = None) -> dict[str, Any]:
+    def finalize(
+        self, manifest: dict[str, Any], stats: Stats | None = None, n_parts: int | None = None, records_from: int | None = None,
+    ) -> dict[str, Any]:
         """Concatenate the sealed parts into the final files, write stats.json and, last,
-        manifest.json. Safe to repeat if interrupted: parts are removed only afterwards."""
+        manifest.json. Safe to repeat if interrupted: parts are removed only afterwards.
+
+        ``records_from`` takes ``records.jsonl`` from that one part instead of all of them: for a
+        pipeline whose parts are successive stages, the last part's records are the survivors
+        (the earlier parts' records are intermediate). ``rejected.jsonl`` always gathers every
+        part."""
         parts = self.done_parts() if n_parts is None else list(range(n_parts))
+        if records_from is not None and records_from not in parts:
+            raise ValueError(f"records_from={records_from} is not one of the parts {parts}")
         total = Stats()
         for i in parts:
             total.merge(self.part_stats(i))
         if stats is not None:
             total.merge(stats.to_dict())
-        n_rec = self._concat(parts, "records.jsonl")
+        n_rec = self._concat(parts if records_from is None else [records_from], "records.jsonl")
         n_rej = self._concat(parts, "rejected.jsonl")
         doc = total.to_dict()
         doc = {"command": self.command, "records": n_rec, "rejected": n_rej, **doc}

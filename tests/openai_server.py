@@ -3,9 +3,12 @@
 It speaks ``POST /v1/chat/completions`` and ``GET /v1/models`` on 127.0.0.1 (ephemeral port),
 from an aiohttp app running in a background thread. Answers are deterministic:
 
-* the text is ``"echo: <first 40 chars of the last user message> #<sha8 of it>"``;
+* the text is ``"echo: <first 40 chars of the last user message> #<sha8 of it>"``, or whatever
+  ``answer_fn(last user message)`` returns when one is given (e.g. a numbered task list for a
+  Self-Instruct benchmark);
 * tokens are whitespace words: ``max_tokens`` truncates the answer (finish_reason "length"),
-  ``usage`` counts the words of all messages and of the answer;
+  keeping the answer's own spacing and newlines; ``usage`` counts the words of all messages and
+  of the answer;
 * ``stop`` strings cut the answer; ``logprobs``/``top_logprobs`` are returned when asked.
 
 Faults are injected deterministically per request: ``faults`` maps a last user message to the
@@ -28,6 +31,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import re
 import socket
 import sys
 import threading
@@ -96,9 +100,10 @@ class OpenAIServer:
     """Chat-completions server in a background thread. ``url`` is the base URL (ends in /v1)."""
 
     def __init__(self, latency: float = 0.0, faults: FaultPlan | None = None, port: int = 0,
-                 model: str = "test-model") -> None:
+                 model: str = "test-model", answer_fn: Callable[[str], str] = answer_for) -> None:
         self.latency = latency
         self.faults = faults
+        self.answer_fn = answer_fn
         self.model = model
         self.received: list[Received] = []
         self._port = port
@@ -230,12 +235,12 @@ class OpenAIServer:
         return _error(int(fault.kind), messages[fault.kind], f"e{fault.kind}", headers)
 
     def _completion(self, body: dict[str, Any], message: str) -> dict[str, Any]:
-        words = answer_for(message).split()
+        words = re.findall(r"\S+\s*", self.answer_fn(message).strip())  # each word with the space after it
         finish = "stop"
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
         if max_tokens is not None and len(words) > max_tokens:
             words, finish = words[:max_tokens], "length"
-        text = " ".join(words)
+        text = "".join(words).rstrip()
         for stop in body.get("stop") or []:
             if stop in text:
                 text, finish = text[: text.index(stop)], "stop"

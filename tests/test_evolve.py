@@ -14,7 +14,7 @@ from datagen.llm.base import GenParams
 from datagen.llm.cache import CachedLLM, RequestCache
 from datagen.record import Record
 from datagen.rundir import RunDir
-from tests.scripted import ScriptedLLM
+from tests.scripted import Interrupting, ScriptedLLM
 
 SEEDS = {
     "alpha": "alpha: Describe a cat.",  # evolves fine, twice
@@ -195,23 +195,6 @@ def test_no_answer_mode(tmp_path):
     # without answers, the refusal and stop-word rules cannot fire: charlie and delta survive
     assert sorted(marker(r.instruction) for r in recs) == ["alpha", "charlie", "delta"]
     assert all(not r.has_answer for r in recs)
-
-
-class Interrupting:
-    """Raises KeyboardInterrupt on its Nth generate call, as Ctrl-C would."""
-
-    def __init__(self, inner, n):
-        self.inner, self.n, self.calls = inner, n, 0
-        self.model_id, self.usage = inner.model_id, inner.usage
-
-    def generate(self, requests, params):
-        self.calls += 1
-        if self.calls == self.n:
-            raise KeyboardInterrupt
-        return self.inner.generate(requests, params)
-
-    def describe(self):
-        return self.inner.describe()
 
 
 def test_resume_after_interrupt_matches_uninterrupted_run(tmp_path):

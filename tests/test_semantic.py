@@ -1,0 +1,123 @@
+"""Semantic dedup on the real all-MiniLM-L6-v2: paraphrases (English, near-identical Chinese) are
+grouped, unrelated records are not, the survivor does not depend on input order, and embeddings
+are cached across processes.
+
+MiniLM is English-centric: the Chinese pairs here are near-identical rewordings (cosine ~0.96),
+which it embeds close; unrelated Chinese records sit at 0.4-0.7, well below the threshold. Real
+Chinese paraphrases with different wording would need a multilingual model (``model=`` a local
+sentence-transformers folder).
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from datagen.filters.base import FilterContext
+from datagen.filters.embeddings import EmbeddingStore, embed_text
+from datagen.filters.semantic import SemanticConfig, SemanticDedup, _greedy_dedup
+from datagen.record import Record
+from datagen.stage import Stats
+
+PAIRS = [
+    ("How do I reverse a list in Python?", "Use my_list[::-1] or my_list.reverse().",
+     "What is the way to reverse a Python list?", "You can use my_list[::-1] or call my_list.reverse()."),
+    ("如何在Python中反转列表？", "使用 my_list[::-1] 或 my_list.reverse()。",
+     "怎样在Python中反转一个列表？", "可以使用 my_list[::-1] 或者 my_list.reverse()。"),
+    ("请给我三个保持健康的建议。", "多吃蔬菜，每天锻炼，保证八小时睡眠。",
+     "请给出三个保持健康的建议。", "多吃蔬菜，每天运动，保证八个小时的睡眠。"),
+]
+UNRELATED = [
+    ("Write a poem about autumn.", "Leaves fall gold, the wind grows cold."),
+    ("What is the capital of France?", "Paris is the capital of France."),
+    ("写一首关于秋天的诗。", "秋风起，落叶飞，稻谷金黄满田野。"),
+    ("法国的首都是哪里？", "法国的首都是巴黎。"),
+]
+
+
+def fixture_records() -> list[Record]:
+    recs = []
+    for qa, aa, qb, ab in PAIRS:
+        recs += [Record.from_turns(qa, aa), Record.from_turns(qb, ab)]
+    return recs + [Record.from_turns(q, a) for q, a in UNRELATED]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def annotate(recs: list[Record], cache_dir, **cfg) -> SemanticDedup:
+    stage = SemanticDedup(**cfg)
+    stage.annotate(recs, FilterContext(stats=Stats(), cache_dir=cache_dir, progress=False))
+    return stage
+
+
+def test_paraphrases_grouped_unrelated_kept(cache_dir):
+    recs = fixture_records()
+    stage = annotate(recs, cache_dir)
+    dropped = [r for r in recs if stage.verdict(r) is not None]
+    assert len(dropped) == len(PAIRS)
+    for i in range(len(PAIRS)):
+        a, b = recs[2 * i], recs[2 * i + 1]
+        dup, kept = (a, b) if stage.verdict(a) else (b, a)
+        assert stage.verdict(kept) is None
+        reason, evidence = stage.verdict(dup)
+        assert reason == "semantic_duplicate" and evidence["duplicate_of"] == kept.id
+        assert evidence["cosine"] >= 0.95 and dup.flags["semantic_cluster"] == kept.flags["semantic_cluster"]
+    assert all(stage.verdict(r) is None for r in recs[2 * len(PAIRS) :])
+
+
+def test_survivor_is_deterministic_under_shuffling_and_prefers_quality(cache_dir):
+    def survivors(seed: int, **cfg) -> set[str]:
+        recs = fixture_records()
+        random.Random(seed).shuffle(recs)
+        stage = annotate(recs, cache_dir, n_clusters=2, **cfg)
+        return {r.id for r in recs if stage.verdict(r) is None}
+
+    first = survivors(0)
+    assert all(survivors(seed) == first for seed in (1, 2, 3))
+
+    def with_judge(seed: int) -> set[str]:
+        recs = fixture_records()
+        for r in recs:  # the record the first run dropped gets the better judge score
+            r.scores["judge"] = 2.0 if r.id in first else 4.0
+        random.Random(seed).shuffle(recs)
+        stage = annotate(recs, cache_dir, n_clusters=2)
+        return {r.id for r in recs if stage.verdict(r) is None}
+
+    flipped = with_judge(0)
+    assert flipped == with_judge(5) and len(flipped) == len(first) and flipped != first
+
+
+def test_embeddings_are_cached_across_stores(cache_dir):
+    texts = [embed_text(r) for r in fixture_records()]
+    first = EmbeddingStore(cache_dir)
+    a = first.embed(texts, progress=False)
+    second = EmbeddingStore(cache_dir)
+    b = second.embed(texts, progress=False)
+    assert second.computed == 0 and second._encoder is None
+    assert a.dtype == np.float32 and a.shape == (len(texts), 384)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(a, b)
+    assert np.array_equal(second.lookup(texts), a)
+    assert second.lookup(texts + ["never embedded"]) is None
+
+
+def test_greedy_dedup_compares_with_kept_records_across_blocks(monkeypatch):
+    import datagen.filters.semantic as semantic
+
+    monkeypatch.setattr(semantic, "_BLOCK", 2)
+    # a ~ b, b ~ c, a !~ c: b goes (duplicate of a), c stays because b was not kept.
+    angles = np.radians([0.0, 15.0, 30.0, 90.0, 91.0])
+    vecs = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    dups = _greedy_dedup(vecs, threshold=float(np.cos(np.radians(20))))
+    assert set(dups) == {1, 4} and dups[1][0] == 0 and dups[4][0] == 3
+
+
+def test_config_is_strict():
+    with pytest.raises(ValueError):
+        SemanticConfig(treshold=0.9)
+    assert SemanticDedup(threshold=0.9).describe()["threshold"] == 0.9
