@@ -1,27 +1,47 @@
 #!/usr/bin/env bash
-# The end-to-end demo behind `make demo`: runs on the embedded default models, offline, on a CPU.
+# The end-to-end demo behind `make demo`: seeds -> evolve + distill -> filter -> select, on the
+# embedded default models (SmolLM2-135M-Instruct, all-MiniLM-L6-v2), offline, on a CPU.
 # Every step writes a resumable run directory; rerunning the demo skips finished steps.
+# SmolLM2-135M is a plumbing model: expect the pipeline to work, not the data to be good.
 set -euo pipefail
 OUT="${1:-runs/demo}"
-BIN="$(dirname "$0")/../.venv/bin"
+BIN="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$OUT"
 T0=$(date +%s)
+step() { echo; echo "== $* ($(( $(date +%s) - T0 )) s)"; }
 
-echo "== 1. the bundled seed tasks, converted to chat records"
-"$BIN/datagen" convert --input seeds/175.jsonl --to messages --out "$OUT/seeds.messages.jsonl"
+step "1/5 evolve: one round of Evol-Instruct over 8 bundled seed tasks"
+"$BIN/datagen" evolve --seeds seeds/175.jsonl --limit 8 --rounds 1 --out "$OUT/evolve" \
+  --max-new-tokens 128 --batch-size 8
 
-echo "== 2. distill: the embedded teacher (SmolLM2-135M-Instruct) answers 16 seed prompts"
-"$BIN/datagen" distill --input "$OUT/seeds.messages.jsonl" --limit 16 --out "$OUT/distill" \
-  --max-new-tokens 96 --temperature 0.7 --batch-size 8
+step "2/5 distill: the embedded teacher answers 24 seed prompts"
+"$BIN/datagen" distill --input seeds/175.jsonl --limit 24 --out "$OUT/distill" \
+  --max-new-tokens 128 --batch-size 8
 
-echo "== done in $(( $(date +%s) - T0 )) s. Outputs:"
-ls -l "$OUT" "$OUT/distill"
-"$BIN/python" - "$OUT/distill" <<'PY'
+step "3/5 pool the generated records"
+cat "$OUT/evolve/records.jsonl" "$OUT/distill/records.jsonl" > "$OUT/pool.jsonl.tmp"
+mv "$OUT/pool.jsonl.tmp" "$OUT/pool.jsonl"
+wc -l < "$OUT/pool.jsonl"
+
+step "4/5 filter: heuristics, exact + MinHash dedup, semantic dedup, quality (judge, IFD, complexity)"
+"$BIN/datagen" filter --input "$OUT/pool.jsonl" --out "$OUT/filter"
+
+step "5/5 select: the best and most varied 12 (DEITA score-first greedy)"
+"$BIN/datagen" select --input "$OUT/filter/records.jsonl" --out "$OUT/select" --budget 12 \
+  --score judge=1 --tau 0.9
+
+step "done"
+"$BIN/python" - "$OUT" <<'PY'
 import json, sys, pathlib
-d = pathlib.Path(sys.argv[1])
-stats = json.loads((d / "stats.json").read_text())
-print(json.dumps({k: stats[k] for k in ("records", "rejected", "stages")}, indent=1))
-first = json.loads((d / "records.jsonl").open().readline())
-print("\nexample record:", json.dumps(first["messages"], ensure_ascii=False, indent=1)[:800])
+out = pathlib.Path(sys.argv[1])
+for step in ("evolve", "distill", "filter", "select"):
+    s = json.loads((out / step / "stats.json").read_text())
+    print(f"{step:8s} kept {s['records']:4d}  rejected {s['rejected']:4d}")
+    for name, st in s["stages"].items():
+        if st["rejected_total"]:
+            print(f"    {name:22s} {st['in']:4d} in -> {st['out']:4d} out  {st['rejected']}")
+first = json.loads((out / "select" / "records.jsonl").open().readline())
+print("\nfirst curated record:", json.dumps(first["messages"], ensure_ascii=False)[:600])
+print("scores:", first["scores"])
 PY
