@@ -157,7 +157,7 @@ def test_highest_quality_survives():
     recs = corpus()[:3]
     best = max(recs, key=lambda r: r.id)  # not the lowest id
     for r in recs:
-        r.scores["quality"] = 5.0 if r is best else 1.0
+        r.scores["judge"] = 5.0 if r is best else 1.0
     stage = MinHashDedup(MinHashConfig(text="response"))
     stage.annotate(recs, ctx())
     assert stage.verdict(best) is None

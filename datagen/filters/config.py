@@ -43,7 +43,7 @@ class HeuristicsConfig(Section):
 
 class ExactConfig(Section):
     text: TextField = "instruction+response"
-    score_key: Optional[str] = Field("quality", description="score that picks the survivor (highest wins, then lowest id)")
+    score_key: Optional[str] = Field("judge", description="score that picks the survivor (highest wins, then lowest id); present when the input was scored before, e.g. by an earlier filter run")
 
 
 class MinHashConfig(Section):
@@ -56,7 +56,7 @@ class MinHashConfig(Section):
     seed: int = 1
     engine: Literal["auto", "datasketch", "rensa"] = "auto"
     text: TextField = "instruction+response"
-    score_key: Optional[str] = "quality"
+    score_key: Optional[str] = "judge"
 
     @model_validator(mode="after")
     def _banding(self) -> "MinHashConfig":

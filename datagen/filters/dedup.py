@@ -1,7 +1,7 @@
 """What the deduplication stages share: grouping (union-find) and a deterministic survivor.
 
 The survivor of a group of duplicates is the record with the highest quality score (the score
-named by the stage's ``score_key``, e.g. ``scores["quality"]``; a record without it ranks below
+named by the stage's ``score_key``, e.g. ``scores["judge"]``; a record without it ranks below
 any record with it), then the lowest id. Ids are content hashes, so the choice does not depend on
 input order: shuffle the input and the same records survive.
 """
