@@ -217,8 +217,15 @@ def _embedded_gguf() -> Path:
 
 
 def _source_fingerprint(gguf: Path) -> dict[str, Any]:
-    st = gguf.stat()
-    return {"gguf": gguf.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "converter": CONVERTER_VERSION}
+    """Identifies the GGUF by content, not by path or mtime: two virtual environments holding the
+    same package version share one conversion instead of taking turns redoing it."""
+    size = gguf.stat().st_size
+    digest = hashlib.sha256()
+    with open(gguf, "rb") as f:
+        digest.update(f.read(1 << 20))
+        f.seek(max(0, size - (1 << 20)))
+        digest.update(f.read(1 << 20))
+    return {"gguf": gguf.name, "size": size, "sha256_head_tail": digest.hexdigest()[:16], "converter": CONVERTER_VERSION}
 
 
 def _marker(folder: Path) -> dict[str, Any] | None:

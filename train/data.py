@@ -1,0 +1,545 @@
+"""Training data: render a Record with the model's chat template, mask the loss, pack, collate.
+
+The pipeline, top to bottom::
+
+    Record --render()--> Sample(input_ids, labels) --pack()--> bins --PackedCollator--> tensors
+                                                   \\--------------PaddedCollator--> tensors
+
+**Where is the loss?** :func:`render` trains every assistant turn: the message content and the
+template's end-of-turn token (``<|im_end|>`` for ChatML), so the model learns to stop. Everything
+else (system prompt, user turns, role headers, the newline the template writes after
+``<|im_end|>``) gets the label :data:`IGNORE_INDEX`. ``mask_history=True`` trains only the last
+assistant turn; ``train_on_prompt=True`` trains every token.
+
+**How the assistant turns are found** (:func:`assistant_spans`): by rendering and diffing, never by
+parsing one template's syntax and never with ``{% generation %}`` markers (few templates have them;
+SmolLM2's has none). For assistant message *i* we render, as text:
+
+* ``before`` = messages[:i] with ``add_generation_prompt=True``: everything the model sees before
+  it starts writing turn *i*;
+* ``after`` = messages[:i+1] without a generation prompt: the same, plus turn *i* and its end.
+
+If the template is *prefix-stable* (rendering a prefix of the conversation gives a prefix of the
+full render), turn *i* occupies the characters ``[len(before), len(after))`` of the full render.
+Trailing whitespace of that range (ChatML's ``"\\n"`` after ``<|im_end|>``) is not trained, because
+it follows the stop token and is never generated. Any injected text (SmolLM2 adds a default system
+prompt when there is none) is part of ``before`` and so is never trained. A template that is not
+prefix-stable (one that rewrites earlier turns depending on what follows, e.g. drops reasoning from
+history, or numbers the turns) is detected and refused with :class:`ChatTemplateError`, because the
+diff would give a wrong mask.
+
+The full render is then tokenized once with ``return_offsets_mapping`` (fast tokenizers), and a
+token is trained when its characters overlap a trained span. So the token ids are exactly those of
+the text the template produced, tokenized as a whole, which is what the model sees at inference.
+Slow tokenizers (no offsets) fall back to tokenizing the text piece by piece at the span
+boundaries.
+
+**Packing** (:func:`pack`) puts samples into rows of at most ``max_length`` tokens by best-fit
+decreasing. :class:`PackedCollator` concatenates each bin into one row with ``position_ids``
+restarting at 0 per sample and *no* ``attention_mask``: transformers then detects the packed
+sequences from the position ids and builds a block-diagonal causal mask, so samples never attend
+to each other. This only happens without a KV cache: the model must run with ``use_cache=False``
+(training does; a model in generation mode does not, and then packed samples contaminate each
+other). ``tests/test_train_data.py`` checks both: the packed loss equals the unpacked loss, and
+differs without restarting position ids or with the cache on.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from datagen.errors import UserError
+from datagen.record import Message, Record
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+IGNORE_INDEX = -100
+"""Label of a token that carries no loss (PyTorch's cross-entropy default ``ignore_index``)."""
+
+OVERLONG_POLICIES = ("drop", "truncate", "error")
+
+
+# -- errors ------------------------------------------------------------------------------------
+class DataError(UserError):
+    """A record that cannot become a training sample. The message names the record: its id and,
+    when known, the file and line it came from (``record.meta["origin"]``)."""
+
+    def __init__(self, message: str, *, record: Record | None = None, reason: str = "invalid_sample") -> None:
+        self.record_id = record.id if record is not None else None
+        self.origin = record.meta.get("origin") if record is not None else None
+        self.reason = reason
+        self.message = message
+        super().__init__(f"{_where(self.record_id, self.origin)}{message}")
+
+
+class ChatTemplateError(DataError):
+    """The chat template cannot be used to locate assistant turns safely (e.g. it is not
+    prefix-stable, or it fails to render a conversation)."""
+
+    def __init__(self, detail: str, *, record: Record | None = None) -> None:
+        self.detail = detail
+        super().__init__(f"chat template problem: {detail}", record=record, reason="chat_template")
+
+
+def _where(record_id: str | None, origin: str | None) -> str:
+    if record_id is None:
+        return ""
+    return f"record {record_id} ({origin}): " if origin else f"record {record_id}: "
+
+
+# -- samples -----------------------------------------------------------------------------------
+@dataclass
+class Sample:
+    """One tokenized conversation. ``labels[t]`` is the token the loss wants at position ``t``
+    (``input_ids[t]``) or :data:`IGNORE_INDEX`; the model shifts labels itself."""
+
+    input_ids: list[int]
+    labels: list[int]
+    record_id: str
+    origin: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.input_ids) != len(self.labels):
+            raise ValueError(f"sample {self.record_id}: {len(self.input_ids)} input ids but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def n_trainable(self) -> int:
+        """Tokens that carry loss."""
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+# -- rendering: find the assistant turns by diffing renders ------------------------------------
+def _chat_text(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], add_generation_prompt: bool) -> str:
+    conversation = [{"role": m.role, "content": m.content} for m in messages]
+    try:
+        text = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=add_generation_prompt)
+    except Exception as e:  # jinja's TemplateError, or a template's raise_exception(...)
+        raise ChatTemplateError(f"rendering {len(conversation)} message(s) failed: {e}") from e
+    if not isinstance(text, str):
+        raise ChatTemplateError(f"apply_chat_template(tokenize=False) returned {type(text).__name__}, not text")
+    return text
+
+
+def _first_difference(a: str, b: str) -> str:
+    i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return f"at character {i}: {a[max(0, i - 30):i + 30]!r} vs {b[max(0, i - 30):i + 30]!r}"
+
+
+def assistant_spans(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]) -> tuple[str, list[tuple[int, int]]]:
+    """Render ``messages`` and locate each assistant turn in the text.
+
+    Returns ``(text, spans)``: the full render, and one ``(start, end)`` character span per
+    assistant message, in order, covering what the model must generate for that turn: its content
+    (as the template writes it, e.g. trimmed) and the end-of-turn token(s), without the whitespace
+    that follows them. See the module docstring for the method.
+
+    Raises:
+        ChatTemplateError: the template fails to render, is not prefix-stable, or drops or alters
+            an assistant message so that it cannot be found.
+    """
+    full = _chat_text(tokenizer, messages, add_generation_prompt=False)
+    spans: list[tuple[int, int]] = []
+    for i, message in enumerate(messages):
+        if message.role != "assistant":
+            continue
+        before = _chat_text(tokenizer, messages[:i], add_generation_prompt=True)
+        after = full if i == len(messages) - 1 else _chat_text(tokenizer, messages[: i + 1], add_generation_prompt=False)
+        for prefix, what in ((before, f"the first {i} message(s) with the generation prompt"), (after, f"the first {i + 1} message(s)")):
+            if not full.startswith(prefix):
+                raise ChatTemplateError(
+                    f"rendering {what} does not give a prefix of the whole conversation's render "
+                    f"({_first_difference(prefix, full)}). The template rewrites earlier turns depending on "
+                    "what follows, so assistant turns cannot be located safely; use a prefix-stable "
+                    "template (set tokenizer.chat_template)"
+                )
+        start, end = len(before), len(after.rstrip())
+        turn = full[start:end]
+        if end <= start or (message.content.strip() and message.content.strip() not in turn):
+            raise ChatTemplateError(
+                f"assistant message {i} is not found between the generation prompt and the end of its turn "
+                f"(found {turn!r}); the template's generation prompt does not match how it renders an "
+                "assistant turn, or it alters the message"
+            )
+        spans.append((start, end))
+    return full, spans
+
+
+def _tokenize(tokenizer: PreTrainedTokenizerBase, text: str, spans: Sequence[tuple[int, int]]) -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids of ``text`` and each token's character ``(start, end)``.
+
+    Special tokens come from the template's text, so none are added here. Fast tokenizers
+    tokenize the whole text and report offsets. Slow ones (no offsets) tokenize the pieces between
+    span boundaries separately, which keeps every token inside or outside a span."""
+    if getattr(tokenizer, "is_fast", False):
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+    cuts = sorted({0, len(text), *(c for span in spans for c in span)})
+    ids: list[int] = []
+    offsets: list[tuple[int, int]] = []
+    for a, b in itertools.pairwise(cuts):
+        piece = tokenizer(text[a:b], add_special_tokens=False)["input_ids"]
+        ids += piece
+        offsets += [(a, b)] * len(piece)  # every token of the piece lies inside [a, b)
+    return ids, offsets
+
+
+def loss_mask(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]]) -> list[bool]:
+    """True for each token whose characters overlap one of ``spans`` (the trained text).
+
+    A token that straddles a span boundary is trained: it holds characters the model must
+    produce. Zero-width tokens (offsets ``(k, k)``) are trained when ``k`` lies inside a span."""
+    mask = []
+    for s, e in offsets:
+        if e == s:
+            mask.append(any(a <= s < b for a, b in spans))
+        else:
+            mask.append(any(s < b and a < e for a, b in spans))
+    return mask
+
+
+def render(
+    record: Record,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    mask_history: bool = False,
+    train_on_prompt: bool = False,
+    max_length: int | None = None,
+) -> Sample:
+    """Tokenize ``record`` with the model's chat template and build its labels.
+
+    Args:
+        mask_history: train only the last assistant turn (earlier answers are context).
+        train_on_prompt: train every token (padding, added later, never is).
+        max_length: keep the first ``max_length`` tokens (truncation loses the end of the
+            conversation; :func:`load_samples` drops overlong records instead, by default).
+
+    The first token never carries loss: nothing precedes it, and in a packed row its label would
+    be predicted from the previous sample's last token.
+
+    Raises:
+        DataError: an assistant turn is blank, or no token is left to train (e.g. truncation
+            removed every answer). :class:`ChatTemplateError` for template problems.
+    """
+    for i, m in enumerate(record.messages):
+        if m.role == "assistant" and not m.content.strip():
+            raise DataError(f"assistant message {i} is empty: there is nothing to learn from it", record=record, reason="empty_answer")
+    try:
+        text, spans = assistant_spans(tokenizer, record.messages)
+    except ChatTemplateError as e:  # name the record that exposed the problem
+        raise ChatTemplateError(e.detail, record=record) from e
+    if mask_history:
+        spans = spans[-1:]
+    if train_on_prompt:
+        spans = [(0, len(text))]
+    input_ids, offsets = _tokenize(tokenizer, text, spans)
+    trained = loss_mask(offsets, spans)
+    labels = [tok if t else IGNORE_INDEX for tok, t in zip(input_ids, trained)]
+    if labels:
+        labels[0] = IGNORE_INDEX
+    sample = Sample(input_ids, labels, record.id, record.meta.get("origin"))
+    if max_length is not None and len(sample) > max_length:
+        sample = Sample(input_ids[:max_length], labels[:max_length], record.id, sample.origin)
+    if sample.n_trainable == 0:
+        why = f" after truncation to max_length={max_length}" if max_length is not None and len(input_ids) > max_length else ""
+        raise DataError(f"no token to train on{why}: the loss mask covers no assistant token", record=record, reason="no_trainable_tokens")
+    return sample
+
+
+def end_of_turn_token(tokenizer: PreTrainedTokenizerBase) -> str:
+    """The special token the chat template writes at the end of an assistant turn (``<|im_end|>``
+    for ChatML), detected by rendering a probe conversation. Set it as the saved tokenizer's eos
+    and in the generation config, so that generation stops where training taught it to.
+
+    Raises:
+        ChatTemplateError: the template ends an assistant turn with no special token, so a model
+            trained on it would not learn to stop.
+    """
+    probe = "Probe answer 7431."
+    messages = [Message(role="user", content="Probe question?"), Message(role="assistant", content=probe)]
+    text, [(start, end)] = assistant_spans(tokenizer, messages)
+    turn = text[start:end]
+    tail = turn[turn.index(probe) + len(probe):]
+    special = set(tokenizer.all_special_tokens)
+    special |= {t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.special}
+    for token in tokenizer.convert_ids_to_tokens(tokenizer(tail, add_special_tokens=False)["input_ids"]):
+        if token in special:
+            return token
+    raise ChatTemplateError(f"an assistant turn ends with {tail!r}, which holds no special token; a model trained on this template would not learn where to stop")
+
+
+# -- loading -----------------------------------------------------------------------------------
+def load_samples(
+    path: str,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    fmt: str | None = None,
+    limit: int | None = None,
+    mask_history: bool = False,
+    train_on_prompt: bool = False,
+    max_length: int | None = None,
+    on_error: str = "raise",
+    overlong: str = "drop",
+) -> tuple[list[Sample], list[dict[str, Any]]]:
+    """Read records (any format :func:`datagen.io.read_records` reads) and render them.
+
+    Returns ``(samples, problems)``. Each problem is a dict with ``record_id``, ``origin``
+    (file:line), ``reason`` and ``message``; the caller logs or writes them. Nothing is dropped
+    without a problem entry.
+
+    A sample longer than ``max_length`` follows ``overlong``:
+
+    * ``"drop"`` (default): left out, with a ``too_long`` problem. Truncating would cut the end of
+      the answer and its end-of-turn token, teaching the model to stop mid-sentence, or would
+      leave a prompt without its answer.
+    * ``"truncate"``: cut to ``max_length`` tokens, with a ``truncated`` problem (a notice);
+      a sample left with no trainable token is then an error like any other.
+    * ``"error"``: raise :class:`DataError`.
+
+    ``on_error="raise"`` (default) raises on the first bad row or record; ``"skip"`` records it as
+    a problem and continues.
+
+    Raises:
+        DataError: a bad record (with ``on_error="raise"``), or no usable sample at all.
+        InputError: a bad input row (with ``on_error="raise"``).
+    """
+    from datagen.io import read_records
+
+    if overlong not in OVERLONG_POLICIES:
+        raise ValueError(f"overlong must be one of {OVERLONG_POLICIES}, got {overlong!r}")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    samples: list[Sample] = []
+    problems: list[dict[str, Any]] = []
+
+    def rejected(rej: Any) -> None:
+        problems.append({"record_id": None, "origin": rej.location, "reason": rej.reason, "message": rej.evidence.get("error", "")})
+
+    for record in read_records(path, fmt, on_error=on_error, on_reject=rejected if on_error == "skip" else None, limit=limit):
+        try:
+            sample = render(record, tokenizer, mask_history=mask_history, train_on_prompt=train_on_prompt)
+            if max_length is not None and len(sample) > max_length:
+                where = {"record_id": record.id, "origin": record.meta.get("origin"), "length": len(sample), "max_length": max_length}
+                if overlong == "error":
+                    raise DataError(f"{len(sample)} tokens, more than max_length={max_length}", record=record, reason="too_long")
+                if overlong == "drop":
+                    problems.append({**where, "reason": "too_long", "message": f"dropped: {len(sample)} tokens > max_length={max_length}"})
+                    continue
+                sample = render(record, tokenizer, mask_history=mask_history, train_on_prompt=train_on_prompt, max_length=max_length)
+                problems.append({**where, "reason": "truncated", "message": f"truncated from {where['length']} to {max_length} tokens"})
+        except DataError as e:
+            if on_error == "raise":
+                raise
+            problems.append({"record_id": e.record_id, "origin": e.origin, "reason": e.reason, "message": e.message})
+            continue
+        samples.append(sample)
+    if not samples:
+        first = f"; first problem: {problems[0]['origin']}: {problems[0]['message']}" if problems else ""
+        raise DataError(f"{path}: no usable training sample ({len(problems)} problem(s){first})", reason="no_samples")
+    return samples, problems
+
+
+# -- packing -----------------------------------------------------------------------------------
+def pack(samples: Sequence[Sample], max_length: int) -> list[list[Sample]]:
+    """Best-fit decreasing: longest sample first, each into the fullest bin it still fits in.
+
+    No bin holds more than ``max_length`` tokens and every sample lands in exactly one bin.
+    Deterministic: ties in length keep input order, ties in free space go to the older bin.
+    Bins are kept in a list sorted by free space, so each placement is a binary search.
+
+    Raises:
+        DataError: a sample is longer than ``max_length`` (filter or truncate first).
+    """
+    if max_length < 1:
+        raise ValueError(f"max_length must be positive, got {max_length}")
+    order = sorted(range(len(samples)), key=lambda k: -len(samples[k]))  # stable: ties keep input order
+    bins: list[list[Sample]] = []
+    open_bins: list[tuple[int, int]] = []  # (free tokens, bin index), sorted
+    for k in order:
+        sample = samples[k]
+        n = len(sample)
+        if n > max_length:
+            raise DataError(f"sample of {n} tokens does not fit max_length={max_length}; drop or truncate it first", reason="too_long")
+        j = bisect.bisect_left(open_bins, (n, -1))
+        if j < len(open_bins):
+            free, b = open_bins.pop(j)
+        else:
+            free, b = max_length, len(bins)
+            bins.append([])
+        bins[b].append(sample)
+        if free - n > 0:
+            bisect.insort(open_bins, (free - n, b))
+    return bins
+
+
+@dataclass(frozen=True)
+class PackingStats:
+    """How well rows use the tokens a batch computes. ``capacity`` counts the token slots
+    computed (rows times padded row length); ``padding_waste`` is the fraction of them that is
+    padding."""
+
+    mode: str  # "packed" (a row is a bin) or "padded" (a row is one sample)
+    n_samples: int
+    n_bins: int  # rows: bins when packed, samples when padded
+    n_batches: int
+    tokens: int
+    trainable_tokens: int
+    capacity: int
+    padding_waste: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.mode}: {self.n_samples} samples in {self.n_bins} rows, {self.n_batches} batches; "
+            f"{self.tokens} tokens ({self.trainable_tokens} trained) in {self.capacity} slots, "
+            f"padding waste {self.padding_waste:.1%}"
+        )
+
+
+Row = Sample | Sequence[Sample]
+
+
+def packing_stats(rows: Sequence[Row], *, batch_size: int = 1, row_length: int | None = None) -> PackingStats:
+    """Statistics of a list of rows: bins (from :func:`pack`) or single samples (padded mode).
+
+    Rows are grouped into batches of ``batch_size`` in the given order (shuffle first to estimate
+    a shuffled run, see :func:`expected_padding`) and each batch is padded to its longest row,
+    as the collators do. ``row_length`` instead pads every row to that fixed length.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    groups = [[r] if isinstance(r, Sample) else list(r) for r in rows]
+    mode = "padded" if rows and isinstance(rows[0], Sample) else "packed"
+    lengths = [sum(len(s) for s in g) for g in groups]
+    tokens = sum(lengths)
+    if row_length is not None:
+        capacity = row_length * len(lengths)
+    else:
+        capacity = sum(len(lengths[i:i + batch_size]) * max(lengths[i:i + batch_size]) for i in range(0, len(lengths), batch_size))
+    return PackingStats(
+        mode=mode,
+        n_samples=sum(len(g) for g in groups),
+        n_bins=len(groups),
+        n_batches=-(-len(groups) // batch_size),
+        tokens=tokens,
+        trainable_tokens=sum(s.n_trainable for g in groups for s in g),
+        capacity=capacity,
+        padding_waste=1 - tokens / capacity if capacity else 0.0,
+    )
+
+
+def expected_padding(rows: Sequence[Row], *, batch_size: int, seed: int = 0) -> PackingStats:
+    """:func:`packing_stats` over the rows in a shuffled order, as a shuffling sampler feeds them."""
+    order = list(rows)
+    random.Random(seed).shuffle(order)
+    return packing_stats(order, batch_size=batch_size)
+
+
+# -- datasets and collators --------------------------------------------------------------------
+class SampleDataset(Sequence[Sample]):
+    """Map-style dataset of single samples, for :class:`PaddedCollator`. A ``torch`` DataLoader
+    or a HF ``Trainer`` (with ``remove_unused_columns=False``) consumes it directly."""
+
+    def __init__(self, samples: Iterable[Sample]) -> None:
+        self.samples = list(samples)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self.samples[i]
+
+
+class PackedDataset(Sequence[list[Sample]]):
+    """Map-style dataset of bins (lists of samples), for :class:`PackedCollator`."""
+
+    def __init__(self, bins: Iterable[list[Sample]]) -> None:
+        self.bins = list(bins)
+
+    @classmethod
+    def from_samples(cls, samples: Sequence[Sample], max_length: int) -> PackedDataset:
+        return cls(pack(samples, max_length))
+
+    def __len__(self) -> int:
+        return len(self.bins)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self.bins[i]
+
+
+def flatten(bin_: Sequence[Sample]) -> dict[str, list[int]]:
+    """One packed row: the bin's samples concatenated, ``position_ids`` restarting at 0 for each,
+    and each sample's first label ignored (it would be predicted from the previous sample)."""
+    row: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
+    for s in bin_:
+        row["input_ids"] += s.input_ids
+        row["labels"] += [IGNORE_INDEX, *s.labels[1:]] if s.labels else []
+        row["position_ids"] += range(len(s))
+    return row
+
+
+def _padded_length(n: int, multiple: int | None) -> int:
+    return n if not multiple else -(-n // multiple) * multiple
+
+
+@dataclass
+class PackedCollator:
+    """Bins -> ``input_ids``, ``labels`` and ``position_ids``, each ``[batch, length]``.
+
+    One bin per row (a bin is a list of :class:`Sample` or a dict from :func:`flatten`). Rows are
+    right-padded to the longest in the batch with ``pad_token_id`` and :data:`IGNORE_INDEX`
+    labels; the padding's position ids count up from 0, so it forms a "sample" of its own.
+
+    There is deliberately **no** ``attention_mask``: given ``position_ids`` and no mask,
+    transformers builds a block-diagonal causal mask, one block per sample. The model must run
+    with ``use_cache=False`` (otherwise the mask is plain causal and samples see each other).
+    """
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: Sequence[Sequence[Sample] | dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        import torch
+
+        rows = [f if isinstance(f, dict) else flatten(f) for f in features]
+        width = _padded_length(max(len(r["input_ids"]) for r in rows), self.pad_to_multiple_of)
+        out = {k: torch.empty(len(rows), width, dtype=torch.long) for k in ("input_ids", "labels", "position_ids")}
+        for i, r in enumerate(rows):
+            pad = width - len(r["input_ids"])
+            out["input_ids"][i] = torch.tensor(list(r["input_ids"]) + [self.pad_token_id] * pad)
+            out["labels"][i] = torch.tensor(list(r["labels"]) + [IGNORE_INDEX] * pad)
+            out["position_ids"][i] = torch.tensor(list(r["position_ids"]) + list(range(pad)))
+        return out
+
+
+@dataclass
+class PaddedCollator:
+    """Samples -> ``input_ids``, ``labels``, ``attention_mask``: one sample per row, right-padded
+    to the longest in the batch (padding: ``pad_token_id``, label :data:`IGNORE_INDEX`, mask 0)."""
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: Sequence[Sample | dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        import torch
+
+        rows = [f if isinstance(f, dict) else {"input_ids": f.input_ids, "labels": f.labels} for f in features]
+        width = _padded_length(max(len(r["input_ids"]) for r in rows), self.pad_to_multiple_of)
+        out = {k: torch.zeros(len(rows), width, dtype=torch.long) for k in ("input_ids", "labels", "attention_mask")}
+        for i, r in enumerate(rows):
+            n, pad = len(r["input_ids"]), width - len(r["input_ids"])
+            out["input_ids"][i] = torch.tensor(list(r["input_ids"]) + [self.pad_token_id] * pad)
+            out["labels"][i] = torch.tensor(list(r["labels"]) + [IGNORE_INDEX] * pad)
+            out["attention_mask"][i, :n] = 1
+        return out
