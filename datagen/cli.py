@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands_select.add_arguments(p)
     p.set_defaults(func="datagen.commands_select:cli")
 
+    from .report import command as report_command
+
+    p = sub.add_parser("report", help="HTML quality report of run directories: funnel, scores, duplicates, embedding map, record browser")
+    report_command.add_arguments(p)
+    p.set_defaults(func="datagen.report.command:cli")
+
     return parser
 
 

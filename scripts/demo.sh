@@ -11,27 +11,31 @@ mkdir -p "$OUT"
 T0=$(date +%s)
 step() { echo; echo "== $* ($(( $(date +%s) - T0 )) s)"; }
 
-step "1/5 evolve: one round of Evol-Instruct over 8 bundled seed tasks"
+step "1/6 evolve: one round of Evol-Instruct over 8 bundled seed tasks"
 "$BIN/datagen" evolve --seeds seeds/175.jsonl --limit 8 --rounds 1 --out "$OUT/evolve" \
   --max-new-tokens 128 --batch-size 8
 
-step "2/5 distill: the embedded teacher answers 24 seed prompts"
+step "2/6 distill: the embedded teacher answers 24 seed prompts"
 "$BIN/datagen" distill --input seeds/175.jsonl --limit 24 --out "$OUT/distill" \
   --max-new-tokens 128 --batch-size 8
 
-step "3/5 pool the generated records"
+step "3/6 pool the generated records"
 cat "$OUT/evolve/records.jsonl" "$OUT/distill/records.jsonl" > "$OUT/pool.jsonl.tmp"
 mv "$OUT/pool.jsonl.tmp" "$OUT/pool.jsonl"
 wc -l < "$OUT/pool.jsonl"
 
-step "4/5 filter: heuristics, exact + MinHash dedup, semantic dedup, quality (judge, IFD, complexity)"
+step "4/6 filter: heuristics, exact + MinHash dedup, semantic dedup, quality (judge, IFD, complexity)"
 "$BIN/datagen" filter --input "$OUT/pool.jsonl" --out "$OUT/filter"
 
-step "5/5 select: the best and most varied 12 (DEITA score-first greedy)"
+step "5/6 select: the best and most varied 12 (DEITA score-first greedy)"
 "$BIN/datagen" select --input "$OUT/filter/records.jsonl" --out "$OUT/select" --budget 12 \
   --score judge=1 --tau 0.9
 
-step "done"
+step "6/6 report: one self-contained HTML page over the whole funnel"
+"$BIN/datagen" report "$OUT/evolve" "$OUT/distill" "$OUT/filter" "$OUT/select" --out "$OUT/report.html"
+"$BIN/datagen" report "$OUT/evolve" "$OUT/distill" "$OUT/filter" "$OUT/select" --text
+
+step "done: open $OUT/report.html in a browser"
 "$BIN/python" - "$OUT" <<'PY'
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])

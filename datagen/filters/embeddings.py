@@ -75,9 +75,20 @@ class EmbeddingStore:
         self.batch_size = batch_size
         self.device = device
         self.computed = 0
-        folder = re.sub(r"[^\w.@-]", "_", self.model_id)
-        self.cache = KVCache(Path(cache_dir) / "embeddings" / folder / "embeddings.sqlite")
+        self.cache = KVCache(Path(cache_dir) / "embeddings" / _folder(self.model_id) / "embeddings.sqlite")
         self._encoder: SentenceTransformer | None = None
+
+    @classmethod
+    def open_cached(cls, cache_dir: Path, model: str = DEFAULT_EMBED_MODEL) -> EmbeddingStore | None:
+        """The store of ``model`` under ``cache_dir`` if its cache file exists, else None (nothing
+        is created). For readers such as ``datagen report`` that only look vectors up."""
+        try:
+            model_id = embedding_model_id(model)
+        except UserError:
+            return None
+        if not (Path(cache_dir) / "embeddings" / _folder(model_id) / "embeddings.sqlite").is_file():
+            return None
+        return cls(cache_dir, model)
 
     def describe(self) -> dict[str, Any]:
         return {"model": self.model, "model_id": self.model_id, "batch_size": self.batch_size, "cache": str(self.cache.path)}
@@ -90,6 +101,14 @@ class EmbeddingStore:
         if len(found) < len(set(keys)):
             return None
         return _stack([found[k] for k in keys])
+
+    def lookup_some(self, texts: list[str]) -> tuple[list[int], np.ndarray]:
+        """(positions of the ``texts`` that are cached, their vectors as a float32 array). Never
+        loads the model."""
+        keys = [sha_key(t) for t in texts]
+        found = self.cache.get_many(keys)
+        hits = [i for i, k in enumerate(keys) if k in found]
+        return hits, _stack([found[keys[i]] for i in hits])
 
     def embed(self, texts: list[str], progress: bool = True) -> np.ndarray:
         """L2-normalised float32 vectors ``(n, d)`` of ``texts``, in order. Only cache misses go
@@ -134,6 +153,10 @@ class EmbeddingStore:
                 path = str(Path(self.model).expanduser())
             self._encoder = SentenceTransformer(path, device=self.device)
         return self._encoder
+
+
+def _folder(model_id: str) -> str:
+    return re.sub(r"[^\w.@-]", "_", model_id)
 
 
 def _stack(blobs: list[bytes]) -> np.ndarray:
