@@ -4,6 +4,7 @@ is imported when that subcommand runs, so ``datagen --help`` never loads torch."
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from typing import Callable, Sequence
@@ -60,6 +61,20 @@ def _add_run_out(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace a finished or different run in --out")
 
 
+MODULE_COMMANDS = (
+    ("self-instruct", "datagen.generators.self_instruct",
+     "Self-Instruct: bootstrap new tasks from seed tasks (or the one-pass Alpaca variant)"),
+    ("evolve", "datagen.generators.evol_instruct",
+     "Evol-Instruct: evolve instructions in depth and breadth over several rounds, eliminating failed evolutions"),
+    ("filter", "datagen.commands_filter",
+     "curate: heuristic checks, exact and MinHash dedup, semantic dedup, quality scores; every drop recorded with its reason"),
+    ("select", "datagen.commands_select",
+     "LIMA-style selection: keep a budget of high-scoring, mutually dissimilar records (DEITA greedy or k-center)"),
+    ("report", "datagen.report.command",
+     "HTML quality report of run directories: funnel, scores, duplicates, embedding map, record browser"),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="datagen",
@@ -86,40 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=int, default=64, help="records per resumable part")
     p.set_defaults(func="datagen.generators.distill:cli")
 
-    from .generators import evol_instruct, self_instruct
-
-    p = sub.add_parser("self-instruct", help="Self-Instruct: bootstrap new tasks from seed tasks (or the one-pass Alpaca variant)")
-    self_instruct.add_arguments(p)
-    p.set_defaults(func="datagen.generators.self_instruct:cli")
-
-    p = sub.add_parser("evolve", help="Evol-Instruct: evolve instructions in depth and breadth over several rounds, eliminating failed evolutions")
-    evol_instruct.add_arguments(p)
-    p.set_defaults(func="datagen.generators.evol_instruct:cli")
-
-    from . import commands_filter
-
-    p = sub.add_parser("filter", help="curate: heuristic checks, exact and MinHash dedup, semantic dedup, quality scores; every drop recorded with its reason")
-    commands_filter.add_arguments(p)
-    p.set_defaults(func="datagen.commands_filter:cli")
-
-    from . import commands_select
-
-    p = sub.add_parser("select", help="LIMA-style selection: keep a budget of high-scoring, mutually dissimilar records (DEITA greedy or k-center)")
-    commands_select.add_arguments(p)
-    p.set_defaults(func="datagen.commands_select:cli")
-
-    from .report import command as report_command
-
-    p = sub.add_parser("report", help="HTML quality report of run directories: funnel, scores, duplicates, embedding map, record browser")
-    report_command.add_arguments(p)
-    p.set_defaults(func="datagen.report.command:cli")
+    # Commands whose module defines add_arguments(parser) and cli(args); the modules import
+    # nothing heavy at load time, so building the parser stays fast.
+    for name, module, help_text in MODULE_COMMANDS:
+        p = sub.add_parser(name, help=help_text)
+        importlib.import_module(module).add_arguments(p)
+        p.set_defaults(func=f"{module}:cli")
 
     return parser
 
 
 def _resolve(target: str) -> Callable[[argparse.Namespace], int | None]:
-    import importlib
-
     mod, _, fn = target.partition(":")
     return getattr(importlib.import_module(mod), fn)
 
