@@ -27,6 +27,7 @@ def test_wheel_carries_assets_and_finds_them(wheel, tmp_path):
     assert "datagen/_assets/prompts/distill/system.j2" in names
     assert "datagen/_assets/seeds/175.jsonl" in names
     assert any(n.startswith("train/") for n in names)
+    assert "train/recipes/lora-smollm2-cpu.yaml" in names and "datagen/_assets/prompts/train/pairwise.j2" in names
     assert {"datagen/report/report.html", "datagen/report/report.css", "datagen/report/report.js"} <= set(names)
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)

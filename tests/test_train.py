@@ -1,0 +1,247 @@
+"""`train run / merge / eval / config`: configuration, errors, and real training on the embedded model.
+
+The slow tests train LoRA on SmolLM2-135M for a few steps on 8 tiny records (fp32, CPU, rows of at
+most 128 tokens). One training run (module fixture) serves the loss, merge, stop-token and eval
+tests; resume (a SIGKILL after a checkpoint) and the two-process gloo run train on their own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from datagen.errors import UserError
+from train.config import TrainConfig, build_config
+
+TINY = [
+    ("What is the capital of France?", "The capital of France is Paris."),
+    ("Add 2 and 3.", "2 + 3 = 5."),
+    ("Name a primary color.", "Red is a primary color."),
+    ("Translate 'good morning' to Spanish.", "Buenos días."),
+    ("Give the opposite of 'hot'.", "Cold."),
+    ("What is 10 divided by 2?", "10 divided by 2 is 5."),
+    ("Write the word 'cat' backwards.", "tac"),
+    ("Which planet is known as the red planet?", "Mars is known as the red planet."),
+]
+COMMON = ["--max-length", "128", "--batch-size", "4", "--set", "logging_steps=1", "--set", "warmup_ratio=0"]
+
+
+def run_train(*args: str, timeout: float = 600, launcher: list[str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DATAGEN_PROGRESS": "0", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    cmd = (launcher or [sys.executable, "-m"]) + ["train.cli", *map(str, args)]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "tiny.jsonl"
+    path.write_text("".join(json.dumps({"instruction": q, "input": "", "output": a}) + "\n" for q, a in TINY), encoding="utf-8")
+    return path
+
+
+# -- configuration (fast) ------------------------------------------------------------------------
+def test_unknown_key_is_named_with_a_suggestion(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("method: lora\nlearning_rat: 1.0e-4\n")
+    with pytest.raises(UserError, match=r"r\.yaml: unknown key 'learning_rat' \(did you mean 'learning_rate'\?\)"):
+        build_config(recipe)
+    with pytest.raises(UserError, match=r"--set: unknown key 'lr' \(did you mean 'learning_rate'\?\)"):
+        build_config(None, ["lr=1e-4"])
+
+
+def test_precedence_defaults_recipe_set_flags(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("method: dora\nlearning_rate: 1.0e-3\nmax_steps: 7\npacking: false\n")
+    cfg = build_config(recipe, ["learning_rate=5e-4", "lora_target_modules=[q_proj, v_proj]"], {"max_steps": 9, "seed": None})
+    assert cfg.method == "dora"  # recipe over default
+    assert cfg.learning_rate == 5e-4  # --set over recipe
+    assert cfg.max_steps == 9  # flag over recipe; None means "not given"
+    assert cfg.packing is False and cfg.seed == TrainConfig().seed
+    assert cfg.lora_target_modules == ["q_proj", "v_proj"]
+    assert build_config(None, ["eval_split=0.1"]).eval_split == 0.1
+    assert build_config(None, [], {"eval_split": "gold.jsonl"}).eval_split == "gold.jsonl"
+
+
+def test_bad_values_name_key_and_source(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("lora_r: 0\n")
+    with pytest.raises(UserError, match=r"r\.yaml: 'lora_r'.*greater than or equal to 1"):
+        build_config(recipe)
+    with pytest.raises(UserError, match="command line: 'method'"):
+        build_config(None, [], {"method": "qlora2"})
+
+
+def test_bundled_recipes_validate():
+    recipes = sorted((ROOT / "train" / "recipes").glob("*.yaml"))
+    assert {p.stem for p in recipes} >= {"lora-smollm2-cpu", "full", "lora", "dora", "qlora"}
+    for p in recipes:
+        build_config(p)
+    assert build_config("lora-smollm2-cpu").max_steps  # found by name too
+
+
+def test_help_imports_no_torch():
+    code = """
+import sys
+from train.cli import main
+for argv in (["--help"], ["run", "--help"], ["eval", "--help"], ["merge", "--help"], ["config", "--help"]):
+    try:
+        main(argv)
+    except SystemExit as e:
+        assert e.code == 0, (argv, e.code)
+heavy = [m for m in ("torch", "transformers", "peft", "numpy") if m in sys.modules]
+assert not heavy, heavy
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith("ok")
+
+
+def test_bad_config_and_missing_data_exit_2_without_traceback(tiny_data, tmp_path):
+    r = run_train("run", "--data", tiny_data, "--out", tmp_path / "o", "--set", "packin=false")
+    assert r.returncode == 2
+    assert "unknown key 'packin' (did you mean 'packing'?)" in r.stderr and "Traceback" not in r.stderr
+    r = run_train("run", "--data", tmp_path / "missing.jsonl", "--out", tmp_path / "o")
+    assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_qlora_on_cpu_is_a_clear_error(tiny_data, tmp_path):
+    start = time.perf_counter()
+    r = run_train("run", "--data", tiny_data, "--out", tmp_path / "o", "--method", "qlora")
+    assert r.returncode == 2, r.stderr
+    assert "qlora needs" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()
+    assert time.perf_counter() - start < 30  # stopped before loading a model
+
+
+# -- real training (slow) --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(tiny_data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "lora"
+    r = run_train("run", "--data", tiny_data, "--out", out, *COMMON, "--max-steps", "6", "--lr", "1e-3", "--save-steps", "6")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+@pytest.mark.slow
+def test_lora_steps_lower_the_loss_and_save_everything(trained):
+    history = json.loads((trained / "log_history.json").read_text())
+    losses = [h["loss"] for h in history if "loss" in h]
+    assert len(losses) == 6
+    assert losses[-1] < losses[0] * 0.8, losses
+    steps = [h for h in history if "tokens_per_s" in h]
+    assert steps and all(0 <= h["padding_waste"] < 1 for h in steps)
+    manifest = json.loads((trained / "train_manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["global_step"] == 6
+    assert manifest["runtime"]["loss_normalized_by_tokens"] is True
+    assert manifest["runtime"]["bf16"] is False and manifest["runtime"]["attn_implementation"] == "sdpa"
+    assert len(manifest["inputs"]["data"]["sha256"]) == 64
+    assert manifest["data"]["train_samples"] == len(TINY) and manifest["batches"]["mode"] == "packed"
+    assert (trained / "adapter_model.safetensors").is_file() and (trained / "metrics.json").is_file()
+    assert json.loads((trained / "adapter_config.json").read_text())["base_model_name_or_path"] == "smollm2"
+
+
+@pytest.mark.slow
+def test_saved_tokenizer_and_generation_config_stop_at_end_of_turn(trained):
+    from transformers import AutoTokenizer, GenerationConfig
+
+    tok = AutoTokenizer.from_pretrained(trained)
+    assert tok.eos_token == "<|im_end|>"
+    eot = tok.convert_tokens_to_ids("<|im_end|>")
+    gen = GenerationConfig.from_pretrained(trained)
+    eos = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
+    assert eos[0] == eot
+
+
+@pytest.mark.slow
+def test_merge_gives_the_logits_of_base_plus_adapter(trained, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from datagen.llm.models import resolve_model
+
+    merged_dir = tmp_path / "merged"
+    r = run_train("merge", "--adapter", trained, "--out", merged_dir, "--dtype", "fp32")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (merged_dir / "model.safetensors").is_file() and not (merged_dir / "adapter_config.json").exists()
+
+    tok = AutoTokenizer.from_pretrained(merged_dir)
+    ids = tok.apply_chat_template([{"role": "user", "content": "Add 2 and 3."}], add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    base = AutoModelForCausalLM.from_pretrained(resolve_model("smollm2"), dtype=torch.float32).eval()
+    with torch.inference_mode():
+        base_logits = base(ids).logits
+        adapted = PeftModel.from_pretrained(base, str(trained)).eval()
+        adapter_logits = adapted(ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
+        merged_logits = merged(ids).logits
+        assert (adapter_logits - base_logits).abs().max() > 1e-2  # the adapter did learn something
+        assert torch.allclose(merged_logits, adapter_logits, atol=1e-3, rtol=1e-4), (merged_logits - adapter_logits).abs().max()
+        # generation stops at the end of the turn, well before the token limit
+        out = merged.generate(ids, max_new_tokens=48, do_sample=False)
+    new = out[0, ids.shape[1]:].tolist()
+    assert new[-1] == tok.convert_tokens_to_ids("<|im_end|>") and len(new) < 48, tok.decode(new)
+
+
+@pytest.mark.slow
+def test_eval_writes_json_with_finite_loss(trained, tiny_data, tmp_path):
+    out = tmp_path / "results.json"
+    r = run_train("eval", "--model", trained, "--data", tiny_data, "--out", out, "--n-prompts", "2", "--max-new-tokens", "12")
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["loss"] > 0 and res["loss"] < 20 and res["perplexity"] == pytest.approx(2.718281828 ** res["loss"])
+    assert res["tokens"] > 0 and res["samples"] == len(TINY)
+    assert len(res["generations"]) == 2 and all(isinstance(g["answer"], str) for g in res["generations"])
+
+
+@pytest.mark.slow
+def test_resume_after_kill_continues_from_the_checkpoint(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--data", tiny_data, "--out", out, *COMMON, "--max-steps", "4", "--save-steps", "2"]
+    env = {**os.environ, "DATAGEN_PROGRESS": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "train.cli", *map(str, args)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    state = out / "checkpoint-2" / "trainer_state.json"
+    deadline = time.time() + 400
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert state.exists(), err[-3000:]
+    assert not (out / "train_manifest.json").exists(), "the run finished before it could be killed"
+
+    r = run_train(*args)  # without --resume: refused, nothing overwritten
+    assert r.returncode == 2 and "--resume" in r.stderr
+    r = run_train(*args, "--resume")
+    assert r.returncode == 0, r.stderr[-3000:]
+    manifest = json.loads((out / "train_manifest.json").read_text())
+    assert manifest["runtime"]["resumed_from"].endswith("checkpoint-2")
+    assert manifest["global_step"] == 4
+    history = json.loads((out / "log_history.json").read_text())
+    assert [h["step"] for h in history if "loss" in h] == [1, 2, 3, 4]  # 1-2 from before the kill, 3-4 after
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run(tiny_data, tmp_path):
+    out = tmp_path / "ddp"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), "-m"]
+    r = run_train("run", "--data", tiny_data, "--out", out, *COMMON, "--batch-size", "2", "--max-steps", "2", launcher=torchrun)
+    assert r.returncode == 0, r.stderr[-3000:]
+    manifest = json.loads((out / "train_manifest.json").read_text())
+    assert manifest["runtime"]["world_size"] == 2 and manifest["global_step"] == 2
+    assert (out / "adapter_model.safetensors").is_file()

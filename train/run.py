@@ -1,0 +1,349 @@
+"""``train run``: supervised fine-tuning with the plain transformers ``Trainer`` and peft.
+
+Reading top to bottom, :func:`run`:
+
+1. checks what cannot work here (QLoRA without a GPU) and the output folder, before loading
+   anything heavy;
+2. resolves device, precision and attention kernel (:func:`train.model.resolve_runtime`);
+3. loads the base model and attaches adapters (:mod:`train.model`);
+4. renders the records into token ids with loss masks, splits off the eval set, and packs the
+   training samples into rows of ``max_length`` tokens (:mod:`train.data`);
+5. trains with ``Trainer``: LR schedule with warmup, weight decay, gradient accumulation,
+   NEFTune, gradient checkpointing, bf16 where supported, eval loss every ``eval_steps``,
+   checkpoints every ``save_steps`` (``--resume`` continues from the last one);
+6. saves the model (the adapter for lora/dora/qlora, all weights for full), the tokenizer and a
+   generation config that stop at the end-of-turn token, then ``metrics.json``,
+   ``log_history.json`` and, last, ``train_manifest.json``.
+
+Loss normalization: the model's forward takes ``**kwargs``, so the Trainer passes it
+``num_items_in_batch``, the number of trained (label != -100) tokens over all the micro-batches of
+an optimizer step and all processes. Each micro-batch's summed loss is divided by that count, so
+the gradient is the mean over tokens of the whole step, whatever the accumulation and however
+the tokens fall into rows. The manifest records whether this was active
+(``runtime.loss_normalized_by_tokens``).
+
+Multi-process: run the same command under ``torchrun --nproc_per_node N`` or ``accelerate
+launch``; each process loads and packs the data identically, the Trainer shards the rows, and on
+a CPU the processes talk over gloo. Only process 0 writes the final files.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from datagen.errors import UserError
+from datagen.io import write_json
+
+from .config import TrainConfig
+from .model import (
+    Runtime,
+    check_method,
+    load_for_training,
+    resolve_runtime,
+    save_for_generation,
+)
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase, Trainer
+
+    from .data import Sample
+
+MANIFEST = "train_manifest.json"
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+def run(cfg: TrainConfig, data: str, out: str, *, resume: bool = False, force: bool = False) -> dict[str, Any]:
+    """Train on the records in ``data`` and save the result in ``out``. Returns the final metrics."""
+    started = time.time()
+    check_method(cfg)
+    out_dir = Path(out)
+    _check_data_paths(cfg, data)
+    checkpoint = _check_out(out_dir, resume=resume, force=force)
+
+    rt = resolve_runtime(cfg)
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
+    model, tokenizer = load_for_training(cfg, rt)
+    train_samples, eval_samples, data_stats = load_data(cfg, data, tokenizer)
+
+    trainer, meter = build_trainer(cfg, rt, model, tokenizer, train_samples, eval_samples, out_dir)
+    if checkpoint and trainer.is_world_process_zero():
+        print(f"resuming from {checkpoint}", file=sys.stderr)
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    metrics: dict[str, Any] = dict(result.metrics)
+    metrics.update(meter.summary())
+    if eval_samples:
+        metrics.update(trainer.evaluate())
+
+    _save_model(trainer, tokenizer, out_dir)
+    if trainer.is_world_process_zero():
+        write_json(out_dir / "log_history.json", trainer.state.log_history)
+        write_json(out_dir / "metrics.json", metrics)
+        write_json(out_dir / MANIFEST, _manifest(cfg, rt, trainer, data, data_stats, metrics, started, checkpoint))
+    return metrics
+
+
+# -- the output folder ---------------------------------------------------------------------------
+def last_checkpoint(out: Path) -> Path | None:
+    """The complete checkpoint with the highest step in ``out``, or None. The Trainer writes
+    ``trainer_state.json`` last, so a checkpoint cut short by a kill has none and is skipped."""
+    found = [
+        p for p in out.glob(f"{CHECKPOINT_PREFIX}*")
+        if p.name[len(CHECKPOINT_PREFIX):].isdigit() and (p / "trainer_state.json").is_file()
+    ]
+    return max(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]), default=None)
+
+
+def _check_out(out: Path, *, resume: bool, force: bool) -> Path | None:
+    """The checkpoint to resume from; refuses to mix two runs in one folder."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory")
+    checkpoint = last_checkpoint(out) if out.is_dir() else None
+    if resume:
+        if checkpoint is None:
+            print(f"--resume: no checkpoint in {out}; starting from the beginning", file=sys.stderr)
+        return checkpoint
+    if force:
+        if out.is_dir() and int(os.environ.get("RANK", "0")) == 0:
+            _clear(out)
+        return None
+    if checkpoint is not None or (out / MANIFEST).exists():
+        raise UserError(
+            f"--out {out}: holds a training run already; pass --resume to continue it from its last checkpoint, "
+            "--force to train again from scratch, or choose another --out"
+        )
+    return None
+
+
+def _clear(out: Path) -> None:
+    """Remove the checkpoints and run files of an earlier run (``--force``), nothing else."""
+    import shutil
+
+    for ckpt in out.glob(f"{CHECKPOINT_PREFIX}*"):
+        shutil.rmtree(ckpt, ignore_errors=True)
+    for name in (MANIFEST, "metrics.json", "log_history.json"):
+        (out / name).unlink(missing_ok=True)
+
+
+def _check_data_paths(cfg: TrainConfig, data: str) -> None:
+    for label, path in (("--data", data), ("eval_split", cfg.eval_split if isinstance(cfg.eval_split, str) else None)):
+        if path is not None and not Path(path).is_file():
+            raise UserError(f"{label} {path}: no such file")
+
+
+# -- data ------------------------------------------------------------------------------------------
+def load_data(cfg: TrainConfig, data: str, tokenizer: PreTrainedTokenizerBase) -> tuple[list[Sample], list[Sample], dict[str, Any]]:
+    """Training and eval samples, and their statistics for the manifest."""
+    from .data import load_samples
+
+    opts = {"mask_history": cfg.mask_history, "train_on_prompt": cfg.train_on_prompt, "max_length": cfg.max_length, "on_error": cfg.on_error}
+    samples, rejected = load_samples(data, tokenizer, fmt=cfg.data_format, limit=cfg.limit, **opts)
+    if isinstance(cfg.eval_split, str):
+        eval_samples, eval_rejected = load_samples(cfg.eval_split, tokenizer, fmt=cfg.data_format, **opts)
+        rejected = rejected + eval_rejected
+        train_samples = samples
+    elif isinstance(cfg.eval_split, float):
+        train_samples, eval_samples = split(samples, cfg.eval_split, cfg.seed)
+    else:
+        train_samples, eval_samples = samples, []
+    if not train_samples:
+        raise UserError(f"--data {data}: no trainable samples (every record was empty after masking, or rejected)")
+    stats = {
+        "records": len(samples) + (len(eval_samples) if isinstance(cfg.eval_split, str) else 0),
+        "rejected": len(rejected),
+        "rejected_reasons": _reasons(rejected),
+        "train_samples": len(train_samples),
+        "eval_samples": len(eval_samples),
+        "train_tokens": sum(len(s.input_ids) for s in train_samples),
+        "train_trainable_tokens": sum(s.n_trainable for s in train_samples),
+    }
+    return train_samples, eval_samples, stats
+
+
+def split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """A seeded random ``fraction`` of the samples (at least one) held out for evaluation."""
+    if len(samples) < 2:
+        raise UserError(f"eval_split {fraction}: needs at least 2 records, got {len(samples)}")
+    order = list(range(len(samples)))
+    random.Random(seed).shuffle(order)
+    n_eval = min(len(samples) - 1, max(1, round(fraction * len(samples))))
+    held = set(order[:n_eval])
+    return [s for i, s in enumerate(samples) if i not in held], [s for i, s in enumerate(samples) if i in held]
+
+
+def _reasons(rejected: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in rejected:
+        reason = str(r.get("reason", "rejected"))
+        counts[reason] = counts.get(reason, 0) + 1
+    return counts
+
+
+# -- the trainer -----------------------------------------------------------------------------------
+def build_trainer(
+    cfg: TrainConfig,
+    rt: Runtime,
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    train_samples: list[Sample],
+    eval_samples: list[Sample],
+    out: Path,
+) -> tuple[Trainer, Any]:
+    """A ``Trainer`` over packed rows (or padded samples), with the throughput callback."""
+    import torch
+    from transformers import TrainingArguments
+
+    from .data import PackedCollator, PaddedCollator, pack
+    from .metrics import CountingTrainer, ThroughputCallback, peak_flops
+
+    if cfg.packing:
+        train_rows: list[Any] = pack(train_samples, cfg.max_length)
+        eval_rows: list[Any] = pack(eval_samples, cfg.max_length) if eval_samples else []
+        collator: Any = PackedCollator(tokenizer.pad_token_id)
+    else:
+        train_rows, eval_rows = list(train_samples), list(eval_samples)
+        collator = PaddedCollator(tokenizer.pad_token_id)
+
+    args = TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=cfg.per_device_batch_size,
+        per_device_eval_batch_size=cfg.per_device_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        optim=cfg.optim,
+        num_train_epochs=cfg.num_epochs,
+        max_steps=cfg.max_steps or -1,
+        neftune_noise_alpha=cfg.neftune_noise_alpha,
+        **_checkpointing_args(cfg.gradient_checkpointing and cfg.method != "qlora"),  # qlora: enabled at load
+        bf16=rt.bf16,
+        eval_strategy="steps" if eval_rows else "no",
+        eval_steps=(cfg.eval_steps or cfg.save_steps) if eval_rows else None,
+        prediction_loss_only=True,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        disable_tqdm=os.environ.get("DATAGEN_PROGRESS") == "0",
+        report_to="none",
+        remove_unused_columns=False,
+        label_names=["labels"],
+        use_cpu=rt.device == "cpu",
+        ddp_backend="gloo" if rt.device == "cpu" and _world_size() > 1 else None,
+        ddp_find_unused_parameters=False,
+        dataloader_num_workers=cfg.dataloader_num_workers,
+    )
+    peak = peak_flops(torch.cuda.get_device_name(), cfg.peak_tflops) if rt.device == "cuda" else None
+    n_params = sum(p.numel() for p in model.parameters())
+    meter = ThroughputCallback(n_params=n_params, pad_id=tokenizer.pad_token_id, peak=peak)
+    trainer = CountingTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_rows,
+        eval_dataset=eval_rows or None,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=[meter],
+    )
+    trainer.meter = meter
+    return trainer, meter
+
+
+def _checkpointing_args(enabled: bool) -> dict[str, Any]:
+    """Gradient checkpointing under the name this transformers knows (v5 calls it activation checkpointing)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    prefix = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return {prefix: enabled, f"{prefix}_kwargs": {"use_reentrant": False}}
+
+
+def _world_size() -> int:
+    """Processes in this run, as torchrun / accelerate launch announce them."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+# -- saving ------------------------------------------------------------------------------------------
+def _save_model(trainer: Trainer, tokenizer: PreTrainedTokenizerBase, out: Path) -> None:
+    """The adapter (lora/dora/qlora) or the full weights, plus tokenizer and generation config."""
+    import warnings
+
+    from peft import PeftModel
+
+    # peft looks for the base's config.json under the adapter's base name ("smollm2") to see whether
+    # the vocabulary changed; it did not (embeddings are not trained), so its warning is noise.
+    warnings.filterwarnings("ignore", message="Could not find a config file in")
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    base.config.use_cache = True  # saved for generation
+    trainer.save_model(str(out))  # every process must call it (it synchronizes); process 0 writes
+    if trainer.is_world_process_zero():
+        save_for_generation(out, tokenizer, base)
+
+
+def _manifest(
+    cfg: TrainConfig,
+    rt: Runtime,
+    trainer: Trainer,
+    data: str,
+    data_stats: dict[str, Any],
+    metrics: dict[str, Any],
+    started: float,
+    checkpoint: Path | None,
+) -> dict[str, Any]:
+    from datagen.rundir import file_digest, package_versions
+
+    from .data import expected_padding
+
+    model = trainer.model
+    n_params = sum(p.numel() for p in model.parameters())
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    inputs = {"data": {"path": str(data), "sha256": file_digest(data)}}
+    if isinstance(cfg.eval_split, str):
+        inputs["eval"] = {"path": cfg.eval_split, "sha256": file_digest(cfg.eval_split)}
+    return {
+        "command": "train run",
+        "status": "complete",
+        "config": cfg.model_dump(mode="json"),
+        "inputs": inputs,
+        "runtime": {
+            **rt.to_dict(),
+            "world_size": trainer.args.world_size,
+            "loss_normalized_by_tokens": bool(trainer.model_accepts_loss_kwargs),
+            "resumed_from": str(checkpoint) if checkpoint else None,
+        },
+        "model": {"parameters": n_params, "trainable_parameters": n_trainable, "saved": "adapter" if cfg.uses_adapter else "full"},
+        "data": data_stats,
+        "batches": expected_padding(trainer.train_dataset, batch_size=cfg.per_device_batch_size, seed=cfg.seed).as_dict(),
+        "global_step": trainer.state.global_step,
+        "final_metrics": metrics,
+        "versions": package_versions(),
+        "seconds": round(time.time() - started, 1),
+    }
+
+
+def cli(args: Any) -> int:
+    """``train run``."""
+    from .cli import config_flags
+    from .config import build_config
+
+    cfg = build_config(args.config, args.sets, config_flags(args))
+    metrics = run(cfg, args.data, args.out, resume=args.resume, force=args.force)
+    if int(os.environ.get("RANK", "0")) == 0:
+        shown = {k: metrics[k] for k in ("train_loss", "eval_loss", "tokens_per_s", "padding_waste") if k in metrics}
+        print(f"trained model written to {args.out}: {shown}")
+    return 0
