@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The end-to-end demo behind `make demo`: seeds -> evolve + distill -> filter -> select, on the
+# The end-to-end demo behind `make demo`: seeds -> evolve + distill -> filter -> select -> train
+# run -> train eval -> report, on the
 # embedded default models (SmolLM2-135M-Instruct, all-MiniLM-L6-v2), offline, on a CPU.
 # Every step writes a resumable run directory; rerunning the demo skips finished steps.
 # SmolLM2-135M is a plumbing model: expect the pipeline to work, not the data to be good.
@@ -11,28 +12,40 @@ mkdir -p "$OUT"
 T0=$(date +%s)
 step() { echo; echo "== $* ($(( $(date +%s) - T0 )) s)"; }
 
-step "1/6 evolve: one round of Evol-Instruct over 8 bundled seed tasks"
+step "1/8 evolve: one round of Evol-Instruct over 8 bundled seed tasks"
 "$BIN/datagen" evolve --seeds seeds/175.jsonl --limit 8 --rounds 1 --out "$OUT/evolve" \
   --max-new-tokens 128 --batch-size 8
 
-step "2/6 distill: the embedded teacher answers 24 seed prompts"
+step "2/8 distill: the embedded teacher answers 24 seed prompts"
 "$BIN/datagen" distill --input seeds/175.jsonl --limit 24 --out "$OUT/distill" \
   --max-new-tokens 128 --batch-size 8
 
-step "3/6 pool the generated records"
+step "3/8 pool the generated records"
 cat "$OUT/evolve/records.jsonl" "$OUT/distill/records.jsonl" > "$OUT/pool.jsonl.tmp"
 mv "$OUT/pool.jsonl.tmp" "$OUT/pool.jsonl"
 wc -l < "$OUT/pool.jsonl"
 
-step "4/6 filter: heuristics, exact + MinHash dedup, semantic dedup, quality (judge, IFD, complexity)"
+step "4/8 filter: heuristics, exact + MinHash dedup, semantic dedup, quality (judge, IFD, complexity)"
 "$BIN/datagen" filter --input "$OUT/pool.jsonl" --out "$OUT/filter"
 
-step "5/6 select: the best and most varied 12 (DEITA score-first greedy)"
+step "5/8 select: the best and most varied 12 (DEITA score-first greedy)"
 "$BIN/datagen" select --input "$OUT/filter/records.jsonl" --out "$OUT/select" --budget 12 \
   --score judge=1 --tau 0.9
 
-step "6/6 report: one self-contained HTML page over the whole funnel"
-"$BIN/datagen" report "$OUT/evolve" "$OUT/distill" "$OUT/filter" "$OUT/select" --out "$OUT/report.html"
+step "6/8 train run: LoRA on the curated set (20 optimizer steps, packed, fp32 on CPU)"
+if [ ! -f "$OUT/train/train_manifest.json" ]; then
+  RESUME=$([ -d "$OUT/train" ] && echo --resume || true)
+  "$BIN/train" run --data "$OUT/select/records.jsonl" --out "$OUT/train" --config lora-smollm2-cpu \
+    --max-steps 20 --save-steps 10 --set eval_steps=10 $RESUME
+fi
+
+step "7/8 train eval: held-out loss on the bundled gold set, sample generations"
+[ -f "$OUT/eval.json" ] || "$BIN/train" eval --model "$OUT/train" --data bench/data/gold.jsonl \
+  --out "$OUT/eval.json" --n-prompts 4 --max-new-tokens 64
+
+step "8/8 report: one self-contained HTML page over the whole funnel and the training run"
+"$BIN/datagen" report "$OUT/evolve" "$OUT/distill" "$OUT/filter" "$OUT/select" \
+  --train "$OUT/train" --eval "$OUT/eval.json" --out "$OUT/report.html"
 "$BIN/datagen" report "$OUT/evolve" "$OUT/distill" "$OUT/filter" "$OUT/select" --text
 
 step "done: open $OUT/report.html in a browser"
