@@ -72,6 +72,8 @@ MODULE_COMMANDS = (
      "LIMA-style selection: keep a budget of high-scoring, mutually dissimilar records (DEITA greedy or k-center)"),
     ("report", "datagen.report.command",
      "HTML quality report of run directories: funnel, scores, duplicates, embedding map, record browser"),
+    ("ablate", "datagen.ablate",
+     "prove the data: train on curated vs. random records of one pool (same steps, several seeds), compare gold loss and judged win rate"),
 )
 
 

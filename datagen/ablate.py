@@ -1,0 +1,517 @@
+"""``datagen ablate``: does the curation help? Train on curated vs. random data and compare.
+
+From one pool, :func:`build_arms` makes the arms:
+
+* ``curated``: ``datagen filter`` (``--stages``, ``--filter-config``) then ``datagen select
+  --budget N``, run in-process as run directories under ``DIR/arms/curated/{filter,select}``;
+  deterministic, so one set serves every seed;
+* ``random``: as many records as the curated arm holds, drawn uniformly from the pool with
+  ``random.Random(seed)``: a new draw per seed (``DIR/arms/random-s<seed>/records.jsonl``);
+* ``full`` (``--full``): the whole pool.
+
+Every (arm, seed) trains with the same recipe, the same ``--set`` overrides and the SAME number of
+optimizer steps (``max_steps = --steps``; no evaluation during training), with training seed
+``seed``. The arms therefore see the same number of tokens per step and of steps; a smaller arm
+is repeated over more epochs (``epochs`` in ablation.json says how many).
+
+Each trained model is then scored on the gold set (``DIR/runs/<arm>-s<seed>/eval.json``):
+
+* ``loss``: held-out NLL of the gold answers (:func:`train.evaluate.heldout_loss`), lower is better;
+* greedy answers to the first ``--judge-prompts`` gold prompts; then a judge LLM compares each
+  arm's answers with the random arm's of the same seed (:func:`train.evaluate.judge_pairs`, both
+  answer orders, ``prompts/train/pairwise.j2``). :func:`strict_scores` counts a prompt as a win
+  (1) only when the arm wins in BOTH orders, a loss (0) only when it loses in both, and anything
+  else (a split, a tie, an unreadable verdict) as a tie (0.5). ``win_rate`` is the mean: 0.5 means
+  no difference, the random arm against itself is 0.5 by definition.
+
+``DIR/ablation.json`` holds per arm the mean, std (sample, ddof=1), min and max over seeds of
+each metric, the per-seed values, the curation funnel, and, when the pool's records carry
+``meta["injected"]`` (a known defect, see ``bench/noisy_pool.py``), how many of each defect the
+filter removed and how many ended in each arm. ``DIR/ablation.html`` shows the same, self-contained.
+
+Resuming: each step leaves a marker holding the fingerprint of what it depends on (arm data
+digest, training config, gold set, evaluation settings): ``train.json`` after training,
+``eval.json`` after evaluation, ``DIR/judge/<arm>-s<seed>.json`` after judging. A rerun with the
+same settings skips every finished step; a changed setting is refused unless ``--force``.
+
+This module imports nothing heavy at the top: ``datagen.cli`` imports it for ``add_arguments``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import random
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .llm.base import LLM
+    from .record import Record
+
+DEFAULT_RECIPE = "lora-smollm2-cpu"
+DEFAULT_STAGES = "heuristics,exact,minhash,semantic,quality"
+# Without --filter-config the quality stage runs only the model-free surface scorer, so curation
+# needs no LLM on a CPU; pass a filter config with quality.scorers: [judge, ...] for the real one.
+DEFAULT_FILTER_CONFIG = "quality:\n  scorers: [complexity_features]\n"
+DEFAULT_SELECT_SCORE = "complexity_features"
+BASELINE = "random"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--pool", required=True, metavar="FILE", help="the record pool every arm is built from (any input format)")
+    g.add_argument("--gold", required=True, metavar="FILE", help="gold set: held-out loss on its answers, judged answers to its prompts")
+    g.add_argument("--budget", type=int, required=True, metavar="N", help="records per arm (the random arm matches the curated arm's size if the filter leaves fewer)")
+    g.add_argument("--out", "-o", required=True, metavar="DIR", help="ablation directory (arms/, runs/, judge/, ablation.json, ablation.html)")
+    g.add_argument("--force", action="store_true", help="redo steps whose settings changed instead of refusing")
+    c = p.add_argument_group("curated arm")
+    c.add_argument("--stages", default=DEFAULT_STAGES, metavar="LIST", help=f"datagen filter stages (default {DEFAULT_STAGES})")
+    c.add_argument("--filter-config", default=None, metavar="YAML",
+                   help="datagen filter --config; default: stage defaults, quality stage with the model-free complexity_features scorer only")
+    c.add_argument("--select-score", default=DEFAULT_SELECT_SCORE, metavar="SCORE=W,...", help=f"datagen select --score (default {DEFAULT_SELECT_SCORE})")
+    c.add_argument("--tau", type=float, default=0.9, help="datagen select --tau")
+    c.add_argument("--cache-dir", default=None, metavar="DIR", help="shared embedding/score caches (default as datagen filter)")
+    t = p.add_argument_group("training")
+    t.add_argument("--recipe", default=DEFAULT_RECIPE, metavar="R", help=f"train recipe, a file or a bundled name (default {DEFAULT_RECIPE})")
+    t.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="recipe override, as in train run --set (repeatable)")
+    t.add_argument("--steps", type=int, default=None, metavar="K", help="optimizer steps for EVERY arm (default: the recipe's max_steps, else 40)")
+    t.add_argument("--seeds", type=int, default=3, metavar="K", help="seeds 0..K-1: training seed, and the random arm's draw (default 3)")
+    t.add_argument("--full", action="store_true", help="also train a 'full' arm on the whole pool")
+    e = p.add_argument_group("evaluation")
+    e.add_argument("--judge-prompts", type=int, default=20, metavar="K", help="gold prompts answered and judged (0: no judge, loss only; default 20)")
+    e.add_argument("--max-new-tokens", type=int, default=96, help="longest answer generated per gold prompt")
+    e.add_argument("--judge-model", default=None, metavar="M", help="local judge model (default: the embedded SmolLM2-135M-Instruct)")
+    e.add_argument("--batch-size", type=int, default=16, help="generation and loss batch size")
+    e.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda if available)")
+    e.add_argument("--llm-cache", default=None, metavar="PATH", help="judge request cache (default ~/.cache/datagen/llm_cache.sqlite)")
+
+
+# -- settings ----------------------------------------------------------------------------------------
+@dataclass
+class AblationSettings:
+    """Everything that decides an ablation (the parsed command line)."""
+
+    pool: str
+    gold: str
+    budget: int
+    out: Path
+    stages: str = DEFAULT_STAGES
+    filter_config: str | None = None
+    select_score: str = DEFAULT_SELECT_SCORE
+    tau: float = 0.9
+    cache_dir: str | None = None
+    recipe: str = DEFAULT_RECIPE
+    sets: list[str] = field(default_factory=list)
+    steps: int | None = None
+    seeds: int = 3
+    full: bool = False
+    judge_prompts: int = 20
+    max_new_tokens: int = 96
+    judge_model: str | None = None
+    batch_size: int = 16
+    device: str | None = None
+    llm_cache: str | None = None
+    force: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> AblationSettings:
+        names = [f for f in cls.__dataclass_fields__ if f != "out"]
+        return cls(out=Path(args.out), **{n: getattr(args, n) for n in names})
+
+    def arm_names(self) -> list[str]:
+        return ["curated", BASELINE] + (["full"] if self.full else [])
+
+
+@dataclass
+class Arm:
+    """One arm's training data for one seed."""
+
+    name: str
+    seed: int
+    path: Path
+    size: int
+    sha256: str
+
+
+# -- markers ------------------------------------------------------------------------------------------
+def read_marker(path: Path, fp: str, force: bool) -> dict[str, Any] | None:
+    """The marker's content if it holds fingerprint ``fp``; None if absent (or stale under
+    ``force``); a UserError if it belongs to other settings."""
+    from .errors import UserError
+
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    if doc.get("fingerprint") == fp:
+        return doc
+    if force:
+        return None
+    raise UserError(f"{path}: was made with different settings; rerun with the same arguments, pass --force to redo it, or choose another --out")
+
+
+# -- arms -----------------------------------------------------------------------------------------------
+def curate(s: AblationSettings) -> Path:
+    """The curated arm: filter then select, as run directories under DIR/arms/curated/.
+    Returns the selected records file. A finished run directory is reused."""
+    from .cli import build_parser
+    from .io import atomic_open
+    from .rundir import AlreadyComplete
+
+    base = s.out / "arms" / "curated"
+    base.mkdir(parents=True, exist_ok=True)
+    config = s.filter_config
+    if config is None:
+        config = str(base / "filter.yaml")
+        with atomic_open(config) as f:
+            f.write(DEFAULT_FILTER_CONFIG)
+    filtered, selected = base / "filter", base / "select"
+    force = ["--force"] if s.force else []
+    cache = ["--cache-dir", s.cache_dir] if s.cache_dir else []
+    steps = (
+        ["filter", "--input", s.pool, "--out", str(filtered), "--stages", s.stages, "--config", config, *cache, *force],
+        ["select", "--input", str(filtered / "records.jsonl"), "--out", str(selected), "--budget", str(s.budget),
+         "--score", s.select_score, "--tau", str(s.tau), *cache, *force],
+    )
+    parser = build_parser()
+    for argv in steps:
+        args = parser.parse_args(argv)
+        module, _, fn = args.func.partition(":")
+        try:
+            getattr(importlib.import_module(module), fn)(args)
+        except AlreadyComplete:
+            print(f"ablate: {args.out} already complete", file=sys.stderr)
+    return selected / "records.jsonl"
+
+
+def random_arm(pool: Sequence[Record], n: int, seed: int) -> list[Record]:
+    """``n`` records drawn uniformly without replacement from ``pool`` with ``random.Random(seed)``."""
+    return random.Random(seed).sample(list(pool), min(n, len(pool)))
+
+
+def build_arms(s: AblationSettings, seeds: Sequence[int]) -> dict[str, list[Arm]]:
+    """Every arm's data file, per seed (the curated and full arms share one file across seeds)."""
+    from .io import read_records, write_records
+    from .rundir import file_digest
+
+    curated = curate(s)
+    pool = list(read_records(s.pool))
+    n = sum(1 for _ in read_records(curated))
+    if n < s.budget:
+        print(f"ablate: the filter left only {n} records for a budget of {s.budget}; every arm gets {n}", file=sys.stderr)
+    arms: dict[str, list[Arm]] = {"curated": [Arm("curated", k, curated, n, file_digest(curated)) for k in seeds]}
+    arms[BASELINE] = []
+    for k in seeds:
+        path = s.out / "arms" / f"{BASELINE}-s{k}" / "records.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_records(path, random_arm(pool, n, k))  # cheap and deterministic: always rewritten
+        arms[BASELINE].append(Arm(BASELINE, k, path, n, file_digest(path)))
+    if s.full:
+        arms["full"] = [Arm("full", k, Path(s.pool), len(pool), file_digest(s.pool)) for k in seeds]
+    return arms
+
+
+# -- training -------------------------------------------------------------------------------------------
+def train_config(s: AblationSettings, seed: int) -> Any:
+    """The recipe with ``--set`` overrides, ``max_steps`` fixed for every arm, the seed, and no
+    evaluation or intermediate checkpoints during training (the gold set is scored afterwards)."""
+    from train.config import build_config
+
+    base = build_config(s.recipe, s.sets)
+    steps = s.steps or base.max_steps or 40
+    # eval_split goes through --set: a None flag would mean "not given"
+    return build_config(s.recipe, [*s.sets, "eval_split=none"], {"max_steps": steps, "seed": seed, "save_steps": steps})
+
+
+def train_arm(s: AblationSettings, arm: Arm, run_dir: Path) -> dict[str, Any]:
+    """Train one (arm, seed) into ``run_dir``, unless its ``train.json`` marker says it is done."""
+    from .io import write_json
+    from .rundir import fingerprint
+
+    cfg = train_config(s, arm.seed)
+    fp = fingerprint({"data": arm.sha256, "config": cfg.model_dump(mode="json")})
+    marker = run_dir / "train.json"
+    done = read_marker(marker, fp, s.force)
+    if done is not None:
+        print(f"ablate: {arm.name} seed {arm.seed} already trained", file=sys.stderr)
+        return done
+    from train.run import run
+
+    marker.unlink(missing_ok=True)
+    (run_dir / "eval.json").unlink(missing_ok=True)
+    print(f"ablate: training {arm.name} seed {arm.seed} ({arm.size} records, {cfg.max_steps} steps)", file=sys.stderr)
+    resume = (run_dir / "model").exists() and not s.force
+    t0 = time.time()
+    metrics = run(cfg, str(arm.path), str(run_dir / "model"), resume=resume, force=not resume)
+    doc = {
+        "fingerprint": fp, "arm": arm.name, "seed": arm.seed, "records": arm.size, "steps": cfg.max_steps,
+        "epochs": metrics.get("epoch"), "train_loss": metrics.get("train_loss"), "seconds": round(time.time() - t0, 1),
+    }
+    write_json(marker, doc)
+    return doc
+
+
+# -- evaluation -----------------------------------------------------------------------------------------
+def eval_arm(s: AblationSettings, run_dir: Path, gold_sha: str) -> dict[str, Any]:
+    """Gold-set loss and greedy answers of one trained model (``eval.json``), unless done."""
+    import tempfile
+
+    from .io import write_json
+    from .llm.local import LocalLLM
+    from .rundir import fingerprint
+
+    trained = json.loads((run_dir / "train.json").read_text(encoding="utf-8"))
+    fp = fingerprint({"trained": trained["fingerprint"], "gold": gold_sha, "prompts": s.judge_prompts, "max_new_tokens": s.max_new_tokens})
+    marker = run_dir / "eval.json"
+    done = read_marker(marker, fp, s.force)
+    if done is not None:
+        return done
+    from train.data import load_samples
+    from train.evaluate import answer, heldout_loss, load_prompts
+    from train.merge import merge
+    from train.model import load_merged
+
+    cfg = train_config(s, trained["seed"])
+    device = s.device or _default_device()
+    with tempfile.TemporaryDirectory(prefix="ablate-") as tmp:
+        folder = merge(str(run_dir / "model"), str(Path(tmp) / "merged"), dtype="fp32")
+        model, tokenizer = load_merged(folder, device=device)
+        samples, _ = load_samples(s.gold, tokenizer, max_length=cfg.max_length, overlong="truncate")
+        loss = heldout_loss(model, tokenizer, samples, batch_size=s.batch_size)
+        del model
+        answers: list[str] = []
+        if s.judge_prompts > 0:
+            records = load_prompts(s.gold, s.judge_prompts)
+            answers = answer(LocalLLM(str(folder), batch_size=s.batch_size, device=device), records, s.max_new_tokens)
+    doc = {"fingerprint": fp, **loss.to_dict(), "answers": answers}
+    write_json(marker, doc)
+    return doc
+
+
+def strict_scores(result: dict[str, Any]) -> list[float]:
+    """Per-prompt scores from :func:`train.evaluate.judge_pairs` items, where the arm under test
+    was answer A in the first order and B in the second: 1 only for a win in both orders, 0 only
+    for a loss in both, else 0.5 (split, tie or unreadable verdict)."""
+    out = []
+    for item in result["items"]:
+        first, second = item["verdicts"]
+        if first == "A" and second == "B":
+            out.append(1.0)
+        elif first == "B" and second == "A":
+            out.append(0.0)
+        else:
+            out.append(0.5)
+    return out
+
+
+def judge_arm(s: AblationSettings, judge: LLM, name: str, seed: int, mine: dict[str, Any], theirs: dict[str, Any], records: Sequence[Record]) -> dict[str, Any]:
+    """Win rate of one arm's answers over the random arm's (same seed), both orders asked."""
+    from train.evaluate import judge_pairs
+
+    from .io import write_json
+    from .rundir import fingerprint
+
+    fp = fingerprint({"mine": mine["fingerprint"], "theirs": theirs["fingerprint"], "judge": judge.model_id})
+    marker = s.out / "judge" / f"{name}-s{seed}.json"
+    done = read_marker(marker, fp, s.force)
+    if done is not None:
+        return done
+    result = judge_pairs(judge, records, mine["answers"], theirs["answers"])
+    scores = strict_scores(result)
+    doc = {
+        "fingerprint": fp, "arm": name, "seed": seed, "against": BASELINE,
+        "win_rate": sum(scores) / len(scores) if scores else None,
+        "wins": scores.count(1.0), "losses": scores.count(0.0), "ties": scores.count(0.5),
+        "judge_pairs": result,
+    }
+    write_json(marker, doc)
+    return doc
+
+
+# -- summary --------------------------------------------------------------------------------------------
+def spread(values: Sequence[float | None]) -> dict[str, Any]:
+    """Mean, sample std (0 for one value), min, max and n of the non-missing values."""
+    xs = [float(v) for v in values if v is not None]
+    if not xs:
+        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+    return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0, "min": min(xs), "max": max(xs), "n": len(xs)}
+
+
+def injected_counts(records: Sequence[Record]) -> dict[str, int]:
+    """Records per ``meta["injected"]`` tag ("clean" when untagged)."""
+    counts: dict[str, int] = {}
+    for r in records:
+        tag = str(r.meta.get("injected") or "clean")
+        counts[tag] = counts.get(tag, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def curation_summary(s: AblationSettings, arms: dict[str, list[Arm]]) -> dict[str, Any]:
+    """The filter's funnel and, for a pool with tagged defects, what each step let through."""
+    from .io import read_records
+
+    base = s.out / "arms" / "curated"
+    stats = json.loads((base / "filter" / "stats.json").read_text(encoding="utf-8"))
+    doc: dict[str, Any] = {"filter_funnel": {k: {"in": v["in"], "out": v["out"], "rejected": v["rejected"]} for k, v in stats["stages"].items()}}
+    pool = injected_counts(list(read_records(s.pool)))
+    if set(pool) == {"clean"}:
+        return doc
+    after_filter = injected_counts(list(read_records(base / "filter" / "records.jsonl")))
+    per_arm = {name: [injected_counts(list(read_records(a.path))) for a in group] for name, group in arms.items()}
+    defects = {}
+    for tag, n in pool.items():
+        kept = after_filter.get(tag, 0)
+        row: dict[str, Any] = {"pool": n, "after_filter": kept}
+        if tag == "clean":
+            row["kept_by_filter"] = kept / n
+        else:
+            row["removed_by_filter"] = (n - kept) / n
+        row["in_arm"] = {name: spread([c.get(tag, 0) for c in counts]) for name, counts in per_arm.items()}
+        defects[tag] = row
+    total_bad = sum(n for t, n in pool.items() if t != "clean")
+    kept_bad = sum(n for t, n in after_filter.items() if t != "clean")
+    doc["defects"] = defects
+    doc["removed_by_filter_all_defects"] = (total_bad - kept_bad) / total_bad
+    doc["filter_precision"] = _precision(pool, after_filter)
+    return doc
+
+
+def _precision(pool: dict[str, int], kept: dict[str, int]) -> float | None:
+    """Of the records the filter removed, the share that were injected defects."""
+    removed = sum(pool.values()) - sum(kept.values())
+    removed_bad = sum(n - kept.get(t, 0) for t, n in pool.items() if t != "clean")
+    return removed_bad / removed if removed else None
+
+
+def summarize(per_run: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per arm: the spread over seeds of loss, perplexity, win rate, train loss and epochs."""
+    out = {}
+    for name, rows in per_run.items():
+        out[name] = {
+            "records": rows[0]["records"], "steps": rows[0]["steps"],
+            **{m: spread([r.get(m) for r in rows]) for m in ("loss", "perplexity", "win_rate", "train_loss", "epochs")},
+            "per_seed": rows,
+        }
+    return out
+
+
+# -- the command ------------------------------------------------------------------------------------------
+def ablate(s: AblationSettings) -> dict[str, Any]:
+    """Build, train, evaluate and judge every arm over every seed; write ablation.json and .html."""
+    from .errors import UserError
+    from .io import write_json
+    from .rundir import file_digest, package_versions
+
+    for label, path in (("--pool", s.pool), ("--gold", s.gold)):
+        if not Path(path).is_file():
+            raise UserError(f"{label} {path}: no such file")
+    if s.budget < 1 or s.seeds < 1:
+        raise UserError("--budget and --seeds must be >= 1")
+    started = time.time()
+    seeds = list(range(s.seeds))
+    arms = build_arms(s, seeds)
+    gold_sha = file_digest(s.gold)
+    per_run: dict[str, list[dict[str, Any]]] = {}
+    evals: dict[tuple[str, int], dict[str, Any]] = {}
+    for name, group in arms.items():
+        for arm in group:
+            run_dir = s.out / "runs" / f"{name}-s{arm.seed}"
+            trained = train_arm(s, arm, run_dir)
+            evals[name, arm.seed] = ev = eval_arm(s, run_dir, gold_sha)
+            row = {k: trained[k] for k in ("seed", "records", "steps", "epochs", "train_loss")}
+            row.update(loss=ev["loss"], perplexity=ev["perplexity"], win_rate=0.5 if name == BASELINE and s.judge_prompts else None)
+            per_run.setdefault(name, []).append(row)
+    if s.judge_prompts > 0:
+        from train.evaluate import load_prompts
+
+        records = load_prompts(s.gold, s.judge_prompts)
+        judge = _judge(s)
+        for name in arms:
+            if name == BASELINE:
+                continue
+            for row in per_run[name]:
+                k = row["seed"]
+                j = judge_arm(s, judge, name, k, evals[name, k], evals[BASELINE, k], records)
+                row.update(win_rate=j["win_rate"], wins=j["wins"], losses=j["losses"], ties=j["ties"])
+    doc = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in s.__dict__.items()},
+        "train_config": train_config(s, 0).model_dump(mode="json"),
+        "gold": {"path": s.gold, "sha256": gold_sha},
+        "win_rate_definition": "per prompt: 1 if the arm beats the random arm of the same seed in both answer orders, "
+                               "0 if it loses in both, else 0.5; mean over prompts",
+        "curation": curation_summary(s, arms),
+        "arms": summarize(per_run),
+        "versions": package_versions(),
+        "seconds_this_invocation": round(time.time() - started, 1),
+    }
+    write_json(s.out / "ablation.json", doc)
+    from .io import atomic_open
+
+    with atomic_open(s.out / "ablation.html") as f:
+        f.write(render_html(doc))
+    return doc
+
+
+def _judge(s: AblationSettings) -> LLM:
+    from .llm import LLMConfig, make_llm
+
+    return make_llm(LLMConfig(backend="local", model=s.judge_model, batch_size=s.batch_size, device=s.device, cache=s.llm_cache))
+
+
+def _default_device() -> str:
+    from .llm.models import default_device
+
+    return default_device()
+
+
+def _fmt(d: dict[str, Any], digits: int = 3) -> str:
+    if d.get("mean") is None:
+        return "–"
+    return f"{d['mean']:.{digits}f} ± {d['std']:.{digits}f} [{d['min']:.{digits}f}, {d['max']:.{digits}f}]"
+
+
+def table_rows(doc: dict[str, Any]) -> list[list[str]]:
+    """Header + one row per arm: records, steps, epochs, gold loss, win rate vs random."""
+    rows = [["arm", "records", "steps", "epochs", "gold loss (mean ± std [min, max])", "win rate vs random", "seeds"]]
+    for name, a in doc["arms"].items():
+        rows.append([name, str(a["records"]), str(a["steps"]), _fmt(a["epochs"], 1), _fmt(a["loss"]), _fmt(a["win_rate"], 2), str(a["loss"]["n"])])
+    return rows
+
+
+def render_html(doc: dict[str, Any]) -> str:
+    """A self-contained page: the arms table and the curation's defect accounting."""
+    from html import escape
+
+    def table(rows: list[list[str]]) -> str:
+        head = "".join(f"<th>{escape(c)}</th>" for c in rows[0])
+        body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    parts = ["<h2>Does curation help?</h2>", table(table_rows(doc)),
+             (f"<p>Win rate: {escape(doc['win_rate_definition'])}. Every arm trains for the same number of optimizer steps; "
+              "epochs differ with arm size.</p>")]
+    defects = doc["curation"].get("defects")
+    if defects:
+        arms = list(doc["arms"])
+        rows = [["pool tag", "in pool", "after filter", "removed / kept by filter"] + [f"in {a} (mean)" for a in arms]]
+        for tag, d in defects.items():
+            rate = f"kept {d['kept_by_filter']:.0%}" if tag == "clean" else f"removed {d['removed_by_filter']:.0%}"
+            rows.append([tag, str(d["pool"]), str(d["after_filter"]), rate] + [f"{d['in_arm'][a]['mean']:.1f}" for a in arms])
+        parts += ["<h3>Injected defects</h3>", table(rows)]
+    style = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>ablation</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
+
+
+def cli(args: argparse.Namespace) -> int:
+    s = AblationSettings.from_args(args)
+    doc = ablate(s)
+    for row in table_rows(doc):
+        print(" | ".join(row))
+    print(f"ablation written to {s.out / 'ablation.json'} and {s.out / 'ablation.html'}", file=sys.stderr)
+    return 0

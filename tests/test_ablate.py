@@ -1,0 +1,167 @@
+"""``datagen ablate``: arms, equal steps, the two-order win rate, resuming, and a tiny real run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from datagen import ablate
+from datagen.ablate import AblationSettings, Arm
+from datagen.errors import UserError
+from datagen.io import read_records, write_records
+from datagen.llm.base import ChatRequest, GenParams
+from datagen.record import Record
+from tests.scripted import ScriptedLLM
+
+
+def _pool(n: int) -> list[Record]:
+    return [Record.from_turns(f"Question number {i}: what is {i} plus {i}?", f"{i} plus {i} is {2 * i}.") for i in range(n)]
+
+
+def _settings(tmp_path: Path, **kw) -> AblationSettings:
+    pool = tmp_path / "pool.jsonl"
+    if not pool.exists():
+        write_records(pool, _pool(30))
+    return AblationSettings(pool=str(pool), gold=str(pool), budget=kw.pop("budget", 8), out=tmp_path / "out", **kw)
+
+
+@pytest.fixture
+def fake_curate(monkeypatch):
+    """The curated arm without filter/select: the first six pool records."""
+
+    def curate(s: AblationSettings) -> Path:
+        path = s.out / "arms" / "curated" / "select" / "records.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_records(path, list(read_records(s.pool))[:6])
+        return path
+
+    monkeypatch.setattr(ablate, "curate", curate)
+
+
+def test_random_arm_is_deterministic_per_seed():
+    pool = _pool(40)
+    a0, b0, a1 = ablate.random_arm(pool, 10, 0), ablate.random_arm(pool, 10, 0), ablate.random_arm(pool, 10, 1)
+    assert [r.id for r in a0] == [r.id for r in b0]
+    assert {r.id for r in a0} != {r.id for r in a1}
+    assert len({r.id for r in a0}) == 10
+
+
+def test_arms_have_equal_sizes_and_are_reproducible(tmp_path, fake_curate):
+    s = _settings(tmp_path, full=False)
+    first = ablate.build_arms(s, [0, 1, 2])
+    again = ablate.build_arms(s, [0, 1, 2])
+    # the filter left 6 < budget 8: the random arm matches the curated arm's size
+    assert {a.size for group in first.values() for a in group} == {6}
+    assert all(sum(1 for _ in read_records(a.path)) == 6 for group in first.values() for a in group)
+    assert [a.sha256 for a in first["random"]] == [a.sha256 for a in again["random"]]
+    assert len({a.sha256 for a in first["random"]}) == 3  # a new draw per seed
+    assert len({a.sha256 for a in first["curated"]}) == 1  # one selection for every seed
+
+
+def test_every_arm_and_seed_gets_the_same_steps(tmp_path):
+    s = _settings(tmp_path, steps=7, sets=["max_length=128"])
+    cfgs = [ablate.train_config(s, k) for k in range(3)]
+    assert {c.max_steps for c in cfgs} == {7}
+    assert [c.seed for c in cfgs] == [0, 1, 2]
+    assert all(c.eval_split is None and c.max_length == 128 for c in cfgs)
+    # without --steps: the recipe's max_steps (lora-smollm2-cpu has 40)
+    assert ablate.train_config(_settings(tmp_path), 0).max_steps == 40
+
+
+def _judge_preferring(word: str) -> ScriptedLLM:
+    """A judge that picks the answer containing ``word`` whichever position it is in."""
+
+    def answer(req: ChatRequest, params: GenParams) -> str:
+        text = req.messages[-1][1]
+        a = text.split("Answer A:")[1].split("Answer B:")[0]
+        return "A" if word in a else "B"
+
+    return ScriptedLLM(answer)
+
+
+def test_win_rate_asks_both_orders_and_counts_only_consistent_wins(tmp_path):
+    s = _settings(tmp_path)
+    records = _pool(3)
+    mine = {"fingerprint": "m", "answers": ["GOOD one", "GOOD two", "meh"]}
+    theirs = {"fingerprint": "t", "answers": ["meh", "meh", "GOOD three"]}
+    judge = _judge_preferring("GOOD")
+    doc = ablate.judge_arm(s, judge, "curated", 0, mine, theirs, records)
+    assert len(judge.calls) == 6  # two orders per prompt
+    first, second = judge.calls[0].messages[-1][1], judge.calls[1].messages[-1][1]
+    assert first.index("GOOD one") < first.index("meh") and second.index("meh") < second.index("GOOD one")
+    assert (doc["wins"], doc["losses"], doc["ties"]) == (2, 1, 0)
+    assert doc["win_rate"] == pytest.approx(2 / 3)
+
+    # a judge that always says "A" has pure position bias: every prompt is a split, i.e. a tie
+    biased = ScriptedLLM(lambda req, params: "A")
+    s2 = _settings(tmp_path / "b")
+    doc = ablate.judge_arm(s2, biased, "curated", 0, mine, theirs, records)
+    assert (doc["wins"], doc["losses"], doc["ties"]) == (0, 0, 3) and doc["win_rate"] == 0.5
+
+
+def test_strict_scores_treat_unreadable_verdicts_as_ties():
+    items = [{"verdicts": ["A", None]}, {"verdicts": ["tie", "B"]}, {"verdicts": ["B", "A"]}, {"verdicts": ["A", "B"]}]
+    assert ablate.strict_scores({"items": items}) == [0.5, 0.5, 0.0, 1.0]
+
+
+def test_finished_training_is_not_redone(tmp_path, monkeypatch):
+    import train.run
+
+    calls = []
+
+    def fake_run(cfg, data, out, *, resume=False, force=False):
+        calls.append((cfg.seed, resume, force))
+        Path(out).mkdir(parents=True, exist_ok=True)
+        return {"epoch": 2.0, "train_loss": 1.0}
+
+    monkeypatch.setattr(train.run, "run", fake_run)
+    s = _settings(tmp_path, steps=3)
+    arm = Arm("random", 0, Path(s.pool), 30, "abc")
+    run_dir = s.out / "runs" / "random-s0"
+    doc = ablate.train_arm(s, arm, run_dir)
+    assert doc["steps"] == 3 and doc["epochs"] == 2.0 and len(calls) == 1
+    ablate.train_arm(s, arm, run_dir)
+    assert len(calls) == 1  # skipped: same settings
+    with pytest.raises(UserError, match="different settings"):
+        ablate.train_arm(_settings(tmp_path, steps=4), arm, run_dir)
+    ablate.train_arm(_settings(tmp_path, steps=4, force=True), arm, run_dir)
+    assert len(calls) == 2 and json.loads((run_dir / "train.json").read_text())["steps"] == 4
+
+
+def test_spread():
+    assert ablate.spread([1.0, 3.0, None]) == {"mean": 2.0, "std": pytest.approx(1.4142135), "min": 1.0, "max": 3.0, "n": 2}
+    assert ablate.spread([None])["mean"] is None
+
+
+@pytest.mark.slow
+def test_tiny_ablation_end_to_end(tmp_path, cli):
+    """Curated vs random, one seed, 3 steps, the real embedded model for training and judging."""
+    pool = _pool(16) + [
+        Record.from_turns("Name a primary color.", "I'm sorry, but I can't help with that.", meta={"injected": "refusal"}),
+        Record.from_turns("Name a fruit.", "我不知道这个问题的答案是什么，请问别人吧，谢谢你的理解和支持。", meta={"injected": "wrong_language"}),
+    ]
+    gold = [Record.from_turns(q, a) for q, a in (
+        ("What is 2 plus 2?", "2 plus 2 is 4."), ("Name the capital of France.", "Paris."),
+        ("What color is the sky on a clear day?", "Blue."), ("How many legs does a cat have?", "Four."),
+    )]
+    write_records(tmp_path / "pool.jsonl", pool)
+    write_records(tmp_path / "gold.jsonl", gold, fmt="messages")
+    out = tmp_path / "abl"
+    args = ["ablate", "--pool", tmp_path / "pool.jsonl", "--gold", tmp_path / "gold.jsonl", "--budget", "6", "--out", out,
+            "--seeds", "1", "--steps", "3", "--stages", "heuristics,exact,minhash,quality", "--set", "max_length=128",
+            "--set", "per_device_batch_size=2", "--set", "gradient_accumulation_steps=1", "--judge-prompts", "2",
+            "--max-new-tokens", "16", "--cache-dir", tmp_path / "cache", "--llm-cache", tmp_path / "llm.sqlite"]
+    r = cli(*args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads((out / "ablation.json").read_text())
+    assert set(doc["arms"]) == {"curated", "random"}
+    assert {a["steps"] for a in doc["arms"].values()} == {3}
+    assert {a["records"] for a in doc["arms"].values()} == {6}
+    assert doc["arms"]["curated"]["loss"]["mean"] > 0
+    assert 0 <= doc["arms"]["curated"]["win_rate"]["mean"] <= 1
+    assert doc["curation"]["defects"]["refusal"]["removed_by_filter"] == 1.0
+    assert (out / "ablation.html").read_text().count("<tr>") >= 3
+    r = cli(*args)  # rerun: everything is done already
+    assert r.returncode == 0 and "training" not in r.stderr and "already trained" in r.stderr
