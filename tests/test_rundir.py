@@ -61,3 +61,14 @@ def test_refuses_foreign_directory(tmp_path):
     with pytest.raises(UserError, match="not a datagen run directory"):
         RunDir(tmp_path, "demo", {})
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    import os
+
+    from datagen.io import write_jsonl
+
+    write_jsonl(tmp_path / "out.jsonl", [{"a": 1}])
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "out.jsonl").stat().st_mode & 0o777 == 0o666 & ~mask
