@@ -119,17 +119,30 @@ def _resolve(target: str) -> Callable[[argparse.Namespace], int | None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return parse_and_run(build_parser(), argv)
+
+
+ResumeHint = Callable[[argparse.Namespace], str]
+
+
+def _rerun(args: argparse.Namespace) -> str:
+    return "finished work is saved; rerun the same command to resume"
+
+
+def parse_and_run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, resume_hint: ResumeHint = _rerun) -> int:
+    """Shared entry of the ``datagen`` and ``train`` commands: offline defaults, parsing, and
+    errors that speak to the user."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USER
-    return run_command(args)
+    return run_command(args, resume_hint)
 
 
-def run_command(args: argparse.Namespace) -> int:
+def run_command(args: argparse.Namespace, resume_hint: ResumeHint = _rerun) -> int:
     from .errors import UserError
     from .llm.base import BudgetExceeded, LLMError
     from .rundir import AlreadyComplete
@@ -147,9 +160,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER
     except KeyboardInterrupt:
-        out = getattr(args, "out", None)
-        where = f" in {out}" if out else ""
-        print(f"\ninterrupted: finished parts are saved{where}; rerun the same command to resume.", file=sys.stderr)
+        print(f"\ninterrupted: {resume_hint(args)}.", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

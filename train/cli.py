@@ -8,12 +8,11 @@ line and exit 2.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from datagen.cli import EXIT_INTERRUPTED, EXIT_USER, _resolve
+from datagen.cli import parse_and_run
 
 # named flags of `train run` -> config fields; they override the recipe and --set
 RUN_FLAGS: tuple[tuple[str, str, type, str], ...] = (
@@ -97,26 +96,13 @@ def config_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
-        parser.print_help()
-        return EXIT_USER
-    from datagen.errors import UserError
-    from datagen.llm.base import LLMError
+    return parse_and_run(build_parser(), argv, resume_hint=_resume_hint)
 
-    try:
-        return int(_resolve(args.func)(args) or 0)
-    except (UserError, LLMError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USER
-    except KeyboardInterrupt:
-        hint = " rerun with --resume to continue from the last checkpoint." if args.command == "run" else ""
-        print(f"\ninterrupted.{hint}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    if args.command == "run":
+        return "rerun with --resume to continue from the last checkpoint"
+    return "the command did not finish; run it again"
 
 
 if __name__ == "__main__":
