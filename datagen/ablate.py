@@ -455,6 +455,12 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
 
     with atomic_open(s.out / "ablation.html") as f:
         f.write(render_html(doc))
+    from .report import data as report_data
+    from .report import html as report_html
+
+    curated = s.out / "arms" / "curated"  # the full report: why each pool record was kept or dropped, and the ablation
+    report = report_data.build([curated / "filter", curated / "select"], cache_dir=Path(s.cache_dir) if s.cache_dir else None, ablation=doc)
+    report_html.write(report, s.out / "report.html", title=f"datagen ablate: {s.out}")
     return doc
 
 
@@ -513,5 +519,5 @@ def cli(args: argparse.Namespace) -> int:
     doc = ablate(s)
     for row in table_rows(doc):
         print(" | ".join(row))
-    print(f"ablation written to {s.out / 'ablation.json'} and {s.out / 'ablation.html'}", file=sys.stderr)
+    print(f"ablation written to {s.out / 'ablation.json'} and {s.out / 'ablation.html'}; full report: {s.out / 'report.html'}", file=sys.stderr)
     return 0

@@ -68,6 +68,7 @@ def test_renders_offline_without_errors(page, report):
     assert urls == [browser.file_url(report[2])], urls
     for section in ("funnel", "scores", "minhash", "duplicates", "map", "breakdown", "browser", "training", "eval"):
         assert page.find_element("id", section).is_displayed()
+    assert page.find_elements("id", "ablation") == []  # no --ablation, no section
 
 
 def test_funnel_numbers_match_stats_json(page, report):
@@ -135,3 +136,32 @@ def test_cluster_link_opens_the_record_with_its_lineage(page, report):
     detail = page.find_element("css selector", "#list .row .detail")
     assert "near_duplicate" in detail.text and "0.86" in detail.text
     assert page.find_element("id", "last-eval-loss").text == "1.5"
+
+
+def test_ablation_section_shows_the_arms(tmp_path):
+    """--ablation (a real-shaped ablation.json plus an arm whose name is markup): the page loads
+    without console errors, the section is in the navigation and its table shows every arm."""
+    from conftest import DATA, run_cli
+
+    paths, _ = pipeline(tmp_path)
+    doc = json.loads((DATA / "ablation" / "ablation.json").read_text(encoding="utf-8"))
+    doc["arms"]["<script>alert(9)</script>"] = doc["arms"]["curated"]
+    (tmp_path / "ablation.json").write_text(json.dumps(doc), encoding="utf-8")
+    r = run_cli("report", *paths, "--ablation", tmp_path / "ablation.json", "--no-map")
+    assert r.returncode == 0, r.stderr
+    d = browser.chrome()
+    try:
+        d.get(browser.file_url(paths[-1] / "report.html"))
+        _wait(lambda: d.execute_script("return window.__reportReady"))
+        assert browser.console_errors(d) == []
+        assert d.find_element("css selector", 'nav a[href="#ablation"]').text == "Ablation"
+        assert d.find_element("id", "ablation").is_displayed()
+        rows = d.find_elements("css selector", "#ablation table.arms tbody tr")
+        assert [tr.get_attribute("data-arm") for tr in rows] == ["curated", "random", "<script>alert(9)</script>"]
+        cells = [td.text for td in rows[0].find_elements("css selector", "td")]
+        assert cells[:3] == ["curated", "60", "12"] and "1.9718 ± 0.0005 [1.9715, 1.9722]" in cells
+        assert len(d.find_elements("css selector", "#ablation svg circle")) == 6  # one dot per (arm, seed)
+        assert "lower gold loss than random in 2 of 2 seeds" in d.find_element("css selector", "#ablation .verdict").text
+        assert d.execute_script("return document.scripts.length") == 4
+    finally:
+        browser.quit(d)

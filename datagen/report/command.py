@@ -13,6 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run directories in pipeline order (e.g. evolve filter select); the report goes into the last one")
     p.add_argument("--train", default=None, metavar="RUN_DIR", help="a 'train run' output directory: loss curve, eval loss, metrics")
     p.add_argument("--eval", default=None, dest="eval_path", metavar="RESULTS_JSON", help="a 'train eval' results file: metrics and sample generations")
+    p.add_argument("--ablation", default=None, metavar="PATH",
+                   help="a 'datagen ablate' directory or its ablation.json: arms, gold loss per seed, verdict, defect accounting")
     p.add_argument("--text", action="store_true", help="print the funnel and the top reasons instead of writing HTML")
     p.add_argument("--out", "-o", default=None, metavar="FILE", help="where to write the HTML (default: DIR/report.html of the last DIR)")
     p.add_argument("--title", default=None, help="page title")
@@ -25,15 +27,20 @@ def cli(args: argparse.Namespace) -> int:
     from . import data
 
     if args.text:
-        from .text import summary
+        from .text import ablation_summary, summary
 
-        print(summary(data.load_runs(args.dirs)))
+        text = summary(data.load_runs(args.dirs))
+        if args.ablation:
+            from .ablation import read_ablation
+
+            text += "\n\n" + ablation_summary(read_ablation(args.ablation))
+        print(text)
         return 0
     from . import html
 
     t0 = time.time()
     report = data.build(args.dirs, cache_dir=Path(args.cache_dir) if args.cache_dir else None, train=args.train,
-                        eval_path=args.eval_path, embeddings=not args.no_map)
+                        eval_path=args.eval_path, embeddings=not args.no_map, ablation=args.ablation)
     out = Path(args.out) if args.out else Path(args.dirs[-1]) / "report.html"
     html.write(report, out, title=args.title)
     size = out.stat().st_size

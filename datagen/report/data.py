@@ -26,6 +26,7 @@ from ..errors import UserError
 from ..text import detect_language
 
 if TYPE_CHECKING:
+    from .ablation import AblationView
     from .training import EvalView, TrainingView
 
 MAX_TEXT_CHARS = 4000  # text kept per record in the report (the run directory keeps all of it)
@@ -687,15 +688,19 @@ class ReportData:
     index: Index
     training: TrainingView | None = None
     evaluation: EvalView | None = None
+    ablation: AblationView | None = None
     warnings: list[str] = field(default_factory=list)
 
 
 def build(paths: Sequence[str | Path], cache_dir: Path | None = None, train: str | Path | None = None,
-          eval_path: str | Path | None = None, embeddings: bool = True) -> ReportData:
-    """Read the run directories (pipeline order) and compute every view."""
+          eval_path: str | Path | None = None, embeddings: bool = True, ablation: str | Path | dict[str, Any] | None = None) -> ReportData:
+    """Read the run directories (pipeline order) and compute every view. ``ablation`` is an
+    ablation directory, its ``ablation.json``, or the document itself (as ``datagen ablate`` has it)."""
+    from .ablation import parse_ablation, read_ablation
     from .training import read_eval, read_training
 
     runs = load_runs(paths)
+    abl = None if ablation is None else parse_ablation(ablation) if isinstance(ablation, dict) else read_ablation(ablation)
     index = build_index(runs)
     dims = {e.id: dimensions(e) for e in index}
     limits = thresholds(runs)
@@ -715,5 +720,5 @@ def build(paths: Sequence[str | Path], cache_dir: Path | None = None, train: str
         detection=detection_curve(runs), clusters=duplicate_clusters(index), breakdowns=breakdowns(index, dims),
         embedding=emb, embedding_note=note, browser=browser(index, dims), index=index,
         training=read_training(train) if train else None, evaluation=read_eval(eval_path) if eval_path else None,
-        warnings=warnings,
+        ablation=abl, warnings=warnings,
     )

@@ -20,7 +20,9 @@ from typing import Any
 
 from markupsafe import Markup
 
+from ..ablate import BASELINE
 from . import svg
+from .ablation import format_value, metric_label
 from .data import (
     MAX_TEXT_CHARS,
     Cluster,
@@ -170,6 +172,47 @@ def training_view(data: ReportData) -> dict[str, Any] | None:
             "last_loss": t.loss[-1][1] if t.loss else None, "last_eval": t.eval_loss[-1][1] if t.eval_loss else None}
 
 
+ARM_SLOTS = (2, 0, 4, 1, 5, 6, 8, 9, 3)  # palette slots of the arms other than the baseline (grey, c7): curated green first
+
+
+def ablation_view(data: ReportData) -> dict[str, Any] | None:
+    """The ablation section: the verdicts, the arms table, the gold loss per seed as a dot chart,
+    the per-seed rows and the curation's defect accounting."""
+    a = data.ablation
+    if a is None:
+        return None
+    others = [arm.name for arm in a.arms if arm.name != BASELINE]
+    cls = {name: f"c{ARM_SLOTS[i % len(ARM_SLOTS)]}" for i, name in enumerate(others)} | {BASELINE: "c7"}
+    chart = None
+    if any(arm.values("loss") for arm in a.arms):
+        rows = [(arm.name, [(v, f"{arm.name}, seed {seed}: gold loss {format_value('loss', v)}") for seed, v in arm.values("loss")], cls[arm.name])
+                for arm in a.arms]
+        chart = svg.dot_chart(rows, "gold loss per seed and arm", "gold loss per seed (lower is better)")
+    arms = [{"name": arm.name, "cls": cls[arm.name], "records": arm.records, "steps": arm.steps, "seeds": arm.seeds,
+             "cells": [arm.metrics[k].format(k) if k in arm.metrics else "–" for k in a.metrics]} for arm in a.arms]
+    fields = a.seed_fields()
+    per_seed = [{"arm": arm.name, "cells": [format_value(k, row.get(k)) for k in fields]} for arm in a.arms for row in arm.per_seed]
+    order = {arm.name: i for i, arm in enumerate(a.arms)}
+    defect_arms = sorted({name for d in a.defects for name in d.in_arm}, key=lambda n: (order.get(n, len(order)), n))
+    defects = []
+    for d in a.defects:
+        counts = []
+        for name in defect_arms:
+            s = d.in_arm.get(name)
+            counts.append(("–", "") if s is None or s.mean is None else (f"{s.mean:.1f}", f"± {s.std:.1f}" if s.std else ""))
+        why = sorted(d.removed_by.items(), key=lambda kv: (-kv[1], kv[0]))
+        defects.append({"tag": d.tag, "pool": d.pool, "after_filter": d.after_filter, "counts": counts, "removed_by": why,
+                        "rate": f"{d.action} {d.rate:.0%}" if d.action and d.rate is not None else "–"})
+    pct = {k: f"{v:.0%}" for k, v in (("removed", a.removed_by_filter_all_defects), ("precision", a.filter_precision)) if v is not None}
+    # a verdict beyond seed noise is coloured: green for a lower gold loss than the baseline, red for a higher one
+    verdicts = [(v.sentence, ("good" if v.diff < 0 else "bad") if v.beyond_noise and v.diff else "") for v in a.verdicts]
+    return {"path": a.path, "baseline": BASELINE, "verdicts": verdicts, "settings": a.settings, "definitions": a.definitions,
+            "columns": [metric_label(k) for k in a.metrics], "arms": arms, "chart": chart,
+            "seed_fields": [metric_label(k) for k in fields], "per_seed": per_seed,
+            "defect_arms": defect_arms, "defects": defects, "removed_by": any(d.removed_by for d in a.defects), "pct": pct,
+            "near_duplicate_pairs": list(a.near_duplicate_pairs.items()), "notes": a.notes}
+
+
 def _run_rows(data: ReportData) -> list[dict[str, Any]]:
     out = []
     for r in data.runs:
@@ -201,7 +244,7 @@ def render(data: ReportData, title: str | None = None) -> str:
         "clusters": [cluster_view(c, data.index) for c in data.clusters[:MAX_CLUSTERS]], "n_clusters": len(data.clusters),
         "n_duplicates": sum(len(c.members) for c in data.clusters),
         "map": map_view(data), "map_note": data.embedding_note,
-        "breakdowns": data.breakdowns, "training": training_view(data), "evaluation": data.evaluation,
+        "breakdowns": data.breakdowns, "training": training_view(data), "evaluation": data.evaluation, "ablation": ablation_view(data),
         "n_records": len(b.rows), "truncated": b.truncated, "max_chars": MAX_TEXT_CHARS,
         "css": _asset("report.css"), "js": _asset("report.js"),
         "facets_json": script_json(b.facets), "rows_json": script_json(b.rows), "details_json": script_json(b.details),

@@ -1,4 +1,4 @@
-"""Small inline-SVG charts for the report: bars, stacked histograms, line charts, scatter plots.
+"""Small inline-SVG charts for the report: bars, stacked histograms, line charts, scatter plots, dot charts.
 
 Each function returns SVG markup as :class:`markupsafe.Markup`; every piece of text in it goes
 through :func:`esc`. Colours are CSS classes (``c0`` .. ``c9``, ``ok``, ``bad``, ``mark``) styled in
@@ -8,7 +8,7 @@ through :func:`esc`. Colours are CSS classes (``c0`` .. ``c9``, ``ok``, ``bad``,
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from html import escape
 
 from markupsafe import Markup
@@ -57,12 +57,13 @@ class Frame:
     def py(self, y: float) -> float:
         return round(self.h - self.bottom - (y - self.y0) / (self.y1 - self.y0) * (self.h - self.top - self.bottom), 2)
 
-    def axes(self, x_label: str = "", y_label: str = "", x_ticks: Sequence[float] | None = None, y_ticks: Sequence[float] | None = None) -> list[str]:
+    def axes(self, x_label: str = "", y_label: str = "", x_ticks: Sequence[float] | None = None, y_ticks: Sequence[float] | None = None,
+             x_format: Callable[[float], str] = fmt) -> list[str]:
         out = [f'<line class="axis" x1="{self.left}" y1="{self.h - self.bottom}" x2="{self.w - self.right}" y2="{self.h - self.bottom}"/>',
                f'<line class="axis" x1="{self.left}" y1="{self.top}" x2="{self.left}" y2="{self.h - self.bottom}"/>']
         for t in x_ticks if x_ticks is not None else nice_ticks(self.x0, self.x1):
             if self.x0 - 1e-9 <= t <= self.x1 + 1e-9:
-                out.append(f'<text class="tick" x="{self.px(t)}" y="{self.h - self.bottom + 13}" text-anchor="middle">{esc(fmt(t))}</text>')
+                out.append(f'<text class="tick" x="{self.px(t)}" y="{self.h - self.bottom + 13}" text-anchor="middle">{esc(x_format(t))}</text>')
         for t in y_ticks if y_ticks is not None else nice_ticks(self.y0, self.y1, 4):
             if self.y0 - 1e-9 <= t <= self.y1 + 1e-9:
                 y = self.py(t)
@@ -164,3 +165,41 @@ def scatter(points: Sequence[tuple[float, float, int, str]], title: str, x_label
     parts += [f'<circle class="pt c{c % PALETTE}" cx="{f.px(x)}" cy="{f.py(y)}" r="3" data-id="{esc(rid)}"><title>{esc(rid)}</title></circle>'
               for x, y, c, rid in points]
     return svg(w, h, parts, title, cls="chart scatter")
+
+
+def distinct_format(values: Sequence[float]) -> Callable[[float], str]:
+    """A formatter with the fewest decimals (up to 8) that still tells ``values`` apart: tick labels
+    of a narrow range (1.971, 1.972, ...) that :func:`fmt`'s 3 significant digits would merge."""
+    for d in range(9):
+        if len({f"{v:.{d}f}" for v in values}) == len(set(values)):
+            return lambda x, d=d: f"{x:.{d}f}"
+    return fmt
+
+
+def dot_chart(rows: Sequence[tuple[str, Sequence[tuple[float, str]], str]], title: str, x_label: str, w: int = 560, row_h: int = 36) -> Markup:
+    """One row per group ``(label, [(value, tooltip)], css class)``: a dot per value (spread
+    vertically so that equal values stay visible), a grey bar from the group's smallest to its
+    largest value and a tick at its mean; so a reader sees how far each group's values spread
+    and whether the groups overlap."""
+    values = [v for _, pts, _ in rows for v, _ in pts] or [0.0, 1.0]
+    lo, hi = min(values), max(values)
+    pad = (hi - lo) * 0.1 or abs(lo) * 0.01 or 0.5
+    shown = [label if len(label) <= 22 else label[:21] + "\u2026" for label, _, _ in rows]
+    left = min(16 + 7 * max((len(label) for label in shown), default=4), 170)
+    f = Frame(w, 12 + 34 + row_h * max(len(rows), 1), (lo - pad, hi + pad), (0, max(len(rows), 1)), left=left)
+    ticks = [t for t in nice_ticks(lo - pad, hi + pad) if lo - pad <= t <= hi + pad]
+    parts = f.axes(x_label, "", x_ticks=ticks, y_ticks=[], x_format=distinct_format(ticks))
+    for i, ((label, pts, cls), name) in enumerate(zip(rows, shown)):
+        y = f.py(len(rows) - i - 0.5)
+        parts.append(f'<text class="label" x="{left - 6}" y="{y + 4}" text-anchor="end">{esc(name)}<title>{esc(label)}</title></text>')
+        if not pts:
+            continue
+        xs = [v for v, _ in pts]
+        mean = sum(xs) / len(xs)
+        parts.append(f'<line class="range" x1="{f.px(min(xs))}" y1="{y}" x2="{f.px(max(xs))}" y2="{y}"/>')
+        parts.append(f'<line class="meantick" x1="{f.px(mean)}" y1="{y - 11}" x2="{f.px(mean)}" y2="{y + 11}"><title>{esc(f"{label}: mean {fmt(mean)}")}</title></line>')
+        step = min(5.0, (row_h - 14) / len(pts))
+        for j, (v, tip) in enumerate(pts):
+            dy = round((j - (len(pts) - 1) / 2) * step, 2)
+            parts.append(f'<circle class="dot {cls}" cx="{f.px(v)}" cy="{y + dy}" r="4"><title>{esc(tip)}</title></circle>')
+    return svg(f.w, f.h, parts, title)

@@ -1,9 +1,11 @@
-"""``datagen report --text``: the funnel and the most frequent rejection reasons, for a terminal."""
+"""``datagen report --text``: the funnel and the most frequent rejection reasons, for a terminal;
+with ``--ablation``, the arms and the verdict of the ablation too."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .ablation import AblationView, metric_label
 from .data import FunnelRow, Run, build_index, funnel, top_reasons
 
 
@@ -30,3 +32,19 @@ def _funnel_line(r: FunnelRow) -> str:
     why = ", ".join(f"{k} {v}" for k, v in sorted(r.rejected.items(), key=lambda kv: (-kv[1], kv[0])) if v)
     line = f"  {r.run + ' > ' + r.stage:<28} {r.n_in:>8} -> {r.n_out:<8}"
     return (line + (f" -{r.rejected_total}: {why}" if r.rejected_total else "")).rstrip()
+
+
+def ablation_summary(view: AblationView) -> str:
+    """The arms (records, steps, gold loss and win rate as mean ± std [min, max], seeds) and one
+    verdict line per arm compared with the random arm."""
+    metrics = ("loss", "win_rate")
+    table = [["arm", "records", "steps", *map(metric_label, metrics), "seeds"]]
+    for arm in view.arms:
+        cells = [arm.metrics[k].format(k) if k in arm.metrics else "–" for k in metrics]
+        table.append([arm.name, str(arm.records if arm.records is not None else "–"), str(arm.steps if arm.steps is not None else "–"),
+                      *cells, str(arm.seeds)])
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = [f"ablation: {view.path}" if view.path else "ablation:"]
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+    lines += ["", "verdict:"] + [f"  {v.sentence}" for v in view.verdicts] if view.verdicts else ["", "verdict: no random arm to compare with"]
+    return "\n".join(lines)

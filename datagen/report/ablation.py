@@ -1,0 +1,298 @@
+"""The result of ``datagen ablate`` for the report: a tolerant reader of ``ablation.json`` and the
+verdict computed from its numbers.
+
+The file is read by shape, as :mod:`.training` reads a training run, so that a new field or a
+missing one never breaks a report: a metric of an arm is any value shaped like ``{"mean", "std",
+"min", "max", "n"}`` (the spread over seeds that :func:`datagen.ablate.spread` writes), per-seed
+rows are any list of objects, and the curation's defect accounting, notes and near-duplicate
+counts are shown when they are there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..ablate import BASELINE, spread
+from ..errors import UserError
+from .data import _read_json
+from .svg import fmt
+from .training import _flat_scalars, _num
+
+# metric key -> (label, decimals); the arms table shows these first, in this order, then any other
+# spread-shaped metric under its raw key
+METRICS: dict[str, tuple[str, int]] = {
+    "epochs": ("epochs", 2), "loss": ("gold loss", 4), "win_rate": ("win rate vs random", 2),
+    "calibrated_win_rate": ("calibrated win rate", 2), "debiased_win_rate": ("debiased win rate", 2),
+    "perplexity": ("gold perplexity", 3), "train_loss": ("train loss", 3),
+}
+ALWAYS_SHOWN = ("loss", "win_rate")  # columns of the arms table even when no arm has them
+DEFAULT_DECIMALS = 3
+# per-seed fields shown first, in this order; other scalar fields follow in the file's order
+SEED_FIELDS = ("seed", "records", "steps", "epochs", "train_loss", "loss", "perplexity", "win_rate", "calibrated_win_rate", "debiased_win_rate",
+               "wins", "losses", "ties")
+
+
+def metric_label(key: str) -> str:
+    """The column heading of a metric: a known label, else the raw key."""
+    return METRICS[key][0] if key in METRICS else key
+
+
+def format_value(key: str, value: Any) -> str:
+    """A number with the decimals of its metric (integers as integers); anything else as text."""
+    if isinstance(value, bool) or value is None:
+        return "–" if value is None else str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.{METRICS.get(key, ('', DEFAULT_DECIMALS))[1]}f}"
+    return str(value)
+
+
+@dataclass
+class Spread:
+    """Mean, sample std, min and max of a metric over seeds; ``n`` seeds had a value."""
+
+    mean: float | None
+    std: float | None
+    min: float | None
+    max: float | None
+    n: int
+
+    def format(self, key: str) -> str:
+        """``mean ± std [min, max]`` with the decimals of metric ``key``; ``–`` without a mean."""
+        if self.mean is None:
+            return "–"
+        text = format_value(key, self.mean)
+        if self.std is not None:
+            text += f" ± {format_value(key, self.std)}"
+        if self.min is not None and self.max is not None:
+            text += f" [{format_value(key, self.min)}, {format_value(key, self.max)}]"
+        return text
+
+
+def as_spread(value: Any) -> Spread | None:
+    """``value`` as a :class:`Spread` if it has the spread shape (a dict with ``mean`` and
+    ``std``), else None. Non-numeric parts read as missing."""
+    if not isinstance(value, dict) or "mean" not in value or "std" not in value:
+        return None
+    n = _num(value.get("n"))
+    return Spread(_num(value.get("mean")), _num(value.get("std")), _num(value.get("min")), _num(value.get("max")), int(n) if n is not None else 0)
+
+
+def _int(value: Any) -> int | None:
+    n = _num(value)
+    return int(n) if n is not None and n == int(n) else None
+
+
+@dataclass
+class ArmView:
+    """One arm: its size, its steps, the spread of every metric over seeds, the per-seed rows."""
+
+    name: str
+    records: int | None
+    steps: int | None
+    metrics: dict[str, Spread]
+    per_seed: list[dict[str, Any]]
+
+    @property
+    def seeds(self) -> int:
+        """Seeds the arm was trained with: the gold loss's ``n``, else the per-seed rows."""
+        loss = self.metrics.get("loss")
+        return loss.n if loss is not None and loss.n else len(self.per_seed)
+
+    def values(self, metric: str) -> list[tuple[Any, float]]:
+        """``(seed, value)`` of ``metric`` in the per-seed rows that have a number for it (the
+        row's position stands in for a missing seed)."""
+        out = []
+        for i, row in enumerate(self.per_seed):
+            v = _num(row.get(metric))
+            if v is not None:
+                seed = row.get("seed")
+                out.append((seed if isinstance(seed, (int, str)) and not isinstance(seed, bool) else i, v))
+        return out
+
+    def loss(self) -> Spread | None:
+        """The gold loss's spread, computed from the per-seed rows when the arm has none."""
+        if "loss" in self.metrics:
+            return self.metrics["loss"]
+        values = self.values("loss")
+        return as_spread(spread([v for _, v in values])) if values else None
+
+
+@dataclass
+class DefectRow:
+    """One ``meta["injected"]`` tag of the pool: how many, how many the filter let through, the
+    share it removed (a defect) or kept (``clean``), and the count in each arm."""
+
+    tag: str
+    pool: int | None
+    after_filter: int | None
+    action: str  # "removed" | "kept" | ""
+    rate: float | None
+    in_arm: dict[str, Spread]
+    removed_by: dict[str, int] = field(default_factory=dict)  # "stage/reason" -> records of the tag it removed
+
+
+@dataclass
+class Verdict:
+    """An arm against the baseline on gold loss: in how many of the seeds both trained with its
+    loss was lower, the difference of the means, and the seed noise it is compared with."""
+
+    arm: str
+    baseline: str
+    lower: int
+    paired: int
+    diff: float | None  # arm mean - baseline mean
+    baseline_std: float | None
+    noise: float | None  # the larger of the two arms' std
+    seeds: int  # the smaller of the two arms' seed counts
+
+    @property
+    def beyond_noise(self) -> bool:
+        """Whether the mean difference exceeds the larger std (never with fewer than two seeds)."""
+        return self.diff is not None and self.noise is not None and self.seeds >= 2 and abs(self.diff) > self.noise
+
+    @property
+    def sentence(self) -> str:
+        """One line: ``<arm>: lower gold loss than random in k of n seeds; mean difference d (random
+        seed spread s): within seed noise (the larger std is x)`` (or ``lower/higher beyond seed
+        noise``)."""
+        parts = []
+        if self.paired:
+            parts.append(f"lower gold loss than {self.baseline} in {self.lower} of {self.paired} seeds")
+        if self.diff is None:
+            parts.append("no gold loss to compare")
+            return f"{self.arm}: " + "; ".join(parts)
+        diff = round(self.diff, 10)  # no float noise (a difference of 1e-16 is 0)
+        std = f" ({self.baseline} seed spread {fmt(self.baseline_std)})" if self.baseline_std is not None else ""
+        parts.append(f"mean difference {'+' if diff > 0 else ''}{fmt(diff)}{std}")
+        text = f"{self.arm}: " + "; ".join(parts)
+        if self.noise is None or self.seeds < 2:
+            return text + ": seed noise unknown with fewer than two seeds"
+        if self.beyond_noise:
+            return text + f": {'lower' if self.diff < 0 else 'higher'} beyond seed noise (the difference exceeds the larger std, {fmt(self.noise)})"
+        return text + f": within seed noise (the larger std is {fmt(self.noise)})"
+
+
+def verdicts(arms: Sequence[ArmView], baseline: str = BASELINE) -> list[Verdict]:
+    """One :class:`Verdict` per arm other than ``baseline``, pairing seeds by their number; none
+    when there is no baseline arm."""
+    base = next((a for a in arms if a.name == baseline), None)
+    if base is None:
+        return []
+    theirs, base_loss = dict(base.values("loss")), base.loss()
+    out = []
+    for arm in arms:
+        if arm is base:
+            continue
+        mine, loss = dict(arm.values("loss")), arm.loss()
+        paired = [s for s in mine if s in theirs]
+        diff = None
+        if loss is not None and base_loss is not None and loss.mean is not None and base_loss.mean is not None:
+            diff = loss.mean - base_loss.mean
+        stds = [s.std for s in (loss, base_loss) if s is not None and s.std is not None]
+        out.append(Verdict(arm.name, baseline, sum(mine[s] < theirs[s] for s in paired), len(paired), diff,
+                           base_loss.std if base_loss is not None else None, max(stds) if stds else None, min(arm.seeds, base.seeds)))
+    return out
+
+
+@dataclass
+class AblationView:
+    """What the report shows of an ablation."""
+
+    path: str
+    settings: list[tuple[str, str]]
+    definitions: list[tuple[str, str]]  # (metric label, how it is computed): the file's "<metric>_definition" texts
+    arms: list[ArmView]
+    metrics: list[str]  # the spread-shaped metrics shown as columns, in order
+    defects: list[DefectRow] = field(default_factory=list)
+    removed_by_filter_all_defects: float | None = None
+    filter_precision: float | None = None
+    near_duplicate_pairs: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    def seed_fields(self) -> list[str]:
+        """The scalar fields of the per-seed rows: the known ones first, then the others."""
+        seen: dict[str, None] = {}
+        for arm in self.arms:
+            for row in arm.per_seed:
+                seen.update((k, None) for k, v in row.items() if v is None or isinstance(v, (int, float, str, bool)))
+        return [k for k in SEED_FIELDS if k in seen] + [k for k in seen if k not in SEED_FIELDS]
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _settings(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """pool, gold, budget, recipe, steps, seeds and judge, each only when the file says it."""
+    s, cfg = _dict(doc.get("settings")), _dict(doc.get("train_config"))
+    gold = s.get("gold") or _dict(doc.get("gold")).get("path")
+    steps = s.get("steps") or cfg.get("max_steps")
+    judge = None
+    if "judge_prompts" in s or "judge_model" in s:
+        prompts = _int(s.get("judge_prompts"))
+        model = s.get("judge_model") or "the embedded default"
+        judge = "none (gold loss only)" if prompts == 0 else f"{model}" + (f", {prompts} prompts" if prompts else "")
+    pairs = [("pool", s.get("pool")), ("gold", gold), ("budget", s.get("budget")), ("recipe", s.get("recipe")),
+             ("steps", steps), ("seeds", s.get("seeds")), ("judge", judge)]
+    return [(k, str(v)) for k, v in pairs if v is not None and v != ""]
+
+
+def _arm(name: str, d: dict[str, Any]) -> ArmView:
+    metrics = {k: sp for k, v in d.items() if (sp := as_spread(v)) is not None}
+    rows = [r for r in d.get("per_seed") or [] if isinstance(r, dict)] if isinstance(d.get("per_seed"), list) else []
+    return ArmView(name, _int(d.get("records")), _int(d.get("steps")), metrics, rows)
+
+
+def _defects(curation: dict[str, Any]) -> list[DefectRow]:
+    out = []
+    removed_by = _dict(curation.get("removed_by"))
+    for tag, d in _dict(curation.get("defects")).items():
+        if not isinstance(d, dict):
+            continue
+        action = "removed" if "removed_by_filter" in d else "kept" if "kept_by_filter" in d else ""
+        rate = _num(d.get(f"{action}_by_filter")) if action else None
+        in_arm = {str(a): sp for a, v in _dict(d.get("in_arm")).items() if (sp := as_spread(v)) is not None}
+        why = {str(k): n for k, v in _dict(removed_by.get(tag)).items() if (n := _int(v))}
+        out.append(DefectRow(str(tag), _int(d.get("pool")), _int(d.get("after_filter")), action, rate, in_arm, why))
+    return out
+
+
+def parse_ablation(doc: Any, path: str = "") -> AblationView:
+    """An :class:`AblationView` of an ablation document (the content of ``ablation.json``)."""
+    if not isinstance(doc, dict):
+        raise UserError(f"--ablation {path}: not an ablation.json (expected a JSON object)")
+    arms = [_arm(str(name), d) for name, d in _dict(doc.get("arms")).items() if isinstance(d, dict)]
+    seen: dict[str, None] = {}
+    for arm in arms:
+        seen.update((k, None) for k in arm.metrics)
+    metrics = [k for k in METRICS if k in seen or k in ALWAYS_SHOWN] + [k for k in seen if k not in METRICS]
+    curation = _dict(doc.get("curation"))
+    notes = curation.get("notes")
+    definitions = [(metric_label(k.removesuffix("_definition")), v) for k, v in doc.items() if k.endswith("_definition") and isinstance(v, str)]
+    return AblationView(
+        path=path, settings=_settings(doc), definitions=definitions,
+        arms=arms, metrics=metrics, defects=_defects(curation),
+        removed_by_filter_all_defects=_num(curation.get("removed_by_filter_all_defects")),
+        filter_precision=_num(curation.get("filter_precision")),
+        near_duplicate_pairs=_flat_scalars(_dict(curation.get("near_duplicate_pairs"))),
+        notes=[str(n) for n in notes] if isinstance(notes, list) else [], verdicts=verdicts(arms),
+    )
+
+
+def read_ablation(path: str | Path) -> AblationView:
+    """Read ``ablation.json``, or the one in an ablation directory, tolerantly (see the module
+    docstring). A missing file or invalid JSON is a :class:`~datagen.errors.UserError`."""
+    p = Path(path)
+    if p.is_dir():
+        if not (p / "ablation.json").is_file():
+            raise UserError(f"--ablation {p}: a directory without ablation.json")
+        p = p / "ablation.json"
+    if not p.is_file():
+        raise UserError(f"--ablation {p}: no such file or directory")
+    return parse_ablation(_read_json(p), str(p))

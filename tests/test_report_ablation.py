@@ -1,0 +1,228 @@
+"""The ablation section of `datagen report --ablation`: the tolerant reader of ablation.json, the
+verdict computed from its numbers, the section in the page (and only with --ablation), its escaping,
+and `datagen ablate` writing the full report.
+
+tests/data/ablation/ablation.json is a trimmed copy of a real `datagen ablate` result (two seeds,
+curated vs random on a pool with injected defects)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import DATA
+from report_fixtures import pipeline
+
+from datagen import ablate
+from datagen.errors import UserError
+from datagen.report import data, html, svg
+from datagen.report.ablation import parse_ablation, read_ablation
+from datagen.report.text import ablation_summary
+
+ABLATION = DATA / "ablation"
+
+
+def _doc() -> dict:
+    return json.loads((ABLATION / "ablation.json").read_text(encoding="utf-8"))
+
+
+def _arm(losses: dict[int, float]) -> dict:
+    """An arm of ablation.json with these per-seed gold losses (and the spread ablate writes)."""
+    rows = [{"seed": k, "records": 10, "steps": 5, "loss": v} for k, v in losses.items()]
+    return {"records": 10, "steps": 5, "loss": ablate.spread(list(losses.values())), "per_seed": rows}
+
+
+def _sentence(curated: dict[int, float], random: dict[int, float]) -> str:
+    (v,) = parse_ablation({"arms": {"curated": _arm(curated), "random": _arm(random)}}).verdicts
+    return v.sentence
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    paths, _ = pipeline(tmp_path_factory.mktemp("runs"))
+    return paths
+
+
+def _page(runs: list[Path], ablation=None) -> str:
+    return html.render(data.build(runs, embeddings=False, ablation=ablation))
+
+
+def test_reader_on_a_real_shaped_file():
+    for path in (ABLATION, ABLATION / "ablation.json"):  # the directory or the file
+        v = read_ablation(path)
+        assert v.path == str(ABLATION / "ablation.json")
+    assert [a.name for a in v.arms] == ["curated", "random"]
+    cur = v.arms[0]
+    assert (cur.records, cur.steps, cur.seeds) == (60, 12, 2)
+    assert cur.metrics["loss"].format("loss") == "1.9718 ± 0.0005 [1.9715, 1.9722]"
+    assert cur.values("loss") == [(0, pytest.approx(1.97217246)), (1, pytest.approx(1.97152461))]
+    assert v.metrics == ["epochs", "loss", "win_rate", "perplexity", "train_loss"]
+    assert dict(v.settings) == {"pool": "bench/data/noisy_pool.jsonl", "gold": "bench/data/gold.jsonl", "budget": "60",
+                                "recipe": "lora-smollm2-cpu", "steps": "12", "seeds": "2", "judge": "the embedded default, 16 prompts"}
+    assert v.definitions == [("win rate vs random", _doc()["win_rate_definition"])]
+    assert [(d.tag, d.pool, d.after_filter, d.action, d.rate) for d in v.defects] == [
+        ("clean", 175, 153, "kept", pytest.approx(0.874, abs=1e-3)), ("near_duplicate", 25, 13, "removed", 0.48), ("refusal", 25, 0, "removed", 1.0)]
+    assert v.defects[2].in_arm["random"].mean == 5.5
+    assert (v.removed_by_filter_all_defects, v.filter_precision) == (0.656, pytest.approx(0.788, abs=1e-3))
+    assert v.notes == [] and v.near_duplicate_pairs == {}
+
+
+def test_verdict_on_the_real_numbers_is_within_seed_noise():
+    (v,) = read_ablation(ABLATION).verdicts
+    assert (v.arm, v.lower, v.paired, v.beyond_noise) == ("curated", 2, 2, False)
+    assert v.diff == pytest.approx(1.9718485 - 1.9736639, abs=1e-6) and v.noise == pytest.approx(0.0029220, abs=1e-6)
+    assert v.sentence == ("curated: lower gold loss than random in 2 of 2 seeds; mean difference -0.00182 (random seed spread 0.00292): "
+                          "within seed noise (the larger std is 0.00292)")
+
+
+def test_verdict_beyond_noise_overlap_and_one_seed():
+    assert _sentence({0: 1.0, 1: 1.1}, {1: 1.6, 0: 1.5}) == (  # seeds paired by number, not by position
+        "curated: lower gold loss than random in 2 of 2 seeds; mean difference -0.5 (random seed spread 0.0707): "
+        "lower beyond seed noise (the difference exceeds the larger std, 0.0707)")
+    assert _sentence({0: 1.0, 1: 1.4}, {0: 1.1, 1: 1.3}) == (  # the arms overlap
+        "curated: lower gold loss than random in 1 of 2 seeds; mean difference 0 (random seed spread 0.141): "
+        "within seed noise (the larger std is 0.283)")
+    assert _sentence({0: 2.5, 1: 2.6}, {0: 1.5, 1: 1.6}).endswith("mean difference +1 (random seed spread 0.0707): "
+                                                                 "higher beyond seed noise (the difference exceeds the larger std, 0.0707)")
+    assert _sentence({0: 1.0}, {0: 2.0}).endswith("in 1 of 1 seeds; mean difference -1 (random seed spread 0): "
+                                                  "seed noise unknown with fewer than two seeds")
+    assert parse_ablation({"arms": {"curated": _arm({0: 1.0})}}).verdicts == []  # no random arm
+
+
+def test_reader_tolerates_missing_and_extra_fields():
+    doc = {
+        "arms": {
+            "curated": {"per_seed": [{"seed": 0, "loss": 2.0, "note": "x"}, {"seed": 1, "loss": "n/a"}, "junk"],
+                        "calibrated_win_rate": {"mean": 0.6, "std": 0.1, "min": 0.5, "max": 0.7, "n": 2},
+                        "weird_metric": {"mean": 3, "std": None}, "list": [1, 2], "records": "many"},
+            "random": {"per_seed": [{"seed": 0, "loss": 2.5}]},
+            "broken": "not an arm",
+        },
+        "curation": {"defects": {"refusal": {"pool": 3}, "odd": 5}, "notes": ["filter ran twice", 3],
+                     "near_duplicate_pairs": {"pairs": 4, "mean_jaccard": 0.81}},
+        "win_rate_definition": ["not", "text"], "something_new": {"x": 1},
+    }
+    v = parse_ablation(doc)
+    assert [a.name for a in v.arms] == ["curated", "random"]
+    assert v.metrics == ["loss", "win_rate", "calibrated_win_rate", "weird_metric"]
+    assert v.arms[0].records is None and v.arms[0].metrics["weird_metric"].format("weird_metric") == "3.000"
+    assert v.arms[0].values("loss") == [(0, 2.0)]
+    (verdict,) = v.verdicts  # the loss spread comes from the per-seed rows when the arm has none
+    assert (verdict.lower, verdict.paired, verdict.diff) == (1, 1, -0.5)
+    assert [(d.tag, d.pool, d.after_filter, d.action, d.rate, d.in_arm) for d in v.defects] == [("refusal", 3, None, "", None, {})]
+    assert v.notes == ["filter ran twice", "3"] and v.near_duplicate_pairs == {"pairs": 4, "mean_jaccard": 0.81}
+    assert v.settings == [] and v.definitions == []
+    empty = parse_ablation({})
+    assert (empty.arms, empty.verdicts, empty.metrics) == ([], [], ["loss", "win_rate"])
+
+
+def test_bad_paths_name_the_path(tmp_path):
+    with pytest.raises(UserError, match=re.escape(str(tmp_path / "nope"))):
+        read_ablation(tmp_path / "nope")
+    with pytest.raises(UserError, match="a directory without ablation.json"):
+        read_ablation(tmp_path)
+    (tmp_path / "ablation.json").write_text('{"arms": {', encoding="utf-8")
+    with pytest.raises(UserError, match=re.escape(str(tmp_path / "ablation.json")) + ".*not valid JSON"):
+        read_ablation(tmp_path)
+    (tmp_path / "ablation.json").write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(UserError, match="expected a JSON object"):
+        read_ablation(tmp_path / "ablation.json")
+
+
+def test_section_shows_the_numbers_only_with_ablation(runs):
+    page = _page(runs, ABLATION)
+    section = page[page.index('<section id="ablation">'):page.index('<section id="funnel">')]
+    assert '<a href="#ablation">Ablation</a>' in page
+    assert "Ablation: does curation help?" in section
+    assert "curated: lower gold loss than random in 2 of 2 seeds; mean difference -0.00182" in section
+    assert "1.9718 ± 0.0005 [1.9715, 1.9722]" in section and "1.9737 ± 0.0029 [1.9716, 1.9757]" in section
+    assert "0.50 ± 0.00 [0.50, 0.50]" in section and "7.184 ± 0.003 [7.182, 7.186]" in section
+    assert 'data-arm="curated"' in section and 'data-arm="random"' in section
+    assert "removed 48%" in section and "kept 87%" in section and ">66%<" in section and ">79%<" in section
+    assert "lora-smollm2-cpu" in section and "in both answer orders" in section
+    assert section.count('<circle class="dot') == 4  # the dot chart: one per (arm, seed)
+    assert section.count("<tr") == 1 + 2 + 1 + 4 + 1 + 3  # arms table, every-seed table, defects table
+    plain = _page(runs)
+    assert 'id="ablation"' not in plain and 'href="#ablation"' not in plain
+
+
+def test_section_renders_extra_fields_generically(runs):
+    doc = _doc()
+    for name, arm in doc["arms"].items():
+        arm["calibrated_win_rate"] = {"mean": 0.625 if name == "curated" else 0.5, "std": 0.05, "min": 0.55, "max": 0.7, "n": 2}
+        arm["new_score"] = {"mean": 1.23456, "std": 0.1, "min": 1.1, "max": 1.3, "n": 2}
+    doc["curation"]["notes"] = ["the judge is a 135M model"]
+    doc["curation"]["near_duplicate_pairs"] = {"pairs_in_pool": 25, "mean_jaccard": 0.81}
+    doc["curation"]["removed_by"] = {"refusal": {"heuristics/refusal": 24, "exact/exact_duplicate": 1}, "clean": "?"}
+    page = _page(runs, doc)  # the document itself, as datagen ablate passes it
+    assert "<th>calibrated win rate</th>" in page and "0.62 ± 0.05 [0.55, 0.70]" in page
+    assert "<th>new_score</th>" in page and "1.235 ± 0.100 [1.100, 1.300]" in page
+    assert "<li>the judge is a 135M model</li>" in page
+    assert "<td>pairs_in_pool</td><td class=\"n\">25</td>" in page and "0.81" in page
+    assert "<span>heuristics/refusal <b>24</b></span><span>exact/exact_duplicate <b>1</b></span>" in page
+
+
+def test_arm_names_and_notes_are_text(runs):
+    doc = _doc()
+    evil = "<script>alert(9)</script>"
+    doc["arms"][evil] = copy.deepcopy(doc["arms"]["curated"])
+    doc["curation"]["notes"] = ["<img src=x onerror=alert(8)>"]
+    doc["curation"]["defects"]["clean"]["in_arm"][evil] = doc["curation"]["defects"]["clean"]["in_arm"]["curated"]
+    page = _page(runs, doc)
+    assert evil not in page and "<img" not in page
+    assert "&lt;script&gt;alert(9)&lt;/script&gt;: lower gold loss than random in 2 of 2 seeds" in page  # the verdict
+    assert 'data-arm="&lt;script&gt;alert(9)&lt;/script&gt;"' in page and "<title>&lt;script&gt;alert(9)&lt;/script&gt;" in page  # table, chart
+    assert "&lt;img src=x onerror=alert(8)&gt;" in page
+    assert page.count("<script") == _page(runs).count("<script")
+
+
+def test_dot_chart_shows_every_value_with_distinct_ticks():
+    chart = str(svg.dot_chart([("a", [(1.9715, "a0"), (1.9722, "a1")], "c2"), ("b<", [(1.9757, "b0")], "c7")], "t", "gold loss"))
+    assert chart.count("<circle") == 3 and chart.count('class="meantick"') == 2 and "b&lt;" in chart
+    ticks = re.findall(r'<text class="tick"[^>]*>([^<]*)</text>', chart)
+    assert len(ticks) >= 3 and len(set(ticks)) == len(ticks)  # 3 significant digits would print 1.97 for each
+    assert svg.distinct_format([1.972, 1.974, 1.976])(1.972) == "1.972" and svg.distinct_format([0.0, 5.0])(5.0) == "5"
+
+
+def test_text_summary():
+    out = ablation_summary(read_ablation(ABLATION))
+    assert "curated  60       12     1.9718 ± 0.0005 [1.9715, 1.9722]" in out
+    assert "verdict:\n  curated: lower gold loss than random in 2 of 2 seeds" in out
+
+
+def test_cli_ablation_option(runs, cli, tmp_path):
+    out = tmp_path / "r.html"
+    r = cli("report", *runs, "--ablation", ABLATION, "--no-map", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert 'id="ablation"' in out.read_text(encoding="utf-8")
+    r = cli("report", *runs, "--ablation", ABLATION / "ablation.json", "--text")
+    assert r.returncode == 0 and "top reasons:" in r.stdout and "within seed noise" in r.stdout
+    r = cli("report", *runs, "--ablation", tmp_path / "missing", "--no-map")
+    assert r.returncode == 2 and str(tmp_path / "missing") in r.stderr and "Traceback" not in r.stderr
+
+
+def test_ablate_writes_the_full_report(tmp_path, monkeypatch):
+    """`datagen ablate` ends with DIR/report.html over the curated arm's filter and select runs, with
+    the ablation section; training, evaluation and curation are replaced by their results here."""
+    s = ablate.AblationSettings(pool=str(ABLATION / "ablation.json"), gold=str(ABLATION / "ablation.json"), budget=3,
+                                out=tmp_path / "abl", seeds=2, judge_prompts=0)
+    pipeline(s.out / "arms" / "curated")  # writes arms/curated/{evolve,filter,select}
+    arms = {name: [ablate.Arm(name, k, Path(s.pool), 3, f"{name}{k}") for k in (0, 1)] for name in ("curated", "random")}
+    monkeypatch.setattr(ablate, "build_arms", lambda *a, **k: arms)
+    monkeypatch.setattr(ablate, "curation_summary", lambda *a, **k: {"filter_funnel": {}})
+    monkeypatch.setattr(ablate, "train_arm", lambda s, arm, run_dir: {"seed": arm.seed, "records": 3, "steps": 5, "epochs": 1.0, "train_loss": 2.0})
+    losses = {("curated", 0): 1.0, ("curated", 1): 1.1, ("random", 0): 1.5, ("random", 1): 1.6}
+
+    def eval_arm(s: ablate.AblationSettings, run_dir: Path, gold_sha: str) -> dict:
+        name, seed = run_dir.name.rsplit("-s", 1)  # runs/<arm>-s<seed>
+        return {"loss": losses[name, int(seed)], "perplexity": 3.0}
+
+    monkeypatch.setattr(ablate, "eval_arm", eval_arm)
+    ablate.ablate(s)
+    page = (s.out / "report.html").read_text(encoding="utf-8")
+    assert "curated: lower gold loss than random in 2 of 2 seeds" in page and "lower beyond seed noise" in page
+    assert 'data-run="filter"' in page and 'data-run="select"' in page and 'data-run="evolve"' not in page
+    assert (s.out / "ablation.html").is_file() and (s.out / "ablation.json").is_file()
