@@ -22,7 +22,10 @@ Each trained model is then scored on the gold set (``DIR/runs/<arm>-s<seed>/eval
   answer orders, ``prompts/train/pairwise.j2``). :func:`strict_scores` counts a prompt as a win
   (1) only when the arm wins in BOTH orders, a loss (0) only when it loses in both, and anything
   else (a split, a tie, an unreadable verdict) as a tie (0.5). ``win_rate`` is the mean: 0.5 means
-  no difference, the random arm against itself is 0.5 by definition.
+  no difference, the random arm against itself is 0.5 by definition. ``debiased_win_rate`` reads
+  the judge's probabilities instead of its verdicts, with position bias cancelled between the two
+  orders (:func:`train.evaluate.debiased_preference`): a small judge that always writes "A" gives
+  only ties by the strict rule, but its probabilities can still tell the answers apart.
 
 ``DIR/ablation.json`` holds per arm the mean, std (sample, ddof=1), min and max over seeds of
 each metric, the per-seed values, the curation funnel, and, when the pool's records carry
@@ -328,6 +331,7 @@ def judge_arm(s: AblationSettings, judge: LLM, name: str, seed: int, mine: dict[
         "fingerprint": fp, "arm": name, "seed": seed, "against": BASELINE,
         "win_rate": sum(scores) / len(scores) if scores else None,
         "wins": scores.count(1.0), "losses": scores.count(0.0), "ties": scores.count(0.5),
+        "debiased_win_rate": result["debiased_win_rate"], "position_bias": result["position_bias"],
         "judge_pairs": result,
     }
     write_json(marker, doc)
@@ -353,16 +357,22 @@ def injected_counts(records: Sequence[Record]) -> dict[str, int]:
 
 
 def curation_summary(s: AblationSettings, arms: dict[str, list[Arm]]) -> dict[str, Any]:
-    """The filter's funnel and, for a pool with tagged defects, what each step let through."""
+    """The filter's funnel and, for a pool with tagged defects, what each step let through:
+    per tag, the share the filter removed (or, for clean records, kept) and the count in each arm;
+    which stage removed what (``removed_by``); and how the near-duplicate groups (a clean record
+    and its tagged near-copies) fared, since dedup keeps one record of a group, the copy or the
+    original, and either way the group is reduced to one."""
     from .io import read_records
 
     base = s.out / "arms" / "curated"
     stats = json.loads((base / "filter" / "stats.json").read_text(encoding="utf-8"))
     doc: dict[str, Any] = {"filter_funnel": {k: {"in": v["in"], "out": v["out"], "rejected": v["rejected"]} for k, v in stats["stages"].items()}}
-    pool = injected_counts(list(read_records(s.pool)))
+    pool_records = list(read_records(s.pool))
+    pool = injected_counts(pool_records)
     if set(pool) == {"clean"}:
         return doc
-    after_filter = injected_counts(list(read_records(base / "filter" / "records.jsonl")))
+    kept_records = list(read_records(base / "filter" / "records.jsonl"))
+    after_filter = injected_counts(kept_records)
     per_arm = {name: [injected_counts(list(read_records(a.path))) for a in group] for name, group in arms.items()}
     defects = {}
     for tag, n in pool.items():
@@ -379,7 +389,50 @@ def curation_summary(s: AblationSettings, arms: dict[str, list[Arm]]) -> dict[st
     doc["defects"] = defects
     doc["removed_by_filter_all_defects"] = (total_bad - kept_bad) / total_bad
     doc["filter_precision"] = _precision(pool, after_filter)
+    doc["removed_by"] = removed_by(base / "filter" / "rejected.jsonl")
+    groups = near_duplicate_groups(pool_records, {r.id for r in kept_records})
+    if groups["groups"]:
+        doc["near_duplicate_pairs"] = groups
+        clean_removed = pool["clean"] - after_filter.get("clean", 0)
+        doc["notes"] = [
+            (f"{groups['groups']} near-duplicate groups (a clean record and its tagged near-copies): "
+             f"{groups['reduced_to_one']} reduced to one record, {groups['all_removed']} removed entirely, "
+             f"{groups['more_than_one_kept']} left with more than one."),
+            (f"Of the {clean_removed} clean records the filter removed, {groups['clean_removed_copy_kept']} were the original of "
+             "a group whose near-copy was kept: the content stayed in the set."),
+        ]
     return doc
+
+
+def removed_by(rejected: Path) -> dict[str, dict[str, int]]:
+    """Per pool tag, how many records each ``stage/reason`` removed (from ``rejected.jsonl``)."""
+    out: dict[str, dict[str, int]] = {}
+    if not rejected.is_file():
+        return out
+    with rejected.open(encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            tag = str((row.get("record", {}).get("meta") or {}).get("injected") or "clean")
+            key = f"{row.get('stage')}/{row.get('reason')}"
+            out.setdefault(tag, {})[key] = out.get(tag, {}).get(key, 0) + 1
+    return {t: dict(sorted(v.items())) for t, v in sorted(out.items())}
+
+
+def near_duplicate_groups(pool: Sequence[Record], kept_ids: set[str]) -> dict[str, int]:
+    """How the filter treated each group of a clean record and its ``near_duplicate`` copies
+    (``meta["injected_from"]`` names the original)."""
+    groups: dict[str, list[str]] = {}
+    for r in pool:
+        if r.meta.get("injected") == "near_duplicate" and r.meta.get("injected_from"):
+            groups.setdefault(str(r.meta["injected_from"]), []).append(r.id)
+    out = dict.fromkeys(("groups", "reduced_to_one", "all_removed", "more_than_one_kept", "clean_removed_copy_kept"), 0)
+    for original, copies in groups.items():
+        survivors = sum(i in kept_ids for i in [original, *copies])
+        out["groups"] += 1
+        out["reduced_to_one" if survivors == 1 else "all_removed" if survivors == 0 else "more_than_one_kept"] += 1
+        if original not in kept_ids and any(c in kept_ids for c in copies):
+            out["clean_removed_copy_kept"] += 1
+    return out
 
 
 def _precision(pool: dict[str, int], kept: dict[str, int]) -> float | None:
@@ -389,13 +442,48 @@ def _precision(pool: dict[str, int], kept: dict[str, int]) -> float | None:
     return removed_bad / removed if removed else None
 
 
+def paired_loss(evals: dict[tuple[str, int], dict[str, Any]], name: str, seeds: Sequence[int]) -> dict[str, Any] | None:
+    """The arm against the random arm item by item: per gold item, the arm's loss minus the random
+    arm's of the same seed, averaged over seeds. How many items are lower and higher, a two-sided
+    sign test, and the mean difference with a 95% bootstrap interval over items (2,000 resamples,
+    seeded). None when an evaluation holds no per-item losses."""
+    rows = []
+    for k in seeds:
+        mine, theirs = evals[name, k].get("per_sample_loss"), evals[BASELINE, k].get("per_sample_loss")
+        if not mine or not theirs or len(mine) != len(theirs):
+            return None
+        rows.append([None if a is None or b is None else a - b for a, b in zip(mine, theirs)])
+    per_item = [statistics.fmean(col) for col in zip(*rows) if None not in col]
+    if not per_item:
+        return None
+    rng = random.Random(0)
+    boots = sorted(statistics.fmean(rng.choices(per_item, k=len(per_item))) for _ in range(2000))
+    lower, higher = sum(d < 0 for d in per_item), sum(d > 0 for d in per_item)
+    return {
+        "items": len(per_item), "seeds": len(seeds), "lower": lower, "higher": higher,
+        "sign_test_p": sign_test(lower, higher), "mean_diff": statistics.fmean(per_item),
+        "ci95": [boots[int(0.025 * len(boots))], boots[int(0.975 * len(boots)) - 1]],
+    }
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test: the chance of a split at least this uneven if both were equally likely."""
+    import math
+
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
 def summarize(per_run: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Per arm: the spread over seeds of loss, perplexity, win rate, train loss and epochs."""
     out = {}
     for name, rows in per_run.items():
         out[name] = {
             "records": rows[0]["records"], "steps": rows[0]["steps"],
-            **{m: spread([r.get(m) for r in rows]) for m in ("loss", "perplexity", "win_rate", "train_loss", "epochs")},
+            **{m: spread([r.get(m) for r in rows]) for m in ("loss", "perplexity", "win_rate", "debiased_win_rate", "train_loss", "epochs")},
             "per_seed": rows,
         }
     return out
@@ -425,7 +513,8 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
             trained = train_arm(s, arm, run_dir)
             evals[name, arm.seed] = ev = eval_arm(s, run_dir, gold_sha)
             row = {k: trained[k] for k in ("seed", "records", "steps", "epochs", "train_loss")}
-            row.update(loss=ev["loss"], perplexity=ev["perplexity"], win_rate=0.5 if name == BASELINE and s.judge_prompts else None)
+            even = 0.5 if name == BASELINE and s.judge_prompts else None  # the baseline against itself
+            row.update(loss=ev["loss"], perplexity=ev["perplexity"], win_rate=even, debiased_win_rate=even)
             per_run.setdefault(name, []).append(row)
     if s.judge_prompts > 0:
         from train.evaluate import load_prompts
@@ -438,15 +527,22 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
             for row in per_run[name]:
                 k = row["seed"]
                 j = judge_arm(s, judge, name, k, evals[name, k], evals[BASELINE, k], records)
-                row.update(win_rate=j["win_rate"], wins=j["wins"], losses=j["losses"], ties=j["ties"])
+                row.update({key: j.get(key) for key in ("win_rate", "wins", "losses", "ties", "debiased_win_rate", "position_bias")})
+    arms_doc = summarize(per_run)
+    for name in arms:
+        if name != BASELINE:
+            arms_doc[name]["paired_vs_random"] = paired_loss(evals, name, seeds)
     doc = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in s.__dict__.items()},
         "train_config": train_config(s, 0).model_dump(mode="json"),
         "gold": {"path": s.gold, "sha256": gold_sha},
         "win_rate_definition": "per prompt: 1 if the arm beats the random arm of the same seed in both answer orders, "
                                "0 if it loses in both, else 0.5; mean over prompts",
+        "debiased_win_rate_definition": "per prompt: sigmoid((l1 - l2) / 2), where l = log P(A) - log P(B) at the judge's "
+                                        "verdict position with the arm's answer first (l1) and second (l2), which cancels "
+                                        "a constant position bias; mean over prompts",
         "curation": curation_summary(s, arms),
-        "arms": summarize(per_run),
+        "arms": arms_doc,
         "versions": package_versions(),
         "seconds_this_invocation": round(time.time() - started, 1),
     }
@@ -483,10 +579,12 @@ def _fmt(d: dict[str, Any], digits: int = 3) -> str:
 
 
 def table_rows(doc: dict[str, Any]) -> list[list[str]]:
-    """Header + one row per arm: records, steps, epochs, gold loss, win rate vs random."""
-    rows = [["arm", "records", "steps", "epochs", "gold loss (mean ± std [min, max])", "win rate vs random", "seeds"]]
+    """Header + one row per arm: records, steps, epochs, gold loss, win rates vs random."""
+    rows = [["arm", "records", "steps", "epochs", "gold loss (mean ± std [min, max])", "win rate vs random",
+             "debiased win rate", "seeds"]]
     for name, a in doc["arms"].items():
-        rows.append([name, str(a["records"]), str(a["steps"]), _fmt(a["epochs"], 1), _fmt(a["loss"]), _fmt(a["win_rate"], 2), str(a["loss"]["n"])])
+        rows.append([name, str(a["records"]), str(a["steps"]), _fmt(a["epochs"], 1), _fmt(a["loss"]), _fmt(a["win_rate"], 2),
+                     _fmt(a.get("debiased_win_rate", {}), 2), str(a["loss"]["n"])])
     return rows
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from datagen import ablate
 from datagen.ablate import AblationSettings, Arm
 from datagen.errors import UserError
 from datagen.io import read_records, write_records
-from datagen.llm.base import ChatRequest, GenParams
+from datagen.llm.base import ChatRequest, GenParams, TokenLogprob
 from datagen.record import Record
 from tests.scripted import ScriptedLLM
 
@@ -101,6 +102,58 @@ def test_win_rate_asks_both_orders_and_counts_only_consistent_wins(tmp_path):
     assert (doc["wins"], doc["losses"], doc["ties"]) == (0, 0, 3) and doc["win_rate"] == 0.5
 
 
+def _biased_judge(word: str, bias: float, gap: float) -> ScriptedLLM:
+    """A judge that always WRITES "A" (pure position bias in its verdicts) while its log-odds
+    are ``bias`` plus ``gap`` toward the answer containing ``word``, as a real small judge's are."""
+
+    def logprobs(req: ChatRequest, params: GenParams, text: str) -> list[TokenLogprob]:
+        body = req.messages[-1][1]
+        a = body.split("Answer A:")[1].split("Answer B:")[0]
+        b = body.split("Answer B:")[1]
+        log_odds = bias + (gap if word in a else 0.0) - (gap if word in b else 0.0)
+        # P(A) + P(B) = 0.5 (the rest goes to other tokens), split by the log-odds
+        pa = 0.5 / (1 + math.exp(-log_odds))
+        return [TokenLogprob("A", math.log(pa), {"A": math.log(pa), " B": math.log(0.5 - pa), "The": math.log(0.3)})]
+
+    return ScriptedLLM(lambda req, params: "A", logprobs=logprobs)
+
+
+def test_debiased_win_rate_reads_a_position_biased_judges_probabilities(tmp_path):
+    records = _pool(3)
+    mine = {"fingerprint": "m", "answers": ["GOOD one", "GOOD two", "meh"]}
+    theirs = {"fingerprint": "t", "answers": ["meh", "meh", "GOOD three"]}
+    doc = ablate.judge_arm(_settings(tmp_path), _biased_judge("GOOD", bias=4.0, gap=1.0), "curated", 0, mine, theirs, records)
+    # the verdicts say nothing: "A" in both orders is a split, i.e. a tie, for every prompt
+    assert (doc["wins"], doc["losses"], doc["ties"]) == (0, 0, 3)
+    # the probabilities do: l1 - l2 = 2 * gap toward GOOD, the bias of 4 cancels
+    items = doc["judge_pairs"]["items"]
+    assert [it["debiased"] for it in items] == pytest.approx([1 / (1 + math.exp(-1.0))] * 2 + [1 / (1 + math.exp(1.0))])
+    assert doc["debiased_win_rate"] == pytest.approx((2 * 0.7310586 + 0.2689414) / 3)
+    assert doc["judge_pairs"]["debiased_wins"] == 2 and doc["judge_pairs"]["debiased_losses"] == 1
+    assert doc["position_bias"] > 0.95  # mean P(A) among A/B: the judge's lean toward the first answer
+    assert doc["judge_pairs"]["choice_mass"] == pytest.approx(0.5)
+
+    # equal answers: exactly 0.5 whatever the bias
+    same = {"fingerprint": "s", "answers": ["GOOD", "GOOD", "meh"]}
+    doc = ablate.judge_arm(_settings(tmp_path / "s"), _biased_judge("GOOD", bias=-3.0, gap=2.0), "curated", 0, same, same, records)
+    assert doc["debiased_win_rate"] == pytest.approx(0.5)
+
+
+def test_choice_log_odds_handles_missing_and_absent_choices():
+    from train.evaluate import choice_log_odds, debiased_preference
+
+    assert choice_log_odds(None) is None
+    assert choice_log_odds([TokenLogprob("The", -0.1, {"The": -0.1, "It": -2.5})]) is None
+    # the first position holding A or B is used; " A" and "A" add up
+    pos = [TokenLogprob("**", -0.2, {"**": -0.2}), TokenLogprob("A", math.log(0.3), {"A": math.log(0.3), " A": math.log(0.1), "B": math.log(0.2)})]
+    o = choice_log_odds(pos)
+    assert o.log_odds == pytest.approx(math.log(0.4 / 0.2)) and o.mass == pytest.approx(0.6) and not o.bounded
+    # B not listed: bounded by the lowest listed alternative
+    o = choice_log_odds([TokenLogprob("A", math.log(0.9), {"A": math.log(0.9), "x": math.log(0.01)})])
+    assert o.bounded and o.log_odds == pytest.approx(math.log(90))
+    assert debiased_preference(o, None) is None
+
+
 def test_strict_scores_treat_unreadable_verdicts_as_ties():
     items = [{"verdicts": ["A", None]}, {"verdicts": ["tie", "B"]}, {"verdicts": ["B", "A"]}, {"verdicts": ["A", "B"]}]
     assert ablate.strict_scores({"items": items}) == [0.5, 0.5, 0.0, 1.0]
@@ -161,7 +214,58 @@ def test_tiny_ablation_end_to_end(tmp_path, cli):
     assert {a["records"] for a in doc["arms"].values()} == {6}
     assert doc["arms"]["curated"]["loss"]["mean"] > 0
     assert 0 <= doc["arms"]["curated"]["win_rate"]["mean"] <= 1
+    # the judge's probabilities were read (SmolLM2 puts mass on "A"/"B"), and the gold items compared one by one
+    assert 0 < doc["arms"]["curated"]["debiased_win_rate"]["mean"] < 1
+    paired = doc["arms"]["curated"]["paired_vs_random"]
+    assert paired["items"] == len(gold) and paired["lower"] + paired["higher"] <= len(gold)
     assert doc["curation"]["defects"]["refusal"]["removed_by_filter"] == 1.0
     assert (out / "ablation.html").read_text().count("<tr>") >= 3
     r = cli(*args)  # rerun: everything is done already
     assert r.returncode == 0 and "training" not in r.stderr and "already trained" in r.stderr
+
+
+def test_near_duplicate_groups_count_a_group_reduced_to_either_member_as_handled():
+    originals = _pool(3)
+    copies = [r.with_answer(r.response + " Hope this helps.", meta={"injected": "near_duplicate", "injected_from": r.id}) for r in originals]
+    pool = originals + copies
+    # group 0 keeps its copy, group 1 its original, group 2 both; nothing else removed
+    kept = {copies[0].id, originals[1].id, originals[2].id, copies[2].id}
+    assert ablate.near_duplicate_groups(pool, kept) == {
+        "groups": 3, "reduced_to_one": 2, "all_removed": 0, "more_than_one_kept": 1, "clean_removed_copy_kept": 1,
+    }
+    assert ablate.near_duplicate_groups(pool, set())["all_removed"] == 3
+
+
+def test_removed_by_counts_stage_and_reason_per_tag(tmp_path):
+    rows = [
+        {"stage": "heuristics", "reason": "refusal", "record": {"meta": {"injected": "refusal"}}},
+        {"stage": "heuristics", "reason": "refusal", "record": {"meta": {"injected": "refusal"}}},
+        {"stage": "minhash", "reason": "near_duplicate", "record": {"meta": {}}},
+    ]
+    path = tmp_path / "rejected.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert ablate.removed_by(path) == {"clean": {"minhash/near_duplicate": 1}, "refusal": {"heuristics/refusal": 2}}
+    assert ablate.removed_by(tmp_path / "missing.jsonl") == {}
+
+
+def test_paired_loss_compares_item_by_item_against_the_same_seeds_random_arm():
+    evals = {
+        ("curated", 0): {"per_sample_loss": [1.0, 2.0, 3.0, 4.0]},
+        ("random", 0): {"per_sample_loss": [1.5, 2.5, 2.0, 4.5]},
+        ("curated", 1): {"per_sample_loss": [1.0, 2.0, 3.0, 4.0]},
+        ("random", 1): {"per_sample_loss": [1.5, 2.5, 2.0, 4.5]},
+    }
+    p = ablate.paired_loss(evals, "curated", [0, 1])
+    assert (p["items"], p["seeds"], p["lower"], p["higher"]) == (4, 2, 3, 1)
+    assert p["mean_diff"] == pytest.approx((-0.5 - 0.5 + 1.0 - 0.5) / 4)
+    assert p["ci95"][0] <= p["mean_diff"] <= p["ci95"][1]
+    assert p["sign_test_p"] == pytest.approx(2 * (1 + 4) / 16)
+    evals["curated", 1] = {"loss": 1.0}  # an evaluation from before per-item losses
+    assert ablate.paired_loss(evals, "curated", [0, 1]) is None
+
+
+def test_sign_test():
+    assert ablate.sign_test(0, 0) == 1.0
+    assert ablate.sign_test(5, 5) == 1.0
+    assert ablate.sign_test(10, 0) == pytest.approx(2 / 1024)
+    assert ablate.sign_test(0, 10) == ablate.sign_test(10, 0)

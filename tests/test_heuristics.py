@@ -57,10 +57,10 @@ def test_evidence_and_scores():
     stage = Heuristics(CFG)
     stage.annotate([rec], ctx=None)  # type: ignore[arg-type]
     assert rec.flags["heuristics"] == ["refusal"]
-    assert rec.flags["heuristics_evidence"]["refusal"]["phrase"].lower() == "i'm sorry"
+    assert rec.flags["heuristics_evidence"]["refusal"]["phrase"].lower() == "i'm sorry, but"
     assert rec.scores["response_words"] == 11  # "I'm" and "can't" are two tokens each
     reason, ev = stage.verdict(rec)
-    assert ev["phrase"].lower() == "i'm sorry"
+    assert ev["phrase"].lower() == "i'm sorry, but"
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -69,6 +69,30 @@ def test_evidence_and_scores():
 ])
 def test_chinese_refusals(text, expected):
     assert codes(Record.from_turns("你怎么看这件事？", text)) == [expected]
+
+
+@pytest.mark.parametrize("answer", [
+    "I'm sorry, I don't know.",
+    "I can't help you with that.",
+    "As an AI language model, I do not have opinions. However, many people think otherwise.",
+    "Thanks for asking. I'm unable to provide medical advice; please see a doctor.",
+    "对不起，我不能帮你做这件事。",
+])
+def test_refusals_caught(answer):
+    assert codes(Record.from_turns("Please help.", answer)) == ["refusal"]
+
+
+@pytest.mark.parametrize("instruction,answer", [
+    # the answer the task asked for, with a weak phrase inside: not a refusal
+    ("Write a short, friendly email declining the meeting invitation and proposing another time.",
+     ("Hi Dana,\n\nThanks for the invite. Unfortunately I have a client call at 10:30 on Thursday, so I can't join the "
+      "full review. Would Thursday afternoon or Friday morning work instead?\n\nBest,\nAlex")),
+    ("顾客投诉外卖送达晚了一个小时。请以商家的身份写一段道歉回复。",
+     "亲爱的顾客，您好！非常抱歉让您等了这么久，还吃到了凉掉的饭菜，我们深表歉意。我们已为您申请全额退款。"),
+    ("My dog is sick. What should I do?", "Take her to a vet today; I'm sorry to say that waiting rarely helps with a sick dog."),
+])
+def test_weak_phrases_inside_a_real_answer_are_not_refusals(instruction, answer):
+    assert "refusal" not in codes(Record.from_turns(instruction, answer))
 
 
 def test_refusal_phrase_deep_in_a_long_answer_is_not_a_refusal():
@@ -84,6 +108,21 @@ def test_truncation_kinds(answer, how):
     rec = Record.from_turns("Explain.", answer)
     stage = Heuristics(HeuristicsConfig())
     assert stage.flag(rec)["truncated"]["how"] == how
+
+
+@pytest.mark.parametrize("tail", [
+    "\n\nThank you for considering my request.\n\nWarmly,\nSam",  # sign-off and name
+    "\n\nBest regards,\nJordan Ellis\nHIST 240, Section 2",
+    "\n\n3. Which treaty ended the war?\n   Answer: A) Treaty of Paris",  # a short label
+    "\n\n恳请批准，谢谢！\n\n张伟",
+])
+def test_a_short_closing_line_is_not_a_truncation(tail):
+    assert "truncated" not in codes(Record.from_turns("Write a letter.", LONG_EN + tail))
+
+
+@pytest.mark.parametrize("tail", [" As a rough rule of", "\nThe", " and the next step is to measure the", "\nFirst, then,"])
+def test_cut_prose_is_a_truncation(tail):
+    assert codes(Record.from_turns("Explain.", LONG_EN + tail)) == ["truncated"]
 
 
 def test_blacklist_is_opt_in():

@@ -121,3 +121,35 @@ def test_config_is_strict():
     with pytest.raises(ValueError):
         SemanticConfig(treshold=0.9)
     assert SemanticDedup(threshold=0.9).describe()["threshold"] == 0.9
+
+
+OFF_TOPIC = (
+    "Give three tips for sleeping better.",
+    ("The French Revolution began in 1789 when financial crisis and food shortages pushed the Third Estate to "
+     "declare itself a National Assembly, and the storming of the Bastille followed in July."),
+)
+ON_TOPIC = (
+    "Give three tips for sleeping better.",
+    "Keep a fixed bedtime and wake-up time, avoid caffeine after lunch, and keep your bedroom dark, cool and quiet.",
+)
+
+
+def test_an_answer_to_another_question_is_off_topic_and_never_a_survivor(cache_dir):
+    off, on = Record.from_turns(*OFF_TOPIC), Record.from_turns(*ON_TOPIC)
+    label = Record.from_turns("Sort the email into Work, Personal or Bills.\n\nYour electricity bill is due.", "Bills")
+    # a near-copy of the off-topic record, which would otherwise be deduplicated against it
+    off_copy = Record.from_turns(OFF_TOPIC[0], OFF_TOPIC[1] + " It ended in 1799.")
+    recs = [off, on, label, off_copy]
+    stage = annotate(recs, cache_dir)
+    assert on.scores["relevance"] > 0.4 and off.scores["relevance"] < 0.1
+    reason, evidence = stage.verdict(off)
+    assert reason == "off_topic" and evidence == {"relevance": off.scores["relevance"], "min_relevance": 0.1}
+    assert stage.verdict(off_copy)[0] == "off_topic"  # both off-topic: neither is a duplicate's survivor
+    assert "semantic_cluster" not in off.flags and "semantic_duplicate_of" not in off_copy.flags
+    # a one-word label is far from its question in embedding space, but short answers are not judged
+    assert label.scores["relevance"] < 0.35 and stage.verdict(label) is None
+    assert stage.verdict(on) is None
+    # switched off: scores nothing, flags nothing
+    recs = [Record.from_turns(*OFF_TOPIC)]
+    stage = annotate(recs, cache_dir, min_relevance=None)
+    assert stage.verdict(recs[0]) is None and "relevance" not in recs[0].scores

@@ -206,6 +206,15 @@ def test_eval_writes_json_with_finite_loss(trained, tiny_data, tmp_path):
     res = json.loads(out.read_text())
     assert res["loss"] > 0 and res["loss"] < 20 and res["perplexity"] == pytest.approx(2.718281828 ** res["loss"])
     assert res["tokens"] > 0 and res["samples"] == len(TINY)
+    # per-item losses, in input order, whose token-weighted mean is the loss: checked by computing
+    # one item alone (the batched, padded computation must give the same number)
+    per = res["per_sample_loss"]
+    assert len(per) == len(TINY) and all(x > 0 for x in per)
+    one = tmp_path / "one.jsonl"
+    one.write_text(Path(tiny_data).read_text().splitlines()[1] + "\n")
+    r = run_train("eval", "--model", trained, "--data", one, "--out", tmp_path / "one.json", "--n-prompts", "1", "--max-new-tokens", "4")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((tmp_path / "one.json").read_text())["loss"] == pytest.approx(per[1], abs=1e-4)
     assert len(res["generations"]) == 2 and all(isinstance(g["answer"], str) for g in res["generations"])
 
 

@@ -1,13 +1,18 @@
 """The individual checks of the heuristics stage. Each takes the facts of one record
 (:class:`Facts`) and the stage's settings and returns its evidence when the record fails, else None.
 
-* ``refusal``: a refusal phrase ("I'm sorry", "As an AI", "I cannot", 抱歉, 作为一个AI, 我无法...)
-  at the start of the response, or anywhere in a short one (``refusal_max_words``).
+* ``refusal``: a refusal. A *strong* phrase ("As an AI", "I'm sorry, but", "I can't help with",
+  "I am unable to provide", 作为一个AI, 抱歉，我无法, 我无法回答...) counts at the start of the
+  response (its first characters), or anywhere in a short one (``refusal_max_words``). A *weak* one
+  ("I'm sorry", "I can't", 抱歉, 我不能...) counts only when it opens a short response: an email
+  that says "I can't join the meeting" or a customer-service reply that says 非常抱歉 is no refusal.
 * ``echoes_instruction``: the response's tokens (casefolded, punctuation dropped) equal the
   instruction's, start with them, or share most of their set (``echo_jaccard``).
 * ``truncated``: the model stopped on its token limit (``meta.finish_reason == "length"``), a code
-  fence is left open, or a long response ends mid-sentence (its last character a letter, digit or
-  comma, and its last line not a list item, table row or heading).
+  fence is left open, or a long response ends mid-sentence or mid-expression (:func:`_cut_off`): on
+  an operator, a comma or a word such as "the", "of", "and"; or on a letter or digit at the end of
+  a running-text line of 6 words or more, not a list item, table row or heading. A short last
+  line is a signature ("Warmly,\nSam"), a name or a label ("Answer: A) Treaty of Paris").
 * ``language_mismatch``: the instruction and the response are written in different scripts
   (:func:`datagen.text.detect_language`, code removed first), unless the instruction asks for a
   translation or names the answer's language. Chinese and Japanese are not told apart (kanji).
@@ -24,13 +29,32 @@ from ..text import detect_language, tokens
 
 Evidence = dict[str, Any] | None
 
-_REFUSAL_EN = re.compile(
-    r"\b(i'?m sorry|i am sorry|i apologi[sz]e|as an ai\b|as a language model|as an ai language model"
-    r"|i cannot|i can'?t|i can not|i'?m (?:not able|unable) to|i am (?:not able|unable) to|i won'?t be able to)",
+_CANNOT = r"(?:i (?:cannot|can'?t|can not|won'?t|will not|am unable to|am not able to|won'?t be able to)|i'?m (?:unable|not able) to)"
+_REFUSAL_STRONG = (
+    re.compile(
+        r"\b(as an ai\b(?: language model)?|as a language model|(?:i'?m|i am) sorry,? but|i apologi[sz]e,? but"
+        rf"|{_CANNOT} (?:help|assist|provide|fulfil|fulfill|comply|answer|do that|support|create|generate|write|share"
+        r"|engage|complete|give|discuss|offer)|i (?:must|have to) (?:decline|refuse))",
+        re.IGNORECASE,
+    ),
+    re.compile(r"(作为一[个名](?:AI|人工智能)|作为(?:AI|人工智能)(?:语言)?模型|(?:抱歉|对不起)[^。！？\n]{0,12}(?:无法|不能)"
+               r"|我(?:无法|不能)(?:回答|提供|帮助|协助|完成|满足|处理)|很遗憾，我(?:无法|不能))", re.IGNORECASE),
+)
+_REFUSAL_WEAK = re.compile(
+    r"^\W{0,3}(i'?m sorry|i am sorry|i apologi[sz]e|i cannot|i can'?t|i can not|i'?m (?:not able|unable)|i am (?:not able|unable)"
+    r"|抱歉|对不起|我无法|我不能)",
     re.IGNORECASE,
 )
-_REFUSAL_ZH = re.compile(r"(抱歉|对不起|作为一[个名](?:AI|人工智能)|作为(?:AI|人工智能)(?:语言)?模型|我无法|我不能|很遗憾，我)", re.IGNORECASE)
 _START_CHARS = 160  # "at the start": within the first characters of the response
+_TRAILING_WORD = re.compile(r"(\w+)\W*$")
+# a line ending in one of these was cut: no sentence ends on them
+_FUNCTION_WORDS = frozenset((
+    "a", "an", "the", "of", "to", "and", "or", "but", "nor", "with", "for", "in", "on", "at", "by", "from", "as", "that",
+    "which", "who", "whose", "is", "are", "was", "were", "be", "been", "this", "these", "those", "its", "their", "your",
+    "our", "my", "his", "her", "if", "than", "then", "so", "such", "into", "onto", "about", "over", "under",
+))
+_RUNNING_LINE_WORDS = 6
+_OPERATOR_END = re.compile(r"[=+×÷→]$")
 _FENCE = re.compile(r"^\s*(```|~~~)", re.MULTILINE)
 _CODE_BLOCK = re.compile(r"```.*?(```|$)|~~~.*?(~~~|$)|`[^`\n]*`", re.DOTALL)
 _MID_SENTENCE = re.compile(r"[\w,，、]$")
@@ -75,11 +99,14 @@ class Facts:
 
 
 def refusal(f: Facts, max_words: int) -> Evidence:
-    text = f.response.replace("\u2019", "'")
-    for rx in (_REFUSAL_EN, _REFUSAL_ZH):
+    text = f.response.replace("\u2019", "'").lstrip()
+    for rx in _REFUSAL_STRONG:
         m = rx.search(text)
         if m and (m.start() < _START_CHARS or f.response_words <= max_words):
             return {"phrase": m.group(0), "at": m.start(), "response_words": f.response_words}
+    m = _REFUSAL_WEAK.search(text)
+    if m and f.response_words <= max_words:
+        return {"phrase": m.group(1), "at": m.start(1), "response_words": f.response_words, "weak": True}
     return None
 
 
@@ -103,10 +130,28 @@ def truncated(f: Facts, min_words: int) -> Evidence:
     if fences % 2:
         return {"how": "unbalanced_code_fence", "fences": fences}
     text = f.response.rstrip()
-    last_line = text.rsplit("\n", 1)[-1]
-    if f.response_words >= min_words and _MID_SENTENCE.search(text) and not _STRUCTURED_LINE.match(last_line):
+    if f.response_words >= min_words and _cut_off(text):
         return {"how": "ends_mid_sentence", "tail": text[-40:], "response_words": f.response_words}
     return None
+
+
+def _cut_off(text: str) -> bool:
+    """Whether ``text`` (right-stripped) stops in the middle of a sentence or an expression.
+
+    It does when it ends on an operator ("a ="), a comma, or a word no sentence ends on ("the",
+    "of", "and"), even inside a list item; otherwise when its last character is a letter or digit
+    and its last line is running text of at least 6 words that is not a list item, table row or
+    heading. A short last line is a signature ("Warmly,\nSam"), a name or a label ("Answer: A)
+    Treaty of Paris"), not a cut."""
+    if _OPERATOR_END.search(text):
+        return True
+    if not _MID_SENTENCE.search(text):
+        return False
+    last_line = text.rsplit("\n", 1)[-1]
+    m = _TRAILING_WORD.search(last_line)
+    if text.endswith((",", "，", "、")) or (m and m.group(1).lower() in _FUNCTION_WORDS):
+        return True
+    return not _STRUCTURED_LINE.match(last_line) and len(tokens(last_line)) >= _RUNNING_LINE_WORDS
 
 
 def prose(text: str) -> str:

@@ -16,9 +16,17 @@ it is close to *any* higher-ranked record, even one removed itself; we compare w
 only, so every dropped record points at a survivor it is close to, and the survivors have no pair
 at or above the threshold either way.
 
+Off-topic answers (``min_relevance``): the instruction and the answer are also embedded on their
+own, and their cosine similarity is ``scores["relevance"]``. An answer of at least
+``relevance_min_words`` words whose relevance is below ``min_relevance`` answers something else
+(a misaligned pair, a fluent answer to another question) and is dropped as ``off_topic``. Short
+answers are not judged: a label such as "Yes" or "Bills" is far from its question in embedding
+space however right it is. Off-topic records take no part in deduplication, so a group's survivor
+is never one of them.
+
 Records are processed in id order whatever the input order, so the result does not depend on how
-the input was shuffled. Flags: ``semantic_cluster`` (every record), ``semantic_duplicate_of`` and
-``cosine`` (the duplicates). The threshold is applied while annotating; changing it re-clusters
+the input was shuffled. Flags: ``semantic_cluster`` (every deduplicated record),
+``semantic_duplicate_of`` and ``cosine`` (the duplicates), ``off_topic`` (the off-topic ones). The threshold is applied while annotating; changing it re-clusters
 from the cached vectors without running the model.
 """
 
@@ -31,10 +39,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..record import Record
+from ..text import count_words_or_chars
 from .base import FilterContext, Verdict
 from .embeddings import DEFAULT_EMBED_MODEL, EmbeddingStore, embed_text
 
-_FLAGS = ("semantic_cluster", "semantic_duplicate_of", "cosine")
+_FLAGS = ("semantic_cluster", "semantic_duplicate_of", "cosine", "off_topic")
 _BLOCK = 1024  # rows of a cluster compared at once: bounds memory for very large clusters
 
 
@@ -50,6 +59,8 @@ class SemanticConfig(BaseModel):
     model: str = Field(DEFAULT_EMBED_MODEL, description="embedding model: all-MiniLM-L6-v2 or a local sentence-transformers folder")
     seed: int = 0
     score_key: str | None = Field("judge", description="record.scores key whose higher value survives a duplicate group; None: centroid rule only")
+    min_relevance: float | None = Field(0.1, ge=-1, le=1, description="instruction-answer cosine below which an answer is off_topic; None: not checked")
+    relevance_min_words: int = Field(8, ge=0, description="answers shorter than this (words, CJK characters one each) are not checked for relevance")
     device: str | None = None
 
 
@@ -57,7 +68,7 @@ class SemanticDedup:
     """Flags semantic near-duplicates (see the module docstring); ``verdict`` drops them."""
 
     name = "semantic"
-    score_names: tuple[str, ...] = ()  # writes flags only
+    score_names: tuple[str, ...] = ("relevance",)
 
     def __init__(self, config: SemanticConfig | None = None, **overrides: Any) -> None:
         self.config = SemanticConfig.model_validate({**(config.model_dump() if config else {}), **overrides})
@@ -72,10 +83,17 @@ class SemanticDedup:
                 rec.flags.pop(key, None)
         if not records:
             return
+            rec.scores.pop("relevance", None)
         cfg = self.config
-        order = sorted(range(len(records)), key=lambda i: records[i].id)
-        recs = [records[i] for i in order]
         store = EmbeddingStore(ctx.cache_dir, cfg.model, cfg.batch_size, cfg.device)
+        off_topic = self._relevance(records, store, ctx) if cfg.min_relevance is not None else 0
+        order = sorted((i for i in range(len(records)) if "off_topic" not in records[i].flags), key=lambda i: records[i].id)
+        recs = [records[i] for i in order]
+        extra = ctx.stats.extra.setdefault("semantic", {})
+        extra.update(off_topic=off_topic)
+        if not recs:
+            self.embedded = store.computed
+            return
         vectors = store.embed([embed_text(r) for r in recs], progress=ctx.progress)
         self.embedded = store.computed
         labels, centroids = _cluster(vectors, self._n_clusters(len(recs)), cfg.seed)
@@ -90,10 +108,25 @@ class SemanticDedup:
                 dup.flags["semantic_duplicate_of"] = kept.id
                 dup.flags["cosine"] = round(cos, 6)
                 duplicates += 1
-        extra = ctx.stats.extra.setdefault("semantic", {})
         extra.update(embedded=store.computed, clusters=int(centroids.shape[0]), duplicates=duplicates)
 
+    def _relevance(self, records: list[Record], store: EmbeddingStore, ctx: FilterContext) -> int:
+        """Score every record's instruction-answer cosine; flag the off-topic ones. Returns how many."""
+        cfg = self.config
+        texts = [t for r in records for t in (r.instruction, r.response)]
+        vectors = store.embed(texts, progress=ctx.progress)
+        flagged = 0
+        for k, rec in enumerate(records):
+            cos = float(vectors[2 * k] @ vectors[2 * k + 1])
+            rec.scores["relevance"] = round(cos, 6)
+            if cos < cfg.min_relevance and count_words_or_chars(rec.response) >= cfg.relevance_min_words:
+                rec.flags["off_topic"] = True
+                flagged += 1
+        return flagged
+
     def verdict(self, record: Record) -> Verdict:
+        if record.flags.get("off_topic"):
+            return "off_topic", {"relevance": record.scores.get("relevance"), "min_relevance": self.config.min_relevance}
         dup = record.flags.get("semantic_duplicate_of")
         if dup is None:
             return None
