@@ -41,6 +41,8 @@ def add_llm_args(p: argparse.ArgumentParser, default_max_new_tokens: int = 512) 
     g.add_argument("--tpm", type=float, default=None, help="openai: tokens-per-minute limit")
     g.add_argument("--timeout", type=float, default=120.0, help="openai: seconds per request before retrying")
     g.add_argument("--max-retries", type=int, default=6, help="openai: retries on 429/5xx/timeouts")
+    g.add_argument("--max-consecutive-failures", type=int, default=None, metavar="N",
+                   help="openai: stop cleanly (resumable) after N requests in a row failed for good (default max(20, 2 x concurrency); 0: never)")
     g.add_argument("--max-tokens", type=int, default=None, dest="max_tokens_budget", metavar="N", help="budget: stop cleanly (resumable) after N tokens")
     g.add_argument("--max-cost", type=float, default=None, help="budget: stop cleanly (resumable) after this cost; needs --price-in/--price-out")
     g.add_argument("--price-in", type=float, default=0.0, help="price per 1M prompt tokens")
@@ -144,7 +146,7 @@ def parse_and_run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, r
 
 def run_command(args: argparse.Namespace, resume_hint: ResumeHint = _rerun) -> int:
     from .errors import UserError
-    from .llm.base import BudgetExceeded, LLMError
+    from .llm.base import BackendUnavailable, BudgetExceeded, LLMError
     from .rundir import AlreadyComplete
 
     try:
@@ -153,6 +155,9 @@ def run_command(args: argparse.Namespace, resume_hint: ResumeHint = _rerun) -> i
     except AlreadyComplete as e:
         print(f"already complete: {e} (pass --force to redo)", file=sys.stderr)
         return 0
+    except BackendUnavailable as e:
+        print(f"stopped: {e}. Finished work is saved; rerun the same command once the server answers to continue.", file=sys.stderr)
+        return EXIT_BUDGET
     except BudgetExceeded as e:
         print(f"stopped: {e}. Finished work is saved; rerun the same command with a larger budget to continue.", file=sys.stderr)
         return EXIT_BUDGET

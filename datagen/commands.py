@@ -19,7 +19,8 @@ def llm_config(args: argparse.Namespace):
     return LLMConfig(
         backend=args.llm, model=args.model, base_url=args.base_url, api_key_env=args.api_key_env,
         concurrency=args.concurrency, rpm=args.rpm, tpm=args.tpm, timeout=args.timeout,
-        max_retries=args.max_retries, max_tokens_budget=args.max_tokens_budget, max_cost=args.max_cost,
+        max_retries=args.max_retries, max_consecutive_failures=args.max_consecutive_failures,
+        max_tokens_budget=args.max_tokens_budget, max_cost=args.max_cost,
         price_in=args.price_in, price_out=args.price_out, batch_size=args.batch_size, device=args.device,
         cache=args.cache, no_cache=args.no_cache,
     )

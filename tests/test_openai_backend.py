@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from datagen.llm import BudgetExceeded, ChatRequest, GenParams, LLMConfig, LLMError, make_llm
+from datagen.llm import BackendUnavailable, BudgetExceeded, ChatRequest, GenParams, LLMConfig, LLMError, make_llm
 from datagen.llm.cache import CachedLLM, RequestCache
 from datagen.llm.openai_compat import OpenAICompatLLM, _RateLimiter
 from openai_server import Fault, OpenAIServer, answer_for, count_tokens, mixed_faults
@@ -208,6 +208,42 @@ def test_budget_stops_cleanly_and_cache_keeps_finished_work(server, connect, tmp
     assert [c.text for c in out] == [answer_for(m) for m in msgs]
     assert [c.cached for c in out] == [True] * 3 + [False] * 7
     assert len(server.chat_requests) == 3 + 3 + 7
+
+
+# ---- circuit breaker ---------------------------------------------------------------------------
+def test_an_outage_trips_the_breaker_instead_of_failing_every_request(server, connect):
+    server.faults = lambda message, attempt: Fault("503")
+    llm = connect(server, concurrency=2, max_retries=1, max_consecutive_failures=4)
+    got = []
+    with pytest.raises(BackendUnavailable, match=r"failed [4-6] requests in a row after their retries \(last: HTTP 503"):
+        for item in llm.generate_iter(ask(*(f"q{i}" for i in range(40))), PARAMS):
+            got.append(item)
+    # the requests that were sent came back as failures; at most the ones in flight when it
+    # tripped were sent after the 4th failure; the other ~35 were never sent
+    assert 4 <= len(got) <= 4 + 2 and all(not c.ok for _, c in got)
+    assert len(server.chat_requests) == 2 * len(got)  # each sent request was tried twice (1 retry)
+    # the server is back: the same backend works, and the count starts afresh
+    server.faults = None
+    assert all(c.ok for c in llm.generate(ask("q1", "q2"), PARAMS))
+
+
+def test_request_errors_and_interleaved_successes_do_not_trip_the_breaker(server, connect):
+    # a prompt too long for the context is the request's fault, not the server's
+    server.faults = lambda message, attempt: Fault("400") if message.startswith("long") else None
+    llm = connect(server, concurrency=1, max_consecutive_failures=3)
+    out = llm.generate(ask(*(f"long {i}" for i in range(10))), PARAMS)
+    assert sum(not c.ok for c in out) == 10
+    # every other request fails on the server: a success resets the count each time
+    server.faults = lambda message, attempt: Fault("500") if int(message.split()[1]) % 2 else None
+    out = connect(server, concurrency=1, max_retries=0, max_consecutive_failures=2).generate(ask(*(f"q {i}" for i in range(12))), PARAMS)
+    assert [c.ok for c in out] == [True, False] * 6
+    # a refused key is systemic: it trips at once, and 0 switches the breaker off
+    server.faults = lambda message, attempt: Fault("401")
+    with pytest.raises(BackendUnavailable, match="HTTP 401"):
+        connect(server, concurrency=1, max_consecutive_failures=2).generate(ask(*(f"k {i}" for i in range(6))), PARAMS)
+    assert len(connect(server, concurrency=1, max_consecutive_failures=0).generate(ask(*(f"k {i}" for i in range(6))), PARAMS)) == 6
+    with pytest.raises(LLMError, match="max_consecutive_failures"):
+        connect(server, max_consecutive_failures=-1)
 
 
 def test_cost_budget_needs_prices(server):

@@ -92,6 +92,23 @@ def test_verdict_beyond_noise_overlap_and_one_seed():
     assert parse_ablation({"arms": {"curated": _arm({0: 1.0})}}).verdicts == []  # no random arm
 
 
+def test_verdict_reports_the_item_by_item_comparison():
+    curated = _arm({0: 1.0, 1: 1.1})
+    curated["paired_vs_random"] = {"items": 40, "seeds": 2, "lower": 30, "higher": 9, "sign_test_p": 0.00096,
+                                   "mean_diff": -0.0123, "ci95": [-0.02, -0.004]}
+    (v,) = parse_ablation({"arms": {"curated": curated, "random": _arm({0: 1.05, 1: 1.12})}}).verdicts
+    assert v.sentence.endswith("within seed noise (the larger std is 0.0707). Item by item (gold items, averaged over seeds): "
+                               "lower on 30 of 40 (1 equal) (sign test p = 0.00096); mean difference -0.0123, "
+                               "95% CI [-0.02, -0.004]: the interval excludes 0")
+    curated["paired_vs_random"].update(ci95=[-0.02, 0.001], lower=20, higher=20)
+    (v,) = parse_ablation({"arms": {"curated": curated, "random": _arm({0: 1.05, 1: 1.12})}}).verdicts
+    assert v.items_sentence.endswith("lower on 20 of 40 (sign test p = 0.00096); mean difference -0.0123, "
+                                     "95% CI [-0.02, 0.001]: the interval includes 0")
+    curated["paired_vs_random"] = None  # an ablation from before item-by-item losses
+    (v,) = parse_ablation({"arms": {"curated": curated, "random": _arm({0: 1.05, 1: 1.12})}}).verdicts
+    assert v.items_sentence == "" and v.sentence.endswith("(the larger std is 0.0707)")
+
+
 def test_reader_tolerates_missing_and_extra_fields():
     doc = {
         "arms": {

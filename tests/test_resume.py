@@ -7,6 +7,8 @@ injected latency and faults), so the run is long enough to be killed in the midd
 import json
 import os
 import signal
+import re
+import socket
 import subprocess
 import sys
 import time
@@ -107,3 +109,30 @@ def test_budget_stops_cleanly_and_resumes(server, prompts, tmp_path):
     r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert len((out / "records.jsonl").read_text().splitlines()) == 40
+
+
+def test_a_dead_server_stops_the_run_cleanly_and_a_rerun_completes(prompts, tmp_path):
+    out, cache = tmp_path / "run", tmp_path / "c.sqlite"
+    with socket.socket() as s:  # a port nothing listens on yet: every connection is refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    cmd = distill_cmd(url, prompts, out, cache) + ["--limit", "40", "--max-retries", "0", "--max-consecutive-failures", "5"]
+    r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 3, r.stderr
+    failed = re.search(r"failed (\d+) requests in a row", r.stderr)
+    assert failed and 5 <= int(failed.group(1)) <= 10  # the threshold, plus what was in flight when it tripped
+    assert "once the server answers" in r.stderr and "Traceback" not in r.stderr
+    assert not (out / "records.jsonl").exists()
+    # the server comes back on the same address; the same command finishes the run
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "openai_server.py"), "--port", str(port)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == url
+        r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert len((out / "records.jsonl").read_text().splitlines()) == 40
+    assert not (out / "rejected.jsonl").read_text().strip()  # no prompt was lost to the outage

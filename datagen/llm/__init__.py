@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .base import BudgetExceeded, ChatRequest, Completion, GenParams, LLM, LLMError, TokenLogprob, Usage
+from .base import BackendUnavailable, BudgetExceeded, ChatRequest, Completion, GenParams, LLM, LLMError, TokenLogprob, Usage
 
 __all__ = [
-    "BudgetExceeded", "ChatRequest", "Completion", "GenParams", "LLM", "LLMConfig", "LLMError",
+    "BackendUnavailable", "BudgetExceeded", "ChatRequest", "Completion", "GenParams", "LLM", "LLMConfig", "LLMError",
     "TokenLogprob", "Usage", "make_llm",
 ]
 
@@ -27,6 +27,7 @@ class LLMConfig:
     tpm: float | None = None  # tokens per minute
     timeout: float = 120.0
     max_retries: int = 6
+    max_consecutive_failures: int | None = None  # stop after this many failed requests in a row; None: max(20, 2 x concurrency); 0: never
     max_tokens_budget: int | None = None  # stop cleanly once this many tokens were spent
     max_cost: float | None = None  # stop cleanly once this much was spent (needs prices)
     price_in: float = 0.0  # per 1M prompt tokens

@@ -110,9 +110,19 @@ class Completion:
         )
 
 
-class BudgetExceeded(RuntimeError):
-    """Raised when a run's token or cost budget is spent. Finished work is kept (cached);
-    rerunning with a larger budget resumes."""
+class RunStopped(RuntimeError):
+    """A backend stopped a run cleanly: nothing new is sent, the requests in flight finish and
+    are returned, finished work is kept (cached), and rerunning the command resumes."""
+
+
+class BudgetExceeded(RunStopped):
+    """Raised when a run's token or cost budget is spent; rerunning with a larger budget resumes."""
+
+
+class BackendUnavailable(RunStopped):
+    """Raised when many requests in a row failed after all their retries (the server is down,
+    overloaded, or refuses the key or the model): rather than turn every remaining request into a
+    failure, the run stops; rerunning once the server answers resumes."""
 
 
 class LLMError(RuntimeError):
@@ -159,7 +169,8 @@ class Usage:
 class LLM(Protocol):
     """A chat model. ``generate`` returns one Completion per request, in request order; a request
     that failed after retries comes back with ``error`` set rather than raising, so a batch never
-    loses the work that succeeded. Only :class:`BudgetExceeded` is raised."""
+    loses the work that succeeded. Only :class:`RunStopped` (a spent budget, an unavailable
+    server) is raised."""
 
     model_id: str
     usage: Usage

@@ -14,6 +14,14 @@ How it works:
   estimate before the call and settles with the real usage after it.
 * A token or cost budget: once spent, no new request starts; the ones in flight finish and are
   yielded, then :class:`BudgetExceeded` is raised.
+* A circuit breaker: after ``max_consecutive_failures`` requests in a row (across calls) failed
+  for good (after their retries) with a failure that says the server, not the request, is at
+  fault (5xx, 429, timeouts, connection errors, malformed bodies, 401/403/404), no new request
+  starts, the ones in flight finish and are yielded, and :class:`BackendUnavailable` is raised,
+  so that the caller does not take the failures as its answers (a run does not seal them) and a
+  rerun retries them. Without it an outage would turn every remaining request of a long run into
+  a failure. A request-specific error (400, 413, 422: a prompt too long for the context) never
+  trips it, and any success resets the count.
 
 The API key is read from the environment variable named by ``api_key_env`` and never leaves the
 HTTP client: it is not in ``describe()``, in logs or in error messages.
@@ -40,7 +48,7 @@ import openai
 from openai.types.chat import ChatCompletion
 from tqdm import tqdm
 
-from .base import BudgetExceeded, ChatRequest, Completion, GenParams, LLMError, TokenLogprob, Usage
+from .base import BackendUnavailable, BudgetExceeded, ChatRequest, Completion, GenParams, LLMError, TokenLogprob, Usage
 
 try:  # openai >= 3 is built on httpx2, older releases on httpx
     import httpx2 as httpx
@@ -55,6 +63,7 @@ log = logging.getLogger(__name__)
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 NO_KEY = "sk-no-key"  # sent to servers that need no key (vLLM, Ollama, llama.cpp...)
 RETRY_STATUSES = frozenset({408, 409, 429})  # plus every 5xx
+SYSTEMIC_STATUSES = frozenset({401, 403, 404})  # not retried, but every request will fail alike
 MAX_RETRY_AFTER = 600.0  # a server asking for a longer pause fails the request instead
 _DONE = object()  # end-of-batch marker on the result queue
 
@@ -69,6 +78,10 @@ class _Failure:
     retryable: bool
     retry_after: float | None = None
     rate_limited: bool = False
+    systemic: bool = False  # the server, the key or the model is at fault, not this request
+
+    def __post_init__(self) -> None:
+        self.systemic = self.systemic or self.retryable
 
 
 class _RateLimiter:
@@ -117,6 +130,8 @@ class _Runtime:
     stop_loop: weakref.finalize
     pid: int  # a forked child rebuilds its own: the loop thread does not survive fork()
     cooldown_until: float = 0.0  # monotonic time before which no request is sent (after a 429)
+    failures_in_a_row: int = 0  # requests that failed for good, systemically, since the last success (across batches)
+    last_failure: str = ""
 
 
 @dataclass
@@ -153,11 +168,15 @@ class OpenAICompatLLM:
         price_out: float = 0.0,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
+        max_consecutive_failures: int | None = None,
     ) -> None:
         """``price_in``/``price_out`` are per 1M tokens. Backoff before retry n (from 0) is uniform
-        in [0, min(backoff_max, backoff_base * 2**n)] seconds."""
+        in [0, min(backoff_max, backoff_base * 2**n)] seconds. ``max_consecutive_failures``: the
+        circuit breaker's threshold (None: ``max(20, 2 * concurrency)``, 0: never trips)."""
         if concurrency < 1:
             raise LLMError("concurrency must be >= 1")
+        if max_consecutive_failures is not None and max_consecutive_failures < 0:
+            raise LLMError("max_consecutive_failures must be >= 0 (0: never stop)")
         if max_retries < 0 or timeout <= 0 or (rpm is not None and rpm <= 0) or (tpm is not None and tpm <= 0):
             raise LLMError("max_retries must be >= 0; timeout, rpm and tpm must be > 0")
         if max_cost is not None and not (price_in or price_out):
@@ -173,6 +192,7 @@ class OpenAICompatLLM:
         self.max_tokens_budget, self.max_cost = max_tokens_budget, max_cost
         self.price_in, self.price_out = price_in, price_out
         self.backoff_base, self.backoff_max = backoff_base, backoff_max
+        self.max_consecutive_failures = max(20, 2 * concurrency) if max_consecutive_failures is None else max_consecutive_failures
         self.usage = Usage()
         self._runtime_lock = threading.Lock()
         self._rt: _Runtime | None = None
@@ -185,7 +205,7 @@ class OpenAICompatLLM:
             cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env, concurrency=cfg.concurrency,
             rpm=cfg.rpm, tpm=cfg.tpm, timeout=cfg.timeout, max_retries=cfg.max_retries,
             max_tokens_budget=cfg.max_tokens_budget, max_cost=cfg.max_cost,
-            price_in=cfg.price_in, price_out=cfg.price_out,
+            price_in=cfg.price_in, price_out=cfg.price_out, max_consecutive_failures=cfg.max_consecutive_failures,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -194,7 +214,7 @@ class OpenAICompatLLM:
             "api_key_env": self.api_key_env, "concurrency": self.concurrency, "rpm": self.rpm,
             "tpm": self.tpm, "timeout": self.timeout, "max_retries": self.max_retries,
             "max_tokens_budget": self.max_tokens_budget, "max_cost": self.max_cost,
-            "price_in": self.price_in, "price_out": self.price_out,
+            "price_in": self.price_in, "price_out": self.price_out, "max_consecutive_failures": self.max_consecutive_failures,
         }
 
     # ---- sync API --------------------------------------------------------------------------
@@ -205,8 +225,9 @@ class OpenAICompatLLM:
         return out
 
     def generate_iter(self, requests: Sequence[ChatRequest], params: GenParams) -> Iterator[tuple[int, Completion]]:
-        """Yield ``(index, completion)`` as each request finishes. Raises BudgetExceeded after
-        yielding everything that finished once the budget is spent."""
+        """Yield ``(index, completion)`` as each request finishes. Raises BudgetExceeded (the
+        budget is spent) or BackendUnavailable (the circuit breaker tripped) after yielding
+        everything that finished."""
         requests = list(requests)
         if not requests:
             return
@@ -284,7 +305,7 @@ class OpenAICompatLLM:
             nonlocal unsent
             for index, request in pending:
                 async with rt.semaphore:
-                    if self._budget_spent():
+                    if self._budget_spent() or self._tripped(rt):
                         unsent += 1
                         continue
                     completion = await self._complete(rt, request, params)
@@ -296,6 +317,11 @@ class OpenAICompatLLM:
                 return
             workers = [asyncio.ensure_future(worker()) for _ in range(min(self.concurrency, len(requests)))]
             await asyncio.gather(*workers)
+            if self._tripped(rt):  # even with nothing unsent: the caller must not take the failures as answers
+                failed, rt.failures_in_a_row = rt.failures_in_a_row, 0  # the next call starts afresh
+                raise BackendUnavailable(
+                    f"the server at {_redact_url(self.base_url)} failed {failed} requests in a row after "
+                    f"their retries (last: {rt.last_failure}); {unsent} of {len(requests)} requests were not sent")
             if unsent:
                 raise BudgetExceeded(f"{self._budget_spent()}; {unsent} of {len(requests)} requests were not "
                                      "sent (finished ones are kept: rerun with a larger budget)")
@@ -304,6 +330,10 @@ class OpenAICompatLLM:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             batch.results.put(_DONE)
+
+    def _tripped(self, rt: _Runtime) -> bool:
+        """Whether the circuit breaker is open."""
+        return 0 < self.max_consecutive_failures <= rt.failures_in_a_row
 
     async def _complete(self, rt: _Runtime, request: ChatRequest, params: GenParams) -> Completion:
         body = self._body(request, params)
@@ -327,6 +357,7 @@ class OpenAICompatLLM:
                                completion_tokens=completion.completion_tokens, cost=cost)
                 if rt.tpm:
                     rt.tpm.give_back(estimate - used)
+                rt.failures_in_a_row = 0
                 return completion
             if not failure.retryable or attempt == self.max_retries:
                 break
@@ -340,6 +371,9 @@ class OpenAICompatLLM:
             await asyncio.sleep(delay)
         tries = f" (after {attempt + 1} attempts)" if attempt else ""
         self.usage.add(requests=1, failures=1)
+        if failure.systemic:
+            rt.failures_in_a_row += 1
+            rt.last_failure = failure.message
         log.warning("request failed: %s%s", failure.message, tries)
         return Completion(text="", finish_reason="error", model=self.model_id, error=failure.message + tries)
 
@@ -416,8 +450,8 @@ class OpenAICompatLLM:
             if status in (401, 403):
                 message += f" (check the key in ${self.api_key_env})"
             if after is not None and after > MAX_RETRY_AFTER:
-                return _Failure(f"{message}; the server asks to wait {after:.0f}s", retryable=False)
-            return _Failure(message, status in RETRY_STATUSES or status >= 500, after, status == 429)
+                return _Failure(f"{message}; the server asks to wait {after:.0f}s", retryable=False, systemic=True)
+            return _Failure(message, status in RETRY_STATUSES or status >= 500, after, status == 429, status in SYSTEMIC_STATUSES)
         if isinstance(exc, openai.APITimeoutError):
             return _Failure(f"no answer within {self.timeout:g}s", retryable=True)
         if isinstance(exc, openai.APIConnectionError):

@@ -96,6 +96,7 @@ class ArmView:
     steps: int | None
     metrics: dict[str, Spread]
     per_seed: list[dict[str, Any]]
+    paired: dict[str, Any] = field(default_factory=dict)  # "paired_vs_random": the item-by-item gold loss comparison
 
     @property
     def seeds(self) -> int:
@@ -149,6 +150,29 @@ class Verdict:
     baseline_std: float | None
     noise: float | None  # the larger of the two arms' std
     seeds: int  # the smaller of the two arms' seed counts
+    items: dict[str, Any] = field(default_factory=dict)  # the item-by-item comparison (``paired_vs_random``), if any
+
+    @property
+    def items_sentence(self) -> str:
+        """``item by item: lower on k of n gold items (sign test p = ...); mean difference d, 95% CI
+        [a, b]``, or '' without an item-by-item comparison."""
+        lower, higher, n = _int(self.items.get("lower")), _int(self.items.get("higher")), _int(self.items.get("items"))
+        if lower is None or n is None:
+            return ""
+        text = f"item by item (gold items, averaged over seeds): lower on {lower} of {n}"
+        if higher is not None and higher + lower < n:
+            text += f" ({n - lower - higher} equal)"
+        p = _num(self.items.get("sign_test_p"))
+        if p is not None:
+            text += f" (sign test p = {p:.2g})"
+        diff, ci = _num(self.items.get("mean_diff")), self.items.get("ci95")
+        if diff is not None:
+            text += f"; mean difference {'+' if diff > 0 else ''}{fmt(round(diff, 10))}"
+            if isinstance(ci, list) and len(ci) == 2 and all(_num(c) is not None for c in ci):
+                lo, hi = float(ci[0]), float(ci[1])
+                text += f", 95% CI [{fmt(lo)}, {fmt(hi)}]"
+                text += ": the interval excludes 0" if lo > 0 or hi < 0 else ": the interval includes 0"
+        return text
 
     @property
     def beyond_noise(self) -> bool:
@@ -171,10 +195,12 @@ class Verdict:
         parts.append(f"mean difference {'+' if diff > 0 else ''}{fmt(diff)}{std}")
         text = f"{self.arm}: " + "; ".join(parts)
         if self.noise is None or self.seeds < 2:
-            return text + ": seed noise unknown with fewer than two seeds"
-        if self.beyond_noise:
-            return text + f": {'lower' if self.diff < 0 else 'higher'} beyond seed noise (the difference exceeds the larger std, {fmt(self.noise)})"
-        return text + f": within seed noise (the larger std is {fmt(self.noise)})"
+            text += ": seed noise unknown with fewer than two seeds"
+        elif self.beyond_noise:
+            text += f": {'lower' if self.diff < 0 else 'higher'} beyond seed noise (the difference exceeds the larger std, {fmt(self.noise)})"
+        else:
+            text += f": within seed noise (the larger std is {fmt(self.noise)})"
+        return text + (f". {self.items_sentence[0].upper()}{self.items_sentence[1:]}" if self.items_sentence else "")
 
 
 def verdicts(arms: Sequence[ArmView], baseline: str = BASELINE) -> list[Verdict]:
@@ -195,7 +221,8 @@ def verdicts(arms: Sequence[ArmView], baseline: str = BASELINE) -> list[Verdict]
             diff = loss.mean - base_loss.mean
         stds = [s.std for s in (loss, base_loss) if s is not None and s.std is not None]
         out.append(Verdict(arm.name, baseline, sum(mine[s] < theirs[s] for s in paired), len(paired), diff,
-                           base_loss.std if base_loss is not None else None, max(stds) if stds else None, min(arm.seeds, base.seeds)))
+                           base_loss.std if base_loss is not None else None, max(stds) if stds else None, min(arm.seeds, base.seeds),
+                           arm.paired))
     return out
 
 
@@ -246,7 +273,7 @@ def _settings(doc: dict[str, Any]) -> list[tuple[str, str]]:
 def _arm(name: str, d: dict[str, Any]) -> ArmView:
     metrics = {k: sp for k, v in d.items() if (sp := as_spread(v)) is not None}
     rows = [r for r in d.get("per_seed") or [] if isinstance(r, dict)] if isinstance(d.get("per_seed"), list) else []
-    return ArmView(name, _int(d.get("records")), _int(d.get("steps")), metrics, rows)
+    return ArmView(name, _int(d.get("records")), _int(d.get("steps")), metrics, rows, _dict(d.get("paired_vs_random")))
 
 
 def _defects(curation: dict[str, Any]) -> list[DefectRow]:
