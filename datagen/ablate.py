@@ -597,7 +597,7 @@ def render_html(doc: dict[str, Any]) -> str:
         body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
-    parts = ["<h2>Does curation help?</h2>", table(table_rows(doc)),
+    parts = ["<h2>Does curation help?</h2>", *(f"<p>{escape(v)}</p>" for v in verdict_lines(doc)), table(table_rows(doc)),
              (f"<p>Win rate: {escape(doc['win_rate_definition'])}. Every arm trains for the same number of optimizer steps; "
               "epochs differ with arm size.</p>")]
     defects = doc["curation"].get("defects")
@@ -612,10 +612,19 @@ def render_html(doc: dict[str, Any]) -> str:
     return f"<!doctype html><html><head><meta charset='utf-8'><title>ablation</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
 
 
+def verdict_lines(doc: dict[str, Any]) -> list[str]:
+    """One sentence per arm against the random arm, computed from the numbers (as in the report)."""
+    from .report.ablation import parse_ablation
+
+    return [v.sentence for v in parse_ablation(doc).verdicts]
+
+
 def cli(args: argparse.Namespace) -> int:
     s = AblationSettings.from_args(args)
     doc = ablate(s)
     for row in table_rows(doc):
         print(" | ".join(row))
+    for line in verdict_lines(doc):
+        print(line)
     print(f"ablation written to {s.out / 'ablation.json'} and {s.out / 'ablation.html'}; full report: {s.out / 'report.html'}", file=sys.stderr)
     return 0

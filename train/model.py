@@ -20,6 +20,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,6 +136,15 @@ def _load_4bit(cfg: TrainConfig, rt: Runtime) -> tuple[PreTrainedModel, PreTrain
     return model, tokenizer
 
 
+@contextmanager
+def _peft_quietly() -> Iterator[None]:
+    """peft reads transformers' deprecated ``is_gradient_checkpointing`` alias: the FutureWarning is
+    about peft's code, not the user's, and says nothing they can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
 def _add_adapter(model: PreTrainedModel, cfg: TrainConfig) -> PreTrainedModel:
     from peft import LoraConfig, get_peft_model
 
@@ -145,7 +157,8 @@ def _add_adapter(model: PreTrainedModel, cfg: TrainConfig) -> PreTrainedModel:
         use_dora=cfg.method == "dora",
         bias="none",
     )
-    peft_model = get_peft_model(model, lora)
+    with _peft_quietly():
+        peft_model = get_peft_model(model, lora)
     peft_model.peft_config["default"].base_model_name_or_path = base_name(cfg.model)
     return peft_model  # type: ignore[return-value]
 
@@ -196,7 +209,8 @@ def load_merged(
 
             base_path = resolve_model(base or adapter_base(folder))
             model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-            model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+            with _peft_quietly():
+                model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
         else:
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(folder)
