@@ -6,6 +6,8 @@ import json
 import math
 
 import numpy as np
+from pathlib import Path
+
 import pytest
 from report_fixtures import XSS, pipeline
 
@@ -263,3 +265,10 @@ def test_eval_reader_reads_train_eval_results(tmp_path):
     e = read_eval(p)
     assert e.metrics["loss"] == 1.25 and e.metrics["judge.wins"] == 1 and e.metrics["data.samples"] == 20
     assert e.samples == [("generations", [[("id", "abc"), ("prompt", "[user] Name a colour."), ("answer", "Blue."), ("base_answer", "red")]])]
+
+
+def test_the_semantic_stages_relevance_threshold_is_drawn():
+    run = data.Run(Path("f"), "filter", {"stages": [{"name": "semantic", "min_relevance": 0.1, "threshold": 0.95},
+                                                    {"name": "quality", "scorers": ["complexity_features"], "max_ifd": 1.0}]}, {}, [], [])
+    # quality's max_ifd is not drawn: that run did not score IFD
+    assert [(t.score, t.bound, t.value, t.origin) for t in data.thresholds([run])] == [("relevance", "min", 0.1, "filter: semantic.min_relevance")]

@@ -32,11 +32,14 @@ if TYPE_CHECKING:
 MAX_TEXT_CHARS = 4000  # text kept per record in the report (the run directory keeps all of it)
 PREVIEW_CHARS = 160  # instruction shown per row of the record browser
 NONE_LABEL = "(none)"
-QUALITY_SCORES = ("judge", "ifd", "complexity", "complexity_features")
+QUALITY_SCORES = ("judge", "ifd", "complexity", "complexity_features", "relevance")
 DEDUP_KINDS = {"exact": "exact", "minhash": "minhash", "semantic": "semantic", "select": "too similar"}
-# filter's quality thresholds: config field -> (score, bound)
-FILTER_THRESHOLDS = {"min_judge": ("judge", "min"), "max_ifd": ("ifd", "max"),
-                     "min_complexity": ("complexity", "min"), "min_complexity_features": ("complexity_features", "min")}
+# filter's score thresholds: stage -> config field -> (score, bound)
+FILTER_THRESHOLDS = {
+    "quality": {"min_judge": ("judge", "min"), "max_ifd": ("ifd", "max"),
+                "min_complexity": ("complexity", "min"), "min_complexity_features": ("complexity_features", "min")},
+    "semantic": {"min_relevance": ("relevance", "min")},
+}
 
 
 # -- reading run directories -------------------------------------------------------------------
@@ -315,16 +318,16 @@ def _stage_settings(run: Run, name: str) -> dict[str, Any] | None:
 
 
 def thresholds(runs: Sequence[Run]) -> list[Threshold]:
-    """Score thresholds the runs applied: ``datagen filter``'s quality section (effective values, as
-    the manifest describes them) and ``datagen select``'s ``--min``/``--max``."""
+    """Score thresholds the runs applied: ``datagen filter``'s quality and semantic sections
+    (effective values, as the manifest describes them) and ``datagen select``'s ``--min``/``--max``."""
     out = []
     for run in runs:
-        q = _stage_settings(run, "quality")
-        if q:
-            for key, (score, bound) in FILTER_THRESHOLDS.items():
+        for stage, fields in FILTER_THRESHOLDS.items():
+            q = _stage_settings(run, stage)
+            for key, (score, bound) in fields.items() if q else ():
                 v = q.get(key)
                 if isinstance(v, (int, float)) and score in (q.get("scorers") or [score]):
-                    out.append(Threshold(score, bound, float(v), f"{run.label}: quality.{key}"))
+                    out.append(Threshold(score, bound, float(v), f"{run.label}: {stage}.{key}"))
         for t in run.manifest.get("thresholds") or []:
             for bound in ("min", "max"):
                 if isinstance(t, dict) and isinstance(t.get(bound), (int, float)):
