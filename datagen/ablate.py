@@ -7,6 +7,9 @@ From one pool, :func:`build_arms` makes the arms:
   deterministic, so one set serves every seed;
 * ``random``: as many records as the curated arm holds, drawn uniformly from the pool with
   ``random.Random(seed)``: a new draw per seed (``DIR/arms/random-s<seed>/records.jsonl``);
+* ``filtered`` (``--filtered``): as many records, drawn uniformly from the filter's survivors, a
+  new draw per seed: it splits the curation's effect into the filter's (``filtered`` against
+  ``random``) and the selection's (``curated`` against ``filtered``);
 * ``full`` (``--full``): the whole pool.
 
 Every (arm, seed) trains with the same recipe, the same ``--set`` overrides and the SAME number of
@@ -86,6 +89,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="recipe override, as in train run --set (repeatable)")
     t.add_argument("--steps", type=int, default=None, metavar="K", help="optimizer steps for EVERY arm (default: the recipe's max_steps, else 40)")
     t.add_argument("--seeds", type=int, default=3, metavar="K", help="seeds 0..K-1: training seed, and the random arm's draw (default 3)")
+    t.add_argument("--filtered", action="store_true",
+                   help="also train a 'filtered' arm: as many records drawn at random from the filter's survivors (the filter's effect without the selection)")
     t.add_argument("--full", action="store_true", help="also train a 'full' arm on the whole pool")
     e = p.add_argument_group("evaluation")
     e.add_argument("--judge-prompts", type=int, default=20, metavar="K", help="gold prompts answered and judged (0: no judge, loss only; default 20)")
@@ -114,6 +119,7 @@ class AblationSettings:
     sets: list[str] = field(default_factory=list)
     steps: int | None = None
     seeds: int = 3
+    filtered: bool = False
     full: bool = False
     judge_prompts: int = 20
     max_new_tokens: int = 96
@@ -129,7 +135,7 @@ class AblationSettings:
         return cls(out=Path(args.out), **{n: getattr(args, n) for n in names})
 
     def arm_names(self) -> list[str]:
-        return ["curated", BASELINE] + (["full"] if self.full else [])
+        return ["curated", BASELINE] + (["filtered"] if self.filtered else []) + (["full"] if self.full else [])
 
 
 @dataclass
@@ -209,12 +215,16 @@ def build_arms(s: AblationSettings, seeds: Sequence[int]) -> dict[str, list[Arm]
     if n < s.budget:
         print(f"ablate: the filter left only {n} records for a budget of {s.budget}; every arm gets {n}", file=sys.stderr)
     arms: dict[str, list[Arm]] = {"curated": [Arm("curated", k, curated, n, file_digest(curated)) for k in seeds]}
-    arms[BASELINE] = []
-    for k in seeds:
-        path = s.out / "arms" / f"{BASELINE}-s{k}" / "records.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_records(path, random_arm(pool, n, k))  # cheap and deterministic: always rewritten
-        arms[BASELINE].append(Arm(BASELINE, k, path, n, file_digest(path)))
+    draws = {BASELINE: pool}
+    if s.filtered:
+        draws["filtered"] = list(read_records(s.out / "arms" / "curated" / "filter" / "records.jsonl"))
+    for name, source in draws.items():
+        arms[name] = []
+        for k in seeds:
+            path = s.out / "arms" / f"{name}-s{k}" / "records.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_records(path, random_arm(source, n, k))  # cheap and deterministic: always rewritten
+            arms[name].append(Arm(name, k, path, n, file_digest(path)))
     if s.full:
         arms["full"] = [Arm("full", k, Path(s.pool), len(pool), file_digest(s.pool)) for k in seeds]
     return arms

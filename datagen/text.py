@@ -62,6 +62,21 @@ def count_words_or_chars(text: str) -> int:
     return len(_TOKEN_RE.findall(text))
 
 
+# Chinese characters per English word, roughly: the mean word length of segmented Chinese corpora
+# is about 1.6 characters, and a Chinese text and its English translation compare about so.
+CJK_CHARS_PER_WORD = 1.6
+
+
+def word_equivalents(text: str) -> float:
+    """Length in English-word equivalents: words, plus CJK (or other unspaced-script) characters
+    divided by :data:`CJK_CHARS_PER_WORD`, so that a Chinese instruction and its English
+    translation measure about the same. For comparing lengths across languages (a complexity
+    score); length *filters* use :func:`count_words_or_chars`."""
+    found = _TOKEN_RE.findall(text)
+    unspaced = sum(1 for t in found if len(t) == 1 and is_cjk(t))
+    return len(found) - unspaced + unspaced / CJK_CHARS_PER_WORD
+
+
 def detect_language(text: str) -> str:
     """A rough guess of the writing system: ``"ja"`` (any kana), ``"ko"`` (Hangul), ``"zh"`` (Han
     without kana), ``"latin"`` (Latin letters dominate), ``"other"`` (other alphabets) or ``""``

@@ -61,6 +61,21 @@ def test_arms_have_equal_sizes_and_are_reproducible(tmp_path, fake_curate):
     assert len({a.sha256 for a in first["curated"]}) == 1  # one selection for every seed
 
 
+def test_filtered_arm_draws_from_the_filter_survivors_only(tmp_path):
+    """The real filter and select (no model stage but the embedding for select's diversity)."""
+    pool = _pool(24) + [Record.from_turns(f"Name a color, please ({i}).", "I'm sorry, but I can't help with that.") for i in range(8)]
+    write_records(tmp_path / "pool.jsonl", pool)
+    s = _settings(tmp_path, budget=10, filtered=True, stages="heuristics,exact,minhash,quality", cache_dir=str(tmp_path / "cache"))
+    arms = ablate.build_arms(s, [0, 1])
+    assert list(arms) == ["curated", "random", "filtered"]
+    refusals = {r.id for r in pool[24:]}
+    for group in arms.values():
+        assert {a.size for a in group} == {10}
+    drawn = [{r.id for r in read_records(a.path)} for a in arms["filtered"]]
+    assert all(len(d) == 10 and not d & refusals for d in drawn) and drawn[0] != drawn[1]
+    assert ablate.build_arms(s, [0, 1])["filtered"][1].sha256 == arms["filtered"][1].sha256  # reproducible
+
+
 def test_every_arm_and_seed_gets_the_same_steps(tmp_path):
     s = _settings(tmp_path, steps=7, sets=["max_length=128"])
     cfgs = [ablate.train_config(s, k) for k in range(3)]

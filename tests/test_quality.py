@@ -195,3 +195,14 @@ def test_judge_and_ifd_on_the_embedded_model(tmp_path, local_llm):
             assert math.isfinite(rec.scores[key]) and rec.scores[key] > 0
         assert rec.scores["ifd"] == pytest.approx(rec.scores["nll_given_instruction"] / rec.scores["nll_alone"], rel=1e-4)
         assert rec.flags.get("ifd_gt_1", False) == (rec.scores["ifd"] > 1)
+
+
+def test_a_chinese_instruction_is_not_scored_longer_than_its_english_translation():
+    from datagen.text import word_equivalents
+
+    en = "Write a short story about a cat who learns to swim, in under two hundred words, for young children."
+    zh = "为小朋友写一个关于一只学会游泳的猫的短篇故事，不超过两百字。"
+    # 28 characters against 19 words: counted one per character, the Chinese would be 1.5x longer
+    assert word_equivalents(en) == 19 and word_equivalents(zh) == pytest.approx(28 / 1.6)
+    assert abs(complexity_features(zh)["length"] - complexity_features(en)["length"]) <= 2
+    assert word_equivalents("Use 3 句子") == pytest.approx(2 + 2 / 1.6)

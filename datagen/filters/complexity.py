@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..text import count_words_or_chars
+from ..text import word_equivalents
 
 COMPLEXITY_TEMPLATE = "quality/complexity"
 COMPLEXITY_SCALE = range(1, 7)
@@ -44,12 +44,13 @@ _CAPS = {"length": 120, "constraints": 4, "steps": 4, "questions": 3}
 def complexity_features(instruction: str) -> dict[str, Any]:
     """Counts in ``instruction`` and their capped mean ``score`` in [0, 1].
 
-    ``length`` counts words (each CJK character as one word); ``constraints`` counts constraint
+    ``length`` counts words, a CJK character as 1/1.6 of one (:func:`datagen.text.word_equivalents`,
+    so that Chinese instructions are not scored longer than their English equivalents); ``constraints`` counts constraint
     words ("must", "at least", "without", 必须, 不超过...); ``steps`` counts list items and sequence
     words ("first", "then", 首先...); ``questions`` counts question marks.
     """
     counts = {
-        "length": count_words_or_chars(instruction),
+        "length": round(word_equivalents(instruction), 1),
         "constraints": len(_CONSTRAINT.findall(instruction)),
         "steps": len(_STEP.findall(instruction)),
         "questions": len(_QUESTION.findall(instruction)),
