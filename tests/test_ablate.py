@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
 
 from datagen import ablate
-from datagen.ablate import AblationSettings, Arm
-from datagen.errors import UserError
+from datagen.ablate import AblationSettings
 from datagen.io import read_records, write_records
 from datagen.llm.base import ChatRequest, GenParams, TokenLogprob
 from datagen.record import Record
@@ -28,19 +28,6 @@ def _settings(tmp_path: Path, **kw) -> AblationSettings:
     return AblationSettings(pool=str(pool), gold=str(pool), budget=kw.pop("budget", 8), out=tmp_path / "out", **kw)
 
 
-@pytest.fixture
-def fake_curate(monkeypatch):
-    """The curated arm without filter/select: the first six pool records."""
-
-    def curate(s: AblationSettings) -> Path:
-        path = s.out / "arms" / "curated" / "select" / "records.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_records(path, list(read_records(s.pool))[:6])
-        return path
-
-    monkeypatch.setattr(ablate, "curate", curate)
-
-
 def test_random_arm_is_deterministic_per_seed():
     pool = _pool(40)
     a0, b0, a1 = ablate.random_arm(pool, 10, 0), ablate.random_arm(pool, 10, 0), ablate.random_arm(pool, 10, 1)
@@ -49,11 +36,15 @@ def test_random_arm_is_deterministic_per_seed():
     assert len({r.id for r in a0}) == 10
 
 
-def test_arms_have_equal_sizes_and_are_reproducible(tmp_path, fake_curate):
-    s = _settings(tmp_path, full=False)
+def test_arms_have_equal_sizes_and_are_reproducible(tmp_path):
+    """The real filter and select: 30 pool records of which 24 are exact duplicates of 6 (the
+    same question repeated), so the filter leaves 6 < budget 8 and every arm gets 6."""
+    pool = [Record.from_turns(f"Question number {i % 6}: what is {i % 6} plus {i % 6}?", f"{i % 6} plus {i % 6} is {2 * (i % 6)}.",
+                              meta={"copy": i}) for i in range(30)]
+    write_records(tmp_path / "pool.jsonl", pool)
+    s = _settings(tmp_path, stages="heuristics,exact,quality", cache_dir=str(tmp_path / "cache"))
     first = ablate.build_arms(s, [0, 1, 2])
     again = ablate.build_arms(s, [0, 1, 2])
-    # the filter left 6 < budget 8: the random arm matches the curated arm's size
     assert {a.size for group in first.values() for a in group} == {6}
     assert all(sum(1 for _ in read_records(a.path)) == 6 for group in first.values() for a in group)
     assert [a.sha256 for a in first["random"]] == [a.sha256 for a in again["random"]]
@@ -174,30 +165,6 @@ def test_strict_scores_treat_unreadable_verdicts_as_ties():
     assert ablate.strict_scores({"items": items}) == [0.5, 0.5, 0.0, 1.0]
 
 
-def test_finished_training_is_not_redone(tmp_path, monkeypatch):
-    import train.run
-
-    calls = []
-
-    def fake_run(cfg, data, out, *, resume=False, force=False):
-        calls.append((cfg.seed, resume, force))
-        Path(out).mkdir(parents=True, exist_ok=True)
-        return {"epoch": 2.0, "train_loss": 1.0}
-
-    monkeypatch.setattr(train.run, "run", fake_run)
-    s = _settings(tmp_path, steps=3)
-    arm = Arm("random", 0, Path(s.pool), 30, "abc")
-    run_dir = s.out / "runs" / "random-s0"
-    doc = ablate.train_arm(s, arm, run_dir)
-    assert doc["steps"] == 3 and doc["epochs"] == 2.0 and len(calls) == 1
-    ablate.train_arm(s, arm, run_dir)
-    assert len(calls) == 1  # skipped: same settings
-    with pytest.raises(UserError, match="different settings"):
-        ablate.train_arm(_settings(tmp_path, steps=4), arm, run_dir)
-    ablate.train_arm(_settings(tmp_path, steps=4, force=True), arm, run_dir)
-    assert len(calls) == 2 and json.loads((run_dir / "train.json").read_text())["steps"] == 4
-
-
 def test_spread():
     assert ablate.spread([1.0, 3.0, None]) == {"mean": 2.0, "std": pytest.approx(1.4142135), "min": 1.0, "max": 3.0, "n": 2}
     assert ablate.spread([None])["mean"] is None
@@ -235,8 +202,18 @@ def test_tiny_ablation_end_to_end(tmp_path, cli):
     assert paired["items"] == len(gold) and paired["lower"] + paired["higher"] <= len(gold)
     assert doc["curation"]["defects"]["refusal"]["removed_by_filter"] == 1.0
     assert (out / "ablation.html").read_text().count("<tr>") >= 3
+    # one page: why each pool record was kept or dropped (filter, select), and the ablation
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert 'id="ablation"' in page and 'data-run="filter"' in page and 'data-run="select"' in page
+    assert re.search(r"curated: lower gold loss than random in [01] of 1 seeds", page)
     r = cli(*args)  # rerun: everything is done already
     assert r.returncode == 0 and "training" not in r.stderr and "already trained" in r.stderr
+    # another step count: the finished runs are not silently reused, nor silently redone
+    r = cli(*[a if a != "3" else "2" for a in args])
+    assert r.returncode == 2 and "different settings" in r.stderr and "Traceback" not in r.stderr
+    r = cli(*[a if a != "3" else "2" for a in args], "--force")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert {a["steps"] for a in json.loads((out / "ablation.json").read_text())["arms"].values()} == {2}
 
 
 def test_near_duplicate_groups_count_a_group_reduced_to_either_member_as_handled():

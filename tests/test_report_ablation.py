@@ -219,27 +219,3 @@ def test_cli_ablation_option(runs, cli, tmp_path):
     assert r.returncode == 0 and "top reasons:" in r.stdout and "within seed noise" in r.stdout
     r = cli("report", *runs, "--ablation", tmp_path / "missing", "--no-map")
     assert r.returncode == 2 and str(tmp_path / "missing") in r.stderr and "Traceback" not in r.stderr
-
-
-def test_ablate_writes_the_full_report(tmp_path, monkeypatch):
-    """`datagen ablate` ends with DIR/report.html over the curated arm's filter and select runs, with
-    the ablation section; training, evaluation and curation are replaced by their results here."""
-    s = ablate.AblationSettings(pool=str(ABLATION / "ablation.json"), gold=str(ABLATION / "ablation.json"), budget=3,
-                                out=tmp_path / "abl", seeds=2, judge_prompts=0)
-    pipeline(s.out / "arms" / "curated")  # writes arms/curated/{evolve,filter,select}
-    arms = {name: [ablate.Arm(name, k, Path(s.pool), 3, f"{name}{k}") for k in (0, 1)] for name in ("curated", "random")}
-    monkeypatch.setattr(ablate, "build_arms", lambda *a, **k: arms)
-    monkeypatch.setattr(ablate, "curation_summary", lambda *a, **k: {"filter_funnel": {}})
-    monkeypatch.setattr(ablate, "train_arm", lambda s, arm, run_dir: {"seed": arm.seed, "records": 3, "steps": 5, "epochs": 1.0, "train_loss": 2.0})
-    losses = {("curated", 0): 1.0, ("curated", 1): 1.1, ("random", 0): 1.5, ("random", 1): 1.6}
-
-    def eval_arm(s: ablate.AblationSettings, run_dir: Path, gold_sha: str) -> dict:
-        name, seed = run_dir.name.rsplit("-s", 1)  # runs/<arm>-s<seed>
-        return {"loss": losses[name, int(seed)], "perplexity": 3.0}
-
-    monkeypatch.setattr(ablate, "eval_arm", eval_arm)
-    ablate.ablate(s)
-    page = (s.out / "report.html").read_text(encoding="utf-8")
-    assert "curated: lower gold loss than random in 2 of 2 seeds" in page and "lower beyond seed noise" in page
-    assert 'data-run="filter"' in page and 'data-run="select"' in page and 'data-run="evolve"' not in page
-    assert (s.out / "ablation.html").is_file() and (s.out / "ablation.json").is_file()
