@@ -26,8 +26,9 @@ is never one of them.
 
 Records are processed in id order whatever the input order, so the result does not depend on how
 the input was shuffled. Flags: ``semantic_cluster`` (every deduplicated record),
-``semantic_duplicate_of`` and ``cosine`` (the duplicates), ``off_topic`` (the off-topic ones). The threshold is applied while annotating; changing it re-clusters
-from the cached vectors without running the model.
+``semantic_duplicate_of`` and ``cosine`` (the duplicates), ``off_topic`` (the off-topic ones). The
+thresholds are applied while annotating; changing one re-clusters from the cached vectors without
+running the model.
 """
 
 from __future__ import annotations
@@ -81,9 +82,9 @@ class SemanticDedup:
         for rec in records:
             for key in _FLAGS:
                 rec.flags.pop(key, None)
+            rec.scores.pop("relevance", None)
         if not records:
             return
-            rec.scores.pop("relevance", None)
         cfg = self.config
         store = EmbeddingStore(ctx.cache_dir, cfg.model, cfg.batch_size, cfg.device)
         off_topic = self._relevance(records, store, ctx) if cfg.min_relevance is not None else 0
