@@ -149,7 +149,7 @@ def test_an_answer_to_another_question_is_off_topic_and_never_a_survivor(cache_d
     # a one-word label is far from its question in embedding space, but short answers are not judged
     assert label.scores["relevance"] < 0.35 and stage.verdict(label) is None
     assert stage.verdict(on) is None
-    # switched off: scores nothing, flags nothing
-    recs = [Record.from_turns(*OFF_TOPIC)]
+    # switched off: scores nothing, flags nothing, and clears what an earlier run wrote
+    recs = [off]
     stage = annotate(recs, cache_dir, min_relevance=None)
-    assert stage.verdict(recs[0]) is None and "relevance" not in recs[0].scores
+    assert all(stage.verdict(r) is None and "relevance" not in r.scores and "off_topic" not in r.flags for r in recs)
