@@ -307,6 +307,33 @@ def eval_arm(s: AblationSettings, run_dir: Path, gold_sha: str) -> dict[str, Any
     return doc
 
 
+def eval_base(s: AblationSettings, gold_sha: str) -> dict[str, Any]:
+    """Gold-set loss of the untrained base model (``DIR/base/eval.json``), unless done: the
+    reference that shows how far training moved the loss, against which the arms' differences
+    can be read."""
+    from .io import write_json
+    from .llm.models import resolve_model
+    from .rundir import fingerprint
+
+    cfg = train_config(s, 0)
+    fp = fingerprint({"model": cfg.model, "gold": gold_sha, "max_length": cfg.max_length})
+    marker = s.out / "base" / "eval.json"
+    done = read_marker(marker, fp, s.force)
+    if done is not None:
+        return done
+    from train.data import load_samples
+    from train.evaluate import heldout_loss
+    from train.model import load_merged
+
+    print(f"ablate: gold loss of the untrained base model ({cfg.model})", file=sys.stderr)
+    model, tokenizer = load_merged(str(resolve_model(cfg.model)), device=s.device or _default_device())
+    samples, _ = load_samples(s.gold, tokenizer, max_length=cfg.max_length, overlong="truncate")
+    loss = heldout_loss(model, tokenizer, samples, batch_size=s.batch_size)
+    doc = {"fingerprint": fp, "model": cfg.model, **loss.to_dict()}
+    write_json(marker, doc)
+    return doc
+
+
 def strict_scores(result: dict[str, Any]) -> list[float]:
     """Per-prompt scores from :func:`train.evaluate.judge_pairs` items, where the arm under test
     was answer A in the first order and B in the second: 1 only for a win in both orders, 0 only
@@ -515,6 +542,7 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
     seeds = list(range(s.seeds))
     arms = build_arms(s, seeds)
     gold_sha = file_digest(s.gold)
+    base = eval_base(s, gold_sha)
     per_run: dict[str, list[dict[str, Any]]] = {}
     evals: dict[tuple[str, int], dict[str, Any]] = {}
     for name, group in arms.items():
@@ -546,6 +574,7 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in s.__dict__.items()},
         "train_config": train_config(s, 0).model_dump(mode="json"),
         "gold": {"path": s.gold, "sha256": gold_sha},
+        "base": {k: base[k] for k in ("model", "loss", "perplexity")},
         "win_rate_definition": "per prompt: 1 if the arm beats the random arm of the same seed in both answer orders, "
                                "0 if it loses in both, else 0.5; mean over prompts",
         "debiased_win_rate_definition": "per prompt: sigmoid((l1 - l2) / 2), where l = log P(A) - log P(B) at the judge's "
@@ -595,6 +624,8 @@ def table_rows(doc: dict[str, Any]) -> list[list[str]]:
     for name, a in doc["arms"].items():
         rows.append([name, str(a["records"]), str(a["steps"]), _fmt(a["epochs"], 1), _fmt(a["loss"]), _fmt(a["win_rate"], 2),
                      _fmt(a.get("debiased_win_rate", {}), 2), str(a["loss"]["n"])])
+    if doc.get("base"):
+        rows.append(["base (untrained)", "0", "0", "–", f"{doc['base']['loss']:.3f}", "–", "–", "–"])
     return rows
 
 

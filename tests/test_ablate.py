@@ -195,6 +195,7 @@ def test_tiny_ablation_end_to_end(tmp_path, cli):
     assert {a["steps"] for a in doc["arms"].values()} == {3}
     assert {a["records"] for a in doc["arms"].values()} == {6}
     assert doc["arms"]["curated"]["loss"]["mean"] > 0
+    assert doc["base"]["model"] == "smollm2" and doc["base"]["loss"] > 0  # the untrained reference
     assert 0 <= doc["arms"]["curated"]["win_rate"]["mean"] <= 1
     # the judge's probabilities were read (SmolLM2 puts mass on "A"/"B"), and the gold items compared one by one
     assert 0 < doc["arms"]["curated"]["debiased_win_rate"]["mean"] < 1

@@ -109,6 +109,13 @@ def test_verdict_reports_the_item_by_item_comparison():
     assert v.items_sentence == "" and v.sentence.endswith("(the larger std is 0.0707)")
 
 
+def test_the_untrained_base_models_loss_is_shown_as_the_reference():
+    doc = _doc()
+    doc["base"] = {"model": "smollm2", "loss": 2.0862318, "perplexity": 8.05}
+    assert dict(parse_ablation(doc).settings)["gold loss before training"] == "2.0862"
+    assert "gold loss before training" not in dict(parse_ablation(_doc()).settings)
+
+
 def test_reader_tolerates_missing_and_extra_fields():
     doc = {
         "arms": {

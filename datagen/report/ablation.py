@@ -256,7 +256,8 @@ def _dict(value: Any) -> dict[str, Any]:
 
 
 def _settings(doc: dict[str, Any]) -> list[tuple[str, str]]:
-    """pool, gold, budget, recipe, steps, seeds and judge, each only when the file says it."""
+    """pool, gold, budget, recipe, steps, seeds, judge and the untrained base model's gold loss,
+    each only when the file says it."""
     s, cfg = _dict(doc.get("settings")), _dict(doc.get("train_config"))
     gold = s.get("gold") or _dict(doc.get("gold")).get("path")
     steps = s.get("steps") or cfg.get("max_steps")
@@ -265,8 +266,10 @@ def _settings(doc: dict[str, Any]) -> list[tuple[str, str]]:
         prompts = _int(s.get("judge_prompts"))
         model = s.get("judge_model") or "the embedded default"
         judge = "none (gold loss only)" if prompts == 0 else f"{model}" + (f", {prompts} prompts" if prompts else "")
+    base_loss = _num(_dict(doc.get("base")).get("loss"))
     pairs = [("pool", s.get("pool")), ("gold", gold), ("budget", s.get("budget")), ("recipe", s.get("recipe")),
-             ("steps", steps), ("seeds", s.get("seeds")), ("judge", judge)]
+             ("steps", steps), ("seeds", s.get("seeds")), ("judge", judge),
+             ("gold loss before training", format_value("loss", base_loss) if base_loss is not None else None)]
     return [(k, str(v)) for k, v in pairs if v is not None and v != ""]
 
 
