@@ -1,9 +1,10 @@
 """Screenshots of the quality report's main views for docs/img/ (headless Chromium).
 
-    .venv/bin/python scripts/report_screenshots.py REPORT.html [DUPLICATES_REPORT.html] [--out docs/img]
+    .venv/bin/python scripts/report_screenshots.py REPORT.html [DUPLICATES_REPORT.html] [--ablation ABLATION_REPORT.html] [--out docs/img]
 
 The first report gives the funnel, score histograms, MinHash curve, embedding map and record
-browser; the second, when given, the duplicate clusters (a demo run without duplicates has none).
+browser; the second, when given, the duplicate clusters (a demo run without duplicates has none);
+``--ablation``, the ablation section of a ``datagen ablate`` report (``DIR/report.html``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("report", type=Path)
     ap.add_argument("duplicates", type=Path, nargs="?")
+    ap.add_argument("--ablation", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("docs/img"))
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
@@ -51,6 +53,8 @@ def main() -> None:
     shoot(a.report, {"browser": "browser"}, a.out, open_first=True)
     if a.duplicates:
         shoot(a.duplicates, {"duplicates": "duplicates"}, a.out)
+    if a.ablation:
+        shoot(a.ablation, {"ablation": "ablation"}, a.out)
 
 
 if __name__ == "__main__":
