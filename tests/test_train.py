@@ -169,6 +169,7 @@ def test_saved_tokenizer_and_generation_config_stop_at_end_of_turn(trained):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")  # peft reading transformers
 def test_merge_gives_the_logits_of_base_plus_adapter(trained, tmp_path):
     import torch
     from peft import PeftModel
