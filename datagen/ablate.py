@@ -393,6 +393,24 @@ def injected_counts(records: Sequence[Record]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def composition(groups: dict[str, Sequence[Sequence[Record]]]) -> dict[str, dict[str, Any]]:
+    """What each record set is made of, as spreads over its draws (one draw for the gold set, the
+    pool and the curated arm; one per seed for a random arm): the share of each instruction
+    language (:func:`datagen.text.detect_language`) and the mean answer length in English-word
+    equivalents. A gold loss rewards matching the gold set's mix, so read it next to this."""
+    from .text import detect_language, word_equivalents
+
+    langs = sorted({detect_language(r.instruction) or "none" for draws in groups.values() for d in draws for r in d})
+    out: dict[str, dict[str, Any]] = {}
+    for name, draws in groups.items():
+        row: dict[str, Any] = {}
+        for lang in langs:
+            row[f"share_{lang}"] = spread([sum((detect_language(r.instruction) or "none") == lang for r in d) / len(d) for d in draws if d])
+        row["answer_words"] = spread([statistics.fmean(word_equivalents(r.response) for r in d) for d in draws if d])
+        out[name] = row
+    return out
+
+
 def curation_summary(s: AblationSettings, arms: dict[str, list[Arm]]) -> dict[str, Any]:
     """The filter's funnel and, for a pool with tagged defects, what each step let through:
     per tag, the share the filter removed (or, for clean records, kept) and the count in each arm;
@@ -570,6 +588,11 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
     for name in arms:
         if name != BASELINE:
             arms_doc[name]["paired_vs_random"] = paired_loss(evals, name, seeds)
+    from .io import read_records
+
+    sets = {"gold": [list(read_records(s.gold))], "pool": [list(read_records(s.pool))]}
+    for name, group in arms.items():
+        sets[name] = [list(read_records(a.path)) for a in ({a.path: a for a in group}.values())]  # a shared file once
     doc = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in s.__dict__.items()},
         "train_config": train_config(s, 0).model_dump(mode="json"),
@@ -581,6 +604,7 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
                                         "verdict position with the arm's answer first (l1) and second (l2), which cancels "
                                         "a constant position bias; mean over prompts",
         "curation": curation_summary(s, arms),
+        "composition": composition(sets),
         "arms": arms_doc,
         "versions": package_versions(),
         "seconds_this_invocation": round(time.time() - started, 1),

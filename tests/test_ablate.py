@@ -262,3 +262,13 @@ def test_sign_test():
     assert ablate.sign_test(5, 5) == 1.0
     assert ablate.sign_test(10, 0) == pytest.approx(2 / 1024)
     assert ablate.sign_test(0, 10) == ablate.sign_test(10, 0)
+
+
+def test_composition_reports_language_shares_and_answer_length_per_draw():
+    en = [Record.from_turns("What is two plus two?", "Four, because two and two make four.")] * 3
+    zh = [Record.from_turns("二加二等于几？", "二加二等于四。")]
+    c = ablate.composition({"gold": [en + zh], "random": [en[:2] + zh * 2, en]})
+    assert c["gold"]["share_latin"]["mean"] == 0.75 and c["gold"]["share_zh"]["mean"] == 0.25
+    assert c["random"]["share_zh"]["n"] == 2 and c["random"]["share_zh"]["mean"] == 0.25  # (0.5 + 0) / 2
+    assert c["random"]["share_zh"]["min"] == 0.0 and c["random"]["share_zh"]["max"] == 0.5
+    assert c["gold"]["answer_words"]["mean"] == pytest.approx((3 * 7 + 6 / 1.6) / 4)  # 7 words; 6 characters

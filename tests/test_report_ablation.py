@@ -116,6 +116,20 @@ def test_the_untrained_base_models_loss_is_shown_as_the_reference():
     assert "gold loss before training" not in dict(parse_ablation(_doc()).settings)
 
 
+def test_composition_table_shows_each_sets_mix(runs):
+    doc = _doc()
+    doc["composition"] = {
+        "gold": {"share_latin": ablate.spread([0.875]), "share_zh": ablate.spread([0.125]), "answer_words": ablate.spread([23.4])},
+        "random": {"share_latin": ablate.spread([0.85, 0.80]), "share_zh": ablate.spread([0.15, 0.20]), "answer_words": ablate.spread([40.0, 42.0])},
+    }
+    page = _page(runs, doc)
+    table = page[page.index('<table class="composition">'):]
+    table = table[: table.index("</table>")]
+    assert "zh share" in table and "answer words (mean)" in table
+    assert "88%" in table and "12%" in table and "18% ± 4%" in table and "41.0 ± 1.4" in table
+    assert 'class="composition"' not in _page(runs, _doc())  # an older ablation.json has none
+
+
 def test_reader_tolerates_missing_and_extra_fields():
     doc = {
         "arms": {

@@ -241,6 +241,14 @@ class AblationView:
     near_duplicate_pairs: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
+    composition: list[tuple[str, dict[str, Spread]]] = field(default_factory=list)  # (set, metric -> spread): gold, pool, arms
+
+    def composition_columns(self) -> list[str]:
+        """The composition metrics, in first-seen order."""
+        seen: dict[str, None] = {}
+        for _, row in self.composition:
+            seen.update((k, None) for k in row)
+        return list(seen)
 
     def seed_fields(self) -> list[str]:
         """The scalar fields of the per-seed rows: the known ones first, then the others."""
@@ -312,6 +320,8 @@ def parse_ablation(doc: Any, path: str = "") -> AblationView:
         filter_precision=_num(curation.get("filter_precision")),
         near_duplicate_pairs=_flat_scalars(_dict(curation.get("near_duplicate_pairs"))),
         notes=[str(n) for n in notes] if isinstance(notes, list) else [], verdicts=verdicts(arms),
+        composition=[(str(name), {k: sp for k, v in row.items() if (sp := as_spread(v)) is not None})
+                     for name, row in _dict(doc.get("composition")).items() if isinstance(row, dict)],
     )
 
 

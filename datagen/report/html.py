@@ -22,7 +22,7 @@ from markupsafe import Markup
 
 from ..ablate import BASELINE
 from . import svg
-from .ablation import format_value, metric_label
+from .ablation import Spread, format_value, metric_label
 from .data import (
     MAX_TEXT_CHARS,
     Cluster,
@@ -211,7 +211,26 @@ def ablation_view(data: ReportData) -> dict[str, Any] | None:
             "columns": [metric_label(k) for k in a.metrics], "arms": arms, "chart": chart,
             "seed_fields": [metric_label(k) for k in fields], "per_seed": per_seed,
             "defect_arms": defect_arms, "defects": defects, "removed_by": any(d.removed_by for d in a.defects), "pct": pct,
-            "near_duplicate_pairs": list(a.near_duplicate_pairs.items()), "notes": a.notes}
+            "near_duplicate_pairs": list(a.near_duplicate_pairs.items()), "notes": a.notes,
+            "composition_columns": [_composition_label(k) for k in a.composition_columns()],
+            "composition": [{"name": name, "cls": cls.get(name, ""),
+                             "cells": [_composition_cell(k, row.get(k)) for k in a.composition_columns()]} for name, row in a.composition]}
+
+
+def _composition_label(key: str) -> str:
+    """``share_zh`` -> ``zh share``; ``answer_words`` -> ``answer words (mean)``."""
+    return f"{key.removeprefix('share_')} share" if key.startswith("share_") else "answer words (mean)" if key == "answer_words" else key
+
+
+def _composition_cell(key: str, sp: Spread | None) -> str:
+    """A share as a percentage, a length as a number; ``± std`` when the draws differ."""
+    if sp is None or sp.mean is None:
+        return "–"
+    pct = key.startswith("share_")
+    text = f"{sp.mean:.0%}" if pct else f"{sp.mean:.1f}"
+    if sp.std:
+        text += f" ± {sp.std:.0%}" if pct else f" ± {sp.std:.1f}"
+    return text
 
 
 def _run_rows(data: ReportData) -> list[dict[str, Any]]:
