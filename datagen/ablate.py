@@ -548,7 +548,7 @@ def summarize(per_run: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 def ablate(s: AblationSettings) -> dict[str, Any]:
     """Build, train, evaluate and judge every arm over every seed; write ablation.json and .html."""
     from .errors import UserError
-    from .io import write_json
+    from .io import atomic_open, read_records, write_json
     from .rundir import file_digest, package_versions
 
     for label, path in (("--pool", s.pool), ("--gold", s.gold)):
@@ -588,11 +588,9 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
     for name in arms:
         if name != BASELINE:
             arms_doc[name]["paired_vs_random"] = paired_loss(evals, name, seeds)
-    from .io import read_records
-
     sets = {"gold": [list(read_records(s.gold))], "pool": [list(read_records(s.pool))]}
     for name, group in arms.items():
-        sets[name] = [list(read_records(a.path)) for a in ({a.path: a for a in group}.values())]  # a shared file once
+        sets[name] = [list(read_records(path)) for path in dict.fromkeys(a.path for a in group)]  # a shared file once
     doc = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in s.__dict__.items()},
         "train_config": train_config(s, 0).model_dump(mode="json"),
@@ -610,8 +608,6 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
         "seconds_this_invocation": round(time.time() - started, 1),
     }
     write_json(s.out / "ablation.json", doc)
-    from .io import atomic_open
-
     with atomic_open(s.out / "ablation.html") as f:
         f.write(render_html(doc))
     from .report import data as report_data
