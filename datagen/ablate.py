@@ -31,9 +31,13 @@ Each trained model is then scored on the gold set (``DIR/runs/<arm>-s<seed>/eval
   only ties by the strict rule, but its probabilities can still tell the answers apart.
 
 ``DIR/ablation.json`` holds per arm the mean, std (sample, ddof=1), min and max over seeds of
-each metric, the per-seed values, the curation funnel, and, when the pool's records carry
-``meta["injected"]`` (a known defect, see ``bench/noisy_pool.py``), how many of each defect the
-filter removed and how many ended in each arm. ``DIR/ablation.html`` shows the same, self-contained.
+each metric, the per-seed values and the item-by-item comparison with the random arm
+(:func:`paired_loss`); the untrained base model's gold loss (``base``, the reference); what each
+arm, the gold set and the pool are made of (:func:`composition`); the curation funnel, and, when
+the pool's records carry ``meta["injected"]`` (a known defect, see ``bench/noisy_pool.py``), how
+many of each defect the filter removed, by which stage, and how many ended in each arm.
+``DIR/ablation.html`` shows the tables, self-contained; ``DIR/report.html`` is the full quality
+report of the curated arm's filter and select runs with the ablation section.
 
 Resuming: each step leaves a marker holding the fingerprint of what it depends on (arm data
 digest, training config, gold set, evaluation settings): ``train.json`` after training,
