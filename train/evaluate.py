@@ -146,17 +146,12 @@ def choice_log_odds(logprobs: Sequence[TokenLogprob] | None) -> ChoiceLogOdds | 
     """The A-vs-B log-odds at the first generated position whose token or top alternatives hold
     "A" or "B" (stripped; " A" and "A" add up), or None without logprobs or without either."""
     for position in logprobs or ():
-        alternatives = {position.token: position.logprob, **position.top}
-        probs = dict.fromkeys(_CHOICES, 0.0)
-        for token, lp in alternatives.items():
-            if token.strip() in probs:
-                probs[token.strip()] += math.exp(lp)
-        if not any(probs.values()):
+        probs = position.probs_of(_CHOICES)
+        if not probs:
             continue
-        floor = math.exp(min(alternatives.values()))
-        bounded = not all(probs.values())
-        a, b = (p or floor for p in probs.values())
-        return ChoiceLogOdds(math.log(a) - math.log(b), probs["A"] + probs["B"], bounded)
+        floor = math.exp(min(position.logprob, *position.top.values()))  # the least likely token listed
+        a, b = (probs.get(c, floor) for c in _CHOICES)
+        return ChoiceLogOdds(math.log(a) - math.log(b), sum(probs.values()), len(probs) < len(_CHOICES))
     return None
 
 

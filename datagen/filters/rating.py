@@ -16,7 +16,6 @@ smoother and ranks better. :func:`rate` reads, from a completion made with
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
@@ -45,13 +44,7 @@ class Rating:
 
 def digit_probs(position: TokenLogprob, scale: range) -> dict[int, float]:
     """Probability of each digit of ``scale`` at one position (chosen token and alternatives)."""
-    alternatives = {position.token: position.logprob, **position.top}
-    probs: dict[int, float] = {}
-    for token, logprob in alternatives.items():
-        text = token.strip()
-        if text.isdigit() and int(text) in scale:
-            probs[int(text)] = probs.get(int(text), 0.0) + math.exp(logprob)
-    return probs
+    return {int(k): p for k, p in position.probs_of({str(k) for k in scale}).items()}
 
 
 def expected_rating(logprobs: Sequence[TokenLogprob], scale: range) -> tuple[float, dict[int, float], float] | None:

@@ -6,9 +6,10 @@ or the network client: backends are loaded lazily by :func:`datagen.llm.make_llm
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Collection, Protocol, Sequence, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,17 @@ class TokenLogprob:
     token: str
     logprob: float
     top: dict[str, float] = field(default_factory=dict)  # alternative token -> logprob
+
+    def probs_of(self, options: Collection[str]) -> dict[str, float]:
+        """Probability of each of ``options`` at this position, from the chosen token and its
+        alternatives; tokens are compared stripped, so ``"4"`` and ``" 4"`` add up. Options that
+        do not appear are left out."""
+        probs: dict[str, float] = {}
+        for token, logprob in {self.token: self.logprob, **self.top}.items():
+            text = token.strip()
+            if text in options:
+                probs[text] = probs.get(text, 0.0) + math.exp(logprob)
+        return probs
 
 
 @dataclass
