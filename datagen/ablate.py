@@ -275,6 +275,18 @@ def train_arm(s: AblationSettings, arm: Arm, run_dir: Path) -> dict[str, Any]:
 
 
 # -- evaluation -----------------------------------------------------------------------------------------
+def gold_loss(s: AblationSettings, folder: str, max_length: int) -> Any:
+    """:func:`train.evaluate.heldout_loss` of the plain model in ``folder`` on the gold set, cut to
+    ``max_length`` tokens as in training; the model is released before returning."""
+    from train.data import load_samples
+    from train.evaluate import heldout_loss
+    from train.model import load_merged
+
+    model, tokenizer = load_merged(folder, device=s.device or _default_device())
+    samples, _ = load_samples(s.gold, tokenizer, max_length=max_length, overlong="truncate")
+    return heldout_loss(model, tokenizer, samples, batch_size=s.batch_size)
+
+
 def eval_arm(s: AblationSettings, run_dir: Path, gold_sha: str) -> dict[str, Any]:
     """Gold-set loss and greedy answers of one trained model (``eval.json``), unless done."""
     import tempfile
@@ -289,19 +301,14 @@ def eval_arm(s: AblationSettings, run_dir: Path, gold_sha: str) -> dict[str, Any
     done = read_marker(marker, fp, s.force)
     if done is not None:
         return done
-    from train.data import load_samples
-    from train.evaluate import answer, heldout_loss, load_prompts
+    from train.evaluate import answer, load_prompts
     from train.merge import merge
-    from train.model import load_merged
 
     cfg = train_config(s, trained["seed"])
     device = s.device or _default_device()
     with tempfile.TemporaryDirectory(prefix="ablate-") as tmp:
         folder = merge(str(run_dir / "model"), str(Path(tmp) / "merged"), dtype="fp32")
-        model, tokenizer = load_merged(folder, device=device)
-        samples, _ = load_samples(s.gold, tokenizer, max_length=cfg.max_length, overlong="truncate")
-        loss = heldout_loss(model, tokenizer, samples, batch_size=s.batch_size)
-        del model
+        loss = gold_loss(s, folder, cfg.max_length)
         answers: list[str] = []
         if s.judge_prompts > 0:
             records = load_prompts(s.gold, s.judge_prompts)
@@ -325,14 +332,8 @@ def eval_base(s: AblationSettings, gold_sha: str) -> dict[str, Any]:
     done = read_marker(marker, fp, s.force)
     if done is not None:
         return done
-    from train.data import load_samples
-    from train.evaluate import heldout_loss
-    from train.model import load_merged
-
     print(f"ablate: gold loss of the untrained base model ({cfg.model})", file=sys.stderr)
-    model, tokenizer = load_merged(str(resolve_model(cfg.model)), device=s.device or _default_device())
-    samples, _ = load_samples(s.gold, tokenizer, max_length=cfg.max_length, overlong="truncate")
-    loss = heldout_loss(model, tokenizer, samples, batch_size=s.batch_size)
+    loss = gold_loss(s, str(resolve_model(cfg.model)), cfg.max_length)
     doc = {"fingerprint": fp, "model": cfg.model, **loss.to_dict()}
     write_json(marker, doc)
     return doc
@@ -415,24 +416,24 @@ def composition(groups: dict[str, Sequence[Sequence[Record]]]) -> dict[str, dict
     return out
 
 
-def curation_summary(s: AblationSettings, arms: dict[str, list[Arm]]) -> dict[str, Any]:
+def curation_summary(s: AblationSettings, pool_records: Sequence[Record], draws: dict[str, list[list[Record]]]) -> dict[str, Any]:
     """The filter's funnel and, for a pool with tagged defects, what each step let through:
     per tag, the share the filter removed (or, for clean records, kept) and the count in each arm;
     which stage removed what (``removed_by``); and how the near-duplicate groups (a clean record
     and its tagged near-copies) fared, since dedup keeps one record of a group, the copy or the
-    original, and either way the group is reduced to one."""
+    original, and either way the group is reduced to one. ``draws`` holds each arm's records, one
+    list per distinct file (one per seed for a random draw, one for the curated arm)."""
     from .io import read_records
 
     base = s.out / "arms" / "curated"
     stats = json.loads((base / "filter" / "stats.json").read_text(encoding="utf-8"))
     doc: dict[str, Any] = {"filter_funnel": {k: {"in": v["in"], "out": v["out"], "rejected": v["rejected"]} for k, v in stats["stages"].items()}}
-    pool_records = list(read_records(s.pool))
     pool = injected_counts(pool_records)
     if set(pool) == {"clean"}:
         return doc
     kept_records = list(read_records(base / "filter" / "records.jsonl"))
     after_filter = injected_counts(kept_records)
-    per_arm = {name: [injected_counts(list(read_records(a.path))) for a in group] for name, group in arms.items()}
+    per_arm = {name: [injected_counts(d) for d in group] for name, group in draws.items()}
     defects = {}
     for tag, n in pool.items():
         kept = after_filter.get(tag, 0)
@@ -592,9 +593,9 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
     for name in arms:
         if name != BASELINE:
             arms_doc[name]["paired_vs_random"] = paired_loss(evals, name, seeds)
-    sets = {"gold": [list(read_records(s.gold))], "pool": [list(read_records(s.pool))]}
-    for name, group in arms.items():
-        sets[name] = [list(read_records(path)) for path in dict.fromkeys(a.path for a in group)]  # a shared file once
+    pool_records = list(read_records(s.pool))
+    # each arm's records, read once for the defect accounting and the composition (a shared file once)
+    draws = {name: [list(read_records(path)) for path in dict.fromkeys(a.path for a in group)] for name, group in arms.items()}
     doc = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in s.__dict__.items()},
         "train_config": train_config(s, 0).model_dump(mode="json"),
@@ -605,8 +606,8 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
         "debiased_win_rate_definition": "per prompt: sigmoid((l1 - l2) / 2), where l = log P(A) - log P(B) at the judge's "
                                         "verdict position with the arm's answer first (l1) and second (l2), which cancels "
                                         "a constant position bias; mean over prompts",
-        "curation": curation_summary(s, arms),
-        "composition": composition(sets),
+        "curation": curation_summary(s, pool_records, draws),
+        "composition": composition({"gold": [list(read_records(s.gold))], "pool": [pool_records], **draws}),
         "arms": arms_doc,
         "versions": package_versions(),
         "seconds_this_invocation": round(time.time() - started, 1),
