@@ -78,10 +78,12 @@ class _Failure:
     retryable: bool
     retry_after: float | None = None
     rate_limited: bool = False
-    systemic: bool = False  # the server, the key or the model is at fault, not this request
+    fatal_for_all: bool = False  # not retried, yet every request would fail alike (a refused key, an unknown model)
 
-    def __post_init__(self) -> None:
-        self.systemic = self.systemic or self.retryable
+    @property
+    def systemic(self) -> bool:
+        """The server, the key or the model is at fault, not this request: counts toward the breaker."""
+        return self.retryable or self.fatal_for_all
 
 
 class _RateLimiter:
@@ -450,7 +452,7 @@ class OpenAICompatLLM:
             if status in (401, 403):
                 message += f" (check the key in ${self.api_key_env})"
             if after is not None and after > MAX_RETRY_AFTER:
-                return _Failure(f"{message}; the server asks to wait {after:.0f}s", retryable=False, systemic=True)
+                return _Failure(f"{message}; the server asks to wait {after:.0f}s", retryable=False, fatal_for_all=True)
             return _Failure(message, status in RETRY_STATUSES or status >= 500, after, status == 429, status in SYSTEMIC_STATUSES)
         if isinstance(exc, openai.APITimeoutError):
             return _Failure(f"no answer within {self.timeout:g}s", retryable=True)
