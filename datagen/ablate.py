@@ -75,11 +75,13 @@ BASELINE = "random"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .cli import out_dir
+
     g = p.add_argument_group("data")
     g.add_argument("--pool", required=True, metavar="FILE", help="the record pool every arm is built from (any input format)")
     g.add_argument("--gold", required=True, metavar="FILE", help="gold set: held-out loss on its answers, judged answers to its prompts")
     g.add_argument("--budget", type=int, required=True, metavar="N", help="records per arm (the random arm matches the curated arm's size if the filter leaves fewer)")
-    g.add_argument("--out", "-o", required=True, metavar="DIR", help="ablation directory (arms/, runs/, judge/, ablation.json, ablation.html)")
+    g.add_argument("--out", "-o", required=True, metavar="DIR", type=out_dir, help="ablation directory (arms/, runs/, judge/, ablation.json, ablation.html)")
     g.add_argument("--force", action="store_true", help="redo steps whose settings changed instead of refusing")
     c = p.add_argument_group("curated arm")
     c.add_argument("--stages", default=DEFAULT_STAGES, metavar="LIST", help=f"datagen filter stages (default {DEFAULT_STAGES})")

@@ -42,7 +42,7 @@ def add_llm_args(p: argparse.ArgumentParser, default_max_new_tokens: int = 512) 
     g.add_argument("--timeout", type=float, default=120.0, help="openai: seconds per request before retrying")
     g.add_argument("--max-retries", type=int, default=6, help="openai: retries on 429/5xx/timeouts")
     g.add_argument("--max-consecutive-failures", type=int, default=None, metavar="N",
-                   help="openai: stop cleanly (resumable) after N requests in a row failed for good (default max(20, 2 x concurrency); 0: never)")
+                   help="openai: stop sending after N requests in a row failed for good (default max(20, 2 x concurrency); 0: finish the batch). Either way a request the server failed stays pending: the command stops with exit 3 and a rerun sends it")
     g.add_argument("--max-tokens", type=int, default=None, dest="max_tokens_budget", metavar="N", help="budget: stop cleanly (resumable) after N tokens")
     g.add_argument("--max-cost", type=float, default=None, help="budget: stop cleanly (resumable) after this cost; needs --price-in/--price-out")
     g.add_argument("--price-in", type=float, default=0.0, help="price per 1M prompt tokens")
@@ -58,8 +58,29 @@ def add_llm_args(p: argparse.ArgumentParser, default_max_new_tokens: int = 512) 
     s.add_argument("--seed", type=int, default=0)
 
 
+def out_dir(value: str) -> str:
+    """argparse type of an output directory: refused at once if it cannot be created."""
+    return _checked_output(value, directory=True)
+
+
+def out_file(value: str) -> str:
+    """argparse type of an output file: refused at once if it cannot be created."""
+    return _checked_output(value, directory=False)
+
+
+def _checked_output(value: str, directory: bool) -> str:
+    from .errors import UserError
+    from .io import check_output
+
+    try:
+        check_output(value, "", directory=directory)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e).strip()) from None
+    return value
+
+
 def _add_run_out(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", "-o", required=True, metavar="DIR", help="run directory (records.jsonl, rejected.jsonl, stats.json, manifest.json)")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", type=out_dir, help="run directory (records.jsonl, rejected.jsonl, stats.json, manifest.json)")
     p.add_argument("--force", action="store_true", help="replace a finished or different run in --out")
 
 
@@ -90,8 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="convert between alpaca, sharegpt, messages and record formats")
     _add_input(p)
     p.add_argument("--to", required=True, choices=("alpaca", "sharegpt", "messages", "record"), help="output format")
-    p.add_argument("--out", "-o", required=True, metavar="FILE", help="output file: .jsonl, .json or .parquet")
+    p.add_argument("--out", "-o", required=True, metavar="FILE", type=out_file, help="output file: .jsonl, .json or .parquet")
     p.add_argument("--allow-no-answer", action="store_true", help="accept prompt-only rows (no assistant turn)")
+    p.add_argument("--rejected", default=None, metavar="FILE", type=out_file,
+                   help="with --on-error skip: where the skipped rows go (default: beside --out, its last suffix replaced by .rejected.jsonl)")
     p.set_defaults(func="datagen.commands:convert")
 
     p = sub.add_parser("distill", help="a teacher model answers the prompts (strong-model distillation)")
@@ -145,8 +168,8 @@ def parse_and_run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, r
 
 
 def run_command(args: argparse.Namespace, resume_hint: ResumeHint = _rerun) -> int:
-    from .errors import UserError
-    from .llm.base import BackendUnavailable, BudgetExceeded, LLMError
+    from .errors import BackendUnavailable, BudgetExceeded, UserError
+    from .llm.base import LLMError
     from .rundir import AlreadyComplete
 
     try:
@@ -155,14 +178,20 @@ def run_command(args: argparse.Namespace, resume_hint: ResumeHint = _rerun) -> i
     except AlreadyComplete as e:
         print(f"already complete: {e} (pass --force to redo)", file=sys.stderr)
         return 0
-    except BackendUnavailable as e:
-        print(f"stopped: {e}. Finished work is saved; rerun the same command once the server answers to continue.", file=sys.stderr)
-        return EXIT_BUDGET
-    except BudgetExceeded as e:
-        print(f"stopped: {e}. Finished work is saved; rerun the same command with a larger budget to continue.", file=sys.stderr)
+    except (BackendUnavailable, BudgetExceeded) as e:
+        pending = f" {e.pending_text()}." if e.pending else ""
+        when = "once the server answers" if isinstance(e, BackendUnavailable) else "with a larger budget"
+        print(f"stopped: {e}.{pending} Finished work is saved; rerun the same command {when} to continue.", file=sys.stderr)
         return EXIT_BUDGET
     except (UserError, LLMError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER
+    except RecursionError:  # a pathological input no reader caught: refuse it, never a traceback
+        print("error: the input is nested too deeply to process", file=sys.stderr)
+        return EXIT_USER
+    except OSError as e:  # the file system refused: a full disk, a read-only or unreadable path
+        where = f": {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
         return EXIT_USER
     except KeyboardInterrupt:
         print(f"\ninterrupted: {resume_hint(args)}.", file=sys.stderr)

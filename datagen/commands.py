@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -51,18 +52,29 @@ def read_input(args: argparse.Namespace, on_reject: Callable[[Rejection], None],
 
 
 def convert(args: argparse.Namespace) -> int:
-    from .io import output_kind, same_file, write_jsonl, write_records
+    from .io import atomic_open, check_output, output_kind, rejects_path, same_file, write_records
 
-    out = Path(args.out)
-    if same_file(args.input, out):
-        raise UserError(f"--out {out} is the input file; choose another path (inputs are never overwritten)")
+    out = check_output(args.out, directory=False)
+    rej_path = Path(args.rejected) if args.rejected else rejects_path(out)
+    check_output(rej_path, "--rejected", directory=False)
+    for label, path in (("--out", out), ("the rejects file", rej_path)):
+        if same_file(args.input, path):
+            raise UserError(f"{label} {path} is the input file; choose another path (inputs are never overwritten)")
+    if same_file(out, rej_path):
+        raise UserError(f"--out {out} and --rejected {rej_path} are the same file; choose another --rejected")
     rejected: list[Rejection] = []
     records = read_input(args, rejected.append, require_answer=not args.allow_no_answer)
-    n = write_records(out, records, args.to)
-    msg = f"wrote {n} records to {out} ({args.to}, {output_kind(out)})"
-    if rejected:
-        rej_path = out.with_name(out.name.split(".")[0] + ".rejected.jsonl")
-        write_jsonl(rej_path, rejected)
-        msg += f"; {len(rejected)} bad rows skipped into {rej_path}"
+    # Both files are complete before either appears: the rejects go to a temp file first, and are
+    # renamed into place only once the output is written.
+    msg = ""
+    with contextlib.ExitStack() as stack:
+        rej_file = stack.enter_context(atomic_open(rej_path)) if rejected else None
+        if rej_file is not None:
+            for rej in rejected:
+                rej_file.write(rej.to_json() + "\n")
+        n = write_records(out, records, args.to)
+        msg = f"wrote {n} records to {out} ({args.to}, {output_kind(out)})"
+        if rejected:
+            msg += f"; {len(rejected)} bad rows skipped into {rej_path}"
     print(msg, file=sys.stderr)
     return 0

@@ -12,20 +12,23 @@ class UserError(Exception):
 class InputError(UserError):
     """Bad input data, located precisely: file, line (or row / array item) and field."""
 
-    def __init__(self, path: str, line: int | None, field: str | None, message: str, kind: str = "line") -> None:
+    def __init__(self, path: str, line: int | None, field: str | None, message: str, kind: str = "line", item: int | None = None) -> None:
         self.path = str(path)
         self.line = line
         self.field = field
         self.message = message
-        self.kind = kind  # "line" for JSONL, "item" for JSON arrays, "row" for Parquet
+        self.kind = kind  # "line" for JSONL and JSON arrays, "row" for Parquet
+        self.item = item  # the 1-based position in a JSON array
         super().__init__(self.format())
 
     @property
     def location(self) -> str:
+        """``data.jsonl:7``, ``data.json:17 (item 4)``, ``data.parquet (row 9)``."""
         if self.line is None:
             return self.path
         if self.kind == "line":
-            return f"{self.path}:{self.line}"
+            where = f"{self.path}:{self.line}"
+            return f"{where} (item {self.item})" if self.item is not None else where
         return f"{self.path} ({self.kind} {self.line})"
 
     def format(self) -> str:
@@ -43,3 +46,33 @@ class FieldError(ValueError):
         self.message = message
         self.code = code  # reason code for rejected.jsonl
         super().__init__(f"field '{field}': {message}")
+
+
+class RunStopped(RuntimeError):
+    """A run stopped cleanly before the end, and rerunning the same command resumes it: nothing
+    new is sent, the requests in flight finish and are kept (cached), the parts of the run that
+    were not finished stay unsealed. Exit code 3.
+
+    ``pending`` is set by the run that stopped: ``(left, total, unit)``, e.g. ``(17, 40,
+    "prompts")``: how much of it the rerun has to do."""
+
+    exit_code = 3
+    pending: tuple[int, int, str] | None = None
+
+    def pending_text(self) -> str:
+        if self.pending is None:
+            return ""
+        left, total, unit = self.pending
+        return f"{left} of {total} {unit} pending"
+
+
+class BudgetExceeded(RunStopped):
+    """The run's token or cost budget is spent; rerunning with a larger budget resumes."""
+
+
+class BackendUnavailable(RunStopped):
+    """Requests failed after all their retries for a reason that is the server's, not the
+    request's (5xx, 429, timeouts, refused connections, malformed replies, a refused key or
+    model). Such a failure is never taken as a prompt's answer: the batch that saw it raises this
+    once the requests in flight are done, the part holding them is not sealed, and rerunning once
+    the server answers sends exactly the requests that have no answer yet."""

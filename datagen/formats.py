@@ -253,16 +253,7 @@ def from_record(obj: dict[str, Any], require_answer: bool = True) -> Record:
     try:
         rec = Record.model_validate(obj)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = err["loc"]
-        field = ""
-        for part in loc:
-            field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
-        msg = err["msg"]
-        if err["type"] == "literal_error":
-            msg = f"unknown role {err.get('input')!r} (expected one of {', '.join(ROLES)})"
-            raise FieldError(field, msg, "unknown_role") from None
-        raise FieldError(field or "record", msg) from None
+        raise validation_field_error(e, "record") from None
     check_conversation(rec.messages, "messages", require_answer)
     return rec
 
@@ -277,9 +268,25 @@ READERS: dict[str, Callable[..., Record]] = {
 
 
 def to_record(obj: Any, fmt: str, require_answer: bool = True) -> Record:
+    from pydantic import ValidationError
+
     if not isinstance(obj, dict):
         raise FieldError("-", f"expected a JSON object, got {_type_name(obj)}")
-    return READERS[fmt](obj, require_answer=require_answer)
+    try:
+        return READERS[fmt](obj, require_answer=require_answer)
+    except ValidationError as e:  # what the converters' own checks let through
+        raise validation_field_error(e, fmt) from None
+
+
+def validation_field_error(e: Any, where: str) -> FieldError:
+    """A pydantic ValidationError as a FieldError naming the first bad field."""
+    err = e.errors()[0]
+    field = ""
+    for part in err["loc"]:
+        field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
+    if err["type"] == "literal_error":
+        return FieldError(field, f"unknown role {err.get('input')!r} (expected one of {', '.join(ROLES)})", "unknown_role")
+    return FieldError(field or where, err["msg"])
 
 
 # -- writers: Record -> row --------------------------------------------------------------------

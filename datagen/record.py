@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -60,6 +61,14 @@ class Record(BaseModel):
         if all(m.role == "system" for m in messages):
             raise ValueError("a conversation needs at least one user or assistant message")
         return messages
+
+    @field_validator("scores")
+    @classmethod
+    def _finite(cls, scores: dict[str, float]) -> dict[str, float]:
+        for name, value in scores.items():
+            if not math.isfinite(value):
+                raise ValueError(f"score {name!r} is {value}: scores must be finite numbers (leave a score out when it cannot be computed)")
+        return scores
 
     @model_validator(mode="after")
     def _stable_id(self) -> "Record":
@@ -130,7 +139,26 @@ class Record(BaseModel):
         return list(self.messages)
 
     def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), ensure_ascii=False)
+        return dumps_strict(self.model_dump(mode="json"))
+
+
+def dumps_strict(obj: Any, **kw: Any) -> str:
+    """Standard JSON, always: a non-finite float in free-form fields (flags, meta, evidence) is
+    written as null, never as the NaN/Infinity that other JSON readers refuse."""
+    try:
+        return json.dumps(obj, ensure_ascii=False, allow_nan=False, **kw)
+    except ValueError:
+        return json.dumps(_finite_or_null(obj), ensure_ascii=False, allow_nan=False, **kw)
+
+
+def _finite_or_null(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_null(v) for v in obj]
+    return obj
 
 
 class Rejection(BaseModel):
@@ -146,4 +174,4 @@ class Rejection(BaseModel):
     location: str | None = None  # "file:line" for input errors
 
     def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json", exclude_none=True), ensure_ascii=False)
+        return dumps_strict(self.model_dump(mode="json", exclude_none=True))

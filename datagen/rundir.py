@@ -10,6 +10,7 @@ written twice. The final files appear only when every part is done, and ``manife
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,10 +21,10 @@ import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from .errors import UserError
-from .io import atomic_open, iter_jsonl, write_json
+from .errors import RunStopped, UserError
+from .io import atomic_open, check_output, iter_jsonl, write_json
 from .record import Record, Rejection
 from .stage import Stats
 
@@ -33,6 +34,60 @@ TRACKED_PACKAGES = (
     "datagen-train", "torch", "transformers", "peft", "accelerate", "openai", "datasketch",
     "sentence-transformers", "datasets", "pydantic", "numpy",
 )
+
+
+LOCK = ".lock"
+
+
+class DirLock:
+    """An exclusive lock on an output directory, held while a command writes to it.
+
+    ``flock`` on ``DIR/.lock``: the kernel releases it when the process ends, however it ends
+    (a ``kill -9`` too), so a stale lock never blocks a rerun. The file names the holder (pid,
+    command, start time) for the refusal message. One process may take the same directory again
+    (a library caller resuming in-process); another process is refused at once."""
+
+    _held: dict[str, "DirLock"] = {}
+
+    def __init__(self, key: str, fd: int) -> None:
+        self.key, self.fd, self.count = key, fd, 1
+
+    @classmethod
+    def acquire(cls, directory: Path, command: str) -> "DirLock":
+        import fcntl
+
+        key = os.path.realpath(directory)
+        held = cls._held.get(key)
+        if held is not None:
+            held.count += 1
+            return held
+        path = Path(key) / LOCK
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode("utf-8", errors="replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(
+                f"--out {directory}: in use by {holder}; wait for it to finish (then rerun to resume, "
+                "or to find it complete), or choose another --out"
+            ) from None
+        except OSError:  # a file system without flock: go on unlocked rather than refuse to work
+            os.close(fd)
+            return cls(key, -1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} ({command}, started {datetime.now().isoformat(timespec='seconds')})\n".encode(), 0)
+        lock = cls(key, fd)
+        cls._held[key] = lock
+        return lock
+
+    def release(self) -> None:
+        self.count -= 1
+        if self.count > 0 or self.fd < 0:
+            return
+        self._held.pop(self.key, None)
+        os.close(self.fd)  # closing the last descriptor releases the flock
+        self.fd = -1
 
 
 class AlreadyComplete(Exception):
@@ -74,15 +129,30 @@ class RunDir:
         self.fp = fingerprint({"command": command, **settings})
         self.parts = self.path / PARTS
         self.started = time.time()
-        self._prepare(force)
+        self._lock: DirLock | None = None
+        try:
+            self._prepare(force)
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Let other processes use the directory (done by finalize, and at exit in any case)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _prepare(self, force: bool) -> None:
-        p = self.path
-        if p.exists() and not p.is_dir():
-            raise UserError(f"--out {p}: exists and is not a directory")
+        p = check_output(self.path, directory=True)
         manifest = p / "manifest.json"
         run_json = self.parts / "run.json"
+        if p.is_dir() and not force and not manifest.exists() and not run_json.exists():
+            foreign = [x.name for x in p.iterdir() if x.name not in OUTPUTS and not x.name.startswith(".")]
+            if any((p / o).exists() for o in OUTPUTS) or foreign:
+                raise UserError(f"--out {p}: exists and is not a datagen run directory; choose another --out or pass --force")
+        p.mkdir(parents=True, exist_ok=True)
+        self._lock = DirLock.acquire(p, self.command)  # everything below runs under the lock
         if manifest.exists():
             old = json.loads(manifest.read_text(encoding="utf-8"))
             if old.get("status") == "complete" and not force:
@@ -99,10 +169,6 @@ class RunDir:
                     f"--out {p}: holds an unfinished run with different settings; rerun it with the same "
                     "arguments to resume, pass --force to discard it, or choose another --out"
                 )
-        if p.exists() and not force and not manifest.exists() and not run_json.exists():
-            foreign = [x.name for x in p.iterdir() if x.name not in OUTPUTS and not x.name.startswith(".")]
-            if any((p / o).exists() for o in OUTPUTS) or foreign:
-                raise UserError(f"--out {p}: exists and is not a datagen run directory; choose another --out or pass --force")
         if force:
             self.clear()
         self.parts.mkdir(parents=True, exist_ok=True)
@@ -159,6 +225,18 @@ class RunDir:
     def part_stats(self, i: int) -> dict[str, Any]:
         return json.loads(self._part(i, "stats.json").read_text(encoding="utf-8"))
 
+    @contextlib.contextmanager
+    def stops_resumably(self, left: Callable[[], int], total: int, unit: str) -> Iterator[None]:
+        """Around a run's loop: when it stops cleanly (:class:`RunStopped`: a spent budget, a
+        server that failed requests), say how much is left to do, in the exception (the command
+        prints it) and in ``manifest.json`` (``status: stopped``); the sealed parts stay."""
+        try:
+            yield
+        except RunStopped as e:
+            e.pending = (left(), total, unit)
+            self.write_manifest({"stopped": {"reason": str(e), "pending": e.pending[0], "total": total, "unit": unit}}, "stopped")
+            raise
+
     def write_manifest(self, manifest: dict[str, Any], status: str) -> None:
         doc = {
             "command": self.command,
@@ -200,6 +278,7 @@ class RunDir:
         write_json(self.path / "stats.json", doc)
         self.write_manifest(manifest, "complete")
         shutil.rmtree(self.parts, ignore_errors=True)
+        self.release()
         return doc
 
     def _concat(self, parts: list[int], suffix: str) -> int:

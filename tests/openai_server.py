@@ -42,7 +42,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from aiohttp import web
 
-FaultKind = str  # "429" | "500" | "503" | "400" | "401" | "slow" | "badjson" | "nochoices" | "html"
+FaultKind = str  # "429" | "500" | "503" | "400" | "401" | "slow" | "badjson" | "nochoices" | "nullcontent" | "html"
 FaultPlan = Mapping[str, Sequence["Fault | None"]] | Callable[[str, int], "Fault | None"]
 
 
@@ -221,6 +221,9 @@ class OpenAIServer:
             return None
         if fault.kind == "badjson":
             return web.Response(text='{"id": "x", "choices": [', content_type="application/json")
+        if fault.kind == "nullcontent":  # a 200 whose message has no text (seen from real servers)
+            return web.json_response({"id": "x", "object": "chat.completion", "created": 0, "model": self.model,
+                                      "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": None}}]})
         if fault.kind == "nochoices":
             return web.json_response({"id": "x", "object": "chat.completion", "created": 0, "model": self.model})
         if fault.kind == "html":

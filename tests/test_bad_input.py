@@ -33,7 +33,8 @@ def test_bad_input_is_located_and_nothing_is_written(cli, tmp_path, name, line, 
     assert r.returncode == 2, r.stderr
     msg = r.stderr.strip()
     assert "Traceback" not in msg
-    where = f"{BAD / name}:{line}" if name.endswith(".jsonl") else f"{BAD / name} (item {line})"
+    # a JSON array's item is located by its line and its position: data.json:3 (item 2)
+    where = f"{BAD / name}:{line}" if name.endswith(".jsonl") else f"{BAD / name}:{line} (item {line - 1})"
     assert where in msg, msg
     if field:
         assert f"field '{field}'" in msg, msg

@@ -189,7 +189,9 @@ def test_logprobs_are_raw_log_probabilities(llm):
         assert "".join(t.token for t in c.logprobs) == c.text
     # Temperature warps sampling, not the reported logprobs.
     hot = llm.generate(ask(CAPITAL), GenParams(max_tokens=1, temperature=5.0, logprobs=True, top_logprobs=5))[0]
-    assert hot.logprobs[0].top == pytest.approx(out[0].logprobs[0].top)
+    # (the first call ran two prompts as one padded batch, this one alone: fp32 matmuls over a
+    # different shape differ in the last digits, measured up to 4e-6)
+    assert hot.logprobs[0].top == pytest.approx(out[0].logprobs[0].top, abs=1e-4)
 
 
 @pytest.mark.slow

@@ -130,15 +130,23 @@ def test_timeouts_are_retried(server, connect):
     assert server.attempts("stuck") == 2 and llm.usage.retries == 1
 
 
-def test_retries_run_out_into_an_error_completion(server, connect):
+def test_retries_run_out_into_a_pending_failure_never_an_answer(server, connect):
     server.faults = lambda message, attempt: Fault("500") if message == "doomed" else None
     llm = connect(server, max_retries=2)
-    doomed, fine = llm.generate(ask("doomed", "fine"), PARAMS)
+    got = {}
+    # the server's failure is yielded (the caller sees what happened), then the batch raises so
+    # that nobody takes it as the prompt's answer
+    with pytest.raises(BackendUnavailable, match=r"failed 1 of 2 requests after their retries \(last: HTTP 500"):
+        for i, c in llm.generate_iter(ask("doomed", "fine"), PARAMS):
+            got[i] = c
+    doomed, fine = got[0], got[1]
     assert fine.ok
     assert doomed.finish_reason == "error" and doomed.text == ""
     assert doomed.error.startswith("HTTP 500") and "after 3 attempts" in doomed.error
     assert server.attempts("doomed") == 3
     assert (llm.usage.retries, llm.usage.failures, llm.usage.requests) == (2, 1, 2)
+    with pytest.raises(BackendUnavailable):  # generate() raises the same way
+        llm.generate(ask("doomed"), PARAMS)
 
 
 def test_client_errors_fail_fast(server, connect):
@@ -233,15 +241,23 @@ def test_request_errors_and_interleaved_successes_do_not_trip_the_breaker(server
     llm = connect(server, concurrency=1, max_consecutive_failures=3)
     out = llm.generate(ask(*(f"long {i}" for i in range(10))), PARAMS)
     assert sum(not c.ok for c in out) == 10
-    # every other request fails on the server: a success resets the count each time
+    # every other request fails on the server: a success resets the count each time, so the
+    # whole batch is sent; the failures then make it raise (they stay pending)
     server.faults = lambda message, attempt: Fault("500") if int(message.split()[1]) % 2 else None
-    out = connect(server, concurrency=1, max_retries=0, max_consecutive_failures=2).generate(ask(*(f"q {i}" for i in range(12))), PARAMS)
-    assert [c.ok for c in out] == [True, False] * 6
-    # a refused key is systemic: it trips at once, and 0 switches the breaker off
+    got = {}
+    with pytest.raises(BackendUnavailable, match="failed 6 of 12 requests"):
+        for i, c in connect(server, concurrency=1, max_retries=0, max_consecutive_failures=2).generate_iter(ask(*(f"q {i}" for i in range(12))), PARAMS):
+            got[i] = c
+    assert [got[i].ok for i in range(12)] == [True, False] * 6
+    # a refused key is systemic: it trips at once; 0 switches the breaker off (the batch is sent
+    # whole, and still raises)
     server.faults = lambda message, attempt: Fault("401")
-    with pytest.raises(BackendUnavailable, match="HTTP 401"):
+    with pytest.raises(BackendUnavailable, match="failed 2 requests in a row"):
         connect(server, concurrency=1, max_consecutive_failures=2).generate(ask(*(f"k {i}" for i in range(6))), PARAMS)
-    assert len(connect(server, concurrency=1, max_consecutive_failures=0).generate(ask(*(f"k {i}" for i in range(6))), PARAMS)) == 6
+    before = len(server.chat_requests)
+    with pytest.raises(BackendUnavailable, match="failed 6 of 6 requests"):
+        connect(server, concurrency=1, max_consecutive_failures=0).generate(ask(*(f"k {i}" for i in range(6))), PARAMS)
+    assert len(server.chat_requests) - before == 6
     with pytest.raises(LLMError, match="max_consecutive_failures"):
         connect(server, max_consecutive_failures=-1)
 
@@ -278,8 +294,13 @@ def test_api_key_never_leaks(server, tmp_path, caplog):
     cfg = LLMConfig(backend="openai", model="test-model", base_url=server.url, api_key_env=KEY_ENV,
                     cache=str(tmp_path / "cache.sqlite"))
     llm = make_llm(cfg)
-    bad, ok, retried = llm.generate(ask("bad key", "good", "retry me"), PARAMS)
+    got = {}
+    with pytest.raises(BackendUnavailable) as stopped:
+        for i, c in llm.generate_iter(ask("bad key", "good", "retry me"), PARAMS):
+            got[i] = c
     llm.close()
+    bad, ok, retried = got[0], got[1], got[2]
+    assert KEY not in str(stopped.value)
     assert ok.ok and retried.ok and server.chat_requests[0].authorization == f"Bearer {KEY}"
     assert bad.error is not None and bad.error.startswith("HTTP 401") and KEY_ENV in bad.error
     assert KEY not in bad.error

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from datagen.cli import parse_and_run
+from datagen.cli import out_dir, out_file, parse_and_run
 
 # named flags of `train run` -> config fields; they override the recipe and --set
 RUN_FLAGS: tuple[tuple[str, str, type, str], ...] = (
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="fine-tune: full, LoRA, DoRA or QLoRA; packed batches; checkpoints and --resume")
     p.add_argument("--data", required=True, metavar="FILE", help="training records (any datagen format: alpaca, sharegpt, messages, record)")
-    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder: checkpoints, the model or adapter, train_manifest.json, metrics.json")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", type=out_dir, help="output folder: checkpoints, the model or adapter, train_manifest.json, metrics.json")
     _add_config_args(p)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out (a larger --max-steps trains further)")
     p.add_argument("--force", action="store_true", help="train from scratch even if --out holds a run")
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("merge", help="merge a LoRA/DoRA adapter into its base; saves a plain 16-bit model folder")
     p.add_argument("--adapter", required=True, metavar="DIR", help="a `train run` output folder of a lora/dora run")
-    p.add_argument("--out", "-o", required=True, metavar="DIR", help="folder for the merged model")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", type=out_dir, help="folder for the merged model")
     p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16", help="dtype of the saved weights (merging itself runs in fp32)")
     p.add_argument("--base", default=None, metavar="MODEL", help="base model, if not the one named in adapter_config.json")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="held-out loss and perplexity on a gold set, sample generations, optional judge win rate vs the base")
     p.add_argument("--model", required=True, metavar="DIR", help="a `train run` output (adapter or full) or any model folder")
     p.add_argument("--data", required=True, metavar="FILE", help="gold set with answers (any datagen format)")
-    p.add_argument("--out", "-o", default=None, metavar="FILE", help="write the results as JSON here")
+    p.add_argument("--out", "-o", default=None, metavar="FILE", type=out_file, help="write the results as JSON here")
     p.add_argument("--prompts", default=None, metavar="FILE", help="prompts to answer (default: the gold set's first --n-prompts)")
     p.add_argument("--n-prompts", type=int, default=8, metavar="N", help="how many prompts to answer")
     p.add_argument("--max-new-tokens", type=int, default=256)

@@ -278,6 +278,25 @@ def end_of_turn_token(tokenizer: PreTrainedTokenizerBase) -> str:
 
 
 # -- loading -----------------------------------------------------------------------------------
+def read_training_records(
+    path: str, *, fmt: str | None = None, limit: int | None = None, on_error: str = "raise",
+) -> tuple[list[Record], list[dict[str, Any]]]:
+    """Read and validate the records of ``path`` (any format :func:`datagen.io.read_records`
+    reads), before any model is loaded: ``(records, problems)``, a problem per bad row skipped with
+    ``on_error="skip"``. Raises InputError on a bad row with ``on_error="raise"``."""
+    from datagen.io import read_records
+
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    problems: list[dict[str, Any]] = []
+
+    def rejected(rej: Any) -> None:
+        problems.append({"record_id": None, "origin": rej.location, "reason": rej.reason, "message": rej.evidence.get("error", "")})
+
+    records = list(read_records(path, fmt, on_error=on_error, on_reject=rejected if on_error == "skip" else None, limit=limit))
+    return records, problems
+
+
 def load_samples(
     path: str,
     tokenizer: PreTrainedTokenizerBase,
@@ -289,12 +308,14 @@ def load_samples(
     max_length: int | None = None,
     on_error: str = "raise",
     overlong: str = "drop",
+    records: tuple[list[Record], list[dict[str, Any]]] | None = None,
 ) -> tuple[list[Sample], list[dict[str, Any]]]:
     """Read records (any format :func:`datagen.io.read_records` reads) and render them.
 
     Returns ``(samples, problems)``. Each problem is a dict with ``record_id``, ``origin``
     (file:line), ``reason`` and ``message``; the caller logs or writes them. Nothing is dropped
-    without a problem entry.
+    without a problem entry. ``records``: what :func:`read_training_records` returned for
+    ``path``, when the caller read them already (``train run`` reads before loading the model).
 
     A sample longer than ``max_length`` follows ``overlong``:
 
@@ -312,19 +333,12 @@ def load_samples(
         DataError: a bad record (with ``on_error="raise"``), or no usable sample at all.
         InputError: a bad input row (with ``on_error="raise"``).
     """
-    from datagen.io import read_records
-
     if overlong not in OVERLONG_POLICIES:
         raise ValueError(f"overlong must be one of {OVERLONG_POLICIES}, got {overlong!r}")
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    read, read_problems = records if records is not None else read_training_records(path, fmt=fmt, limit=limit, on_error=on_error)
     samples: list[Sample] = []
-    problems: list[dict[str, Any]] = []
-
-    def rejected(rej: Any) -> None:
-        problems.append({"record_id": None, "origin": rej.location, "reason": rej.reason, "message": rej.evidence.get("error", "")})
-
-    for record in read_records(path, fmt, on_error=on_error, on_reject=rejected if on_error == "skip" else None, limit=limit):
+    problems: list[dict[str, Any]] = list(read_problems)
+    for record in read:
         try:
             sample = render(record, tokenizer, mask_history=mask_history, train_on_prompt=train_on_prompt)
             if max_length is not None and len(sample) > max_length:

@@ -136,13 +136,65 @@ class ThroughputCallback(TrainerCallback):
         return out
 
 
+LOSS_STATE = "datagen_loss_accounting"  # key in a checkpoint's trainer_state.json "stateful_callbacks"
+
+
 class CountingTrainer(Trainer):
     """``Trainer`` that shows each training batch to its :class:`ThroughputCallback` (``meter``)
-    before the step; evaluation batches are not counted."""
+    before the step (evaluation batches are not counted), and whose loss log survives a resume.
+
+    The ``Trainer`` sums the training loss between two log lines in memory and starts that sum,
+    and the run's total, from zero when it resumes: the first log line after a resume would
+    average only the steps since the checkpoint, and ``train_loss`` only this call's steps. So
+    each checkpoint also stores the loss sums as they stood (in its ``trainer_state.json``), a
+    resume restores them, and :meth:`whole_run_train_loss` is the mean over every step. A resumed
+    run then logs the same losses as one that was never interrupted (process 0's sums: under
+    several processes the resumed partial sum is process 0's)."""
 
     meter: ThroughputCallback | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_callback(_RestoreLossSums(self))
+        self.resumed_loss_sums = False
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
         if self.meter is not None:
             self.meter.observe(inputs)
         return super().training_step(model, inputs, num_items_in_batch)
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        self.state.stateful_callbacks[LOSS_STATE] = {
+            "global_step": self.state.global_step,
+            "tr_loss": float(self._tr_loss.item()),  # float32 -> float is exact, and back again
+            "total_loss_scalar": float(self._total_loss_scalar),
+            "globalstep_last_logged": int(self._globalstep_last_logged),
+        }
+        super()._save_checkpoint(model, trial)
+
+    def whole_run_train_loss(self) -> float | None:
+        """Mean training loss over every optimizer step of the run, resumed or not (None when
+        this trainer's sums do not cover the steps before the resume)."""
+        if self.state.global_step <= 0 or (self._initial_global_step and not self.resumed_loss_sums):
+            return None
+        return self._total_loss_scalar / self.state.global_step
+
+
+class _RestoreLossSums(TrainerCallback):
+    """On a resumed ``train()``, puts back the loss sums the checkpoint stored (the ``Trainer``
+    has just set them to zero, right before ``on_train_begin``)."""
+
+    def __init__(self, trainer: CountingTrainer) -> None:
+        self.trainer = trainer
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        import torch
+
+        saved = (state.stateful_callbacks or {}).get(LOSS_STATE)
+        t = self.trainer
+        if not isinstance(saved, dict) or saved.get("global_step") != state.global_step or state.global_step == 0:
+            return
+        t._tr_loss = torch.tensor(saved["tr_loss"], dtype=t._tr_loss.dtype, device=t._tr_loss.device)
+        t._total_loss_scalar = saved["total_loss_scalar"]
+        t._globalstep_last_logged = saved["globalstep_last_logged"]
+        t.resumed_loss_sums = True

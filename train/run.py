@@ -63,20 +63,29 @@ def run(cfg: TrainConfig, data: str, out: str, *, resume: bool = False, force: b
     check_method(cfg)
     out_dir = Path(out)
     _check_data_paths(cfg, data)
+    records = read_data(cfg, data)  # a bad row stops the run here, before a model is loaded
     checkpoint = _check_out(out_dir, resume=resume, force=force)
+    lock = _lock_out(out_dir)
 
     rt = resolve_runtime(cfg)
     from transformers import set_seed
 
     set_seed(cfg.seed)
     model, tokenizer = load_for_training(cfg, rt)
-    train_samples, eval_samples, data_stats = load_data(cfg, data, tokenizer)
+    train_samples, eval_samples, data_stats = load_data(cfg, data, tokenizer, records)
 
     trainer, meter = build_trainer(cfg, rt, model, tokenizer, train_samples, eval_samples, out_dir)
     if checkpoint and trainer.is_world_process_zero():
         print(f"resuming from {checkpoint}", file=sys.stderr)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     metrics: dict[str, Any] = dict(result.metrics)
+    if checkpoint and (whole := trainer.whole_run_train_loss()) is not None:
+        # the Trainer's train_loss averages this call's steps only: report the whole run's
+        metrics["train_loss"] = whole
+        for entry in reversed(trainer.state.log_history):
+            if "train_loss" in entry:
+                entry["train_loss"] = whole
+                break
     metrics.update(meter.summary())
     if eval_samples:
         metrics.update(trainer.evaluate())
@@ -86,6 +95,8 @@ def run(cfg: TrainConfig, data: str, out: str, *, resume: bool = False, force: b
         write_json(out_dir / "log_history.json", trainer.state.log_history)
         write_json(out_dir / "metrics.json", metrics)
         write_json(out_dir / MANIFEST, _manifest(cfg, rt, trainer, data, data_stats, metrics, started, checkpoint))
+    if lock is not None:
+        lock.release()
     return metrics
 
 
@@ -100,10 +111,22 @@ def last_checkpoint(out: Path) -> Path | None:
     return max(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]), default=None)
 
 
+def _lock_out(out: Path) -> Any:
+    """Hold ``out`` for this run (process 0 of a multi-process run; the others write only
+    through it), so that a second ``train run`` on the same folder is refused at once."""
+    from datagen.rundir import DirLock
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    return DirLock.acquire(out, "train run")
+
+
 def _check_out(out: Path, *, resume: bool, force: bool) -> Path | None:
     """The checkpoint to resume from; refuses to mix two runs in one folder."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a directory")
+    from datagen.io import check_output
+
+    check_output(out, directory=True)
     checkpoint = last_checkpoint(out) if out.is_dir() else None
     if resume:
         if checkpoint is None:
@@ -138,14 +161,29 @@ def _check_data_paths(cfg: TrainConfig, data: str) -> None:
 
 
 # -- data ------------------------------------------------------------------------------------------
-def load_data(cfg: TrainConfig, data: str, tokenizer: PreTrainedTokenizerBase) -> tuple[list[Sample], list[Sample], dict[str, Any]]:
-    """Training and eval samples, and their statistics for the manifest."""
+def read_data(cfg: TrainConfig, data: str) -> list[Any]:
+    """The training records, then those of an eval file, read and validated: a
+    ``(records, problems)`` pair for each."""
+    from .data import read_training_records
+
+    out = [read_training_records(data, fmt=cfg.data_format, limit=cfg.limit, on_error=cfg.on_error)]
+    if isinstance(cfg.eval_split, str):
+        out.append(read_training_records(cfg.eval_split, fmt=cfg.data_format, on_error=cfg.on_error))
+    return out
+
+
+def load_data(
+    cfg: TrainConfig, data: str, tokenizer: PreTrainedTokenizerBase, records: list[Any] | None = None,
+) -> tuple[list[Sample], list[Sample], dict[str, Any]]:
+    """Training and eval samples, and their statistics for the manifest. ``records``: what
+    :func:`read_data` returned (read again when None)."""
     from .data import load_samples
 
+    records = records if records is not None else read_data(cfg, data)
     opts = {"mask_history": cfg.mask_history, "train_on_prompt": cfg.train_on_prompt, "max_length": cfg.max_length, "on_error": cfg.on_error}
-    samples, rejected = load_samples(data, tokenizer, fmt=cfg.data_format, limit=cfg.limit, **opts)
+    samples, rejected = load_samples(data, tokenizer, fmt=cfg.data_format, limit=cfg.limit, records=records[0], **opts)
     if isinstance(cfg.eval_split, str):
-        eval_samples, eval_rejected = load_samples(cfg.eval_split, tokenizer, fmt=cfg.data_format, **opts)
+        eval_samples, eval_rejected = load_samples(cfg.eval_split, tokenizer, fmt=cfg.data_format, records=records[1], **opts)
         rejected = rejected + eval_rejected
         train_samples = samples
     elif isinstance(cfg.eval_split, float):

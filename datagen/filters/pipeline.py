@@ -94,7 +94,8 @@ class FilterPipeline:
             stage = self.stages[k]
             ctx = FilterContext(stats=Stats(), cache_dir=self.cache_dir, llm_factory=self.llm_factory, progress=self.progress)
             n_in = len(survivors)
-            survivors, rejected = run_stage(stage, survivors, ctx)
+            with run.stops_resumably(lambda: n_in, n_in, f"records of the {stage.name} stage"):
+                survivors, rejected = run_stage(stage, survivors, ctx)
             run.write_part(k + 1, survivors, rejected, ctx.stats)
             secs = ctx.stats.extra["seconds"][stage.name]
             print(f"{stage.name}: {n_in} in, {len(survivors)} kept, {len(rejected)} rejected ({secs:.1f}s)", file=sys.stderr)

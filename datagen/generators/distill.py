@@ -313,7 +313,9 @@ class Distill:
             print(f"resuming {run.path}: {done}/{len(records)} prompts already answered", file=sys.stderr)
         hidden = not self.progress or os.environ.get("DATAGEN_PROGRESS") == "0" or len(records) < 2
         llm = self.teacher.llm
-        with tqdm(total=len(records), initial=done, desc="distill", unit="prompt", file=sys.stderr, disable=hidden) as bar:
+        left = lambda: sum(len(c) for i, c in enumerate(chunks, start=1) if not run.part_done(i))  # noqa: E731
+        with run.stops_resumably(left, len(records), "prompts"), \
+                tqdm(total=len(records), initial=done, desc="distill", unit="prompt", file=sys.stderr, disable=hidden) as bar:
             for i, chunk in enumerate(chunks, start=1):
                 if run.part_done(i):
                     continue

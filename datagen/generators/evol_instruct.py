@@ -359,7 +359,11 @@ class EvolInstruct:
             print(f"resuming {run.path}: {done}/{len(pool) * self.rounds} evolutions already done", file=sys.stderr)
         hidden = not self.progress or os.environ.get("DATAGEN_PROGRESS") == "0" or not pool
         part = 1
-        with tqdm(total=len(pool) * self.rounds, initial=done, desc="evolve", unit="evol", file=sys.stderr, disable=hidden) as bar:
+        sizes = [len(pool[c * cs:(c + 1) * cs]) for c in range(n_chunks)]  # every round has the same chunks
+        total = len(pool) * self.rounds
+        left = lambda: sum(sizes[c] for r in range(self.rounds) for c in range(n_chunks) if not run.part_done(1 + r * n_chunks + c))  # noqa: E731
+        with run.stops_resumably(left, total, "evolutions"), \
+                tqdm(total=total, initial=done, desc="evolve", unit="evol", file=sys.stderr, disable=hidden) as bar:
             for round_no in range(1, self.rounds + 1):
                 next_pool: list[Record] = []
                 for c in range(n_chunks):
@@ -421,14 +425,14 @@ def pass_rates(extra: dict[str, Any]) -> dict[str, Any]:
 
 # -- command line ------------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..cli import add_llm_args
+    from ..cli import add_llm_args, out_dir
 
     p.add_argument("--seeds", default="seeds/175.jsonl", metavar="FILE",
                    help="instructions to evolve: a Self-Instruct seed-task file (instruction + input) or any records file (alpaca, sharegpt, messages, record: its last user turn); default: the bundled seeds/175.jsonl")
     p.add_argument("--format", choices=("alpaca", "sharegpt", "messages", "seed", "record"), default=None, help="format of --seeds (default: detected)")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="bad rows in --seeds: stop with an error, or skip them into rejected.jsonl")
     p.add_argument("--limit", type=int, default=None, metavar="K", help="evolve only the first K instructions")
-    p.add_argument("--out", "-o", required=True, metavar="DIR", help="run directory (records.jsonl, rejected.jsonl, stats.json, manifest.json)")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", type=out_dir, help="run directory (records.jsonl, rejected.jsonl, stats.json, manifest.json)")
     p.add_argument("--force", action="store_true", help="replace a finished or different run in --out")
     p.add_argument("--rounds", type=int, default=4, help="evolution rounds; each evolves the survivors of the round before (default 4)")
     p.add_argument("--operations", default=",".join(OPERATIONS), metavar="OPS",

@@ -83,31 +83,29 @@ def load_seed_tasks(path: str | os.PathLike[str], limit: int | None = None) -> l
     :class:`~datagen.errors.InputError` naming the file, the line and the field."""
     from ..errors import FieldError, InputError, UserError
     from ..formats import parse_seed_task
-    from ..io import _iter_json_array, _iter_jsonl, _iter_parquet, _kind
+    from ..io import open_rows, row_error
 
     p = Path(path)
-    if not p.exists():
-        raise UserError(f"--seeds {p}: no such file")
     if p.is_dir():
         raise UserError(f"--seeds {p}: is a directory; expected a JSONL file of seed tasks")
-    kind = _kind(p)
-    unit = {"jsonl": "line", "array": "item", "parquet": "row"}[kind]
-    rows = _iter_jsonl(p, None) if kind == "jsonl" else _iter_json_array(p) if kind == "array" else _iter_parquet(p)
+    if not p.exists():
+        raise UserError(f"--seeds {p}: no such file")
+    kind, rows = open_rows(p)
     tasks: list[dict[str, Any]] = []
-    first_line: dict[str, int] = {}
-    for lineno, obj in rows:
+    first_line: dict[str, str] = {}
+    for lineno, item, obj in rows:
         if limit is not None and len(tasks) >= limit:
             break
         if not isinstance(obj, dict):
-            raise InputError(str(p), lineno, None, "expected a seed task object {id, name, instruction, instances, is_classification}", unit)
+            raise row_error(p, kind, lineno, item, None, "expected a seed task object {id, name, instruction, instances, is_classification}")
         try:
             task = parse_seed_task(obj)
         except FieldError as e:
-            raise InputError(str(p), lineno, e.field, e.message, unit) from None
+            raise row_error(p, kind, lineno, item, e.field, e.message) from None
         task["id"] = task["id"] or f"seed-{lineno}"
         if task["id"] in first_line:
-            raise InputError(str(p), lineno, "id", f"duplicate id {task['id']!r} (first used on {unit} {first_line[task['id']]})", unit)
-        first_line[task["id"]] = lineno
+            raise row_error(p, kind, lineno, item, "id", f"duplicate id {task['id']!r} (first used at {first_line[task['id']]})")
+        first_line[task["id"]] = row_error(p, kind, lineno, item, None, "").location
         tasks.append(task)
     if not tasks:
         raise InputError(str(p), None, None, "no seed tasks in the file")
@@ -429,7 +427,8 @@ class SelfInstruct:
         limit = self.s.rounds_limit()
         if rounds:
             print(f"resuming {run.path}: {rounds} rounds done, {accepted}/{self.s.num} tasks accepted", file=sys.stderr)
-        with tqdm(total=self.s.num, initial=min(accepted, self.s.num), desc=f"self-instruct ({self.s.mode})", unit="task", file=sys.stderr, disable=not progress) as bar:
+        with run.stops_resumably(lambda: max(0, self.s.num - len(self.machine)), self.s.num, "tasks"), \
+                tqdm(total=self.s.num, initial=min(accepted, self.s.num), desc=f"self-instruct ({self.s.mode})", unit="task", file=sys.stderr, disable=not progress) as bar:
             while accepted < self.s.num and rounds < limit and stall < self.s.patience:
                 st = Stats()
                 t0, before = time.time(), self.llm.usage.to_dict()
@@ -649,10 +648,10 @@ def _closer(a: Match | None, b: Match | None) -> Match | None:
 
 # -- command line ------------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..cli import add_llm_args
+    from ..cli import add_llm_args, out_dir
 
     p.add_argument("--seeds", default="seeds/175.jsonl", metavar="FILE", help="seed tasks in Self-Instruct format {id, name, instruction, instances: [{input, output}], is_classification} (default: the bundled seeds/175.jsonl)")
-    p.add_argument("--out", "-o", required=True, metavar="DIR", help="run directory (records.jsonl, rejected.jsonl, stats.json, manifest.json)")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", type=out_dir, help="run directory (records.jsonl, rejected.jsonl, stats.json, manifest.json)")
     p.add_argument("--force", action="store_true", help="replace a finished or different run in --out")
     p.add_argument("--num", type=int, default=100, metavar="N", help="machine-generated tasks to accept (each gives one record per instance; seeds are not written)")
     p.add_argument("--limit", type=int, default=None, metavar="K", help="use only the first K seed tasks")

@@ -11,6 +11,10 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Collection, Protocol, Sequence, runtime_checkable
 
+from ..errors import BackendUnavailable, BudgetExceeded, RunStopped
+
+__all__ = ["BackendUnavailable", "BudgetExceeded", "RunStopped"]  # raised by backends; defined with the other errors
+
 
 @dataclass(frozen=True)
 class GenParams:
@@ -100,6 +104,13 @@ class Completion:
         return self.error is None
 
     @property
+    def usable(self) -> bool:
+        """Worth keeping in the request cache: a success with some text. An empty reply is a
+        real answer for this run (rejected as ``empty_answer`` or unparsed), but not one to serve
+        again for ever: a later run asks anew."""
+        return self.error is None and isinstance(self.text, str) and bool(self.text.strip())
+
+    @property
     def truncated(self) -> bool:
         return self.finish_reason == "length"
 
@@ -120,21 +131,6 @@ class Completion:
             logprobs=[TokenLogprob(**t) for t in lps] if lps is not None else None,
             error=d.get("error"),
         )
-
-
-class RunStopped(RuntimeError):
-    """A backend stopped a run cleanly: nothing new is sent, the requests in flight finish and
-    are returned, finished work is kept (cached), and rerunning the command resumes."""
-
-
-class BudgetExceeded(RunStopped):
-    """Raised when a run's token or cost budget is spent; rerunning with a larger budget resumes."""
-
-
-class BackendUnavailable(RunStopped):
-    """Raised when many requests in a row failed after all their retries (the server is down,
-    overloaded, or refuses the key or the model): rather than turn every remaining request into a
-    failure, the run stops; rerunning once the server answers resumes."""
 
 
 class LLMError(RuntimeError):

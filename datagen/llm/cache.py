@@ -1,7 +1,8 @@
 """Request cache: sqlite, keyed by the hash of (model, messages, params, seed).
 
-Only successful completions are stored, so a rerun re-sends exactly the requests that failed or
-never ran. The key never contains credentials: it is built from the model id, the messages and the
+Only usable completions are stored (a success with some text: never a failure, a malformed or
+an empty reply), and only usable ones are served (an entry an older version stored that is not
+is ignored), so a rerun re-sends exactly the requests that have no usable answer yet. The key never contains credentials: it is built from the model id, the messages and the
 sampling parameters alone.
 """
 
@@ -62,11 +63,16 @@ class RequestCache:
                 chunk = list(keys[i : i + 500])
                 q = "SELECT key, value FROM completions WHERE key IN (%s)" % ",".join("?" * len(chunk))
                 for k, v in self._conn.execute(q, chunk):
-                    out[k] = Completion.from_dict(json.loads(v))
+                    try:
+                        completion = Completion.from_dict(json.loads(v))
+                    except (ValueError, KeyError, TypeError):  # a damaged entry: ask again
+                        continue
+                    if completion.usable:
+                        out[k] = completion
         return out
 
     def put(self, key: str, completion: Completion) -> None:
-        if not completion.ok:
+        if not completion.usable:
             return
         value = json.dumps(completion.to_dict(), ensure_ascii=False)
         with self._lock:

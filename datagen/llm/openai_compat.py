@@ -14,14 +14,15 @@ How it works:
   estimate before the call and settles with the real usage after it.
 * A token or cost budget: once spent, no new request starts; the ones in flight finish and are
   yielded, then :class:`BudgetExceeded` is raised.
-* A circuit breaker: after ``max_consecutive_failures`` requests in a row (across calls) failed
-  for good (after their retries) with a failure that says the server, not the request, is at
-  fault (5xx, 429, timeouts, connection errors, malformed bodies, 401/403/404), no new request
-  starts, the ones in flight finish and are yielded, and :class:`BackendUnavailable` is raised,
-  so that the caller does not take the failures as its answers (a run does not seal them) and a
-  rerun retries them. Without it an outage would turn every remaining request of a long run into
-  a failure. A request-specific error (400, 413, 422: a prompt too long for the context) never
-  trips it, and any success resets the count.
+* The server's failures are never answers. A request that fails for good (after its retries)
+  with a failure that says the server, not the request, is at fault (5xx, 429, timeouts,
+  connection errors, malformed bodies such as null content, 401/403/404) makes the batch raise
+  :class:`BackendUnavailable` once the rest of it is done, so that the caller does not take the
+  failure as the prompt's answer (a run does not seal it) and a rerun sends it again. A circuit
+  breaker stops the batch early: after ``max_consecutive_failures`` such failures in a row
+  (across calls) no new request starts and the ones in flight finish first. A request-specific
+  error (400, 413, 422: a prompt too long for the context) is the request's answer, never trips
+  the breaker, and any success resets its count.
 
 The API key is read from the environment variable named by ``api_key_env`` and never leaves the
 HTTP client: it is not in ``describe()``, in logs or in error messages.
@@ -143,6 +144,8 @@ class _Batch:
     results: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     task: asyncio.Task | None = None
     cancelled: bool = False
+    server_failures: int = 0  # requests of this batch that failed for good, the server's fault
+    last_failure: str = ""
 
     def cancel(self) -> None:  # runs on the loop thread
         self.cancelled = True
@@ -310,7 +313,7 @@ class OpenAICompatLLM:
                     if self._budget_spent() or self._tripped(rt):
                         unsent += 1
                         continue
-                    completion = await self._complete(rt, request, params)
+                    completion = await self._complete(rt, request, params, batch)
                 batch.results.put((index, completion))
 
         workers: list[asyncio.Future[None]] = []
@@ -319,11 +322,15 @@ class OpenAICompatLLM:
                 return
             workers = [asyncio.ensure_future(worker()) for _ in range(min(self.concurrency, len(requests)))]
             await asyncio.gather(*workers)
-            if self._tripped(rt):  # even with nothing unsent: the caller must not take the failures as answers
+            if self._tripped(rt):
                 failed, rt.failures_in_a_row = rt.failures_in_a_row, 0  # the next call starts afresh
                 raise BackendUnavailable(
                     f"the server at {_redact_url(self.base_url)} failed {failed} requests in a row after "
                     f"their retries (last: {rt.last_failure}); {unsent} of {len(requests)} requests were not sent")
+            if batch.server_failures:  # never let the caller take the server's failures as answers
+                raise BackendUnavailable(
+                    f"the server at {_redact_url(self.base_url)} failed {batch.server_failures} of {len(requests)} "
+                    f"requests after their retries (last: {batch.last_failure})")
             if unsent:
                 raise BudgetExceeded(f"{self._budget_spent()}; {unsent} of {len(requests)} requests were not "
                                      "sent (finished ones are kept: rerun with a larger budget)")
@@ -337,7 +344,7 @@ class OpenAICompatLLM:
         """Whether the circuit breaker is open."""
         return 0 < self.max_consecutive_failures <= rt.failures_in_a_row
 
-    async def _complete(self, rt: _Runtime, request: ChatRequest, params: GenParams) -> Completion:
+    async def _complete(self, rt: _Runtime, request: ChatRequest, params: GenParams, batch: _Batch | None = None) -> Completion:
         body = self._body(request, params)
         estimate = _prompt_tokens_guess(request) + params.max_tokens
         for attempt in range(self.max_retries + 1):
@@ -376,6 +383,9 @@ class OpenAICompatLLM:
         if failure.systemic:
             rt.failures_in_a_row += 1
             rt.last_failure = failure.message
+            if batch is not None:
+                batch.server_failures += 1
+                batch.last_failure = failure.message
         log.warning("request failed: %s%s", failure.message, tries)
         return Completion(text="", finish_reason="error", model=self.model_id, error=failure.message + tries)
 
@@ -422,7 +432,11 @@ class OpenAICompatLLM:
         choice = choices[0]
         if getattr(choice, "message", None) is None:
             raise _Malformed("malformed response: a choice without a message")
-        text = choice.message.content or ""
+        if not isinstance(choice.message.content, str):
+            # null content (a refusal field, tool calls, a server fault): not an answer, and not
+            # an empty one either; retried, never cached
+            raise _Malformed("malformed response: the message has no text content (content is null)")
+        text = choice.message.content
         usage = getattr(response, "usage", None)
         prompt_tokens = getattr(usage, "prompt_tokens", None)
         if prompt_tokens is None:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..cli import out_file
+
     p.add_argument("dirs", nargs="+", metavar="DIR",
                    help="run directories in pipeline order (e.g. evolve filter select); the report goes into the last one")
     p.add_argument("--train", default=None, metavar="RUN_DIR", help="a 'train run' output directory: loss curve, eval loss, metrics")
@@ -16,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ablation", default=None, metavar="PATH",
                    help="a 'datagen ablate' directory or its ablation.json: arms, gold loss per seed, verdict, defect accounting")
     p.add_argument("--text", action="store_true", help="print the funnel and the top reasons instead of writing HTML")
-    p.add_argument("--out", "-o", default=None, metavar="FILE", help="where to write the HTML (default: DIR/report.html of the last DIR)")
+    p.add_argument("--out", "-o", default=None, metavar="FILE", type=out_file, help="where to write the HTML (default: DIR/report.html of the last DIR)")
     p.add_argument("--title", default=None, help="page title")
     p.add_argument("--cache-dir", default=None, metavar="DIR",
                    help="embedding cache for the map (default: the one the runs used, else $DATAGEN_CACHE_DIR or ~/.cache/datagen); no model is ever loaded")
