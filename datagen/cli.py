@@ -167,6 +167,11 @@ def parse_and_run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, r
     return run_command(args, resume_hint)
 
 
+def say(message: str) -> None:
+    """One line to stderr, whatever it holds (a lone surrogate from bad input is escaped)."""
+    print(message.encode("utf-8", errors="backslashreplace").decode("utf-8"), file=sys.stderr)
+
+
 def run_command(args: argparse.Namespace, resume_hint: ResumeHint = _rerun) -> int:
     from .errors import BackendUnavailable, BudgetExceeded, UserError
     from .llm.base import LLMError
@@ -176,25 +181,25 @@ def run_command(args: argparse.Namespace, resume_hint: ResumeHint = _rerun) -> i
         rc = _resolve(args.func)(args)
         return int(rc or 0)
     except AlreadyComplete as e:
-        print(f"already complete: {e} (pass --force to redo)", file=sys.stderr)
+        say(f"already complete: {e} (pass --force to redo)")
         return 0
     except (BackendUnavailable, BudgetExceeded) as e:
         pending = f" {e.pending_text()}." if e.pending else ""
         when = "once the server answers" if isinstance(e, BackendUnavailable) else "with a larger budget"
-        print(f"stopped: {e}.{pending} Finished work is saved; rerun the same command {when} to continue.", file=sys.stderr)
+        say(f"stopped: {e}.{pending} Finished work is saved; rerun the same command {when} to continue.")
         return EXIT_BUDGET
     except (UserError, LLMError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        say(f"error: {e}")
         return EXIT_USER
     except RecursionError:  # a pathological input no reader caught: refuse it, never a traceback
-        print("error: the input is nested too deeply to process", file=sys.stderr)
+        say("error: the input is nested too deeply to process")
         return EXIT_USER
     except OSError as e:  # the file system refused: a full disk, a read-only or unreadable path
         where = f": {e.filename}" if e.filename else ""
-        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        say(f"error: {e.strerror or e}{where}")
         return EXIT_USER
     except KeyboardInterrupt:
-        print(f"\ninterrupted: {resume_hint(args)}.", file=sys.stderr)
+        say(f"\ninterrupted: {resume_hint(args)}.")
         return EXIT_INTERRUPTED
 
 

@@ -66,7 +66,7 @@ def _path(parts: list[Any]) -> str:
     out = ""
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+    return _printable(out)
 
 
 def check_value(obj: Any, deep: bool = True) -> _BadValue | None:

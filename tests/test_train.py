@@ -220,33 +220,6 @@ def test_eval_writes_json_with_finite_loss(trained, tiny_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_after_kill_continues_from_the_checkpoint(tiny_data, tmp_path):
-    out = tmp_path / "run"
-    args = ["run", "--data", tiny_data, "--out", out, *COMMON, "--max-steps", "4", "--save-steps", "2"]
-    env = {**os.environ, "DATAGEN_PROGRESS": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "train.cli", *map(str, args)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    state = out / "checkpoint-2" / "trainer_state.json"
-    deadline = time.time() + 400
-    while not state.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    _, err = proc.communicate(timeout=60)
-    assert state.exists(), err[-3000:]
-    assert not (out / "train_manifest.json").exists(), "the run finished before it could be killed"
-
-    r = run_train(*args)  # without --resume: refused, nothing overwritten
-    assert r.returncode == 2 and "--resume" in r.stderr
-    r = run_train(*args, "--resume")
-    assert r.returncode == 0, r.stderr[-3000:]
-    manifest = json.loads((out / "train_manifest.json").read_text())
-    assert manifest["runtime"]["resumed_from"].endswith("checkpoint-2")
-    assert manifest["global_step"] == 4
-    history = json.loads((out / "log_history.json").read_text())
-    assert [h["step"] for h in history if "loss" in h] == [1, 2, 3, 4]  # 1-2 from before the kill, 3-4 after
-
-
-@pytest.mark.slow
 def test_two_process_gloo_run(tiny_data, tmp_path):
     out = tmp_path / "ddp"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), "-m"]
@@ -255,3 +228,58 @@ def test_two_process_gloo_run(tiny_data, tmp_path):
     manifest = json.loads((out / "train_manifest.json").read_text())
     assert manifest["runtime"]["world_size"] == 2 and manifest["global_step"] == 2
     assert (out / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_resume_after_kill_continues_from_the_checkpoint_as_if_never_interrupted(tiny_data, tmp_path):
+    # a log line every 3 steps (and the first) and a checkpoint every 2: the line at step 3
+    # averages steps 2-3, across the kill after checkpoint-2
+    common = ["--data", tiny_data, *COMMON, "--set", "logging_steps=3", "--max-steps", "4", "--save-steps", "2"]
+    ref = tmp_path / "ref"
+    r = run_train("run", "--out", ref, *common)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "train.cli", "run", "--out", str(out), *map(str, common)], cwd=ROOT,
+                            env={**os.environ, "DATAGEN_PROGRESS": "0"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    state = out / "checkpoint-2" / "trainer_state.json"
+    deadline = time.time() + 400
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert state.exists(), err[-3000:]
+    assert not (out / "train_manifest.json").exists(), "the run finished before it could be killed"
+
+    r = run_train("run", "--out", out, *common)  # without --resume: refused, nothing overwritten
+    assert r.returncode == 2 and "--resume" in r.stderr
+    r = run_train("run", "--out", out, *common, "--resume")
+    assert r.returncode == 0, r.stderr[-3000:]
+    manifest = json.loads((out / "train_manifest.json").read_text())
+    assert manifest["runtime"]["resumed_from"].endswith("checkpoint-2")
+    assert manifest["global_step"] == 4
+
+    def losses(run: Path) -> list:
+        return [(h["step"], h.get("loss"), h.get("train_loss")) for h in json.loads((run / "log_history.json").read_text())
+                if "loss" in h or "train_loss" in h]
+
+    assert [s for s, loss, _ in losses(ref) if loss is not None] == [1, 3]
+    assert losses(out) == losses(ref)  # exactly: the resumed loss sums are the uninterrupted ones
+    assert json.loads((out / "metrics.json").read_text())["train_loss"] == json.loads((ref / "metrics.json").read_text())["train_loss"]
+    assert (out / "adapter_model.safetensors").read_bytes() == (ref / "adapter_model.safetensors").read_bytes()
+
+
+def test_a_second_train_run_on_a_busy_folder_is_refused(tiny_data, tmp_path):
+    from datagen.rundir import DirLock
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    code = "import sys, time; from datagen.rundir import DirLock; from pathlib import Path; DirLock.acquire(Path(sys.argv[1]), 'train run'); print('held', flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        r = run_train("run", "--data", tiny_data, "--out", out, *COMMON, "--max-steps", "1")
+        assert r.returncode == 2 and f"in use by pid {holder.pid}" in r.stderr, r.stderr[-2000:]
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert DirLock.acquire(out, "test").fd >= 0  # the holder is gone: free again

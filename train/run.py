@@ -33,6 +33,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +76,10 @@ def run(cfg: TrainConfig, data: str, out: str, *, resume: bool = False, force: b
     train_samples, eval_samples, data_stats = load_data(cfg, data, tokenizer, records)
 
     trainer, meter = build_trainer(cfg, rt, model, tokenizer, train_samples, eval_samples, out_dir)
+    # peft looks for the base's config.json under the adapter's base name ("smollm2") to see whether
+    # the vocabulary changed, at every checkpoint and at the end; it did not (embeddings are not
+    # trained), so its warning is noise.
+    warnings.filterwarnings("ignore", message="Could not find a config file in")
     if checkpoint and trainer.is_world_process_zero():
         print(f"resuming from {checkpoint}", file=sys.stderr)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -318,13 +323,8 @@ def _world_size() -> int:
 # -- saving ------------------------------------------------------------------------------------------
 def _save_model(trainer: Trainer, tokenizer: PreTrainedTokenizerBase, out: Path) -> None:
     """The adapter (lora/dora/qlora) or the full weights, plus tokenizer and generation config."""
-    import warnings
-
     from peft import PeftModel
 
-    # peft looks for the base's config.json under the adapter's base name ("smollm2") to see whether
-    # the vocabulary changed; it did not (embeddings are not trained), so its warning is noise.
-    warnings.filterwarnings("ignore", message="Could not find a config file in")
     model = trainer.accelerator.unwrap_model(trainer.model)
     base = model.get_base_model() if isinstance(model, PeftModel) else model
     base.config.use_cache = True  # saved for generation

@@ -12,7 +12,6 @@ Safety: every string from the data reaches the page either through jinja2's auto
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 from markupsafe import Markup
 
 from ..ablate import BASELINE
+from ..record import dumps_strict
 from . import svg
 from .ablation import Spread, format_value, metric_label
 from .data import (
@@ -51,7 +51,7 @@ _JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2
 def script_json(obj: Any) -> Markup:
     """JSON safe to place inside ``<script type="application/json">``: the characters that could
     close the element or start markup are written as ``\\uXXXX`` escapes (still the same JSON)."""
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
+    text = dumps_strict(obj, separators=(",", ":"), default=str)  # a NaN from an older run shows as null
     for ch, rep in _JSON_ESCAPES.items():
         text = text.replace(ch, rep)
     return Markup(text)
