@@ -26,7 +26,7 @@ mv "$OUT/pool.jsonl.tmp" "$OUT/pool.jsonl"
 wc -l < "$OUT/pool.jsonl"
 
 step "4/8 filter: heuristics, exact + MinHash dedup, semantic dedup, quality (judge, IFD, complexity)"
-"$BIN/datagen" filter --input "$OUT/pool.jsonl" --out "$OUT/filter"
+"$BIN/datagen" filter --input "$OUT/pool.jsonl" --out "$OUT/filter" --config examples/filter-embedded.yaml
 
 step "5/8 select: the best and most varied 12 (DEITA score-first greedy)"
 "$BIN/datagen" select --input "$OUT/filter/records.jsonl" --out "$OUT/select" --budget 12 \

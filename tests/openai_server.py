@@ -9,7 +9,10 @@ from an aiohttp app running in a background thread. Answers are deterministic:
 * tokens are whitespace words: ``max_tokens`` truncates the answer (finish_reason "length"),
   keeping the answer's own spacing and newlines; ``usage`` counts the words of all messages and
   of the answer;
-* ``stop`` strings cut the answer; ``logprobs``/``top_logprobs`` are returned when asked.
+* ``stop`` strings cut the answer; ``logprobs``/``top_logprobs`` are returned when asked, unless
+  ``refuse`` names them: then such a request is answered with the given error, as a server
+  without that capability does (llama.cpp without logits_all: HTTP 500 "logprobs is not
+  supported ...").
 
 Faults are injected deterministically per request: ``faults`` maps a last user message to the
 list of faults of its successive attempts (``None`` = answer normally), or is a function
@@ -100,7 +103,16 @@ class OpenAIServer:
     """Chat-completions server in a background thread. ``url`` is the base URL (ends in /v1)."""
 
     def __init__(self, latency: float = 0.0, faults: FaultPlan | None = None, port: int = 0,
-                 model: str = "test-model", answer_fn: Callable[[str], str] = answer_for) -> None:
+                 model: str = "test-model", answer_fn: Callable[[str], str] = answer_for,
+                 models: Sequence[str] | None = None, owned_by: str = "datagen-tests",
+                 refuse: Mapping[str, tuple[int, str]] | None = None) -> None:
+        """``models``: the ids ``GET /v1/models`` lists (None: that endpoint answers 404, as on
+        servers without it; any model name is answered). ``refuse``: request fields the server
+        does not support, each with the status and message it answers when one is sent (as
+        llama.cpp answers ``logprobs`` without logits_all)."""
+        self.models = list(models) if models is not None else None
+        self.owned_by = owned_by
+        self.refuse = dict(refuse or {})
         self.latency = latency
         self.faults = faults
         self.answer_fn = answer_fn
@@ -175,8 +187,10 @@ class OpenAIServer:
     # ---- handlers --------------------------------------------------------------------------
     async def _models(self, request: web.Request) -> web.Response:
         self._record(request.path, {}, request.headers.get("Authorization"), "", None)
+        if self.models is None:
+            return web.json_response({"error": {"message": "Not Found"}}, status=404)
         return web.json_response({"object": "list", "data": [
-            {"id": self.model, "object": "model", "created": 0, "owned_by": "datagen-tests"}]})
+            {"id": m, "object": "model", "created": 0, "owned_by": self.owned_by} for m in self.models]})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -185,10 +199,14 @@ class OpenAIServer:
         with self._lock:
             attempt = self._attempts[message]
             self._attempts[message] += 1
-        fault = self._fault(message, attempt)
+        refused = next((f for f in self.refuse if f in body), None)
+        fault = Fault(f"refuse:{refused}") if refused else self._fault(message, attempt)
         self._record(request.path, body, auth, message, fault, attempt)
         if self.latency:
             await asyncio.sleep(self.latency)
+        if refused:
+            status, text = self.refuse[refused]
+            return _error(status, text, "unsupported", {})
         if fault is not None:
             response = await self._faulty(fault, auth)
             if response is not None:
@@ -278,9 +296,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=0, help="0 picks a free port")
     ap.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     ap.add_argument("--mixed-faults", action="store_true", help="inject the faults of mixed_faults()")
+    ap.add_argument("--models", default=None, help="comma-separated ids GET /v1/models lists (default: that endpoint answers 404)")
     args = ap.parse_args(argv)
+    models = args.models.split(",") if args.models else None
     with OpenAIServer(latency=args.latency, faults=mixed_faults if args.mixed_faults else None,
-                      port=args.port) as srv:
+                      port=args.port, models=models) as srv:
         print(srv.url, flush=True)
         try:
             sys.stdin.read()  # serve until the parent closes our stdin (or kills us)

@@ -177,13 +177,15 @@ def test_digits_unreadable_replies_and_failed_candidates(tmp_path):
     assert st["extra"]["judge_methods"] == {"unparsed": 2, "digit": 3}
 
 
-def test_no_readable_score_rejects_every_candidate(tmp_path):
+def test_no_readable_score_keeps_the_first_valid_candidate_and_says_so(tmp_path):
     llm = ScriptedLLM(judged(["good", "fine", "ok"]))
     kept, rejs, st = run(tmp_path, llm, records([("user", "Name a colour.")]), n=3)
-    assert kept == []
+    assert len(kept) == 1
+    best = kept[0].meta["best_of_n"]
+    assert best["winner"] == 0 and best["winner_reason"].startswith("no_judge_score") and best["scores"] == [None, None, None]
     assert [(r["stage"], r["reason"], r["evidence"]["judge"]["reply"]) for r in rejs] == [
-        ("distill.best_of_n", "no_judge_score", "good"), ("distill.best_of_n", "no_judge_score", "fine"),
-        ("distill.best_of_n", "no_judge_score", "ok")]
+        ("distill.best_of_n", "not_best_of_n", "fine"), ("distill.best_of_n", "not_best_of_n", "ok")]
+    assert st["extra"]["kept_unjudged"] == 1
     check_ledger(st, tmp_path / "run")
 
 

@@ -362,7 +362,7 @@ def test_rate_limiter_settles_estimates():
 # ---- the server as a process -------------------------------------------------------------------
 def test_server_runs_as_a_subprocess():
     script = Path(__file__).with_name("openai_server.py")
-    proc = subprocess.Popen([sys.executable, str(script), "--port", "0", "--latency", "0.05"],
+    proc = subprocess.Popen([sys.executable, str(script), "--port", "0", "--latency", "0.05", "--models", "test-model"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         url = proc.stdout.readline().strip()
@@ -375,3 +375,58 @@ def test_server_runs_as_a_subprocess():
     finally:
         proc.stdin.close()
         proc.wait(10)
+
+
+# ---- capabilities ------------------------------------------------------------------------------
+LLAMA_CPP_NO_LOGPROBS = (500, "logprobs is not supported for models created with logits_all=False")
+
+
+@pytest.mark.parametrize("status,message,sent,refused", [
+    (*LLAMA_CPP_NO_LOGPROBS, {"logprobs": True, "top_logprobs": 20}, "logprobs"),
+    (400, "Unrecognized request argument supplied: repeat_penalty", {"repeat_penalty": 1.0}, "repeat_penalty"),
+    (400, "top_logprobs is not supported by this model", {"logprobs": True, "top_logprobs": 5}, "top_logprobs"),
+    (400, "response_format json_schema is not supported", {"response_format": {}}, "response_format"),
+    (422, "extra fields not permitted: seed", {"seed": 1}, "seed"),
+    # the field named is not one we sent, or nothing says it is refused: not a capability
+    (400, "logprobs is not supported", {"seed": 1}, None),
+    (400, "This model's maximum context length is 8 tokens", {"logprobs": True}, None),
+    (503, "logprobs is not supported", {"logprobs": True}, None),
+])
+def test_refused_field_is_read_from_what_servers_answer(status, message, sent, refused):
+    from datagen.llm.openai_compat import refused_field
+
+    assert refused_field(status, message, sent) == refused
+
+
+def test_a_missing_capability_is_learnt_not_retried_or_counted(connect):
+    params = GenParams(max_tokens=50, temperature=0.0, logprobs=True, top_logprobs=5)
+    with OpenAIServer(refuse={"logprobs": LLAMA_CPP_NO_LOGPROBS}) as srv:
+        llm = connect(srv, concurrency=4, max_retries=0, max_consecutive_failures=1)
+        out = llm.generate(ask(*(f"q{i}" for i in range(12))), params)
+        assert [c.text for c in out] == [answer_for(f"q{i}") for i in range(12)]
+        assert all(c.logprobs is None for c in out)
+        # at most the requests in flight when the first refusal came back were refused; nothing was
+        # counted as a retry or a failure, and the breaker (threshold 1) never tripped
+        refused = [r for r in srv.chat_requests if r.fault]
+        assert 1 <= len(refused) <= 4 and len(srv.chat_requests) == 12 + len(refused)
+        assert (llm.usage.retries, llm.usage.failures) == (0, 0)
+        assert "logprobs" in llm.describe()["capabilities"]["refused"]
+        assert not any("logprobs" in r.body or "top_logprobs" in r.body for r in srv.chat_requests[-12:])
+
+
+def test_the_served_models_are_checked_and_the_server_kind_known(connect):
+    with OpenAIServer(models=["smollm2-135m.gguf"], owned_by="llamacpp") as srv:
+        with pytest.raises(LLMError, match=r"--model smolm2: the server at .* does not serve it; it serves: smollm2-135m.gguf"):
+            OpenAICompatLLM("smolm2", base_url=srv.url, api_key_env=KEY_ENV)
+        OpenAICompatLLM("smollm2-135m.gguf", base_url=srv.url, api_key_env=KEY_ENV).close()  # a served name
+    with OpenAIServer(models=["test-model"], owned_by="llamacpp") as srv:
+        llm = connect(srv)
+        caps = llm.describe()["capabilities"]
+        assert caps["models"] == ["test-model"] and caps["server"] == "llama.cpp"
+        llm.generate(ask("greedy please"), GenParams(max_tokens=5, temperature=0.0))
+        assert srv.chat_requests[-1].body["repeat_penalty"] == 1.0  # greedy is greedy there
+    with OpenAIServer() as srv:  # no /v1/models: any name goes, nothing learnt
+        llm = connect(srv)
+        assert llm.describe()["capabilities"]["models"] is None
+        llm.generate(ask("hi"), PARAMS)
+        assert "repeat_penalty" not in srv.chat_requests[-1].body

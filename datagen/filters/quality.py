@@ -36,7 +36,7 @@ from ..record import Record
 from .base import FilterContext, Verdict
 from .complexity import COMPLEXITY_SCALE, COMPLEXITY_TEMPLATE, complexity_features
 from .ifd import AnswerScorer, IFDScorer
-from .rating import RATING_PARAMS, Rating, rate
+from .rating import MIN_DIGIT_MASS, RATING_PARAMS, Rating, rate
 
 Scorer = Literal["judge", "ifd", "complexity", "complexity_features"]
 JUDGE_TEMPLATE = "distill/judge"
@@ -71,6 +71,9 @@ class QualityConfig(BaseModel):
     ifd_model: str | None = Field(None, description="local model for IFD; default: the judge's model if it is local, else the embedded SmolLM2")
     ifd_batch_size: int = Field(8, ge=1, description="batch size when the stage builds its own IFD model")
     ifd_max_answer_chars: int = Field(2000, ge=1, description="answers are cut to this many characters before IFD scoring")
+    min_rating_mass: float = Field(MIN_DIGIT_MASS, ge=0, le=1, description=(
+        "least probability the judge must put on the scale's digits for an expected rating; below it the digit it "
+        "wrote counts, or none (a weak judge such as the embedded SmolLM2 puts about 5% there: 0 accepts that)"))
     min_judge: float | None = None
     max_ifd: float | None = 1.0
     min_complexity: float | None = None
@@ -153,7 +156,7 @@ class QualityStage:
             scale = COMPLEXITY_SCALE
         completions = llm.generate(requests, RATING_PARAMS) if requests else []
         for rec, comp in zip(todo, completions):
-            _store_rating(rec, scorer, rate(comp, scale))
+            _store_rating(rec, scorer, rate(comp, scale, self.config.min_rating_mass))
 
     def _score_ifd(self, records: list[Record], ctx: FilterContext) -> None:
         if self._ifd is None:

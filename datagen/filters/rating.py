@@ -7,9 +7,11 @@ smoother and ranks better. :func:`rate` reads, from a completion made with
 
 1. ``expected``: at the first generated position whose token is one of the scale's digits (else
    the first position whose top alternatives hold one), the probabilities of the digits found there
-   (``"4"`` and ``" 4"`` add up), renormalised over those digits, give ``sum(k * p_k)``;
-2. ``digit``: without logprobs, or with no digit among them, the first standalone digit of the
-   scale in the reply text;
+   (``"4"`` and ``" 4"`` add up), renormalised over those digits, give ``sum(k * p_k)``; only when
+   the judge put at least :data:`MIN_DIGIT_MASS` of its probability on the digits there: an
+   average renormalised from a sliver (1% seen on a real server) is noise, not a rating;
+2. ``digit``: without logprobs, with no digit among them, or with too little mass on them (then
+   ``mass`` is recorded beside it), the first standalone digit of the scale in the reply text;
 3. otherwise no value (method ``unparsed``, or ``llm_error`` for a failed request). Callers record
    that as a failure; there is no default rating.
 """
@@ -21,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from ..llm.base import Completion, GenParams, TokenLogprob
+
+MIN_DIGIT_MASS = 0.5  # least probability on the scale's digits for an expected rating
 
 # Greedy, a few tokens (room for a leading space or "Rating:"), the top-20 alternatives of each.
 RATING_PARAMS = GenParams(max_tokens=4, temperature=0.0, top_p=1.0, seed=0, logprobs=True, top_logprobs=20)
@@ -67,16 +71,20 @@ def digit_in_text(text: str, scale: range) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def rate(completion: Completion, scale: range) -> Rating:
-    """The rating in a judge's completion (see the module docstring)."""
+def rate(completion: Completion, scale: range, min_mass: float = MIN_DIGIT_MASS) -> Rating:
+    """The rating in a judge's completion (see the module docstring); ``min_mass`` overrides
+    :data:`MIN_DIGIT_MASS`."""
     if not completion.ok:
         return Rating(None, "llm_error", reply=(completion.error or "")[:200])
     reply = completion.text.strip()[:200]
     parsed = digit_in_text(completion.text, scale)
     found = expected_rating(completion.logprobs, scale) if completion.logprobs else None
+    mass = None
     if found is not None:
         value, probs, mass = found
-        return Rating(round(value, 6), "expected", parsed, {str(k): round(p, 6) for k, p in probs.items()}, round(mass, 6), reply)
+        if mass >= min_mass:
+            return Rating(round(value, 6), "expected", parsed, {str(k): round(p, 6) for k, p in probs.items()}, round(mass, 6), reply)
+        mass = round(mass, 6)
     if parsed is not None:
-        return Rating(float(parsed), "digit", parsed, reply=reply)
-    return Rating(None, "unparsed", reply=reply)
+        return Rating(float(parsed), "digit", parsed, mass=mass, reply=reply)
+    return Rating(None, "unparsed", mass=mass, reply=reply)

@@ -13,14 +13,16 @@ the tokens "1".."5" when the backend returns top logprobs, else the digit in its
 gets no score (recorded in ``meta``, never a default); the best scored candidate wins, ties going
 to the lowest index. The kept record's ``meta["best_of_n"]`` holds every candidate's score, the
 judge template's name and hash, and the tokens spent answering and judging. The losers go to
-``rejected.jsonl`` as ``not_best_of_n`` with their score and the winner's; when no candidate of a
-prompt could be scored, all of them go there as ``no_judge_score``.
+``rejected.jsonl`` as ``not_best_of_n`` with their score and the winner's. When the judge could
+rate no candidate of a prompt, the judge's failure does not cost the prompt its answer: the first
+valid candidate is kept, and ``meta["best_of_n"]["winner_reason"]`` says so (``stats.json``
+counts these as ``kept_unjudged``).
 
 Stages and their ledgers (``in == out + rejected`` for each):
 
 * ``distill``: candidate answers (prompts x K). Rejected: ``llm_error``, ``empty_answer``.
 * ``distill.best_of_n`` (K > 1 only): the candidates that came back. Out: one winner per prompt.
-  Rejected: ``not_best_of_n``, ``no_judge_score``.
+  Rejected: ``not_best_of_n``.
 
 Work is split into parts of ``chunk_size`` prompts. Each finished part is sealed in the run
 directory, and every answer and rating is in the request cache the moment it arrives, so an
@@ -266,23 +268,28 @@ class Distill:
         st.extra["tokens"].update(_token_counts("judge", [{"prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens} for s in all_scores]))
         for a, (win, scores) in zip(answers, picks):
             st.seen(SELECT_STAGE, len(a.valid))
-            winner = a.valid[win][0] if win is not None else None
-            winner_score = scores[win].value if win is not None else None
+            unjudged = win is None  # the judge gave no candidate a score: keep the first valid one
+            if unjudged:
+                win = 0
+                st.extra["kept_unjudged"] = st.extra.get("kept_unjudged", 0) + 1
+            winner = a.valid[win][0]
+            winner_score = scores[win].value
             for k, ((j, cand), s) in enumerate(zip(a.valid, scores)):
                 if k == win:
-                    kept.append(cand.model_copy(update={"meta": {**cand.meta, "best_of_n": self._summary(a, scores, winner, judge)}}))
+                    summary = self._summary(a, scores, winner, judge)
+                    if unjudged:
+                        summary["winner_reason"] = "no_judge_score: the judge rated no candidate; the first valid one is kept"
+                    kept.append(cand.model_copy(update={"meta": {**cand.meta, "best_of_n": summary}}))
                     st.kept(SELECT_STAGE)
                     continue
-                if winner is None:
-                    reason, evidence = "no_judge_score", {"candidate": j, "judge": s.to_dict()}
-                else:
-                    reason = "not_best_of_n"
-                    evidence = {"candidate": j, "score": s.value, "winner_score": winner_score, "winner_index": winner}
-                st.rejected(SELECT_STAGE, reason)
-                rejected.append(Rejection(stage=SELECT_STAGE, reason=reason, evidence=evidence, record=cand))
+                evidence = {"candidate": j, "score": s.value, "winner_score": winner_score, "winner_index": winner}
+                if unjudged:
+                    evidence["judge"] = s.to_dict()
+                st.rejected(SELECT_STAGE, "not_best_of_n")
+                rejected.append(Rejection(stage=SELECT_STAGE, reason="not_best_of_n", evidence=evidence, record=cand))
         return kept
 
-    def _summary(self, a: _Answers, scores: list[Score], winner: int | None, judge: dict[str, Any]) -> dict[str, Any]:
+    def _summary(self, a: _Answers, scores: list[Score], winner: int, judge: dict[str, Any]) -> dict[str, Any]:
         """``meta["best_of_n"]`` of a kept record: every candidate's score (None for those that
         failed or could not be rated), the judge, and the tokens spent on the prompt."""
         candidates: list[dict[str, Any]] = [{"index": j, "score": None, "rejected": a.failed[j]} for j in sorted(a.failed)]

@@ -37,6 +37,7 @@ import logging
 import os
 import queue
 import random
+import re
 import sys
 import threading
 import time
@@ -67,6 +68,50 @@ RETRY_STATUSES = frozenset({408, 409, 429})  # plus every 5xx
 SYSTEMIC_STATUSES = frozenset({401, 403, 404})  # not retried, but every request will fail alike
 MAX_RETRY_AFTER = 600.0  # a server asking for a longer pause fails the request instead
 _DONE = object()  # end-of-batch marker on the result queue
+
+
+# Optional request fields a server may refuse, most specific name first, each with the fields
+# that go with it. A refusal that names one (llama.cpp without logits_all: "logprobs is not
+# supported ..."; OpenAI: "Unrecognized request argument supplied: repeat_penalty") is the
+# server's missing capability, not an outage: the field is dropped for the backend's life and the
+# request is sent again at once, counted neither as a retry nor toward the breaker.
+OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {
+    "top_logprobs": ("top_logprobs",),
+    "logprobs": ("logprobs", "top_logprobs"),
+    "response_format": ("response_format",),
+    "repeat_penalty": ("repeat_penalty",),
+    "seed": ("seed",),
+}
+_NAMES = {"json_schema": "response_format", "json_object": "response_format"}  # other words a refusal may use
+_REFUSAL_WORDS = re.compile(
+    r"not (?:be )?supported|unsupported|(?:does|do) not support|not implemented|unrecogni[sz]ed|unknown|"
+    r"not allowed|not permitted|extra (?:fields|inputs)|unexpected (?:keyword|field|argument)|invalid", re.I)
+CAPABILITY_STATUSES = frozenset({400, 404, 422, 500, 501})
+
+
+@dataclass
+class Capabilities:
+    """What the server turned out to support; goes to the manifest (``describe()``)."""
+
+    refused: dict[str, str] = field(default_factory=dict)  # optional field -> the server's words
+    models: list[str] | None = None  # the ids GET /models listed; None: it did not answer
+    server: str | None = None  # "llama.cpp", "vllm", "ollama"... when the listing says
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"refused": dict(self.refused), "models": self.models, "server": self.server}
+
+
+def refused_field(status: int, message: str, sent: Mapping[str, Any]) -> str | None:
+    """The optional field (a key of OPTIONAL_FIELDS) that an error response refuses, if any: the
+    status is one servers use for it, the message names a field we sent, and says it is refused."""
+    if status not in CAPABILITY_STATUSES or not _REFUSAL_WORDS.search(message):
+        return None
+    low = message.lower()
+    for word in (*OPTIONAL_FIELDS, *_NAMES):
+        name = _NAMES.get(word, word)
+        if name in sent and re.search(rf"(?<![a-z_]){word}(?![a-z_])", low):
+            return name
+    return None
 
 
 class _Malformed(Exception):
@@ -174,10 +219,13 @@ class OpenAICompatLLM:
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         max_consecutive_failures: int | None = None,
+        probe: bool = True,
     ) -> None:
         """``price_in``/``price_out`` are per 1M tokens. Backoff before retry n (from 0) is uniform
         in [0, min(backoff_max, backoff_base * 2**n)] seconds. ``max_consecutive_failures``: the
-        circuit breaker's threshold (None: ``max(20, 2 * concurrency)``, 0: never trips)."""
+        circuit breaker's threshold (None: ``max(20, 2 * concurrency)``, 0: never trips). ``probe``:
+        ask the server which models it serves (``GET /models``) now, and refuse a ``model`` it does
+        not list (see :meth:`_probe`)."""
         if concurrency < 1:
             raise LLMError("concurrency must be >= 1")
         if max_consecutive_failures is not None and max_consecutive_failures < 0:
@@ -201,6 +249,9 @@ class OpenAICompatLLM:
         self.usage = Usage()
         self._runtime_lock = threading.Lock()
         self._rt: _Runtime | None = None
+        self.capabilities = Capabilities()
+        if probe:
+            self._probe()
 
     @classmethod
     def from_config(cls, cfg: LLMConfig) -> "OpenAICompatLLM":
@@ -213,6 +264,30 @@ class OpenAICompatLLM:
             price_in=cfg.price_in, price_out=cfg.price_out, max_consecutive_failures=cfg.max_consecutive_failures,
         )
 
+    def _probe(self) -> None:
+        """``GET /models`` once, before any work: the models the server serves, and what kind of
+        server it is. A server that lists models but not ``model_id`` answers any name with its
+        own model (llama.cpp) or fails every request later: either way ``--model`` is a mistake,
+        refused now with the names it serves. No answer (no such endpoint, no server yet) is not
+        an error here: the requests themselves will tell."""
+        headers = {"Authorization": f"Bearer {self._api_key}"}
+        try:
+            with httpx.Client(timeout=min(self.timeout, 10.0)) as client:
+                response = client.get(self.base_url.rstrip("/") + "/models", headers=headers)
+            listing = response.json() if response.status_code == 200 else None
+        except Exception:  # noqa: BLE001 - any failure means "unknown": the requests will tell
+            return
+        data = listing.get("data") if isinstance(listing, dict) else None
+        if not isinstance(data, list):
+            return
+        ids = [str(m.get("id")) for m in data if isinstance(m, dict) and m.get("id") is not None]
+        owners = {str(m.get("owned_by", "")).lower() for m in data if isinstance(m, dict)}
+        self.capabilities.models = ids
+        self.capabilities.server = next((kind for kind, marks in _SERVER_MARKS if owners & marks), None)
+        if ids and self.model_id not in ids:
+            shown = ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "")
+            raise LLMError(f"--model {self.model_id}: the server at {_redact_url(self.base_url)} does not serve it; it serves: {shown}")
+
     def describe(self) -> dict[str, Any]:
         return {
             "backend": "openai", "model": self.model_id, "base_url": _redact_url(self.base_url),
@@ -220,6 +295,7 @@ class OpenAICompatLLM:
             "tpm": self.tpm, "timeout": self.timeout, "max_retries": self.max_retries,
             "max_tokens_budget": self.max_tokens_budget, "max_cost": self.max_cost,
             "price_in": self.price_in, "price_out": self.price_out, "max_consecutive_failures": self.max_consecutive_failures,
+            "capabilities": self.capabilities.to_dict(),
         }
 
     # ---- sync API --------------------------------------------------------------------------
@@ -345,9 +421,11 @@ class OpenAICompatLLM:
         return 0 < self.max_consecutive_failures <= rt.failures_in_a_row
 
     async def _complete(self, rt: _Runtime, request: ChatRequest, params: GenParams, batch: _Batch | None = None) -> Completion:
-        body = self._body(request, params)
         estimate = _prompt_tokens_guess(request) + params.max_tokens
-        for attempt in range(self.max_retries + 1):
+        attempt = -1
+        while attempt < self.max_retries:
+            attempt += 1
+            body = self._body(request, params)  # without the fields the server refused so far
             await self._wait_for_capacity(rt, estimate)
             try:
                 # The SDK's documented raw-request method: the same transport, auth, error types
@@ -356,9 +434,12 @@ class OpenAICompatLLM:
                 response = await rt.client.post("/chat/completions", body=body, cast_to=ChatCompletion)
                 completion = self._parse(response, request)
             except (openai.APIError, _Malformed, json.JSONDecodeError) as exc:
-                failure = self._failure(exc)
                 if rt.tpm:
                     rt.tpm.give_back(estimate)
+                if self._learn_refusal(exc, body):
+                    attempt -= 1  # a missing capability, not a failure: send again without the field
+                    continue
+                failure = self._failure(exc)
             else:
                 used = completion.prompt_tokens + completion.completion_tokens
                 cost = (completion.prompt_tokens * self.price_in + completion.completion_tokens * self.price_out) / 1e6
@@ -388,6 +469,22 @@ class OpenAICompatLLM:
                 batch.last_failure = failure.message
         log.warning("request failed: %s%s", failure.message, tries)
         return Completion(text="", finish_reason="error", model=self.model_id, error=failure.message + tries)
+
+    def _learn_refusal(self, exc: BaseException, body: Mapping[str, Any]) -> bool:
+        """Whether ``exc`` refuses an optional field of ``body``; if so the field is dropped from
+        every later request (see OPTIONAL_FIELDS)."""
+        if not isinstance(exc, openai.APIStatusError):
+            return False
+        message = self._scrub(_error_detail(exc))
+        name = refused_field(exc.status_code, message, body)
+        if name is None:
+            return False
+        if name in self.capabilities.refused:  # learnt meanwhile from another request in flight
+            return True
+        self.capabilities.refused[name] = f"HTTP {exc.status_code}: {message}"
+        log.warning("the server does not support '%s' (HTTP %d: %s); sending requests without it",
+                    name, exc.status_code, message)
+        return True
 
     def _budget_spent(self) -> str | None:
         """Why no new request may start, or None while the budget lasts."""
@@ -421,6 +518,13 @@ class OpenAICompatLLM:
             body["logprobs"] = True
             if params.top_logprobs:
                 body["top_logprobs"] = params.top_logprobs
+        if self.capabilities.server == "llama.cpp":
+            # its default repeat_penalty 1.1 changes the chosen token (temperature 0 is then not
+            # greedy, and a judge's digit can flip) while the logprobs it returns are from before
+            body["repeat_penalty"] = 1.0
+        for name in self.capabilities.refused:
+            for key in OPTIONAL_FIELDS[name]:
+                body.pop(key, None)
         return body
 
     def _parse(self, response: Any, request: ChatRequest) -> Completion:
@@ -480,6 +584,15 @@ class OpenAICompatLLM:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key != NO_KEY else text
+
+
+# what GET /models says in "owned_by", by server
+_SERVER_MARKS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("llama.cpp", frozenset({"llamacpp", "llama.cpp", "llama-cpp-python", "me"})),
+    ("vllm", frozenset({"vllm"})),
+    ("ollama", frozenset({"ollama", "library"})),
+    ("openai", frozenset({"openai", "system", "openai-internal"})),
+)
 
 
 def _prompt_tokens_guess(request: ChatRequest) -> int:
