@@ -54,10 +54,14 @@ def cli(args: argparse.Namespace) -> int:
         llm_cfg = llm_config(args)
         settings["llm"] = {"backend": llm_cfg.backend, "model": llm_cfg.model, "base_url": llm_cfg.base_url}
 
-        def llm_factory() -> Any:
-            from .llm import make_llm
+        from .llm import make_llm
 
-            return make_llm(llm_cfg)
+        # a server is asked now which models it serves, before the run directory is made; the
+        # embedded model is loaded only if the quality stage runs
+        built = make_llm(llm_cfg) if llm_cfg.backend == "openai" else None
+
+        def llm_factory() -> Any:
+            return built if built is not None else make_llm(llm_cfg)
 
     run = RunDir(args.out, "filter", settings, force=args.force)
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()

@@ -108,8 +108,9 @@ class OpenAIServer:
                  refuse: Mapping[str, tuple[int, str]] | None = None) -> None:
         """``models``: the ids ``GET /v1/models`` lists (None: that endpoint answers 404, as on
         servers without it; any model name is answered). ``refuse``: request fields the server
-        does not support, each with the status and message it answers when one is sent (as
-        llama.cpp answers ``logprobs`` without logits_all)."""
+        does not support (a name, or ``response_format:TYPE`` for one type of it), each with the
+        status and message it answers when one is sent (as llama.cpp answers ``logprobs``
+        without logits_all)."""
         self.models = list(models) if models is not None else None
         self.owned_by = owned_by
         self.refuse = dict(refuse or {})
@@ -199,7 +200,7 @@ class OpenAIServer:
         with self._lock:
             attempt = self._attempts[message]
             self._attempts[message] += 1
-        refused = next((f for f in self.refuse if f in body), None)
+        refused = next((f for f in self.refuse if _sends(body, f)), None)
         fault = Fault(f"refuse:{refused}") if refused else self._fault(message, attempt)
         self._record(request.path, body, auth, message, fault, attempt)
         if self.latency:
@@ -277,6 +278,14 @@ class OpenAIServer:
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         }
+
+
+def _sends(body: dict[str, Any], what: str) -> bool:
+    """Whether a request body holds ``what``: a field name, or ``response_format:TYPE``."""
+    name, _, kind = what.partition(":")
+    if name not in body:
+        return False
+    return not kind or (isinstance(body[name], dict) and body[name].get("type") == kind)
 
 
 def _logprob(token: str, top: int) -> dict[str, Any]:

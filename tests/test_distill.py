@@ -245,7 +245,10 @@ def test_cli_best_of_n_against_a_server(tmp_path, cli):
                 "--n", "2", "--no-cache", env={"OPENAI_API_KEY": "k", "DATAGEN_PROGRESS": "0"})
         assert r.returncode == 0, r.stderr
         judge_bodies = [x.body for x in srv.chat_requests if x.message.startswith(JUDGE_MARK)]
-    assert len(judge_bodies) == 4 and all(b["logprobs"] and b["top_logprobs"] == 20 and b["max_tokens"] == 4 for b in judge_bodies)
+    assert len(judge_bodies) == 4 and all(b["logprobs"] and b["top_logprobs"] == 20 for b in judge_bodies)
+    # the judge asks for a {"rating": k} reply, with room for the JSON (this server ignores it)
+    schema = judge_bodies[0]["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["rating"]["enum"] == [1, 2, 3, 4, 5] and all(b["max_tokens"] == 24 for b in judge_bodies)
     st = json.loads((out / "stats.json").read_text())
     check_ledger(st, out)
     assert st["records"] == 2 and st["stages"]["distill.best_of_n"]["rejected"] == {"not_best_of_n": 2}

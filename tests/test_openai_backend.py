@@ -430,3 +430,42 @@ def test_the_served_models_are_checked_and_the_server_kind_known(connect):
         assert llm.describe()["capabilities"]["models"] is None
         llm.generate(ask("hi"), PARAMS)
         assert "repeat_penalty" not in srv.chat_requests[-1].body
+
+
+def test_structured_output_falls_back_through_the_forms_servers_take(connect):
+    from datagen.filters.rating import rating_params
+
+    params = rating_params(range(1, 6))
+    literal = (500, "1 validation error: {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+                    "'msg': \"Input should be 'text' or 'json_object'\"}")
+    with OpenAIServer(refuse={"response_format:json_schema": literal}) as srv:  # llama-cpp-python's answer
+        llm = connect(srv, concurrency=1)
+        llm.generate(ask("rate 1", "rate 2"), params)
+        sent = [r.body.get("response_format", {}).get("type") for r in srv.chat_requests]
+        assert sent == ["json_schema", "json_object", "json_object"]
+        assert srv.chat_requests[-1].body["response_format"]["schema"]["properties"]["rating"]["enum"] == [1, 2, 3, 4, 5]
+        assert llm.describe()["capabilities"]["structured_output"] == "json_object+schema"
+        assert (llm.usage.retries, llm.usage.failures) == (0, 0)
+    with OpenAIServer(refuse={"response_format": (400, "response_format is not supported")}) as srv:
+        llm = connect(srv, concurrency=1)
+        llm.generate(ask("rate 1", "rate 2"), params)
+        assert [r.body.get("response_format", {}).get("type") for r in srv.chat_requests] == ["json_schema", "json_object", None, None]
+        caps = llm.describe()["capabilities"]
+        assert caps["structured_output"] is None and "response_format" in caps["refused"]
+        assert srv.chat_requests[-1].body["max_tokens"] == 4  # no JSON to make room for
+
+
+def test_rating_reads_json_replies_and_refuses_averages_from_a_sliver():
+    import math
+
+    from datagen.filters.rating import rate
+    from datagen.llm.base import Completion, TokenLogprob
+
+    assert (rate(Completion('{"rating": 4}', "stop"), range(1, 6)).method, rate(Completion('{"rating": 4}', "stop"), range(1, 6)).value) == ("json", 4.0)
+    assert rate(Completion('{"rating": 9}', "stop"), range(1, 6)).method == "unparsed"
+    # 1.3% of the probability on the digits (seen on a real server): not averaged; the written digit counts
+    sliver = [TokenLogprob("2", math.log(0.01), {"2": math.log(0.01), "1": math.log(0.003), "The": math.log(0.9)})]
+    r = rate(Completion("2", "stop", logprobs=sliver), range(1, 6))
+    assert (r.method, r.value, r.mass) == ("digit", 2.0, 0.013)
+    r = rate(Completion("2", "stop", logprobs=sliver), range(1, 6), min_mass=0.0)
+    assert r.method == "expected" and r.value == pytest.approx((2 * 0.01 + 0.003) / 0.013, abs=1e-5)

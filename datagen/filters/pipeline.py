@@ -101,11 +101,13 @@ class FilterPipeline:
             print(f"{stage.name}: {n_in} in, {len(survivors)} kept, {len(rejected)} rejected ({secs:.1f}s)", file=sys.stderr)
         n = len(self.stages)
         scores: dict[str, Any] = {}
+        models: dict[str, Any] = {}
         for i in range(1, n + 1):
             scores.update(run.part_stats(i).get("extra", {}).get("scores", {}))
+            models.update(run.part_stats(i).get("extra", {}).get("models", {}))
         extra = Stats()
         extra.extra["scores"] = scores  # parts each hold one stage's; merged they would overwrite
-        doc = {"stages": [s.describe() for s in self.stages], **(manifest or {})}
+        doc = {"stages": [s.describe() for s in self.stages], "models": models, **(manifest or {})}
         return run.finalize(doc, stats=extra, n_parts=n + 1, records_from=n)
 
 

@@ -36,7 +36,7 @@ from ..record import Record
 from .base import FilterContext, Verdict
 from .complexity import COMPLEXITY_SCALE, COMPLEXITY_TEMPLATE, complexity_features
 from .ifd import AnswerScorer, IFDScorer
-from .rating import MIN_DIGIT_MASS, RATING_PARAMS, Rating, rate
+from .rating import MIN_DIGIT_MASS, Rating, rate, rating_params
 
 Scorer = Literal["judge", "ifd", "complexity", "complexity_features"]
 JUDGE_TEMPLATE = "distill/judge"
@@ -57,7 +57,7 @@ SCORES: dict[str, tuple[str, ...]] = {
     "complexity_features": ("complexity_features",),
 }
 _SCORE_KEYS = tuple(k for keys in SCORES.values() for k in keys)
-_FLAG_KEYS = ("judge", "ifd_gt_1", "complexity", "complexity_features", ERROR_FLAG)
+_FLAG_KEYS = ("judge", "ifd", "ifd_gt_1", "complexity", "complexity_features", ERROR_FLAG)
 
 
 class QualityConfig(BaseModel):
@@ -132,6 +132,15 @@ class QualityStage:
                 rec.flags["complexity_features"] = feats
         failed = Counter(k for r in records for k in r.flags.get(ERROR_FLAG, {}))
         ctx.stats.extra.setdefault("quality", {}).update({f"{k}_failed": n for k, n in failed.items()})
+        # which model produced which score (the pipeline puts this in the manifest), and what
+        # the judge cost
+        models: dict[str, Any] = {}
+        if self._llm is not None:
+            models["judge"] = self._llm.describe()
+            ctx.stats.extra["llm"] = {k: v for k, v in self._llm.usage.to_dict().items()}
+        if self._ifd is not None:
+            models["ifd"] = {"model": self._ifd.scorer.model_id, "backend": "local"}
+        ctx.stats.extra["models"] = models
 
     def _rate(self, records: list[Record], ctx: FilterContext, scorer: str) -> None:
         """Judge (answer quality, 1-5) or complexity (instruction, 1-6) ratings by the LLM."""
@@ -154,9 +163,10 @@ class QualityStage:
             todo = list(records)
             requests = [ChatRequest.of([("user", template.render(instruction=r.instruction))]) for r in todo]
             scale = COMPLEXITY_SCALE
-        completions = llm.generate(requests, RATING_PARAMS) if requests else []
+        completions = llm.generate(requests, rating_params(scale)) if requests else []
         for rec, comp in zip(todo, completions):
             _store_rating(rec, scorer, rate(comp, scale, self.config.min_rating_mass))
+            rec.flags[scorer]["model"] = comp.model or llm.model_id
 
     def _score_ifd(self, records: list[Record], ctx: FilterContext) -> None:
         if self._ifd is None:
@@ -166,6 +176,7 @@ class QualityStage:
                 _fail(rec, "ifd", result)
                 continue
             rec.scores.update(ifd=round(result.ifd, 6), nll_given_instruction=round(result.nll_given_instruction, 6), nll_alone=round(result.nll_alone, 6))
+            rec.flags["ifd"] = {"model": self._ifd.scorer.model_id}
             if result.ifd > 1:
                 rec.flags["ifd_gt_1"] = True
 

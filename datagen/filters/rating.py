@@ -10,14 +10,17 @@ smoother and ranks better. :func:`rate` reads, from a completion made with
    (``"4"`` and ``" 4"`` add up), renormalised over those digits, give ``sum(k * p_k)``; only when
    the judge put at least :data:`MIN_DIGIT_MASS` of its probability on the digits there: an
    average renormalised from a sliver (1% seen on a real server) is noise, not a rating;
-2. ``digit``: without logprobs, with no digit among them, or with too little mass on them (then
+2. ``json``: a ``{"rating": k}`` reply, which a server that constrains its output to
+   :func:`rating_schema` always gives (without logprobs, or too little mass on the digits);
+3. ``digit``: without logprobs, with no digit among them, or with too little mass on them (then
    ``mass`` is recorded beside it), the first standalone digit of the scale in the reply text;
-3. otherwise no value (method ``unparsed``, or ``llm_error`` for a failed request). Callers record
+4. otherwise no value (method ``unparsed``, or ``llm_error`` for a failed request). Callers record
    that as a failure; there is no default rating.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
@@ -26,8 +29,20 @@ from ..llm.base import Completion, GenParams, TokenLogprob
 
 MIN_DIGIT_MASS = 0.5  # least probability on the scale's digits for an expected rating
 
-# Greedy, a few tokens (room for a leading space or "Rating:"), the top-20 alternatives of each.
-RATING_PARAMS = GenParams(max_tokens=4, temperature=0.0, top_p=1.0, seed=0, logprobs=True, top_logprobs=20)
+def rating_schema(scale: range) -> str:
+    """The JSON schema of a constrained rating reply, ``{"rating": k}`` with k on ``scale``."""
+    schema = {"type": "object", "properties": {"rating": {"type": "integer", "enum": list(scale)}},
+              "required": ["rating"], "additionalProperties": False}
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+
+
+def rating_params(scale: range) -> GenParams:
+    """Greedy, a few tokens (room for a leading space or "Rating:"), the top-20 alternatives of
+    each; on a server that can constrain its output, a ``{"rating": k}`` reply (always readable)."""
+    return GenParams(max_tokens=4, temperature=0.0, top_p=1.0, seed=0, logprobs=True, top_logprobs=20, json_schema=rating_schema(scale))
+
+
+RATING_PARAMS = rating_params(range(1, 6))  # the 1-5 answer-quality scale of the judge
 
 
 @dataclass(frozen=True)
@@ -35,7 +50,7 @@ class Rating:
     """A rating read from a judge's reply. ``value`` is None when none could be read."""
 
     value: float | None
-    method: str  # "expected" | "digit" | "unparsed" | "llm_error"
+    method: str  # "expected" | "json" | "digit" | "unparsed" | "llm_error"
     parsed: int | None = None  # the digit written in the reply, if any
     probs: dict[str, float] = field(default_factory=dict)  # renormalised digit probabilities ("expected")
     mass: float | None = None  # probability the judge put on the scale's digits, before renormalising
@@ -78,6 +93,7 @@ def rate(completion: Completion, scale: range, min_mass: float = MIN_DIGIT_MASS)
         return Rating(None, "llm_error", reply=(completion.error or "")[:200])
     reply = completion.text.strip()[:200]
     parsed = digit_in_text(completion.text, scale)
+    constrained = rating_in_json(completion.text, scale)
     found = expected_rating(completion.logprobs, scale) if completion.logprobs else None
     mass = None
     if found is not None:
@@ -85,6 +101,18 @@ def rate(completion: Completion, scale: range, min_mass: float = MIN_DIGIT_MASS)
         if mass >= min_mass:
             return Rating(round(value, 6), "expected", parsed, {str(k): round(p, 6) for k, p in probs.items()}, round(mass, 6), reply)
         mass = round(mass, 6)
+    if constrained is not None:
+        return Rating(float(constrained), "json", constrained, mass=mass, reply=reply)
     if parsed is not None:
         return Rating(float(parsed), "digit", parsed, mass=mass, reply=reply)
     return Rating(None, "unparsed", mass=mass, reply=reply)
+
+
+def rating_in_json(text: str, scale: range) -> int | None:
+    """k from a ``{"rating": k}`` reply (a constrained one), or None."""
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return None
+    value = obj.get("rating") if isinstance(obj, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value in scale else None

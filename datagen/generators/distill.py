@@ -378,8 +378,8 @@ def cli(args: argparse.Namespace) -> int:
         "params": params.to_dict(), "system_prompt": template, "n": args.n, "chunk_size": args.chunk_size,
         "judge": {"template": {"name": judge_template.name, "sha": judge_template.sha}, "params": RATING_PARAMS.to_dict()} if judge_template else None,
     }
+    llm = make_llm(cfg)  # before the run directory: a server that does not serve --model is refused first
     run = RunDir(args.out, "distill", settings, force=args.force)
-    llm = make_llm(cfg)
     selector = JudgeSelector(llm, judge_template) if judge_template else None
     distill = Distill(Teacher(llm, params, system, template), n=args.n, selector=selector, chunk_size=args.chunk_size)
     summary = distill.run(run, records, read_rejects, manifest={"llm_config": cfg.to_manifest()})

@@ -484,8 +484,8 @@ def cli(args: argparse.Namespace) -> int:
         "params": params.to_dict(), "system_prompt": template,
         "prompt_templates": {f"evol/{op}": prompts.load(f"evol/{op}").sha for op in ops} | {EQUALITY_TEMPLATE: prompts.load(EQUALITY_TEMPLATE).sha},
     }
+    llm = make_llm(cfg)  # before the run directory: a server that does not serve --model is refused first
     run = RunDir(args.out, "evolve", settings, force=args.force)
-    llm = make_llm(cfg)
     teacher = Teacher(llm, params, system, template) if args.answer else None
     evol = EvolInstruct(llm, params, teacher=teacher, operations=ops, rounds=args.rounds, chunk_size=args.chunk_size)
     summary = evol.run(run, pool, read_rejects, manifest={"llm_config": cfg.to_manifest()})

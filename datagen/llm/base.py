@@ -16,6 +16,9 @@ from ..errors import BackendUnavailable, BudgetExceeded, RunStopped
 __all__ = ["BackendUnavailable", "BudgetExceeded", "RunStopped"]  # raised by backends; defined with the other errors
 
 
+JSON_MIN_TOKENS = 24
+
+
 @dataclass(frozen=True)
 class GenParams:
     """Sampling parameters. Part of the request-cache key (all fields)."""
@@ -27,6 +30,11 @@ class GenParams:
     stop: tuple[str, ...] = ()
     logprobs: bool = False
     top_logprobs: int = 0
+    # A JSON schema (as canonical JSON text) the reply must follow, for a backend that can
+    # constrain its output to one (an OpenAI-compatible server with response_format); such a
+    # backend allows at least JSON_MIN_TOKENS for the JSON syntax. A backend that cannot (the
+    # local one, a server that refuses it) ignores it: readers of the reply accept either form.
+    json_schema: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:

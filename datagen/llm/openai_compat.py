@@ -50,7 +50,7 @@ import openai
 from openai.types.chat import ChatCompletion
 from tqdm import tqdm
 
-from .base import BackendUnavailable, BudgetExceeded, ChatRequest, Completion, GenParams, LLMError, TokenLogprob, Usage
+from .base import JSON_MIN_TOKENS, BackendUnavailable, BudgetExceeded, ChatRequest, Completion, GenParams, LLMError, TokenLogprob, Usage
 
 try:  # openai >= 3 is built on httpx2, older releases on httpx
     import httpx2 as httpx
@@ -85,8 +85,18 @@ OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {
 _NAMES = {"json_schema": "response_format", "json_object": "response_format"}  # other words a refusal may use
 _REFUSAL_WORDS = re.compile(
     r"not (?:be )?supported|unsupported|(?:does|do) not support|not implemented|unrecogni[sz]ed|unknown|"
-    r"not allowed|not permitted|extra (?:fields|inputs)|unexpected (?:keyword|field|argument)|invalid", re.I)
+    r"not allowed|not permitted|extra (?:fields|inputs)|unexpected (?:keyword|field|argument)|invalid|"
+    r"input should be|validation error", re.I)
 CAPABILITY_STATUSES = frozenset({400, 404, 422, 500, 501})
+
+
+# The ways of asking for a reply that follows a JSON schema, tried in this order until the server
+# takes one: OpenAI's (vLLM, Ollama, llama.cpp's own server), then llama-cpp-python's.
+JSON_DIALECTS: tuple[Any, ...] = (
+    lambda schema: {"type": "json_schema", "json_schema": {"name": "reply", "strict": True, "schema": schema}},
+    lambda schema: {"type": "json_object", "schema": schema},
+)
+JSON_DIALECT_NAMES = ("json_schema", "json_object+schema")
 
 
 @dataclass
@@ -96,9 +106,11 @@ class Capabilities:
     refused: dict[str, str] = field(default_factory=dict)  # optional field -> the server's words
     models: list[str] | None = None  # the ids GET /models listed; None: it did not answer
     server: str | None = None  # "llama.cpp", "vllm", "ollama"... when the listing says
+    json_dialect: int = 0  # index into JSON_DIALECTS of the form of response_format in use
 
     def to_dict(self) -> dict[str, Any]:
-        return {"refused": dict(self.refused), "models": self.models, "server": self.server}
+        structured = None if "response_format" in self.refused else JSON_DIALECT_NAMES[self.json_dialect]
+        return {"refused": dict(self.refused), "models": self.models, "server": self.server, "structured_output": structured}
 
 
 def refused_field(status: int, message: str, sent: Mapping[str, Any]) -> str | None:
@@ -284,6 +296,8 @@ class OpenAICompatLLM:
         owners = {str(m.get("owned_by", "")).lower() for m in data if isinstance(m, dict)}
         self.capabilities.models = ids
         self.capabilities.server = next((kind for kind, marks in _SERVER_MARKS if owners & marks), None)
+        if "me" in owners:  # llama-cpp-python's server: its own form of response_format
+            self.capabilities.json_dialect = 1
         if ids and self.model_id not in ids:
             shown = ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "")
             raise LLMError(f"--model {self.model_id}: the server at {_redact_url(self.base_url)} does not serve it; it serves: {shown}")
@@ -481,7 +495,16 @@ class OpenAICompatLLM:
             return False
         if name in self.capabilities.refused:  # learnt meanwhile from another request in flight
             return True
-        self.capabilities.refused[name] = f"HTTP {exc.status_code}: {message}"
+        caps = self.capabilities
+        if name == "response_format":
+            sent = body["response_format"].get("type")
+            if sent != JSON_DIALECTS[caps.json_dialect]({}).get("type"):
+                return True  # another request in flight already moved on to the next form
+            if caps.json_dialect + 1 < len(JSON_DIALECTS):  # try the next way of asking for a schema
+                caps.json_dialect += 1
+                log.info("the server refused response_format type %r (%s); trying the next form", sent, message)
+                return True
+        caps.refused[name] = f"HTTP {exc.status_code}: {message}"
         log.warning("the server does not support '%s' (HTTP %d: %s); sending requests without it",
                     name, exc.status_code, message)
         return True
@@ -518,6 +541,10 @@ class OpenAICompatLLM:
             body["logprobs"] = True
             if params.top_logprobs:
                 body["top_logprobs"] = params.top_logprobs
+        if params.json_schema is not None and "response_format" not in self.capabilities.refused:
+            dialect = JSON_DIALECTS[self.capabilities.json_dialect]
+            body["response_format"] = dialect(json.loads(params.json_schema))
+            body["max_tokens"] = max(params.max_tokens, JSON_MIN_TOKENS)
         if self.capabilities.server == "llama.cpp":
             # its default repeat_penalty 1.1 changes the chosen token (temperature 0 is then not
             # greedy, and a judge's digit can flip) while the logprobs it returns are from before
