@@ -469,3 +469,12 @@ def test_rating_reads_json_replies_and_refuses_averages_from_a_sliver():
     assert (r.method, r.value, r.mass) == ("digit", 2.0, 0.013)
     r = rate(Completion("2", "stop", logprobs=sliver), range(1, 6), min_mass=0.0)
     assert r.method == "expected" and r.value == pytest.approx((2 * 0.01 + 0.003) / 0.013, abs=1e-5)
+
+
+def test_a_serial_server_gets_one_request_at_a_time(connect):
+    with OpenAIServer(models=["test-model"], owned_by="me", latency=0.2) as srv:  # llama-cpp-python's listing
+        llm = connect(srv, concurrency=8)
+        assert llm.concurrency == 1 and llm.describe()["capabilities"]["slots"] == 1
+        llm.generate(ask("a", "b", "c"), PARAMS)
+        arrivals = [r.at for r in srv.chat_requests]
+        assert all(b - a >= 0.18 for a, b in zip(arrivals, arrivals[1:]))  # each sent after the one before was answered

@@ -107,10 +107,12 @@ class Capabilities:
     models: list[str] | None = None  # the ids GET /models listed; None: it did not answer
     server: str | None = None  # "llama.cpp", "vllm", "ollama"... when the listing says
     json_dialect: int = 0  # index into JSON_DIALECTS of the form of response_format in use
+    slots: int | None = None  # requests the server serves at once, when it says and it is fewer than asked
 
     def to_dict(self) -> dict[str, Any]:
         structured = None if "response_format" in self.refused else JSON_DIALECT_NAMES[self.json_dialect]
-        return {"refused": dict(self.refused), "models": self.models, "server": self.server, "structured_output": structured}
+        return {"refused": dict(self.refused), "models": self.models, "server": self.server,
+                "structured_output": structured, "slots": self.slots}
 
 
 def refused_field(status: int, message: str, sent: Mapping[str, Any]) -> str | None:
@@ -257,13 +259,15 @@ class OpenAICompatLLM:
         self.max_tokens_budget, self.max_cost = max_tokens_budget, max_cost
         self.price_in, self.price_out = price_in, price_out
         self.backoff_base, self.backoff_max = backoff_base, backoff_max
-        self.max_consecutive_failures = max(20, 2 * concurrency) if max_consecutive_failures is None else max_consecutive_failures
+
         self.usage = Usage()
         self._runtime_lock = threading.Lock()
         self._rt: _Runtime | None = None
         self.capabilities = Capabilities()
+        self.requested_concurrency = concurrency
         if probe:
             self._probe()
+        self.max_consecutive_failures = max(20, 2 * concurrency) if max_consecutive_failures is None else max_consecutive_failures
 
     @classmethod
     def from_config(cls, cfg: LLMConfig) -> "OpenAICompatLLM":
@@ -298,14 +302,38 @@ class OpenAICompatLLM:
         self.capabilities.server = next((kind for kind, marks in _SERVER_MARKS if owners & marks), None)
         if "me" in owners:  # llama-cpp-python's server: its own form of response_format
             self.capabilities.json_dialect = 1
+        slots = self._server_slots(client_headers=headers, owners=owners)
+        if slots is not None and slots < self.concurrency:
+            # more requests in flight than the server serves at once only queue there, where
+            # long answers time out: send as many as it serves
+            log.info("the server serves %d request(s) at a time: concurrency %d -> %d", slots, self.concurrency, slots)
+            self.capabilities.slots = slots
+            self.concurrency = slots
         if ids and self.model_id not in ids:
             shown = ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "")
             raise LLMError(f"--model {self.model_id}: the server at {_redact_url(self.base_url)} does not serve it; it serves: {shown}")
 
+    def _server_slots(self, client_headers: dict[str, str], owners: set[str]) -> int | None:
+        """How many requests the server serves at once, where it says: llama-cpp-python's server
+        serves one (it holds a lock around the model); llama.cpp's own server tells its slots in
+        ``GET /props``."""
+        if "me" in owners:
+            return 1
+        if "llamacpp" not in owners:
+            return None
+        root = self.base_url.rstrip("/").removesuffix("/v1")
+        try:
+            with httpx.Client(timeout=min(self.timeout, 10.0)) as client:
+                props = client.get(root + "/props", headers=client_headers).json()
+            slots = props.get("total_slots") if isinstance(props, dict) else None
+        except Exception:  # noqa: BLE001 - unknown: keep the configured concurrency
+            return None
+        return slots if isinstance(slots, int) and slots > 0 else None
+
     def describe(self) -> dict[str, Any]:
         return {
             "backend": "openai", "model": self.model_id, "base_url": _redact_url(self.base_url),
-            "api_key_env": self.api_key_env, "concurrency": self.concurrency, "rpm": self.rpm,
+            "api_key_env": self.api_key_env, "concurrency": self.concurrency, "requested_concurrency": self.requested_concurrency, "rpm": self.rpm,
             "tpm": self.tpm, "timeout": self.timeout, "max_retries": self.max_retries,
             "max_tokens_budget": self.max_tokens_budget, "max_cost": self.max_cost,
             "price_in": self.price_in, "price_out": self.price_out, "max_consecutive_failures": self.max_consecutive_failures,
