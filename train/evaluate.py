@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datagen.errors import UserError
+from datagen.llm.structured import field_of, one_field_schema
 
 from .model import adapter_base, is_adapter_dir
 
@@ -54,7 +55,9 @@ if TYPE_CHECKING:
 PAIRWISE_TEMPLATE = "train/pairwise"
 # Greedy, a few tokens, and the top-20 alternatives of each: the verdict is read from the text, the
 # debiased preference from the probabilities of "A" and "B" at the verdict position.
-JUDGE_PARAMS = {"max_tokens": 4, "temperature": 0.0, "top_p": 1.0, "seed": 0, "logprobs": True, "top_logprobs": 20}
+JUDGE_PARAMS = {"max_tokens": 4, "temperature": 0.0, "top_p": 1.0, "seed": 0, "logprobs": True, "top_logprobs": 20,
+                # on a server that can constrain its output: {"verdict": "A" | "B" | "tie"}
+                "json_schema": one_field_schema("verdict", enum=("A", "B", "tie"))}
 _CHOICES = ("A", "B")
 _VERDICT = re.compile(r"\b(A|B|tie)\b", re.IGNORECASE)
 
@@ -124,7 +127,10 @@ def answer(llm: LLM, records: Sequence[Record], max_new_tokens: int) -> list[str
 
 # -- pairwise judging -----------------------------------------------------------------------------------
 def parse_verdict(reply: str) -> str | None:
-    """'A', 'B' or 'tie' from a judge's reply, or None."""
+    """'A', 'B' or 'tie' from a judge's reply (a structured one's ``verdict``), or None."""
+    structured = field_of(reply, "verdict")
+    if structured in ("A", "B", "tie"):
+        return structured
     m = _VERDICT.search(reply)
     if not m:
         return None

@@ -20,20 +20,18 @@ smoother and ranks better. :func:`rate` reads, from a completion made with
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from ..llm.base import Completion, GenParams, TokenLogprob
+from ..llm.structured import field_of, one_field_schema
 
 MIN_DIGIT_MASS = 0.5  # least probability on the scale's digits for an expected rating
 
 def rating_schema(scale: range) -> str:
     """The JSON schema of a constrained rating reply, ``{"rating": k}`` with k on ``scale``."""
-    schema = {"type": "object", "properties": {"rating": {"type": "integer", "enum": list(scale)}},
-              "required": ["rating"], "additionalProperties": False}
-    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+    return one_field_schema("rating", enum=list(scale), kind="integer")
 
 
 def rating_params(scale: range) -> GenParams:
@@ -110,9 +108,5 @@ def rate(completion: Completion, scale: range, min_mass: float = MIN_DIGIT_MASS)
 
 def rating_in_json(text: str, scale: range) -> int | None:
     """k from a ``{"rating": k}`` reply (a constrained one), or None."""
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        return None
-    value = obj.get("rating") if isinstance(obj, dict) else None
+    value = field_of(text, "rating")
     return value if isinstance(value, int) and not isinstance(value, bool) and value in scale else None

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..llm.base import ChatRequest, Completion, GenParams, LLM
+from ..llm.structured import field_of, one_field_schema
 from ..text import count_words_or_chars, has_cjk, tokens
 
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: keep pydantic out of that
@@ -91,9 +92,17 @@ _SCAFFOLDING = re.compile(
 _VERDICT = re.compile(r"\b(not\s+equal|unequal|not\s+the\s+same|different|equal|the\s+same|identical)\b")
 
 
+EVOLUTION_SCHEMA = one_field_schema("instruction")
+EQUALITY_SCHEMA = one_field_schema("verdict", enum=("equal", "not_equal"))
+
+
 def parse_evolution(text: str) -> str:
-    """The rewritten instruction in a completion: echoed leading labels and wrapping quotes removed."""
-    out = text.strip()
+    """The rewritten instruction in a completion: the ``instruction`` of a structured reply (what a
+    reply cut by the token limit holds of it), else the text with echoed leading labels and
+    wrapping quotes removed."""
+    structured = field_of(text, "instruction", partial=True)
+    out = structured if isinstance(structured, str) else text
+    out = out.strip()
     while True:
         m = _LEADING_LABEL.match(out)
         if not m or not m.group(0).strip():
@@ -122,7 +131,11 @@ def similarity(a: str, b: str) -> float:
 
 
 def parse_equality(text: str) -> str:
-    """The judge's verdict: "equal", "not_equal" or "unclear" (the first verdict phrase wins)."""
+    """The judge's verdict: "equal", "not_equal" or "unclear": a structured reply's ``verdict``,
+    else the first verdict phrase in the text."""
+    structured = field_of(text, "verdict")
+    if structured in ("equal", "not_equal"):
+        return structured
     m = _VERDICT.search(text.lower())
     if not m:
         return "unclear"
@@ -185,7 +198,10 @@ class EvolInstruct:
         self.templates = {op: prompts.load(f"evol/{op}") for op in self.operations}
         self.equality = prompts.load(EQUALITY_TEMPLATE)
         self.seed = self.params.seed or 0
-        self.judge_params = replace(self.params, temperature=0.0, max_tokens=min(self.params.max_tokens, 16))
+        # on a server that can constrain its output, a {"instruction": ...} rewrite and an
+        # {"verdict": ...} judgement: nothing to strip, nothing unclear
+        self.evolve_params = replace(self.params, json_schema=EVOLUTION_SCHEMA)
+        self.judge_params = replace(self.params, temperature=0.0, max_tokens=min(self.params.max_tokens, 16), json_schema=EQUALITY_SCHEMA)
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def prompt_templates(self) -> dict[str, str]:
@@ -217,7 +233,7 @@ class EvolInstruct:
         for a in attempts:
             prompt = self.templates[a.op].render(instruction=a.parent.instruction)
             reqs.append(ChatRequest.of([("user", prompt)], seed=derive_seed(self.seed, round_no, a.parent.id, "evolve")))
-        for a, comp in zip(attempts, self.llm.generate(reqs, self.params)):
+        for a, comp in zip(attempts, self.llm.generate(reqs, self.evolve_params)):
             if not comp.ok:
                 reject(a, "evolution_llm_error", {"error": comp.error})
                 continue

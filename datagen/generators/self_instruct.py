@@ -55,6 +55,7 @@ from typing import Any, Sequence
 from ..filters.instructions import MAX_WORDS, MIN_WORDS, check_instruction
 from ..filters.novelty import Match, NoveltyIndex
 from ..llm.base import ChatRequest, Completion, GenParams, LLM
+from ..llm.structured import field_of, one_field_schema
 from ..record import Record, Rejection
 from ..stage import Stats
 from ..text import normalize_space
@@ -242,8 +243,14 @@ def parse_alpaca_tasks(text: str) -> list[dict[str, str] | str]:
 _YES_NO = re.compile(r"\b(yes|no|true|false)\b|(不是|否|是)", re.IGNORECASE)
 
 
+CLASSIFY_SCHEMA = one_field_schema("answer", enum=("yes", "no"))
+
+
 def parse_yes_no(text: str) -> bool | None:
-    """The first yes/no in an answer; None when there is none."""
+    """A structured reply's ``answer``, else the first yes/no in the text; None when there is none."""
+    structured = field_of(text, "answer")
+    if structured in ("yes", "no"):
+        return structured == "yes"
     m = _YES_NO.search(text)
     if not m:
         return None
@@ -357,7 +364,7 @@ class SelfInstruct:
         self.s.check()
         names = MODE_TEMPLATES[self.s.mode]
         self.templates = templates or {k: prompts.load(TEMPLATES[k]) for k in names}
-        self.classify_params = replace(params, temperature=0.0, max_tokens=min(params.max_tokens, self.s.classify_max_tokens))
+        self.classify_params = replace(params, temperature=0.0, max_tokens=min(params.max_tokens, self.s.classify_max_tokens), json_schema=CLASSIFY_SCHEMA)
         self.machine: list[tuple[str, str]] = []  # accepted tasks (id, instruction), in order
         self.index = NoveltyIndex(self.s.rouge_threshold)
         for t in seeds:

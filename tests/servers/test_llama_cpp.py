@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -33,57 +30,20 @@ pytestmark = [
 ALIAS = "smollm2"
 
 
-def gguf() -> Path:
-    from datagen.llm.models import _embedded_gguf
-
-    return _embedded_gguf()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(logprobs: bool):
-    port = free_port()
-    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-server-{port}.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf()), "--model_alias", ALIAS, "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--n_threads", "1", "--logits_all", "true" if logprobs else "false"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama.cpp server exited with {proc.returncode}; see {log.name}")
-        try:
-            with urllib.request.urlopen(url + "/models", timeout=2) as r:
-                if json.load(r)["data"]:
-                    return proc, url, log
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"llama.cpp server did not answer within 120 s; see {log.name}")
-
-
 @pytest.fixture(scope="module")
 def no_logprobs():
-    proc, url, log = start_server(logprobs=False)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    from datagen.llm.llama_server import LlamaServer, embedded_gguf
+
+    with LlamaServer(embedded_gguf(), alias=ALIAS, logprobs=False) as srv:
+        yield srv.url
 
 
 @pytest.fixture(scope="module")
 def with_logprobs():
-    proc, url, log = start_server(logprobs=True)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    from datagen.llm.llama_server import LlamaServer, embedded_gguf
+
+    with LlamaServer(embedded_gguf(), alias=ALIAS, logprobs=True) as srv:
+        yield srv.url
 
 
 def datagen(*args, **kw) -> subprocess.CompletedProcess:
