@@ -16,8 +16,9 @@ tokens, s/record is wall time per prompt.
 Part 2, the judge: the same best-of-3 candidates (answers to ``--judge-prompts`` prompts, drawn
 once) are rated by the distill judge three ways: logprobs without structured output (the expected
 rating from the digit probabilities), logprobs with the ``{"rating": k}`` schema, and the schema
-on a server without logprobs (``--logits_all false``). Reported: how often each picks the same
-winner as the logprob path, and the methods the ratings came from.
+on a server without logprobs (``--logits_all false``). Reported: the methods the ratings came
+from, how many prompts had a rated winner, and for each pair of ways how often they picked the
+same winner.
 
     .venv/bin/python bench/servers.py                  # 20 prompts, 64 tokens; needs make llama
     .venv/bin/python bench/servers.py --prompts 8 --repeats 1
@@ -65,6 +66,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--judge-prompts", type=int, default=20)
+    ap.add_argument("--judge-only", action="store_true", help="part 2 only")
     args = ap.parse_args()
 
     seeds = list(read_records(ROOT / "seeds" / "175.jsonl", require_answer=False))
@@ -75,15 +77,16 @@ def main() -> None:
     local = LocalLLM("smollm2", batch_size=1)
     teacher = Teacher(local, params, system)
     requests = [r for rec in seeds[: args.prompts] for r in teacher.requests(rec)]
-    local.generate(requests[:2], params)  # load and warm up
-    for batch in (1, args.batch):
+    if not args.judge_only:
+        local.generate(requests[:2], params)  # load and warm up
+    for batch in () if args.judge_only else (1, args.batch):
         local.batch_size = batch
         rows[f"embedded transformers, batch {batch}"] = timed(local, requests, params, args.repeats)
         print(rows, file=sys.stderr)
     del local
 
     with LlamaServer(embedded_gguf(), alias="smollm2", logprobs=True) as srv:
-        for conc, probe in ((1, True), (4, False)):
+        for conc, probe in () if args.judge_only else ((1, True), (4, False)):
             llm = OpenAICompatLLM("smollm2", base_url=srv.url, concurrency=conc, probe=probe, timeout=600)
             llm.generate(requests[:1], params)  # warm up
             rows[f"llama.cpp server, concurrency {conc}"] = timed(llm, requests, params, args.repeats)
@@ -109,14 +112,22 @@ def main() -> None:
         caps = blind.describe()["capabilities"]
         blind.close()
 
-    base = [w for w, _ in ways["logprobs"]]
-    judge = {}
-    for name, picks in ways.items():
-        winners = [w for w, _ in picks]
-        judge[name] = {
-            "same_winner_as_logprobs": f"{sum(a == b for a, b in zip(winners, base))}/{len(base)}",
-            "methods": dict(Counter(s.method for _, scores in picks for s in scores)),
-        }
+    judge = {name: {"methods": dict(Counter(s.method for _, scores in picks for s in scores)),
+                    "prompts_with_a_rated_winner": sum(scores[w].value is not None for w, scores in picks if w is not None)}
+             for name, picks in ways.items()}
+    # candidate by candidate: the digit the constrained judge wrote (json, greedy) against the
+    # most likely digit of the distribution the expected rating averages
+    pairs = [(a.value, max(b.evidence["probs"].items(), key=lambda kv: kv[1])[0], b.value)
+             for (_, sa), (_, sb) in zip(ways["schema, no logprobs"], ways["logprobs + schema"])
+             for a, b in zip(sa, sb) if a.value is not None and b.value is not None and b.evidence.get("probs")]
+    if pairs:
+        judge["json digit == most likely digit (logprobs + schema)"] = f"{sum(int(float(m)) == int(j) for j, m, _ in pairs)}/{len(pairs)}"
+        judge["mean |json - expected|"] = round(statistics.mean(abs(j - e) for j, _, e in pairs), 3)
+    names = list(ways)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            same = sum(x == y for (x, _), (y, _) in zip(ways[a], ways[b]))
+            judge[f"same winner: {a} vs {b}"] = f"{same}/{len(items)}"
     print(json.dumps({"throughput": rows, "judge": judge, "no_logprobs_server": caps}, indent=1))
 
 
