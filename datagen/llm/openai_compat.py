@@ -108,9 +108,13 @@ class Capabilities:
     server: str | None = None  # "llama.cpp", "vllm", "ollama"... when the listing says
     json_dialect: int = 0  # index into JSON_DIALECTS of the form of response_format in use
     slots: int | None = None  # requests the server serves at once, when it says and it is fewer than asked
+    structured_ok: bool = False  # a request with response_format was answered
 
     def to_dict(self) -> dict[str, Any]:
-        structured = None if "response_format" in self.refused else JSON_DIALECT_NAMES[self.json_dialect]
+        if "response_format" in self.refused:
+            structured = None
+        else:
+            structured = JSON_DIALECT_NAMES[self.json_dialect] if self.structured_ok else "not asked"
         return {"refused": dict(self.refused), "models": self.models, "server": self.server,
                 "structured_output": structured, "slots": self.slots}
 
@@ -490,6 +494,8 @@ class OpenAICompatLLM:
                 if rt.tpm:
                     rt.tpm.give_back(estimate - used)
                 rt.failures_in_a_row = 0
+                if "response_format" in body:
+                    self.capabilities.structured_ok = True
                 return completion
             if not failure.retryable or attempt == self.max_retries:
                 break
