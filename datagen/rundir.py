@@ -90,6 +90,18 @@ class DirLock:
         self.fd = -1
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    """A run file this tool wrote; a damaged one (edited by hand, a full disk) is the user's to
+    decide about, never a traceback."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    if not isinstance(doc, dict):
+        raise UserError(f"{path}: damaged (not a JSON object); pass --force to start the run over, or choose another --out")
+    return doc
+
+
 class AlreadyComplete(Exception):
     """The run directory already holds a finished run of the same settings."""
 
@@ -153,9 +165,9 @@ class RunDir:
                 raise UserError(f"--out {p}: exists and is not a datagen run directory; choose another --out or pass --force")
         p.mkdir(parents=True, exist_ok=True)
         self._lock = DirLock.acquire(p, self.command)  # everything below runs under the lock
-        if manifest.exists():
-            old = json.loads(manifest.read_text(encoding="utf-8"))
-            if old.get("status") == "complete" and not force:
+        if manifest.exists() and not force:
+            old = _read_json(manifest)
+            if old.get("status") == "complete":
                 if old.get("fingerprint") == self.fp:
                     raise AlreadyComplete(str(p))
                 raise UserError(
@@ -163,7 +175,7 @@ class RunDir:
                     "pass --force to replace it, or choose another --out"
                 )
         if run_json.exists() and not force:
-            old_fp = json.loads(run_json.read_text(encoding="utf-8")).get("fingerprint")
+            old_fp = _read_json(run_json).get("fingerprint")
             if old_fp != self.fp:
                 raise UserError(
                     f"--out {p}: holds an unfinished run with different settings; rerun it with the same "

@@ -332,3 +332,14 @@ def test_a_second_command_on_a_busy_run_directory_is_refused_and_a_killed_one_do
         assert r.returncode == 0, r.stderr
     check_complete(out, src)
     assert not (out / ".parts").exists()
+
+
+def test_a_damaged_manifest_is_an_error_not_a_traceback(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", GOOD)
+    out = tmp_path / "run"
+    argv = ["filter", "--input", src, "--out", out, "--stages", "heuristics"]
+    assert run_cli(*argv).returncode == 0
+    (out / "manifest.json").write_text('{"status": "compl')
+    r = run_cli(*argv)
+    assert r.returncode == 2 and "damaged" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert run_cli(*argv, "--force").returncode == 0
