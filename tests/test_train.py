@@ -283,3 +283,38 @@ def test_a_second_train_run_on_a_busy_folder_is_refused(tiny_data, tmp_path):
         holder.kill()
         holder.wait(timeout=10)
     assert DirLock.acquire(out, "test").fd >= 0  # the holder is gone: free again
+
+
+@pytest.mark.slow
+def test_trained_token_loss_equals_the_models_own_loss_and_gradients():
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from datagen.llm.models import resolve_model
+    from train.loss import trained_token_loss
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model("smollm2"), dtype=torch.float32)
+    model.config.use_cache = False
+    ids = torch.randint(10, 1000, (2, 40))
+    labels = ids.clone()
+    labels[:, :15] = -100  # a prompt
+    labels[1, 30:] = -100  # padding
+    # two packed samples in row 0: positions restart at 20
+    position_ids = torch.cat([torch.arange(20), torch.arange(20)]).repeat(2, 1)
+    inputs = {"input_ids": ids, "labels": labels, "position_ids": position_ids}
+    n = int((labels[:, 1:] != -100).sum())
+
+    def grads(loss):
+        model.zero_grad()
+        loss.backward()
+        return [p.grad.clone() for p in (model.model.layers[0].self_attn.q_proj.weight, model.model.embed_tokens.weight)]
+
+    own = model(**inputs, num_items_in_batch=n, use_cache=False).loss
+    own_grads = grads(own)
+    mine = trained_token_loss(model, inputs, num_items_in_batch=n, chunk_tokens=7)  # 7 chunks of 7 tokens and a rest
+    assert mine.item() == pytest.approx(own.item(), rel=1e-5)
+    for a, b in zip(grads(mine), own_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    with torch.no_grad():  # evaluation: no checkpointing, the same value
+        assert trained_token_loss(model, inputs, num_items_in_batch=n).item() == pytest.approx(own.item(), rel=1e-5)

@@ -77,6 +77,9 @@ class TrainConfig(BaseModel):
     num_epochs: float = Field(3.0, gt=0, description="passes over the training data (ignored when max_steps is set)")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides num_epochs)")
     neftune_noise_alpha: float | None = Field(None, ge=0, description="NEFTune: uniform noise of this scale on the input embeddings during training (typical 5-15); none: off")
+    loss_chunk_tokens: int = Field(1024, ge=0, description=(
+        "compute the loss over trained tokens only, projecting this many at a time onto the vocabulary (never the full "
+        "rows x length x vocab logits); 0: the model's own loss over every position"))
     gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less memory, about 30% slower")
     bf16: bool | Literal["auto"] = Field("auto", description="bfloat16 mixed precision. auto: on a CUDA GPU that supports it, never on CPU (bf16 is ~2.5x slower than fp32 there)")
     seed: int = Field(42, description="seed for initialization, data order and dropout: the same seed, data and config give the same run")

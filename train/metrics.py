@@ -152,11 +152,24 @@ class CountingTrainer(Trainer):
     several processes the resumed partial sum is process 0's)."""
 
     meter: ThroughputCallback | None = None
+    loss_chunk_tokens: int = 0  # > 0: the loss over trained tokens only, in chunks (train.loss)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.add_callback(_RestoreLossSums(self))
         self.resumed_loss_sums = False
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
+        if not self.loss_chunk_tokens or return_outputs or "labels" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        from .loss import trained_token_loss
+
+        loss = trained_token_loss(model, inputs, num_items_in_batch, self.loss_chunk_tokens)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            # as the Trainer's own compute_loss: num_items_in_batch counts every process's tokens,
+            # and DDP averages the gradients over the processes
+            loss = loss * self.accelerator.num_processes
+        return loss
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
         if self.meter is not None:

@@ -301,6 +301,7 @@ def build_trainer(
         callbacks=[meter],
     )
     trainer.meter = meter
+    trainer.loss_chunk_tokens = cfg.loss_chunk_tokens
     return trainer, meter
 
 
