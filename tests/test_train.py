@@ -279,6 +279,11 @@ def test_a_second_train_run_on_a_busy_folder_is_refused(tiny_data, tmp_path):
         assert holder.stdout.readline().strip() == "held"
         r = run_train("run", "--data", tiny_data, "--out", out, *COMMON, "--max-steps", "1")
         assert r.returncode == 2 and f"in use by pid {holder.pid}" in r.stderr, r.stderr[-2000:]
+        (out / "checkpoint-7").mkdir()
+        (out / "checkpoint-7" / "trainer_state.json").write_text("{}")
+        r = run_train("run", "--data", tiny_data, "--out", out, *COMMON, "--max-steps", "1", "--force")
+        assert r.returncode == 2 and "in use by pid" in r.stderr
+        assert (out / "checkpoint-7" / "trainer_state.json").exists()  # --force cleared nothing of the busy run
     finally:
         holder.kill()
         holder.wait(timeout=10)

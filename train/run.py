@@ -65,8 +65,8 @@ def run(cfg: TrainConfig, data: str, out: str, *, resume: bool = False, force: b
     out_dir = Path(out)
     _check_data_paths(cfg, data)
     records = read_data(cfg, data)  # a bad row stops the run here, before a model is loaded
+    lock = _lock_out(out_dir)  # first: --force must never clear a folder another run is writing
     checkpoint = _check_out(out_dir, resume=resume, force=force)
-    lock = _lock_out(out_dir)
 
     rt = resolve_runtime(cfg)
     from transformers import set_seed
@@ -121,6 +121,9 @@ def _lock_out(out: Path) -> Any:
     through it), so that a second ``train run`` on the same folder is refused at once."""
     from datagen.rundir import DirLock
 
+    from datagen.io import check_output
+
+    check_output(out, directory=True)
     if int(os.environ.get("RANK", "0")) != 0:
         return None
     out.mkdir(parents=True, exist_ok=True)
