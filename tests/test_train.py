@@ -323,3 +323,18 @@ def test_trained_token_loss_equals_the_models_own_loss_and_gradients():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
     with torch.no_grad():  # evaluation: no checkpointing, the same value
         assert trained_token_loss(model, inputs, num_items_in_batch=n).item() == pytest.approx(own.item(), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_a_run_that_cannot_fit_is_refused_before_the_first_step(tiny_data, tmp_path):
+    from train.memory import available_bytes
+
+    if available_bytes() is None:
+        pytest.skip("no /proc/meminfo")
+    out = tmp_path / "big"
+    # 64 rows of 4,096 tokens per forward pass: about 1.1 TB of activations by the estimate
+    r = run_train("run", "--data", tiny_data, "--out", out, "--max-length", "4096", "--batch-size", "64", "--max-steps", "1")
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "would need about" in r.stderr and "try --batch-size" in r.stderr or "gradient_checkpointing" in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    assert not list(out.glob("checkpoint-*")) and not (out / "train_manifest.json").exists()

@@ -83,6 +83,7 @@ class TrainConfig(BaseModel):
     loss_chunk_tokens: int = Field(1024, ge=0, description=(
         "compute the loss over trained tokens only, projecting this many at a time onto the vocabulary (never the full "
         "rows x length x vocab logits); 0: the model's own loss over every position"))
+    memory_check: bool = Field(True, description="on a CPU, stop before the first step (exit 2, naming the settings to change) when the estimated peak memory exceeds what is available")
     gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less memory, about 30% slower")
     bf16: bool | Literal["auto"] = Field("auto", description="bfloat16 mixed precision. auto: on a CUDA GPU that supports it, never on CPU (bf16 is ~2.5x slower than fp32 there)")
     seed: int = Field(42, description="seed for initialization, data order and dropout: the same seed, data and config give the same run")

@@ -73,7 +73,9 @@ def run(cfg: TrainConfig, data: str, out: str, *, resume: bool = False, force: b
 
     set_seed(cfg.seed)
     model, tokenizer = load_for_training(cfg, rt)
+    memory = check_memory(cfg, rt, model)  # before any work that could run out of memory
     train_samples, eval_samples, data_stats = load_data(cfg, data, tokenizer, records)
+    data_stats["memory_estimate"] = memory
 
     trainer, meter = build_trainer(cfg, rt, model, tokenizer, train_samples, eval_samples, out_dir)
     # peft looks for the base's config.json under the adapter's base name ("smollm2") to see whether
@@ -103,6 +105,35 @@ def run(cfg: TrainConfig, data: str, out: str, *, resume: bool = False, force: b
     if lock is not None:
         lock.release()
     return metrics
+
+
+# -- memory --------------------------------------------------------------------------------------
+def check_memory(cfg: TrainConfig, rt: Runtime, model: Any) -> dict[str, Any] | None:
+    """Stop with exit code 2, naming the settings to change, when the estimated peak of this run
+    (:mod:`train.memory`) exceeds the memory available; on a CPU only (a GPU run is bounded by
+    the GPU's memory, which torch reports itself). Returns the estimate for the manifest."""
+    from . import memory
+
+    if rt.device != "cpu" or not cfg.memory_check:
+        return None
+    n_params = sum(p.numel() for p in model.parameters())
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # processes of this run on this machine
+    gc = cfg.gradient_checkpointing
+    est = memory.estimate(model.config, n_params, n_trainable, rows=cfg.per_device_batch_size, length=cfg.max_length,
+                          gradient_checkpointing=gc, loss_chunk_tokens=cfg.loss_chunk_tokens)
+    available = memory.available_bytes()
+    doc = {**est.to_dict(), "processes": procs, "available_gb": round(available / memory.GB, 2) if available else None}
+    if available is not None and est.total * procs > available:
+        fix = memory.advice(model.config, n_params, n_trainable, rows=cfg.per_device_batch_size,
+                            accumulation=cfg.gradient_accumulation_steps, length=cfg.max_length,
+                            loss_chunk_tokens=cfg.loss_chunk_tokens, budget=available / procs)
+        raise UserError(
+            f"this run would need about {est.total * procs / memory.GB:.1f} GB ({procs} process(es) x {est.total / memory.GB:.1f} GB: "
+            f"{cfg.per_device_batch_size} rows of {cfg.max_length} tokens per forward pass, activations "
+            f"{est.activations / memory.GB:.1f} GB), and {available / memory.GB:.1f} GB is available; try {fix} "
+            "(or --set memory_check=false to try anyway)")
+    return doc
 
 
 # -- the output folder ---------------------------------------------------------------------------
