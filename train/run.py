@@ -65,6 +65,7 @@ def run(cfg: TrainConfig, data: str, out: str, *, resume: bool = False, force: b
     out_dir = Path(out)
     _check_data_paths(cfg, data)
     records = read_data(cfg, data)  # a bad row stops the run here, before a model is loaded
+    existed = out_dir.exists()
     lock = _lock_out(out_dir)  # first: --force must never clear a folder another run is writing
     checkpoint = _check_out(out_dir, resume=resume, force=force)
 
@@ -73,7 +74,16 @@ def run(cfg: TrainConfig, data: str, out: str, *, resume: bool = False, force: b
 
     set_seed(cfg.seed)
     model, tokenizer = load_for_training(cfg, rt)
-    memory = check_memory(cfg, rt, model)  # before any work that could run out of memory
+    try:
+        memory = check_memory(cfg, rt, model)  # before any work that could run out of memory
+    except UserError:
+        if lock is not None:
+            lock.release()
+        if not existed:  # refused before any work: leave nothing behind
+            import shutil
+
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
     train_samples, eval_samples, data_stats = load_data(cfg, data, tokenizer, records)
     data_stats["memory_estimate"] = memory
 
@@ -150,9 +160,8 @@ def last_checkpoint(out: Path) -> Path | None:
 def _lock_out(out: Path) -> Any:
     """Hold ``out`` for this run (process 0 of a multi-process run; the others write only
     through it), so that a second ``train run`` on the same folder is refused at once."""
-    from datagen.rundir import DirLock
-
     from datagen.io import check_output
+    from datagen.rundir import DirLock
 
     check_output(out, directory=True)
     if int(os.environ.get("RANK", "0")) != 0:
