@@ -311,7 +311,7 @@ def test_records_never_hold_non_standard_json(tmp_path):
 def test_a_second_command_on_a_busy_run_directory_is_refused_and_a_killed_one_does_not_block(tmp_path):
     from openai_server import OpenAIServer
 
-    src, out, cache = prompts(tmp_path, 12), tmp_path / "run", tmp_path / "cache.sqlite"
+    src, out, cache = prompts(tmp_path, 24), tmp_path / "run", tmp_path / "cache.sqlite"  # 12 parts of 0.5 s answers: time to spare
     with OpenAIServer(latency=0.5) as srv:
         cmd = [sys.executable, "-m", "datagen.cli", "distill", "--input", str(src), "--out", str(out), "--llm", "openai",
                "--model", "m", "--base-url", srv.url, "--cache", str(cache), "--chunk-size", "2", "--concurrency", "1"]
