@@ -169,7 +169,9 @@ def parse_and_run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, r
 
 def say(message: str) -> None:
     """One line to stderr, whatever it holds (a lone surrogate from bad input is escaped)."""
-    print(message.encode("utf-8", errors="backslashreplace").decode("utf-8"), file=sys.stderr)
+    from .errors import printable
+
+    print(printable(message), file=sys.stderr)
 
 
 def run_command(args: argparse.Namespace, resume_hint: ResumeHint = _rerun) -> int:

@@ -3,6 +3,20 @@
 from __future__ import annotations
 
 
+def printable(text: str) -> str:
+    """``text`` with any lone UTF-16 surrogate (from bad input) escaped, so that it can be
+    printed or written as UTF-8."""
+    return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+
+
+def field_path(parts: list | tuple) -> str:
+    """``["conversations", 1, "from"]`` -> ``conversations[1].from``, as errors name fields."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
 class UserError(Exception):
     """A mistake in the user's input or invocation. Exit code 2."""
 

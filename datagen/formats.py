@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Callable
 
-from .errors import FieldError
+from .errors import FieldError, field_path
 from .record import ROLES, Message, Record
 
 FORMATS = ("record", "messages", "sharegpt", "alpaca", "seed")
@@ -281,9 +281,7 @@ def to_record(obj: Any, fmt: str, require_answer: bool = True) -> Record:
 def validation_field_error(e: Any, where: str) -> FieldError:
     """A pydantic ValidationError as a FieldError naming the first bad field."""
     err = e.errors()[0]
-    field = ""
-    for part in err["loc"]:
-        field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
+    field = field_path(err["loc"])
     if err["type"] == "literal_error":
         return FieldError(field, f"unknown role {err.get('input')!r} (expected one of {', '.join(ROLES)})", "unknown_role")
     return FieldError(field or where, err["msg"])

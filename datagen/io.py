@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
-from .errors import FieldError, InputError, UserError
+from .errors import FieldError, InputError, UserError, field_path, printable
 from .formats import FORMATS, describe_formats, detect_format, misspelt_field, to_record, to_row
 from .record import Record, Rejection, dumps_strict
 
@@ -63,13 +63,10 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no
 
 
 def _path(parts: list[Any]) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return _printable(out)
+    return printable(field_path(parts))
 
 
-def check_value(obj: Any, deep: bool = True) -> _BadValue | None:
+def check_value(obj: Any) -> _BadValue | None:
     """The first problem in a decoded row: nesting deeper than MAX_DEPTH, a lone surrogate in a
     string or a key, a non-finite float (Parquet can hold them). Iterative, so any depth is safe."""
     stack: list[tuple[Any, list[Any]]] = [(obj, [])]
@@ -78,14 +75,14 @@ def check_value(obj: Any, deep: bool = True) -> _BadValue | None:
         if len(where) > MAX_DEPTH:
             return _BadValue(_path(where[:3]) or None, f"nested more than {MAX_DEPTH} levels deep", "too_deep")
         if isinstance(value, str):
-            if deep and _has_surrogate(value):
+            if _has_surrogate(value):
                 return _BadValue(_path(where) or None, "holds a lone UTF-16 surrogate (\\ud800-\\udfff escape without its pair): not valid Unicode text", "invalid_unicode")
         elif isinstance(value, float):
             if not math.isfinite(value):
                 return _BadValue(_path(where) or None, f"non-finite number {value} (JSON has no NaN or Infinity)", "non_finite_number")
         elif isinstance(value, dict):
             for k, v in value.items():
-                if deep and isinstance(k, str) and _has_surrogate(k):
+                if isinstance(k, str) and _has_surrogate(k):
                     return _BadValue(_path(where + [k]), "key holds a lone UTF-16 surrogate: not valid Unicode text", "invalid_unicode")
                 stack.append((v, where + [k]))
         elif isinstance(value, (list, tuple)):
@@ -152,12 +149,7 @@ def _iter_jsonl(path: Path, on_bad: Callable[[InputError, str], None] | None) ->
                 continue
             if on_bad is None:
                 raise err from None
-            on_bad(err, _printable(line.rstrip("\n")))
-
-
-def _printable(text: str) -> str:
-    """``text`` with lone surrogates escaped, so that it can be written as UTF-8."""
-    return text.encode("utf-8", errors="backslashreplace").decode("utf-8") if _has_surrogate(text) else text
+            on_bad(err, printable(line.rstrip("\n")))
 
 
 def _iter_json_array(path: Path) -> Iterator[Row]:

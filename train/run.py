@@ -171,10 +171,8 @@ def _lock_out(out: Path) -> Any:
 
 
 def _check_out(out: Path, *, resume: bool, force: bool) -> Path | None:
-    """The checkpoint to resume from; refuses to mix two runs in one folder."""
-    from datagen.io import check_output
-
-    check_output(out, directory=True)
+    """The checkpoint to resume from; refuses to mix two runs in one folder (``out`` was checked
+    by :func:`_lock_out`)."""
     checkpoint = last_checkpoint(out) if out.is_dir() else None
     if resume:
         if checkpoint is None:

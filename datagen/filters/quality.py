@@ -137,7 +137,7 @@ class QualityStage:
         models: dict[str, Any] = {}
         if self._llm is not None:
             models["judge"] = self._llm.describe()
-            ctx.stats.extra["llm"] = {k: v for k, v in self._llm.usage.to_dict().items()}
+            ctx.stats.extra["llm"] = self._llm.usage.to_dict()
         if self._ifd is not None:
             models["ifd"] = {"model": self._ifd.scorer.model_id, "backend": "local"}
         ctx.stats.extra["models"] = models

@@ -82,16 +82,12 @@ _NO_INPUT = {"", "none", "<none>", "(none)", "<noinput>", "<no input>", "no inpu
 def load_seed_tasks(path: str | os.PathLike[str], limit: int | None = None) -> list[dict[str, Any]]:
     """Read Self-Instruct seed tasks (JSONL, a JSON array or Parquet). Any problem raises an
     :class:`~datagen.errors.InputError` naming the file, the line and the field."""
-    from ..errors import FieldError, InputError, UserError
+    from ..errors import FieldError, InputError
     from ..formats import parse_seed_task
     from ..io import open_rows, row_error
 
     p = Path(path)
-    if p.is_dir():
-        raise UserError(f"--seeds {p}: is a directory; expected a JSONL file of seed tasks")
-    if not p.exists():
-        raise UserError(f"--seeds {p}: no such file")
-    kind, rows = open_rows(p)
+    kind, rows = open_rows(p)  # a missing, unreadable or directory path is refused there
     tasks: list[dict[str, Any]] = []
     first_line: dict[str, str] = {}
     for lineno, item, obj in rows:

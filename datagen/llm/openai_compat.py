@@ -92,11 +92,11 @@ CAPABILITY_STATUSES = frozenset({400, 404, 422, 500, 501})
 
 # The ways of asking for a reply that follows a JSON schema, tried in this order until the server
 # takes one: OpenAI's (vLLM, Ollama, llama.cpp's own server), then llama-cpp-python's.
-JSON_DIALECTS: tuple[Any, ...] = (
-    lambda schema: {"type": "json_schema", "json_schema": {"name": "reply", "strict": True, "schema": schema}},
-    lambda schema: {"type": "json_object", "schema": schema},
+JSON_DIALECTS: tuple[tuple[str, str, Any], ...] = (  # (name in the manifest, response_format type, body)
+    ("json_schema", "json_schema", lambda schema: {"type": "json_schema", "json_schema": {"name": "reply", "strict": True, "schema": schema}}),
+    ("json_object+schema", "json_object", lambda schema: {"type": "json_object", "schema": schema}),
 )
-JSON_DIALECT_NAMES = ("json_schema", "json_object+schema")
+LLAMA_CPP_PYTHON = "me"  # what llama-cpp-python's server says in GET /models "owned_by"
 
 
 @dataclass
@@ -114,7 +114,7 @@ class Capabilities:
         if "response_format" in self.refused:
             structured = None
         else:
-            structured = JSON_DIALECT_NAMES[self.json_dialect] if self.structured_ok else "not asked"
+            structured = JSON_DIALECTS[self.json_dialect][0] if self.structured_ok else "not asked"
         return {"refused": dict(self.refused), "models": self.models, "server": self.server,
                 "structured_output": structured, "slots": self.slots}
 
@@ -304,7 +304,7 @@ class OpenAICompatLLM:
         owners = {str(m.get("owned_by", "")).lower() for m in data if isinstance(m, dict)}
         self.capabilities.models = ids
         self.capabilities.server = next((kind for kind, marks in _SERVER_MARKS if owners & marks), None)
-        if "me" in owners:  # llama-cpp-python's server: its own form of response_format
+        if LLAMA_CPP_PYTHON in owners:  # its own form of response_format
             self.capabilities.json_dialect = 1
         slots = self._server_slots(client_headers=headers, owners=owners)
         if slots is not None and slots < self.concurrency:
@@ -321,7 +321,7 @@ class OpenAICompatLLM:
         """How many requests the server serves at once, where it says: llama-cpp-python's server
         serves one (it holds a lock around the model); llama.cpp's own server tells its slots in
         ``GET /props``."""
-        if "me" in owners:
+        if LLAMA_CPP_PYTHON in owners:
             return 1
         if "llamacpp" not in owners:
             return None
@@ -532,7 +532,7 @@ class OpenAICompatLLM:
         caps = self.capabilities
         if name == "response_format":
             sent = body["response_format"].get("type")
-            if sent != JSON_DIALECTS[caps.json_dialect]({}).get("type"):
+            if sent != JSON_DIALECTS[caps.json_dialect][1]:
                 return True  # another request in flight already moved on to the next form
             if caps.json_dialect + 1 < len(JSON_DIALECTS):  # try the next way of asking for a schema
                 caps.json_dialect += 1
@@ -576,8 +576,8 @@ class OpenAICompatLLM:
             if params.top_logprobs:
                 body["top_logprobs"] = params.top_logprobs
         if params.json_schema is not None and "response_format" not in self.capabilities.refused:
-            dialect = JSON_DIALECTS[self.capabilities.json_dialect]
-            body["response_format"] = dialect(json.loads(params.json_schema))
+            _, _, form = JSON_DIALECTS[self.capabilities.json_dialect]
+            body["response_format"] = form(json.loads(params.json_schema))
             body["max_tokens"] = max(params.max_tokens, JSON_MIN_TOKENS)
         if self.capabilities.server == "llama.cpp":
             # its default repeat_penalty 1.1 changes the chosen token (temperature 0 is then not
@@ -649,7 +649,7 @@ class OpenAICompatLLM:
 
 # what GET /models says in "owned_by", by server
 _SERVER_MARKS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("llama.cpp", frozenset({"llamacpp", "llama.cpp", "llama-cpp-python", "me"})),
+    ("llama.cpp", frozenset({"llamacpp", "llama.cpp", "llama-cpp-python", LLAMA_CPP_PYTHON})),
     ("vllm", frozenset({"vllm"})),
     ("ollama", frozenset({"ollama", "library"})),
     ("openai", frozenset({"openai", "system", "openai-internal"})),
