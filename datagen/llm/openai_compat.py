@@ -37,7 +37,6 @@ import logging
 import os
 import queue
 import random
-import re
 import sys
 import threading
 import time
@@ -51,6 +50,7 @@ from openai.types.chat import ChatCompletion
 from tqdm import tqdm
 
 from .base import JSON_MIN_TOKENS, BackendUnavailable, BudgetExceeded, ChatRequest, Completion, GenParams, LLMError, TokenLogprob, Usage
+from .capabilities import JSON_DIALECTS, LLAMA_CPP_PYTHON, OPTIONAL_FIELDS, SERVER_MARKS, Capabilities, refused_field
 
 try:  # openai >= 3 is built on httpx2, older releases on httpx
     import httpx2 as httpx
@@ -68,68 +68,6 @@ RETRY_STATUSES = frozenset({408, 409, 429})  # plus every 5xx
 SYSTEMIC_STATUSES = frozenset({401, 403, 404})  # not retried, but every request will fail alike
 MAX_RETRY_AFTER = 600.0  # a server asking for a longer pause fails the request instead
 _DONE = object()  # end-of-batch marker on the result queue
-
-
-# Optional request fields a server may refuse, most specific name first, each with the fields
-# that go with it. A refusal that names one (llama.cpp without logits_all: "logprobs is not
-# supported ..."; OpenAI: "Unrecognized request argument supplied: repeat_penalty") is the
-# server's missing capability, not an outage: the field is dropped for the backend's life and the
-# request is sent again at once, counted neither as a retry nor toward the breaker.
-OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {
-    "top_logprobs": ("top_logprobs",),
-    "logprobs": ("logprobs", "top_logprobs"),
-    "response_format": ("response_format",),
-    "repeat_penalty": ("repeat_penalty",),
-    "seed": ("seed",),
-}
-_NAMES = {"json_schema": "response_format", "json_object": "response_format"}  # other words a refusal may use
-_REFUSAL_WORDS = re.compile(
-    r"not (?:be )?supported|unsupported|(?:does|do) not support|not implemented|unrecogni[sz]ed|unknown|"
-    r"not allowed|not permitted|extra (?:fields|inputs)|unexpected (?:keyword|field|argument)|invalid|"
-    r"input should be|validation error", re.I)
-CAPABILITY_STATUSES = frozenset({400, 404, 422, 500, 501})
-
-
-# The ways of asking for a reply that follows a JSON schema, tried in this order until the server
-# takes one: OpenAI's (vLLM, Ollama, llama.cpp's own server), then llama-cpp-python's.
-JSON_DIALECTS: tuple[tuple[str, str, Any], ...] = (  # (name in the manifest, response_format type, body)
-    ("json_schema", "json_schema", lambda schema: {"type": "json_schema", "json_schema": {"name": "reply", "strict": True, "schema": schema}}),
-    ("json_object+schema", "json_object", lambda schema: {"type": "json_object", "schema": schema}),
-)
-LLAMA_CPP_PYTHON = "me"  # what llama-cpp-python's server says in GET /models "owned_by"
-
-
-@dataclass
-class Capabilities:
-    """What the server turned out to support; goes to the manifest (``describe()``)."""
-
-    refused: dict[str, str] = field(default_factory=dict)  # optional field -> the server's words
-    models: list[str] | None = None  # the ids GET /models listed; None: it did not answer
-    server: str | None = None  # "llama.cpp", "vllm", "ollama"... when the listing says
-    json_dialect: int = 0  # index into JSON_DIALECTS of the form of response_format in use
-    slots: int | None = None  # requests the server serves at once, when it says and it is fewer than asked
-    structured_ok: bool = False  # a request with response_format was answered
-
-    def to_dict(self) -> dict[str, Any]:
-        if "response_format" in self.refused:
-            structured = None
-        else:
-            structured = JSON_DIALECTS[self.json_dialect][0] if self.structured_ok else "not asked"
-        return {"refused": dict(self.refused), "models": self.models, "server": self.server,
-                "structured_output": structured, "slots": self.slots}
-
-
-def refused_field(status: int, message: str, sent: Mapping[str, Any]) -> str | None:
-    """The optional field (a key of OPTIONAL_FIELDS) that an error response refuses, if any: the
-    status is one servers use for it, the message names a field we sent, and says it is refused."""
-    if status not in CAPABILITY_STATUSES or not _REFUSAL_WORDS.search(message):
-        return None
-    low = message.lower()
-    for word in (*OPTIONAL_FIELDS, *_NAMES):
-        name = _NAMES.get(word, word)
-        if name in sent and re.search(rf"(?<![a-z_]){word}(?![a-z_])", low):
-            return name
-    return None
 
 
 class _Malformed(Exception):
@@ -303,7 +241,7 @@ class OpenAICompatLLM:
         ids = [str(m.get("id")) for m in data if isinstance(m, dict) and m.get("id") is not None]
         owners = {str(m.get("owned_by", "")).lower() for m in data if isinstance(m, dict)}
         self.capabilities.models = ids
-        self.capabilities.server = next((kind for kind, marks in _SERVER_MARKS if owners & marks), None)
+        self.capabilities.server = next((kind for kind, marks in SERVER_MARKS if owners & marks), None)
         if LLAMA_CPP_PYTHON in owners:  # its own form of response_format
             self.capabilities.json_dialect = 1
         slots = self._server_slots(client_headers=headers, owners=owners)
@@ -645,15 +583,6 @@ class OpenAICompatLLM:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key != NO_KEY else text
-
-
-# what GET /models says in "owned_by", by server
-_SERVER_MARKS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("llama.cpp", frozenset({"llamacpp", "llama.cpp", "llama-cpp-python", LLAMA_CPP_PYTHON})),
-    ("vllm", frozenset({"vllm"})),
-    ("ollama", frozenset({"ollama", "library"})),
-    ("openai", frozenset({"openai", "system", "openai-internal"})),
-)
 
 
 def _prompt_tokens_guess(request: ChatRequest) -> int:
