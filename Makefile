@@ -16,7 +16,7 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=O
   -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 LLAMA_STAMP := $(VENV)/.llama-installed
 
-.PHONY: install browser demo test test-servers llama clean
+.PHONY: install browser compat demo test test-servers llama clean
 
 install: $(STAMP)
 
@@ -34,10 +34,27 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
+# A second venv with transformers 4.57 (the last 4.x line), for tests/test_portable.py: checks that
+# a model folder saved under transformers 5 and passed through train.portable.make_portable loads
+# identically under 4.x. torch first, pinned to the same local CPU wheel.
+COMPAT_VENV ?= .venv-compat
+COMPAT_PIP := $(COMPAT_VENV)/bin/python -m pip
+COMPAT_STAMP := $(COMPAT_VENV)/.installed
+TRANSFORMERS_COMPAT ?= 4.57.6
+
+compat: $(COMPAT_STAMP)
+
+$(COMPAT_STAMP):
+	test -x $(COMPAT_VENV)/bin/python || python3 -m venv $(COMPAT_VENV)
+	$(COMPAT_PIP) install -q torch==2.13.0
+	$(COMPAT_PIP) install -q 'transformers==$(TRANSFORMERS_COMPAT)' 'tokenizers>=0.22,<=0.23.0' \
+	  'huggingface-hub>=0.34,<1.0' safetensors jinja2 numpy
+	touch $(COMPAT_STAMP)
+
 demo: install
 	bash scripts/demo.sh $(DEMO_DIR)
 
-test: install browser
+test: install browser compat
 	$(PY) -m pytest -q
 
 # The real-server tier: llama.cpp's server (llama-cpp-python) over the embedded GGUF, with and
@@ -53,4 +70,4 @@ test-servers: llama
 	DATAGEN_TEST_SERVERS=1 $(PY) -m pytest -q -m servers tests/servers
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache build dist
+	rm -rf $(VENV) $(COMPAT_VENV) runs .pytest_cache build dist

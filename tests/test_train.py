@@ -153,7 +153,11 @@ def test_lora_steps_lower_the_loss_and_save_everything(trained):
     assert len(manifest["inputs"]["data"]["sha256"]) == 64
     assert manifest["data"]["train_samples"] == len(TINY) and manifest["batches"]["mode"] == "packed"
     assert (trained / "adapter_model.safetensors").is_file() and (trained / "metrics.json").is_file()
-    assert json.loads((trained / "adapter_config.json").read_text())["base_model_name_or_path"] == "smollm2"
+    # peft's loader reads the base's absolute path; train merge / eval read the name the user gave
+    from datagen.llm.models import resolve_model
+
+    assert json.loads((trained / "adapter_config.json").read_text())["base_model_name_or_path"] == str(resolve_model("smollm2").resolve())
+    assert json.loads((trained / "datagen_base.json").read_text()) == {"model": "smollm2"}
 
 
 @pytest.mark.slow

@@ -43,7 +43,10 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # -- model and method -------------------------------------------------------------------------
-    model: str = Field("smollm2", description="base model: 'smollm2' (the embedded SmolLM2-135M-Instruct) or a local Hugging Face model folder")
+    model: str = Field("smollm2", description="base model: 'smollm2' (the embedded SmolLM2-135M-Instruct), 'gemma3-270m' (the embedded Gemma 3 270M base) or a local Hugging Face model folder")
+    chat_template: str = Field("auto", description=(
+        "the conversation format: auto (the model's own template; a base model without one gets the format whose turn tokens "
+        "its vocabulary holds: gemma or chatml), chatml, gemma, or a FILE.jinja; its end-of-turn token becomes the eos the loss trains"))
     method: Method = Field("lora", description="full: all weights; lora / dora: low-rank adapters (DoRA: weight-decomposed); qlora: LoRA on a 4-bit base (needs a CUDA GPU and bitsandbytes)")
     lora_r: int = Field(16, ge=1, description="adapter rank")
     lora_alpha: float = Field(32, gt=0, description="adapter scaling numerator (scale = alpha / r)")

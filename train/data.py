@@ -264,16 +264,15 @@ def end_of_turn_token(tokenizer: PreTrainedTokenizerBase) -> str:
         ChatTemplateError: the template ends an assistant turn with no special token, so a model
             trained on it would not learn to stop.
     """
-    probe = "Probe answer 7431."
-    messages = [Message(role="user", content="Probe question?"), Message(role="assistant", content=probe)]
+    from datagen.llm.templates import PROBE, first_special_token
+
+    messages = [Message(role="user", content="Probe question?"), Message(role="assistant", content=PROBE)]
     text, [(start, end)] = assistant_spans(tokenizer, messages)
     turn = text[start:end]
-    tail = turn[turn.index(probe) + len(probe):]
-    special = set(tokenizer.all_special_tokens)
-    special |= {t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.special}
-    for token in tokenizer.convert_ids_to_tokens(tokenizer(tail, add_special_tokens=False)["input_ids"]):
-        if token in special:
-            return token
+    tail = turn[turn.index(PROBE) + len(PROBE):]
+    token = first_special_token(tokenizer, tail)
+    if token is not None:
+        return token
     raise ChatTemplateError(f"an assistant turn ends with {tail!r}, which holds no special token; a model trained on this template would not learn where to stop")
 
 

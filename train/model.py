@@ -11,8 +11,14 @@
   adapter folder as base + adapter merged in memory.
 * :func:`save_for_generation` makes a saved folder stop generating at the end of an assistant turn.
 
-The adapter's ``adapter_config.json`` names the base as the user gave it (``smollm2`` for the
-embedded model), so ``train merge`` and ``train eval`` find the base on any machine.
+A model without a chat template (a base model) gets one before anything is tokenized
+(``chat_template`` setting, :mod:`datagen.llm.templates`); turn tokens its vocabulary lacks are
+added, and with adapters their embedding rows are trained (peft's ``trainable_token_indices``).
+
+The adapter's ``adapter_config.json`` names the base by its folder's absolute path, so peft's own
+``AutoPeftModelForCausalLM.from_pretrained(adapter)`` loads it on the machine that trained it;
+``datagen_base.json`` beside it keeps the name the user gave (``gemma3-270m``), which ``train
+merge`` and ``train eval`` resolve on any machine.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from datagen.errors import UserError
 from datagen.llm.base import LLMError
+from datagen.llm.templates import apply_chat_template
 
 from .config import TrainConfig
 
@@ -36,6 +43,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 ADAPTER_CONFIG = "adapter_config.json"
+BASE_FILE = "datagen_base.json"  # {"model": the base as the user named it}
 
 
 @dataclass(frozen=True)
@@ -105,8 +113,13 @@ def load_for_training(cfg: TrainConfig, rt: Runtime) -> tuple[PreTrainedModel, P
             raise UserError(str(e)) from None
         model.set_attn_implementation(rt.attn_implementation)
     model.config.use_cache = False  # packed rows carry no attention mask; the KV cache is useless in training
+    try:
+        applied = apply_chat_template(tokenizer, model, cfg.chat_template)
+    except LLMError as e:
+        raise UserError(str(e)) from None
     if cfg.uses_adapter:
-        model = _add_adapter(model, cfg)
+        model = _add_adapter(model, cfg, new_tokens=tokenizer.convert_tokens_to_ids(list(applied.added_tokens)))
+    model.datagen_chat_template = applied.to_dict()  # for the manifest
     return model, tokenizer
 
 
@@ -145,10 +158,12 @@ def _peft_quietly() -> Iterator[None]:
         yield
 
 
-def _add_adapter(model: PreTrainedModel, cfg: TrainConfig) -> PreTrainedModel:
+def _add_adapter(model: PreTrainedModel, cfg: TrainConfig, new_tokens: list[int] | None = None) -> PreTrainedModel:
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(
+        # rows of the embedding added for a chat format's turn tokens: trained, and saved with the adapter
+        trainable_token_indices=list(new_tokens) if new_tokens else None,
         task_type="CAUSAL_LM",
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
@@ -159,15 +174,25 @@ def _add_adapter(model: PreTrainedModel, cfg: TrainConfig) -> PreTrainedModel:
     )
     with _peft_quietly():
         peft_model = get_peft_model(model, lora)
-    peft_model.peft_config["default"].base_model_name_or_path = base_name(cfg.model)
+    peft_model.peft_config["default"].base_model_name_or_path = base_path(cfg.model)
     return peft_model  # type: ignore[return-value]
 
 
-def base_name(model: str) -> str:
-    """How an adapter names its base: the embedded model's name, or a local folder's absolute path."""
+def base_path(model: str) -> str:
+    """The absolute path of the base's folder (an embedded model's converted folder), as peft's own
+    loader needs it in ``adapter_config.json``."""
+    from datagen.llm.models import resolve_model
+
+    return str(resolve_model(model).expanduser().resolve())
+
+
+def write_base_name(out: str | os.PathLike[str], model: str) -> None:
+    """``datagen_base.json``: the base as the user named it: an embedded model's name, or a local
+    folder's absolute path."""
+    from datagen.io import write_json
     from datagen.llm.models import is_embedded
 
-    return model if is_embedded(model) else str(Path(model).expanduser().resolve())
+    write_json(Path(out) / BASE_FILE, {"model": model if is_embedded(model) else str(Path(model).expanduser().resolve())})
 
 
 def is_adapter_dir(path: str | os.PathLike[str]) -> bool:
@@ -175,7 +200,16 @@ def is_adapter_dir(path: str | os.PathLike[str]) -> bool:
 
 
 def adapter_base(path: str | os.PathLike[str]) -> str:
-    """The base model an adapter folder was trained on."""
+    """The base model an adapter folder was trained on: the name in ``datagen_base.json``, else
+    the adapter config's ``base_model_name_or_path``."""
+    named = Path(path) / BASE_FILE
+    if named.is_file():
+        try:
+            base = json.loads(named.read_text(encoding="utf-8")).get("model")
+        except (OSError, ValueError, AttributeError):
+            base = None
+        if isinstance(base, str) and base:
+            return base
     cfg = json.loads((Path(path) / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     base = cfg.get("base_model_name_or_path")
     if not base:
@@ -207,13 +241,15 @@ def load_merged(
         if is_adapter_dir(folder):
             from peft import PeftModel
 
-            base_path = resolve_model(base or adapter_base(folder))
-            model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(resolve_model(base or adapter_base(folder)), dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+            if len(tokenizer) > model.get_input_embeddings().num_embeddings:  # turn tokens added in training
+                model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
             with _peft_quietly():
                 model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
         else:
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+            tokenizer = AutoTokenizer.from_pretrained(folder)
     except LLMError as e:
         raise UserError(str(e)) from None
     except (OSError, ValueError) as e:

@@ -33,7 +33,6 @@ import os
 import random
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +46,7 @@ from .model import (
     load_for_training,
     resolve_runtime,
     save_for_generation,
+    write_base_name,
 )
 
 if TYPE_CHECKING:
@@ -87,11 +87,8 @@ def run(cfg: TrainConfig, data: str, out: str, *, resume: bool = False, force: b
     train_samples, eval_samples, data_stats = load_data(cfg, data, tokenizer, records)
     data_stats["memory_estimate"] = memory
 
+    data_stats["chat_template"] = getattr(model, "datagen_chat_template", None)
     trainer, meter = build_trainer(cfg, rt, model, tokenizer, train_samples, eval_samples, out_dir)
-    # peft looks for the base's config.json under the adapter's base name ("smollm2") to see whether
-    # the vocabulary changed, at every checkpoint and at the end; it did not (embeddings are not
-    # trained), so its warning is noise.
-    warnings.filterwarnings("ignore", message="Could not find a config file in")
     if checkpoint and trainer.is_world_process_zero():
         print(f"resuming from {checkpoint}", file=sys.stderr)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -107,7 +104,7 @@ def run(cfg: TrainConfig, data: str, out: str, *, resume: bool = False, force: b
     if eval_samples:
         metrics.update(trainer.evaluate())
 
-    _save_model(trainer, tokenizer, out_dir)
+    _save_model(trainer, tokenizer, out_dir, cfg)
     if trainer.is_world_process_zero():
         write_json(out_dir / "log_history.json", trainer.state.log_history)
         write_json(out_dir / "metrics.json", metrics)
@@ -363,8 +360,9 @@ def _world_size() -> int:
 
 
 # -- saving ------------------------------------------------------------------------------------------
-def _save_model(trainer: Trainer, tokenizer: PreTrainedTokenizerBase, out: Path) -> None:
-    """The adapter (lora/dora/qlora) or the full weights, plus tokenizer and generation config."""
+def _save_model(trainer: Trainer, tokenizer: PreTrainedTokenizerBase, out: Path, cfg: TrainConfig) -> None:
+    """The adapter (lora/dora/qlora) and the base's name, or the full weights; plus tokenizer and
+    generation config."""
     from peft import PeftModel
 
     model = trainer.accelerator.unwrap_model(trainer.model)
@@ -373,6 +371,8 @@ def _save_model(trainer: Trainer, tokenizer: PreTrainedTokenizerBase, out: Path)
     trainer.save_model(str(out))  # every process must call it (it synchronizes); process 0 writes
     if trainer.is_world_process_zero():
         save_for_generation(out, tokenizer, base)
+        if cfg.uses_adapter:
+            write_base_name(out, cfg.model)
 
 
 def _manifest(

