@@ -44,7 +44,7 @@ TRANSFORMERS_COMPAT ?= 4.57.6
 
 compat: $(COMPAT_STAMP)
 
-$(COMPAT_STAMP):
+$(COMPAT_STAMP): Makefile
 	test -x $(COMPAT_VENV)/bin/python || python3 -m venv $(COMPAT_VENV)
 	$(COMPAT_PIP) install -q torch==2.13.0
 	$(COMPAT_PIP) install -q 'transformers==$(TRANSFORMERS_COMPAT)' 'tokenizers>=0.22,<=0.23.0' \

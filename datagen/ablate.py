@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from .llm.base import LLM
     from .record import Record
 
-DEFAULT_RECIPE = "lora-smollm2-cpu"
+DEFAULT_RECIPE = "lora-gemma3-cpu"  # the base student: SFT is what turns it into an assistant
 DEFAULT_STAGES = "heuristics,exact,minhash,semantic,quality"
 # Without --filter-config the quality stage runs only the model-free surface scorer, so curation
 # needs no LLM on a CPU; pass a filter config with quality.scorers: [judge, ...] for the real one.
@@ -99,8 +99,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also train a 'filtered' arm: as many records drawn at random from the filter's survivors (the filter's effect without the selection)")
     t.add_argument("--full", action="store_true", help="also train a 'full' arm on the whole pool")
     e = p.add_argument_group("evaluation")
-    e.add_argument("--judge-prompts", type=int, default=20, metavar="K", help="gold prompts answered and judged (0: no judge, loss only; default 20)")
-    e.add_argument("--max-new-tokens", type=int, default=96, help="longest answer generated per gold prompt")
+    e.add_argument("--answer-prompts", type=int, default=40, metavar="K",
+                   help="gold prompts each model answers greedily, for the behavioural defect rates (0: loss only; default 40)")
+    e.add_argument("--judge-prompts", type=int, default=0, metavar="K",
+                   help="of those, how many a judge compares with the random arm's answers, both orders (default 0: no judge)")
+    e.add_argument("--max-new-tokens", type=int, default=128, help="longest answer generated per gold prompt (an answer that reaches it never stopped)")
     e.add_argument("--judge-model", default=None, metavar="M", help="local judge model (default: the embedded SmolLM2-135M-Instruct)")
     e.add_argument("--batch-size", type=int, default=16, help="generation and loss batch size")
     e.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda if available)")
@@ -127,8 +130,9 @@ class AblationSettings:
     seeds: int = 3
     filtered: bool = False
     full: bool = False
-    judge_prompts: int = 20
-    max_new_tokens: int = 96
+    answer_prompts: int = 40
+    judge_prompts: int = 0
+    max_new_tokens: int = 128
     judge_model: str | None = None
     batch_size: int = 16
     device: str | None = None
@@ -277,14 +281,19 @@ def train_arm(s: AblationSettings, arm: Arm, run_dir: Path) -> dict[str, Any]:
 
 
 # -- evaluation -----------------------------------------------------------------------------------------
-def gold_loss(s: AblationSettings, folder: str, max_length: int) -> Any:
+def gold_loss(s: AblationSettings, folder: str, max_length: int, chat_template: str | None = None) -> Any:
     """:func:`train.evaluate.heldout_loss` of the plain model in ``folder`` on the gold set, cut to
-    ``max_length`` tokens as in training; the model is released before returning."""
+    ``max_length`` tokens as in training; the model is released before returning. A base model
+    without a chat template is scored in the format training gives it (``chat_template``)."""
     from train.data import load_samples
     from train.evaluate import heldout_loss
     from train.model import load_merged
 
+    from .llm.templates import apply_chat_template
+
     model, tokenizer = load_merged(folder, device=s.device or _default_device())
+    if chat_template is not None:
+        apply_chat_template(tokenizer, model, chat_template)
     samples, _ = load_samples(s.gold, tokenizer, max_length=max_length, overlong="truncate")
     return heldout_loss(model, tokenizer, samples, batch_size=s.batch_size)
 
@@ -294,30 +303,40 @@ def eval_arm(s: AblationSettings, run_dir: Path, gold_sha: str) -> dict[str, Any
     import tempfile
 
     from .io import write_json
-    from .llm.local import LocalLLM
     from .rundir import fingerprint
 
     trained = json.loads((run_dir / "train.json").read_text(encoding="utf-8"))
-    fp = fingerprint({"trained": trained["fingerprint"], "gold": gold_sha, "prompts": s.judge_prompts, "max_new_tokens": s.max_new_tokens})
+    fp = fingerprint({"trained": trained["fingerprint"], "gold": gold_sha, "prompts": s.answer_prompts, "max_new_tokens": s.max_new_tokens})
     marker = run_dir / "eval.json"
     done = read_marker(marker, fp, s.force)
     if done is not None:
         return done
-    from train.evaluate import answer, load_prompts
     from train.merge import merge
 
     cfg = train_config(s, trained["seed"])
-    device = s.device or _default_device()
     with tempfile.TemporaryDirectory(prefix="ablate-") as tmp:
         folder = merge(str(run_dir / "model"), str(Path(tmp) / "merged"), dtype="fp32")
         loss = gold_loss(s, folder, cfg.max_length)
-        answers: list[str] = []
-        if s.judge_prompts > 0:
-            records = load_prompts(s.gold, s.judge_prompts)
-            answers = answer(LocalLLM(str(folder), batch_size=s.batch_size, device=device), records, s.max_new_tokens)
-    doc = {"fingerprint": fp, **loss.to_dict(), "answers": answers}
+        doc = {"fingerprint": fp, **loss.to_dict(), **answer_gold(s, folder)}
     write_json(marker, doc)
     return doc
+
+
+def answer_gold(s: AblationSettings, folder: str) -> dict[str, Any]:
+    """Greedy answers of the model in ``folder`` to the first ``--answer-prompts`` gold prompts,
+    and what a user would see in them (:mod:`train.behaviour`): ``answers`` (texts, for the judge),
+    ``stopped``, each answer's ``defects``, and ``behaviour`` (``defect_rate`` and a rate per kind)."""
+    if s.answer_prompts <= 0:
+        return {"answers": [], "stopped": [], "defects": [], "behaviour": None}
+    from train.evaluate import answer, behaviour_doc, load_prompts
+    from train.behaviour import defects
+
+    from .llm.local import LocalLLM
+
+    records = load_prompts(s.gold, s.answer_prompts)
+    replies = answer(LocalLLM(folder, batch_size=s.batch_size, device=s.device or _default_device()), records, s.max_new_tokens)
+    return {"answers": [a.text for a in replies], "stopped": [a.stopped for a in replies],
+            "defects": [defects(a) for a in replies], "behaviour": behaviour_doc(replies)}
 
 
 def eval_base(s: AblationSettings, gold_sha: str) -> dict[str, Any]:
@@ -329,14 +348,16 @@ def eval_base(s: AblationSettings, gold_sha: str) -> dict[str, Any]:
     from .rundir import fingerprint
 
     cfg = train_config(s, 0)
-    fp = fingerprint({"model": cfg.model, "gold": gold_sha, "max_length": cfg.max_length})
+    fp = fingerprint({"model": cfg.model, "gold": gold_sha, "max_length": cfg.max_length, "chat_template": cfg.chat_template,
+                      "prompts": s.answer_prompts, "max_new_tokens": s.max_new_tokens})
     marker = s.out / "base" / "eval.json"
     done = read_marker(marker, fp, s.force)
     if done is not None:
         return done
-    print(f"ablate: gold loss of the untrained base model ({cfg.model})", file=sys.stderr)
-    loss = gold_loss(s, str(resolve_model(cfg.model)), cfg.max_length)
-    doc = {"fingerprint": fp, "model": cfg.model, **loss.to_dict()}
+    print(f"ablate: gold loss and answers of the untrained base model ({cfg.model})", file=sys.stderr)
+    folder = str(resolve_model(cfg.model))
+    loss = gold_loss(s, folder, cfg.max_length, chat_template=cfg.chat_template)
+    doc = {"fingerprint": fp, "model": cfg.model, **loss.to_dict(), **answer_gold(s, folder)}
     write_json(marker, doc)
     return doc
 
@@ -369,7 +390,8 @@ def judge_arm(s: AblationSettings, judge: LLM, name: str, seed: int, mine: dict[
     done = read_marker(marker, fp, s.force)
     if done is not None:
         return done
-    result = judge_pairs(judge, records, mine["answers"], theirs["answers"])
+    n = len(records)
+    result = judge_pairs(judge, records, mine["answers"][:n], theirs["answers"][:n])
     scores = strict_scores(result)
     doc = {
         "fingerprint": fp, "arm": name, "seed": seed, "against": BASELINE,
@@ -539,13 +561,25 @@ def sign_test(wins: int, losses: int) -> float:
     return min(1.0, 2 * tail)
 
 
+def behaviour_row(behaviour: dict[str, Any] | None) -> dict[str, Any]:
+    """``defect_rate`` and ``defect_<kind>`` (a rate each) of one evaluation's behaviour summary."""
+    from train.behaviour import KINDS
+
+    if not behaviour:
+        return {}
+    return {"defect_rate": behaviour["defect_rate"], **{f"defect_{k}": behaviour["rates"][k] for k in KINDS}}
+
+
 def summarize(per_run: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Per arm: the spread over seeds of loss, perplexity, win rate, train loss and epochs."""
+    """Per arm: the spread over seeds of loss, perplexity, defect rates, win rate, train loss and epochs."""
+    from train.behaviour import KINDS
+
+    metrics = ("loss", "perplexity", "defect_rate", *(f"defect_{k}" for k in KINDS), "win_rate", "debiased_win_rate", "train_loss", "epochs")
     out = {}
     for name, rows in per_run.items():
         out[name] = {
             "records": rows[0]["records"], "steps": rows[0]["steps"],
-            **{m: spread([r.get(m) for r in rows]) for m in ("loss", "perplexity", "win_rate", "debiased_win_rate", "train_loss", "epochs")},
+            **{m: spread([r.get(m) for r in rows]) for m in metrics},
             "per_seed": rows,
         }
     return out
@@ -577,12 +611,13 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
             evals[name, arm.seed] = ev = eval_arm(s, run_dir, gold_sha)
             row = {k: trained[k] for k in ("seed", "records", "steps", "epochs", "train_loss")}
             even = 0.5 if name == BASELINE and s.judge_prompts else None  # the baseline against itself
-            row.update(loss=ev["loss"], perplexity=ev["perplexity"], win_rate=even, debiased_win_rate=even)
+            row.update(loss=ev["loss"], perplexity=ev["perplexity"], win_rate=even, debiased_win_rate=even,
+                       **behaviour_row(ev.get("behaviour")))
             per_run.setdefault(name, []).append(row)
     if s.judge_prompts > 0:
         from train.evaluate import load_prompts
 
-        records = load_prompts(s.gold, s.judge_prompts)
+        records = load_prompts(s.gold, min(s.judge_prompts, s.answer_prompts))
         judge = _judge(s)
         for name in arms:
             if name == BASELINE:
@@ -602,7 +637,7 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in s.__dict__.items()},
         "train_config": train_config(s, 0).model_dump(mode="json"),
         "gold": {"path": s.gold, "sha256": gold_sha},
-        "base": {k: base[k] for k in ("model", "loss", "perplexity")},
+        "base": {**{k: base[k] for k in ("model", "loss", "perplexity")}, **behaviour_row(base.get("behaviour"))},
         "win_rate_definition": "per prompt: 1 if the arm beats the random arm of the same seed in both answer orders, "
                                "0 if it loses in both, else 0.5; mean over prompts",
         "debiased_win_rate_definition": "per prompt: sigmoid((l1 - l2) / 2), where l = log P(A) - log P(B) at the judge's "
@@ -682,9 +717,10 @@ def render_html(doc: dict[str, Any]) -> str:
 
 def verdict_lines(doc: dict[str, Any]) -> list[str]:
     """One sentence per arm against the random arm, computed from the numbers (as in the report)."""
-    from .report.ablation import parse_ablation
+    from .report.ablation import overall, parse_ablation
 
-    return [v.sentence for v in parse_ablation(doc).verdicts]
+    found = parse_ablation(doc).verdicts
+    return [v.sentence for v in found] + overall(found)
 
 
 def cli(args: argparse.Namespace) -> int:

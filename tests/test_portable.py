@@ -102,15 +102,19 @@ def probe(folder: str) -> dict:
     except Exception as e:  # noqa: BLE001 - the error is the result
         out["tokenizer_error"] = f"{type(e).__name__}: {e}"
         tok = None
-    text = "hello world <start_of_turn> the cat <extra_id_0> sat, Paris! zqxj"
+    text = "hello world <start_of_turn> the cat <extra_id_0> sat , Paris ! zqxj ."
     messages = [{"role": "user", "content": "What is the capital of France?"},
                 {"role": "assistant", "content": "The capital of France is Paris."},
                 {"role": "user", "content": "Add 2 and 3."}]
     if tok is not None:
         ids = tok(text).input_ids
-        chat_ids = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
-        if not isinstance(chat_ids, list):  # tf5 returns a BatchEncoding
-            chat_ids = chat_ids["input_ids"]
+        chat_text, chat_ids = None, None
+        if tok.chat_template:
+            chat_text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            chat_ids = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+            if not isinstance(chat_ids, list):  # tf5 returns a BatchEncoding
+                chat_ids = chat_ids["input_ids"]
+            chat_ids = list(chat_ids)
         batch = tok(["cat", "What is the capital of France? The capital of France is Paris."], padding=True)
         out["tokenizer"] = {
             "ids": ids,
@@ -118,8 +122,8 @@ def probe(folder: str) -> dict:
             "tokens": tok.convert_ids_to_tokens(ids),
             "decoded": tok.decode(ids),
             "decoded_skip_special": tok.decode(ids, skip_special_tokens=True),
-            "chat_text": tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
-            "chat_ids": list(chat_ids),
+            "chat_text": chat_text,
+            "chat_ids": chat_ids,
             "chat_template": tok.chat_template,
             "eos": [tok.eos_token, tok.eos_token_id], "pad": [tok.pad_token, tok.pad_token_id],
             "bos": [tok.bos_token, tok.bos_token_id], "unk": [tok.unk_token, tok.unk_token_id],
@@ -189,12 +193,20 @@ def build_tokenizer():
     tk.post_processor = processors.TemplateProcessing(single="<bos> $A", pair="<bos> $A <bos> $B",
                                                       special_tokens=[("<bos>", bos)])
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
-                                  unk_token="<unk>", additional_special_tokens=["<start_of_turn>", "<end_of_turn>"])
+                                  unk_token="<unk>", additional_special_tokens=["<start_of_turn>", "<end_of_turn>"],
+                                  padding_side="left")  # an init argument: set later, tf4 and tf5 do not save it
     tok.add_tokens(ADDED)
     tok.chat_template = CHAT_TEMPLATE
-    tok.padding_side = "left"
     assert len(tok) <= COMMON["vocab_size"]
     return tok
+
+
+def reloaded_tokenizer(folder: Path):
+    """The tokenizer as the trainer has it: loaded back from a folder with AutoTokenizer."""
+    from transformers import AutoTokenizer
+
+    build_tokenizer().save_pretrained(folder)
+    return AutoTokenizer.from_pretrained(folder)
 
 
 def build_folder(folder: Path, name: str, tok) -> None:
@@ -219,7 +231,7 @@ def build_folder(folder: Path, name: str, tok) -> None:
 def folders(tmp_path_factory) -> dict[str, dict]:
     """{name: {"raw": folder as tf5 saved it, "portable": a copy after make_portable, "changes": [...]}}"""
     base = tmp_path_factory.mktemp("portable")
-    tok = build_tokenizer()
+    tok = reloaded_tokenizer(base / "tokenizer")
     out = {}
     for name in MODELS:
         raw = base / f"{name}-raw"
@@ -227,6 +239,13 @@ def folders(tmp_path_factory) -> dict[str, dict]:
         portable = base / f"{name}-portable"
         shutil.copytree(raw, portable)
         out[name] = {"raw": raw, "portable": portable, "changes": make_portable(portable)}
+    # the portable gemma3 folder with tf5's list of extra special tokens put back
+    listed = base / "gemma3-listed"
+    shutil.copytree(out["gemma3"]["portable"], listed)
+    tok_cfg = read(listed, "tokenizer_config.json")
+    tok_cfg["extra_special_tokens"] = tok_cfg.pop("additional_special_tokens")
+    (listed / "tokenizer_config.json").write_text(json.dumps(tok_cfg), encoding="utf-8")
+    out["gemma3"]["listed"] = listed
     return out
 
 
@@ -241,7 +260,7 @@ def tf4(folders) -> dict[str, dict]:
     """probe() of every raw and portable folder under transformers 4.57, in one subprocess."""
     if not COMPAT_PY.exists():
         pytest.skip(f"{COMPAT_PY.relative_to(ROOT)} is missing: run `make compat` to test loading under transformers 4.57")
-    keys = [f"{name}-{kind}" for name in folders for kind in ("raw", "portable")]
+    keys = [f"{name}-{kind}" for name, f in folders.items() for kind in ("raw", "portable", "listed") if kind in f]
     results = run_probe(COMPAT_PY, [folders[k.rsplit("-", 1)[0]][k.rsplit("-", 1)[1]] for k in keys])
     assert all(r["transformers"].startswith("4.57.") for r in results), results[0]["transformers"]
     return dict(zip(keys, results))
@@ -363,3 +382,9 @@ def test_tf4_misreads_the_folder_without_make_portable(name, tf4, tf5):
     assert old["rope_inv_freq"] != new["rope_inv_freq"]
     diff = max(abs(x - y) for ra, rb in zip(old["logits"], new["logits"]) for x, y in zip(ra, rb))
     assert diff > 1e-2, f"{name}: logits agree without make_portable (max diff {diff})"
+
+
+def test_tf4_needs_the_extra_special_tokens_as_additional_special_tokens(tf4):
+    """tf5's list under extra_special_tokens alone breaks 4.57's tokenizer, even with the class fixed."""
+    assert "tokenizer_error" in tf4["gemma3-listed"]
+    assert "tokenizer_error" not in tf4["gemma3-portable"]

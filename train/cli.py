@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, metavar="FILE", help="gold set with answers (any datagen format)")
     p.add_argument("--out", "-o", default=None, metavar="FILE", type=out_file, help="write the results as JSON here")
     p.add_argument("--prompts", default=None, metavar="FILE", help="prompts to answer (default: the gold set's first --n-prompts)")
-    p.add_argument("--n-prompts", type=int, default=8, metavar="N", help="how many prompts to answer")
+    p.add_argument("--n-prompts", type=int, default=32, metavar="N", help="how many prompts to answer (the behavioural defect rates are shares of these)")
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--max-length", type=int, default=None, help="truncate gold samples to this many tokens")
     p.add_argument("--format", choices=("alpaca", "sharegpt", "messages", "record"), default=None, help="gold-set format (default: detected)")

@@ -83,10 +83,14 @@ class TrainConfig(BaseModel):
     num_epochs: float = Field(3.0, gt=0, description="passes over the training data (ignored when max_steps is set)")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides num_epochs)")
     neftune_noise_alpha: float | None = Field(None, ge=0, description="NEFTune: uniform noise of this scale on the input embeddings during training (typical 5-15); none: off")
-    loss_chunk_tokens: int = Field(1024, ge=0, description=(
+    loss_chunk_tokens: int | None = Field(None, ge=0, description=(
         "compute the loss over trained tokens only, projecting this many at a time onto the vocabulary (never the full "
-        "rows x length x vocab logits); 0: the model's own loss over every position"))
-    memory_check: bool = Field(True, description="on a CPU, stop before the first step (exit 2, naming the settings to change) when the estimated peak memory exceeds what is available")
+        "rows x length x vocab logits); default: as many as keep a chunk's logits near 256 MB (1,024 for SmolLM2, 256 for "
+        "Gemma 3); 0: the model's own loss over every position"))
+    memory_check: Literal["adapt", "refuse", "off"] = Field("adapt", description=(
+        "on a CPU, before the first step, compare the estimated peak memory with what is available; when it does not fit, "
+        "adapt: run fewer rows per forward pass with more accumulation (the same rows per step), then gradient "
+        "checkpointing; refuse: stop with exit 2 naming those settings; off: no check"))
     gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less memory, about 30% slower")
     bf16: bool | Literal["auto"] = Field("auto", description="bfloat16 mixed precision. auto: on a CUDA GPU that supports it, never on CPU (bf16 is ~2.5x slower than fp32 there)")
     seed: int = Field(42, description="seed for initialization, data order and dropout: the same seed, data and config give the same run")
@@ -107,6 +111,11 @@ class TrainConfig(BaseModel):
         if isinstance(v, list) and not v:
             raise ValueError("needs at least one module name, or 'all-linear'")
         return v
+
+    @field_validator("memory_check", mode="before")
+    @classmethod
+    def _memory_check(cls, v: Any) -> Any:
+        return {True: "adapt", False: "off"}.get(v, v) if isinstance(v, bool) else v
 
     @field_validator("eval_split")
     @classmethod

@@ -17,7 +17,13 @@ The estimate, in bytes (fp32):
 
 Calibrated on SmolLM2-135M with LoRA, packed rows of 1,024 tokens on a 24 GiB machine: 2 rows
 estimate 10.4 GB against 9.4 GB measured; 8 rows estimate 35 GB, and were killed at 24 GB. It
-is an estimate for refusing what clearly cannot fit, not a promise that what passes fits.
+is an estimate for catching what clearly cannot fit, not a promise that what passes fits.
+
+When the estimate exceeds the memory available, ``memory_check: adapt`` (the default) runs the
+nearest settings that fit (:func:`fit`): fewer rows per forward pass with more accumulation, so
+each optimizer step sees the same rows and the same loss normalisation, then gradient
+checkpointing; ``refuse`` stops with those settings named instead. Either way nothing runs out of
+memory half way.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any
 
 GB = 1e9
 RUNTIME_BYTES = 1.0 * GB
+CHUNK_LOGITS_BYTES = 1 << 28  # one loss chunk's fp32 logits, by default (see chunk_tokens)
 
 
 @dataclass(frozen=True)
@@ -75,17 +82,41 @@ def available_bytes() -> float | None:
     return None
 
 
-def advice(config: Any, n_params: int, n_trainable: int, *, rows: int, accumulation: int, length: int,
-           loss_chunk_tokens: int, budget: float) -> str:
-    """Settings that fit ``budget``: fewer rows per forward pass (the same rows per optimizer step),
-    else gradient checkpointing, else shorter rows."""
+def chunk_tokens(setting: int | None, vocab_size: int) -> int:
+    """Trained tokens projected onto the vocabulary at a time: ``setting``, or by default as many
+    as keep one chunk's fp32 logits near 256 MB (1,024 for SmolLM2's 49,152 tokens, 256 for
+    Gemma 3's 262,144), between 64 and 1,024."""
+    if setting is not None:
+        return setting
+    return max(64, min(1024, CHUNK_LOGITS_BYTES // (4 * vocab_size)))
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Settings that fit: ``rows`` per forward pass, ``accumulation`` passes per optimizer step
+    (the same rows per step as asked), with or without gradient checkpointing."""
+
+    rows: int
+    accumulation: int
+    gradient_checkpointing: bool
+    estimate: Estimate
+
+    def flags(self) -> str:
+        gc = "--set gradient_checkpointing=true " if self.gradient_checkpointing else ""
+        return f"{gc}--batch-size {self.rows} --grad-accum {self.accumulation}"
+
+
+def fit(config: Any, n_params: int, n_trainable: int, *, rows: int, accumulation: int, length: int,
+        gradient_checkpointing: bool, loss_chunk_tokens: int, budget: float) -> Fit | None:
+    """The settings nearest to those asked that fit ``budget``: the most rows per forward pass
+    that divide the rows per optimizer step, first without gradient checkpointing (unless it is
+    on already), then with it; None when not even one row with checkpointing fits."""
     per_step = rows * accumulation
-    for r in sorted({d for d in range(1, rows) if per_step % d == 0}, reverse=True):
-        if estimate(config, n_params, n_trainable, rows=r, length=length, gradient_checkpointing=False,
-                    loss_chunk_tokens=loss_chunk_tokens).total <= budget:
-            return f"--batch-size {r} --grad-accum {per_step // r} (the same {per_step} rows per optimizer step)"
-    for r in sorted({d for d in range(1, rows + 1) if per_step % d == 0}, reverse=True):
-        if estimate(config, n_params, n_trainable, rows=r, length=length, gradient_checkpointing=True,
-                    loss_chunk_tokens=loss_chunk_tokens).total <= budget:
-            return f"--set gradient_checkpointing=true --batch-size {r} --grad-accum {per_step // r}"
-    return "a shorter --max-length, or a machine with more memory"
+    divisors = sorted({d for d in range(1, rows + 1) if per_step % d == 0}, reverse=True)
+    for gc in sorted({gradient_checkpointing, True}):  # False first, when allowed
+        for r in divisors:
+            est = estimate(config, n_params, n_trainable, rows=r, length=length, gradient_checkpointing=gc,
+                           loss_chunk_tokens=loss_chunk_tokens)
+            if est.total <= budget:
+                return Fit(r, per_step // r, gc, est)
+    return None

@@ -41,12 +41,14 @@ What differs, and the fix for each:
   ``Fast`` suffix (``GemmaTokenizer``, ``GPT2Tokenizer``, ...) are left alone: tf4 knows them and
   loads their ``...Fast`` variant from the same ``tokenizer.json``.
 * Extra special tokens. tf5 saves them as a *list* under ``extra_special_tokens``; tf4 reads that
-  key as a dict of named tokens (``{"image_token": "<image>"}``) and crashes on a list
-  (``'list' object has no attribute 'keys'``). Fix: move the list to ``additional_special_tokens``
+  key as a dict of named tokens (``{"image_token": "<image>"}``), and its fast tokenizer's
+  ``__init__`` fails on a list (``'list' object has no attribute 'keys'``, which 4.57 then reports
+  as a missing protobuf library). Fix: move the list to ``additional_special_tokens``
   (the tf4 name, which tf5 converts back to ``extra_special_tokens`` on load). A dict stays.
-* Chat template. tf5 saves it as ``chat_template.jinja`` (and ``additional_chat_templates/``);
-  tf4 has read those files since 4.49 and prefers them over ``tokenizer_config.json``, so nothing
-  is needed for 4.57 and nothing is changed.
+* Chat template. tf5 saves it as ``chat_template.jinja`` (and ``additional_chat_templates/``).
+  4.57 reads those files too and prefers them over a ``chat_template`` in
+  ``tokenizer_config.json``, so nothing is needed and nothing is changed (copying the template into
+  ``tokenizer_config.json`` would only leave a second copy to go stale).
 * ``added_tokens_decoder``, which tf5 no longer writes, is not needed: tf4's fast tokenizer reads
   the added tokens and their special flags from ``tokenizer.json``.
 

@@ -40,6 +40,7 @@ from datagen.errors import UserError
 from datagen.io import write_json
 
 from .config import TrainConfig
+from .memory import chunk_tokens
 from .model import (
     Runtime,
     check_method,
@@ -116,31 +117,45 @@ def run(cfg: TrainConfig, data: str, out: str, *, resume: bool = False, force: b
 
 # -- memory --------------------------------------------------------------------------------------
 def check_memory(cfg: TrainConfig, rt: Runtime, model: Any) -> dict[str, Any] | None:
-    """Stop with exit code 2, naming the settings to change, when the estimated peak of this run
-    (:mod:`train.memory`) exceeds the memory available; on a CPU only (a GPU run is bounded by
-    the GPU's memory, which torch reports itself). Returns the estimate for the manifest."""
+    """Compare the estimated peak of this run (:mod:`train.memory`) with the memory available, on a
+    CPU only (a GPU run is bounded by the GPU's memory, which torch reports itself). When it does
+    not fit: with ``memory_check: adapt`` switch ``cfg`` to the nearest settings that fit and say
+    so; with ``refuse``, or when nothing fits, stop with exit code 2 naming the settings to change.
+    Returns the estimate (and any adaptation) for the manifest."""
     from . import memory
 
-    if rt.device != "cpu" or not cfg.memory_check:
+    if rt.device != "cpu" or cfg.memory_check == "off":
         return None
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # processes of this run on this machine
-    gc = cfg.gradient_checkpointing
-    est = memory.estimate(model.config, n_params, n_trainable, rows=cfg.per_device_batch_size, length=cfg.max_length,
-                          gradient_checkpointing=gc, loss_chunk_tokens=cfg.loss_chunk_tokens)
+    chunk = memory.chunk_tokens(cfg.loss_chunk_tokens, model.config.get_text_config().vocab_size)
+    shape = {"length": cfg.max_length, "loss_chunk_tokens": chunk}
+    est = memory.estimate(model.config, n_params, n_trainable, rows=cfg.per_device_batch_size,
+                          gradient_checkpointing=cfg.gradient_checkpointing, **shape)
     available = memory.available_bytes()
-    doc = {**est.to_dict(), "processes": procs, "available_gb": round(available / memory.GB, 2) if available else None}
-    if available is not None and est.total * procs > available:
-        fix = memory.advice(model.config, n_params, n_trainable, rows=cfg.per_device_batch_size,
-                            accumulation=cfg.gradient_accumulation_steps, length=cfg.max_length,
-                            loss_chunk_tokens=cfg.loss_chunk_tokens, budget=available / procs)
-        raise UserError(
-            f"this run would need about {est.total * procs / memory.GB:.1f} GB ({procs} process(es) x {est.total / memory.GB:.1f} GB: "
+    doc: dict[str, Any] = {**est.to_dict(), "processes": procs, "available_gb": round(available / memory.GB, 2) if available else None}
+    if available is None or est.total * procs <= available:
+        return doc
+    found = memory.fit(model.config, n_params, n_trainable, rows=cfg.per_device_batch_size, accumulation=cfg.gradient_accumulation_steps,
+                       gradient_checkpointing=cfg.gradient_checkpointing, budget=available / procs, **shape)
+    need = (f"this run would need about {est.total * procs / memory.GB:.1f} GB ({procs} process(es) x {est.total / memory.GB:.1f} GB: "
             f"{cfg.per_device_batch_size} rows of {cfg.max_length} tokens per forward pass, activations "
-            f"{est.activations / memory.GB:.1f} GB), and {available / memory.GB:.1f} GB is available; try {fix} "
-            "(or --set memory_check=false to try anyway)")
-    return doc
+            f"{est.activations / memory.GB:.1f} GB), and {available / memory.GB:.1f} GB is available")
+    if found is None:
+        raise UserError(f"{need}; not even one row per pass with gradient checkpointing fits: try a shorter --max-length, "
+                        "or a machine with more memory (or --set memory_check=off to try anyway)")
+    if cfg.memory_check == "refuse":
+        raise UserError(f"{need}; try {found.flags()} (the same rows per optimizer step), or --set memory_check=adapt")
+    asked = {"per_device_batch_size": cfg.per_device_batch_size, "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+             "gradient_checkpointing": cfg.gradient_checkpointing}
+    cfg.per_device_batch_size, cfg.gradient_accumulation_steps = found.rows, found.accumulation
+    cfg.gradient_checkpointing = found.gradient_checkpointing
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"memory: {need}; running {found.flags()} instead (the same rows per optimizer step, "
+              f"about {found.estimate.total / memory.GB:.1f} GB)", file=sys.stderr)
+    return {**found.estimate.to_dict(), "processes": procs, "available_gb": doc["available_gb"],
+            "adapted_from": {**asked, "total_gb": doc["total_gb"]}}
 
 
 # -- the output folder ---------------------------------------------------------------------------
@@ -339,7 +354,7 @@ def build_trainer(
         callbacks=[meter],
     )
     trainer.meter = meter
-    trainer.loss_chunk_tokens = cfg.loss_chunk_tokens
+    trainer.loss_chunk_tokens = chunk_tokens(cfg.loss_chunk_tokens, model.config.get_text_config().vocab_size)
     return trainer, meter
 
 

@@ -26,8 +26,11 @@ from .training import _flat_scalars, _num
 METRICS: dict[str, tuple[str, int]] = {
     "epochs": ("epochs", 2), "loss": ("gold loss", 4), "win_rate": ("win rate vs random", 2),
     "calibrated_win_rate": ("calibrated win rate", 2), "debiased_win_rate": ("debiased win rate", 2),
-    "perplexity": ("gold perplexity", 3), "train_loss": ("train loss", 3),
+    "defect_rate": ("defect rate", 3), "perplexity": ("gold perplexity", 3), "train_loss": ("train loss", 3),
+    **{f"defect_{k}": (f"{k.replace('_', ' ')} rate", 3) for k in ("no_stop", "empty", "refusal", "truncated", "repetition", "wrong_language")},
 }
+# metrics a verdict compares with the baseline: lower is better for both
+VERDICT_METRICS = {"loss": "gold loss", "defect_rate": "defect rate"}
 ALWAYS_SHOWN = ("loss", "win_rate")  # columns of the arms table even when no arm has them
 DEFAULT_DECIMALS = 3
 # per-seed fields shown first, in this order; other scalar fields follow in the file's order
@@ -139,8 +142,9 @@ class DefectRow:
 
 @dataclass
 class Verdict:
-    """An arm against the baseline on gold loss: in how many of the seeds both trained with its
-    loss was lower, the difference of the means, and the seed noise it is compared with."""
+    """An arm against the baseline on one metric (gold loss, or the behavioural defect rate; lower
+    is better for both): in how many of the seeds both trained with it was lower, the difference
+    of the means, and the seed noise it is compared with."""
 
     arm: str
     baseline: str
@@ -151,6 +155,11 @@ class Verdict:
     noise: float | None  # the larger of the two arms' std
     seeds: int  # the smaller of the two arms' seed counts
     items: dict[str, Any] = field(default_factory=dict)  # the item-by-item comparison (``paired_vs_random``), if any
+    metric: str = "loss"
+
+    @property
+    def label(self) -> str:
+        return VERDICT_METRICS.get(self.metric, self.metric)
 
     @property
     def items_sentence(self) -> str:
@@ -186,9 +195,9 @@ class Verdict:
         noise``)."""
         parts = []
         if self.paired:
-            parts.append(f"lower gold loss than {self.baseline} in {self.lower} of {self.paired} seeds")
+            parts.append(f"lower {self.label} than {self.baseline} in {self.lower} of {self.paired} seeds")
         if self.diff is None:
-            parts.append("no gold loss to compare")
+            parts.append(f"no {self.label} to compare")
             return f"{self.arm}: " + "; ".join(parts)
         diff = round(self.diff, 10)  # no float noise (a difference of 1e-16 is 0)
         std = f" ({self.baseline} seed spread {fmt(self.baseline_std)})" if self.baseline_std is not None else ""
@@ -200,29 +209,62 @@ class Verdict:
             text += f": {'lower' if self.diff < 0 else 'higher'} beyond seed noise (the difference exceeds the larger std, {fmt(self.noise)})"
         else:
             text += f": within seed noise (the larger std is {fmt(self.noise)})"
-        return text + (f". {self.items_sentence[0].upper()}{self.items_sentence[1:]}" if self.items_sentence else "")
+        items = self.items_sentence if self.metric == "loss" else ""
+        return text + (f". {items[0].upper()}{items[1:]}" if items else "")
 
 
 def verdicts(arms: Sequence[ArmView], baseline: str = BASELINE) -> list[Verdict]:
-    """One :class:`Verdict` per arm other than ``baseline``, pairing seeds by their number; none
-    when there is no baseline arm."""
+    """Per arm other than ``baseline``: a :class:`Verdict` on gold loss, and one on the defect rate
+    when both arms have it, pairing seeds by their number; none when there is no baseline arm."""
     base = next((a for a in arms if a.name == baseline), None)
     if base is None:
         return []
-    theirs, base_loss = dict(base.values("loss")), base.loss()
     out = []
     for arm in arms:
         if arm is base:
             continue
-        mine, loss = dict(arm.values("loss")), arm.loss()
-        paired = [s for s in mine if s in theirs]
-        diff = None
-        if loss is not None and base_loss is not None and loss.mean is not None and base_loss.mean is not None:
-            diff = loss.mean - base_loss.mean
-        stds = [s.std for s in (loss, base_loss) if s is not None and s.std is not None]
-        out.append(Verdict(arm.name, baseline, sum(mine[s] < theirs[s] for s in paired), len(paired), diff,
-                           base_loss.std if base_loss is not None else None, max(stds) if stds else None, min(arm.seeds, base.seeds),
-                           arm.paired))
+        for metric in VERDICT_METRICS:
+            if metric != "loss" and not (arm.values(metric) and base.values(metric)):
+                continue
+            theirs, base_spread = dict(base.values(metric)), _spread_of(base, metric)
+            mine, spread = dict(arm.values(metric)), _spread_of(arm, metric)
+            paired = [s for s in mine if s in theirs]
+            diff = None
+            if spread is not None and base_spread is not None and spread.mean is not None and base_spread.mean is not None:
+                diff = spread.mean - base_spread.mean
+            stds = [s.std for s in (spread, base_spread) if s is not None and s.std is not None]
+            out.append(Verdict(arm.name, baseline, sum(mine[s] < theirs[s] for s in paired), len(paired), diff,
+                               base_spread.std if base_spread is not None else None, max(stds) if stds else None,
+                               min(arm.seeds, base.seeds), arm.paired if metric == "loss" else {}, metric))
+    return out
+
+
+def _spread_of(arm: ArmView, metric: str) -> Spread | None:
+    return arm.loss() if metric == "loss" else arm.metrics.get(metric)
+
+
+def overall(found: Sequence[Verdict]) -> list[str]:
+    """Per arm with verdicts on both metrics, one sentence that reads them together: better on
+    both beyond seed noise, on one only, or on neither."""
+    out = []
+    for arm in dict.fromkeys(v.arm for v in found):
+        mine = {v.metric: v for v in found if v.arm == arm}
+        if set(mine) != set(VERDICT_METRICS):
+            continue
+        better = [v.label for v in mine.values() if v.beyond_noise and v.diff is not None and v.diff < 0]
+        worse = [v.label for v in mine.values() if v.beyond_noise and v.diff is not None and v.diff > 0]
+        baseline = next(iter(mine.values())).baseline
+        if len(better) == len(mine):
+            text = f"{arm} beats {baseline} beyond seed noise on both gold loss and defect rate"
+        elif better and not worse:
+            text = f"{arm} beats {baseline} beyond seed noise on {better[0]} only; the other is within seed noise"
+        elif better:
+            text = f"{arm} is mixed against {baseline}: better on {better[0]}, worse on {worse[0]}, both beyond seed noise"
+        elif worse:
+            text = f"{arm} is worse than {baseline} beyond seed noise on {' and '.join(worse)}"
+        else:
+            text = f"{arm} and {baseline} differ within seed noise on both gold loss and defect rate"
+        out.append(f"Overall: {text}.")
     return out
 
 

@@ -22,7 +22,7 @@ from markupsafe import Markup
 from ..ablate import BASELINE
 from ..record import dumps_strict
 from . import svg
-from .ablation import Spread, format_value, metric_label
+from .ablation import Spread, format_value, metric_label, overall
 from .data import (
     MAX_TEXT_CHARS,
     Cluster,
@@ -205,8 +205,9 @@ def ablation_view(data: ReportData) -> dict[str, Any] | None:
         defects.append({"tag": d.tag, "pool": d.pool, "after_filter": d.after_filter, "counts": counts, "removed_by": why,
                         "rate": f"{d.action} {d.rate:.0%}" if d.action and d.rate is not None else "–"})
     pct = {k: f"{v:.0%}" for k, v in (("removed", a.removed_by_filter_all_defects), ("precision", a.filter_precision)) if v is not None}
-    # a verdict beyond seed noise is coloured: green for a lower gold loss than the baseline, red for a higher one
+    # a verdict beyond seed noise is coloured: green for a lower gold loss or defect rate than the baseline, red for a higher one
     verdicts = [(v.sentence, ("good" if v.diff < 0 else "bad") if v.beyond_noise and v.diff else "") for v in a.verdicts]
+    verdicts += [(t, "") for t in overall(a.verdicts)]
     return {"path": a.path, "baseline": BASELINE, "verdicts": verdicts, "settings": a.settings, "definitions": a.definitions,
             "columns": [metric_label(k) for k in a.metrics], "arms": arms, "chart": chart,
             "seed_fields": [metric_label(k) for k in fields], "per_seed": per_seed,

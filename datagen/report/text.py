@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .ablation import AblationView, metric_label
+from .ablation import AblationView, metric_label, overall
 from .data import FunnelRow, Run, build_index, funnel, top_reasons
 
 
@@ -37,7 +37,7 @@ def _funnel_line(r: FunnelRow) -> str:
 def ablation_summary(view: AblationView) -> str:
     """The arms (records, steps, gold loss and win rate as mean ± std [min, max], seeds) and one
     verdict line per arm compared with the random arm."""
-    metrics = ("loss", "win_rate")
+    metrics = ("loss", "defect_rate", "win_rate") if any("defect_rate" in a.metrics for a in view.arms) else ("loss", "win_rate")
     table = [["arm", "records", "steps", *map(metric_label, metrics), "seeds"]]
     for arm in view.arms:
         cells = [arm.metrics[k].format(k) if k in arm.metrics else "–" for k in metrics]
@@ -46,5 +46,6 @@ def ablation_summary(view: AblationView) -> str:
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     lines = [f"ablation: {view.path}" if view.path else "ablation:"]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
-    lines += ["", "verdict:"] + [f"  {v.sentence}" for v in view.verdicts] if view.verdicts else ["", "verdict: no random arm to compare with"]
+    lines += (["", "verdict:"] + [f"  {v.sentence}" for v in view.verdicts] + [f"  {t}" for t in overall(view.verdicts)]
+              if view.verdicts else ["", "verdict: no random arm to compare with"])
     return "\n".join(lines)
