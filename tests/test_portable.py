@@ -1,4 +1,4 @@
-"""`train.portable.make_portable`: a folder saved under transformers 5 loads the same under 4.57.
+"""`datagen.llm.portable.make_portable`: a folder saved under transformers 5 loads the same under 4.57.
 
 Tiny randomly initialised models (Gemma 3 with a different RoPE theta on its full and sliding
 layers, Gemma 3 with linear-scaled RoPE on the full layers, Llama with a non-default theta, Llama
@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from train.portable import make_portable
+from datagen.llm.portable import make_portable
 
 COMPAT_PY = ROOT / ".venv-compat" / "bin" / "python"
 

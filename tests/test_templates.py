@@ -129,6 +129,23 @@ def test_generation_never_adds_tokens_to_an_untrained_model():
         apply_chat_template(tiny_tokenizer(), tiny_model(len(tiny_tokenizer())), "auto", allow_new_tokens=False)
 
 
+# run by transformers 4.57 (make compat) on a merged folder
+COMPAT_PROBE = """
+import json, sys, torch, transformers
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+folder = sys.argv[1]
+tok = AutoTokenizer.from_pretrained(folder)
+model = AutoModelForCausalLM.from_pretrained(folder)
+prompt = tok.apply_chat_template([{"role": "user", "content": "hello"}], tokenize=False, add_generation_prompt=True)
+ids = tok(prompt, add_special_tokens=False)["input_ids"]
+with torch.no_grad():
+    logits = model(torch.tensor([ids])).logits[0, -1].tolist()
+gen = GenerationConfig.from_pretrained(folder).eos_token_id
+print(json.dumps({"version": transformers.__version__, "prompt": prompt, "ids": ids, "eos": tok.eos_token_id,
+                  "generation_eos": gen if isinstance(gen, list) else [gen], "logits": logits}))
+"""
+
+
 @pytest.fixture(scope="module")
 def base_folder(tmp_path_factory) -> Path:
     """A template-less 'base model' folder without chat tokens in its vocabulary."""
@@ -180,3 +197,15 @@ def test_train_run_on_a_base_model_saves_a_working_template_and_a_peft_loadable_
         assert torch.allclose(plain(**ids).logits, expected, atol=1e-4)
     assert AutoTokenizer.from_pretrained(merged).apply_chat_template([{"role": "user", "content": "hello"}], tokenize=False,
                                                                      add_generation_prompt=True) == prompt
+    # and transformers 4.57 reads the merged folder as 5.x does: template, tokens, eos, logits
+    from test_portable import COMPAT_PY
+
+    if not COMPAT_PY.is_file():
+        pytest.skip("transformers 4.57 is not installed: run `make compat`")
+    r = subprocess.run([str(COMPAT_PY), "-c", COMPAT_PROBE, str(merged)], env={**env, "PYTHONPATH": ""}, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    old = json.loads(r.stdout.strip().splitlines()[-1])
+    assert old["version"].startswith("4.57")
+    assert old["prompt"] == prompt and old["ids"] == ids["input_ids"][0].tolist() and old["eos"] == tok.eos_token_id
+    assert old["generation_eos"][0] == tok.convert_tokens_to_ids("<|im_end|>")
+    assert torch.allclose(torch.tensor(old["logits"]), expected[0, -1], atol=1e-4)

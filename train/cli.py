@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default=None, help="cpu, cuda... (default: cuda if available)")
     p.add_argument("--base", default=None, metavar="MODEL", help="base of an adapter, if not the one named in adapter_config.json")
+    p.add_argument("--compare-base", action="store_true",
+                   help="the base model answers the same prompts too: its answers and defect rates sit beside the model's (before vs after)")
     j = p.add_argument_group("judge (win rate against the base model)")
     j.add_argument("--judge", action="store_true", help="have a judge compare each answer with the base model's, in both orders")
     j.add_argument("--base-model", default=None, metavar="MODEL", help="the model to compare against (default: the base the model was trained from)")

@@ -273,12 +273,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "behaviour": {"max_new_tokens": args.max_new_tokens, **behaviour_doc(mine)},
         "generations": generation_items(records, mine),
     }
-    if args.judge:
+    if args.judge or args.compare_base:
         base = args.base_model or _base_of(src)
         theirs = answer(LocalLLM(base, batch_size=args.batch_size, device=args.device), records, args.max_new_tokens)
         for g, t in zip(results["generations"], theirs):
-            g["base_answer"] = t.text
-        results["base_behaviour"] = behaviour_doc(theirs)
+            g.update(base_answer=t.text, base_stopped=t.stopped, base_defects=defects(t))
+        results["base_behaviour"] = {"model": base, "max_new_tokens": args.max_new_tokens, **behaviour_doc(theirs)}
+    if args.judge:
         results["judge"] = {"base_model": base, **judge_pairs(_judge_llm(args), records, [a.text for a in mine], [a.text for a in theirs])}
     results["versions"] = package_versions()
     results["seconds"] = round(time.time() - started, 1)
@@ -293,6 +294,8 @@ def cli(args: argparse.Namespace) -> int:
         write_json(args.out, results)
     summary = {k: results[k] for k in ("loss", "perplexity", "tokens", "samples")}
     summary["defect_rate"] = results["behaviour"]["defect_rate"]
+    if "base_behaviour" in results:
+        summary["base_defect_rate"] = results["base_behaviour"]["defect_rate"]
     if "judge" in results:
         summary["win_rate"] = results["judge"]["win_rate"]
         summary["debiased_win_rate"] = results["judge"]["debiased_win_rate"]

@@ -9,7 +9,8 @@
   (the loader generation shares), or 4-bit for QLoRA, and wraps it in LoRA/DoRA adapters.
 * :func:`load_merged` loads a training output folder for inference: full weights as they are, an
   adapter folder as base + adapter merged in memory.
-* :func:`save_for_generation` makes a saved folder stop generating at the end of an assistant turn.
+* :func:`save_for_generation` makes a saved folder stop generating at the end of an assistant turn,
+  and readable by transformers 4.5x as well as 5.x (:func:`datagen.llm.portable.make_portable`).
 
 A model without a chat template (a base model) gets one before anything is tokenized
 (``chat_template`` setting, :mod:`datagen.llm.templates`); turn tokens its vocabulary lacks are
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from datagen.errors import UserError
 from datagen.llm.base import LLMError
+from datagen.llm.portable import make_portable
 from datagen.llm.templates import apply_chat_template
 
 from .config import TrainConfig
@@ -276,6 +278,7 @@ def save_for_generation(out: str | os.PathLike[str], tokenizer: PreTrainedTokeni
     eot_id = tokenizer.convert_tokens_to_ids(eot)
     tokenizer.eos_token = eot
     tokenizer.padding_side = "left"  # the folder is saved for generation
+    tokenizer.init_kwargs["padding_side"] = "left"  # what save_pretrained writes (the attribute alone is not saved)
     tokenizer.save_pretrained(out)
     base = getattr(model, "generation_config", None) or GenerationConfig()
     gen = GenerationConfig.from_dict(base.to_dict())
@@ -285,3 +288,4 @@ def save_for_generation(out: str | os.PathLike[str], tokenizer: PreTrainedTokeni
     if gen.pad_token_id is None and tokenizer.pad_token_id is not None:
         gen.pad_token_id = tokenizer.pad_token_id
     gen.save_pretrained(out)
+    make_portable(out)  # transformers 4.5x reads the folder as 5.x does (datagen/llm/portable.py)

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from .base import LLMError
 from .cache import default_cache_path
+from .portable import make_portable
 
 if TYPE_CHECKING:
     import torch
@@ -192,6 +193,7 @@ def resolve_model(name_or_path: str) -> Path:
     target = models_dir() / emb.name
     source = emb.source()
     if _marker(target) == source:
+        make_portable(target)  # a folder converted before make_portable existed; a no-op after (atomic, idempotent)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with _exclusive_lock(target.with_name(f".{emb.name}.lock")):
@@ -384,3 +386,4 @@ def _convert_gguf(emb: Embedded, gguf: Path, out_dir: Path) -> None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    make_portable(out_dir)  # a base folder that transformers 4.5x reads as 5.x does, for peft users of our adapters

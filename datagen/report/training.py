@@ -100,7 +100,8 @@ class EvalView:
 
 
 SAMPLE_FIELD_ORDER = ("id", "prompt", "instruction", "input", "question", "messages", "reference", "expected", "target",
-                      "answer", "generation", "output", "response", "completion", "prediction", "base_answer", "base", "tuned", "score")
+                      "answer", "stopped", "defects", "generation", "output", "response", "completion", "prediction",
+                      "base_answer", "base_stopped", "base_defects", "base", "tuned", "score")
 MAX_SAMPLES = 50
 
 
