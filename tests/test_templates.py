@@ -209,3 +209,53 @@ def test_train_run_on_a_base_model_saves_a_working_template_and_a_peft_loadable_
     assert old["prompt"] == prompt and old["ids"] == ids["input_ids"][0].tolist() and old["eos"] == tok.eos_token_id
     assert old["generation_eos"][0] == tok.convert_tokens_to_ids("<|im_end|>")
     assert torch.allclose(torch.tensor(old["logits"]), expected[0, -1], atol=1e-4)
+
+
+def test_the_local_backend_asks_a_base_model_in_the_turn_format_its_vocabulary_holds(tmp_path):
+    from datagen.llm.base import ChatRequest, GenParams
+    from datagen.llm.local import LocalLLM
+
+    gemma_like = tmp_path / "gemma-like"
+    tok = tiny_tokenizer(extra=("<start_of_turn>", "<end_of_turn>"))
+    tok.save_pretrained(gemma_like)
+    tiny_model(len(tok)).save_pretrained(gemma_like)
+    llm = LocalLLM(str(gemma_like), batch_size=2)
+    (reply,) = llm.generate([ChatRequest.of([("user", "hello")])], GenParams(max_tokens=4, temperature=0.0, top_p=1.0, seed=0))
+    assert reply.ok and reply.finish_reason in ("stop", "length")
+    _, loaded = llm._load()
+    assert loaded.chat_template == FORMATS["gemma"].template
+    assert llm._render_prompts([[{"role": "user", "content": "hello"}]])[0] == loaded(
+        "<bos><start_of_turn>user\nhello<end_of_turn>\n<start_of_turn>model\n", add_special_tokens=False)["input_ids"]
+    # a vocabulary without turn tokens: refused with a clear error, never new untrained embeddings
+    plain = tmp_path / "plain"
+    tok = tiny_tokenizer()
+    tok.save_pretrained(plain)
+    tiny_model(len(tok)).save_pretrained(plain)
+    bad = LocalLLM(str(plain), batch_size=2)
+    with pytest.raises(LLMError, match="lacks"):
+        bad.generate([ChatRequest.of([("user", "hello")])], GenParams(max_tokens=4, temperature=0.0, top_p=1.0, seed=0))
+
+
+@pytest.mark.slow
+def test_the_embedded_gemma_base_is_converted_once_portable_and_answers_in_its_turn_format():
+    from transformers import AutoConfig, AutoTokenizer
+
+    from datagen.llm.base import ChatRequest, GenParams
+    from datagen.llm.local import LocalLLM
+    from datagen.llm.models import embedded, model_id, resolve_model
+
+    assert embedded("google/gemma-3-270m") is embedded("gemma3-270m") and not embedded("gemma3-270m").instruct
+    folder = resolve_model("gemma3-270m")
+    assert resolve_model("Gemma-3-270M") == folder and model_id("gemma3-270m") == "local:gemma3-270m"
+    cfg = AutoConfig.from_pretrained(folder)
+    assert cfg.model_type == "gemma3_text" and cfg.vocab_size == 262_144
+    raw = json.loads((folder / "config.json").read_text())
+    assert raw["rope_theta"] == 1_000_000.0 and raw["rope_local_base_freq"] == 10_000.0  # what transformers 4.5x reads
+    tok = AutoTokenizer.from_pretrained(folder)
+    assert not tok.chat_template  # a base model, converted as it is
+    assert not list(folder.parent.glob(".gemma3-270m.tmp-*"))  # no assembled GGUF or half conversion left behind
+    llm = LocalLLM("gemma3-270m", batch_size=1)
+    (reply,) = llm.generate([ChatRequest.of([("user", "What is the capital of France?")])],
+                            GenParams(max_tokens=3, temperature=0.0, top_p=1.0, seed=0))
+    assert reply.ok and reply.completion_tokens <= 3
+    assert llm._load()[1].chat_template == FORMATS["gemma"].template

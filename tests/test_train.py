@@ -206,9 +206,20 @@ def test_merge_gives_the_logits_of_base_plus_adapter(trained, tmp_path):
 @pytest.mark.slow
 def test_eval_writes_json_with_finite_loss(trained, tiny_data, tmp_path):
     out = tmp_path / "results.json"
-    r = run_train("eval", "--model", trained, "--data", tiny_data, "--out", out, "--n-prompts", "2", "--max-new-tokens", "12")
+    r = run_train("eval", "--model", trained, "--data", tiny_data, "--out", out, "--n-prompts", "2", "--max-new-tokens", "12",
+                  "--compare-base")
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())
+    # behaviour of the trained and of the base model on the same prompts, each answer's defects listed
+    from train.behaviour import KINDS
+
+    for doc in (res["behaviour"], res["base_behaviour"]):
+        assert doc["answers"] == 2 and set(doc["rates"]) == set(KINDS) and 0 <= doc["defect_rate"] <= 1
+    assert res["base_behaviour"]["model"] == "smollm2"
+    for g in res["generations"]:
+        assert isinstance(g["stopped"], bool) and isinstance(g["defects"], dict) and isinstance(g["base_answer"], str)
+        assert ("no_stop" in g["defects"]) == (not g["stopped"])
+    assert res["behaviour"]["defect_rate"] == sum(bool(g["defects"]) for g in res["generations"]) / 2
     assert res["loss"] > 0 and res["loss"] < 20 and res["perplexity"] == pytest.approx(2.718281828 ** res["loss"])
     assert res["tokens"] > 0 and res["samples"] == len(TINY)
     # per-item losses, in input order, whose token-weighted mean is the loss: checked by computing
@@ -356,3 +367,28 @@ def test_a_run_that_cannot_fit_is_refused_or_adapted_before_the_first_step(tiny_
     assert est["adapted_from"]["per_device_batch_size"] == 64 and est["adapted_from"]["gradient_accumulation_steps"] == 4
     assert cfg["per_device_batch_size"] < 64 and cfg["per_device_batch_size"] * cfg["gradient_accumulation_steps"] == 256
     assert cfg["gradient_checkpointing"] is True and est["total_gb"] < est["available_gb"]
+
+
+def test_memory_fit_keeps_the_rows_per_step_and_checkpoints_only_when_needed():
+    from transformers import LlamaConfig
+
+    from train.memory import GB, chunk_tokens, estimate, fit
+
+    assert chunk_tokens(None, 49_152) == 1024 and chunk_tokens(None, 262_144) == 256 and chunk_tokens(512, 262_144) == 512
+    assert chunk_tokens(None, 10_000_000) == 64
+    cfg = LlamaConfig(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9, vocab_size=49_152)
+    n = 135_000_000
+    shape = dict(length=1024, loss_chunk_tokens=1024)
+    eight = estimate(cfg, n, 5_000_000, rows=8, gradient_checkpointing=False, **shape).total
+    two = estimate(cfg, n, 5_000_000, rows=2, gradient_checkpointing=False, **shape).total
+    # a budget between the two: the most rows per pass that fit, the same 8 rows per step, no checkpointing
+    budget = (eight + two) / 2
+    found = fit(cfg, n, 5_000_000, rows=8, accumulation=1, gradient_checkpointing=False, budget=budget, **shape)
+    assert found.rows in (2, 4) and found.rows * found.accumulation == 8 and not found.gradient_checkpointing
+    assert found.estimate.total <= budget < estimate(cfg, n, 5_000_000, rows=found.rows * 2, gradient_checkpointing=False, **shape).total
+    # below one plain row: checkpointing
+    one = estimate(cfg, n, 5_000_000, rows=1, gradient_checkpointing=False, **shape).total
+    found = fit(cfg, n, 5_000_000, rows=8, accumulation=1, gradient_checkpointing=False, budget=one - 0.01 * GB, **shape)
+    assert found.gradient_checkpointing and found.rows * found.accumulation == 8
+    assert fit(cfg, n, 5_000_000, rows=8, accumulation=1, gradient_checkpointing=False, budget=1 * GB, **shape) is None
+    assert found.flags().startswith("--set gradient_checkpointing=true --batch-size")
