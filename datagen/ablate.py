@@ -322,7 +322,7 @@ def eval_arm(s: AblationSettings, run_dir: Path, gold_sha: str) -> dict[str, Any
     return doc
 
 
-def answer_gold(s: AblationSettings, folder: str) -> dict[str, Any]:
+def answer_gold(s: AblationSettings, folder: str | Path) -> dict[str, Any]:
     """Greedy answers of the model in ``folder`` to the first ``--answer-prompts`` gold prompts,
     and what a user would see in them (:mod:`train.behaviour`): ``answers`` (texts, for the judge),
     ``stopped``, each answer's ``defects``, and ``behaviour`` (``defect_rate`` and a rate per kind)."""
@@ -334,7 +334,7 @@ def answer_gold(s: AblationSettings, folder: str) -> dict[str, Any]:
     from .llm.local import LocalLLM
 
     records = load_prompts(s.gold, s.answer_prompts)
-    replies = answer(LocalLLM(folder, batch_size=s.batch_size, device=s.device or _default_device()), records, s.max_new_tokens)
+    replies = answer(LocalLLM(str(folder), batch_size=s.batch_size, device=s.device or _default_device()), records, s.max_new_tokens)
     return {"answers": [a.text for a in replies], "stopped": [a.stopped for a in replies],
             "defects": [defects(a) for a in replies], "behaviour": behaviour_doc(replies)}
 

@@ -140,8 +140,10 @@ EMBEDDED = (
 EMBEDDED_NAME = EMBEDDED[0].name  # the default model
 
 
-def embedded(name_or_path: str) -> Embedded | None:
-    """The embedded model ``name_or_path`` names, or None."""
+def embedded(name_or_path: str | Path) -> Embedded | None:
+    """The embedded model ``name_or_path`` names, or None (a path never names one)."""
+    if not isinstance(name_or_path, str):
+        return None
     key = name_or_path.strip().lower()
     return next((e for e in EMBEDDED if key in e.aliases), None)
 
