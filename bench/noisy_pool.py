@@ -70,7 +70,8 @@ def near_duplicate(answer: str, rng: random.Random) -> str:
     """One small edit: a swapped function word or punctuation mark, or a trailing remark."""
     for old, new in rng.sample(_EDITS, len(_EDITS)):
         if f" {old} " in answer or (not old.isalpha() and old in answer):
-            return answer.replace(f" {old} " if old.isalpha() else old, f" {new} " if new.isalpha() else new, 1)
+            spaced = old.isalpha()  # a word is replaced between its spaces, punctuation as it is
+            return answer.replace(f" {old} " if spaced else old, f" {new} " if spaced else new, 1)
     return answer + ("希望对你有帮助。" if is_chinese(answer) else " Hope this helps.")
 
 

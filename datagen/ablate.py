@@ -680,14 +680,31 @@ def _fmt(d: dict[str, Any], digits: int = 3) -> str:
 
 
 def table_rows(doc: dict[str, Any]) -> list[list[str]]:
-    """Header + one row per arm: records, steps, epochs, gold loss, win rates vs random."""
-    rows = [["arm", "records", "steps", "epochs", "gold loss (mean ± std [min, max])", "win rate vs random",
+    """Header + one row per arm: records, steps, epochs, gold loss, defect rate, win rates vs random."""
+    rows = [["arm", "records", "steps", "epochs", "gold loss (mean ± std [min, max])", "defect rate", "win rate vs random",
              "debiased win rate", "seeds"]]
     for name, a in doc["arms"].items():
-        rows.append([name, str(a["records"]), str(a["steps"]), _fmt(a["epochs"], 1), _fmt(a["loss"]), _fmt(a["win_rate"], 2),
-                     _fmt(a.get("debiased_win_rate", {}), 2), str(a["loss"]["n"])])
+        rows.append([name, str(a["records"]), str(a["steps"]), _fmt(a["epochs"], 1), _fmt(a["loss"]), _fmt(a.get("defect_rate", {}), 2),
+                     _fmt(a["win_rate"], 2), _fmt(a.get("debiased_win_rate", {}), 2), str(a["loss"]["n"])])
     if doc.get("base"):
-        rows.append(["base (untrained)", "0", "0", "–", f"{doc['base']['loss']:.3f}", "–", "–", "–"])
+        b = doc["base"]
+        rate = f"{b['defect_rate']:.2f}" if b.get("defect_rate") is not None else "–"
+        rows.append(["base (untrained)", "0", "0", "–", f"{b['loss']:.3f}", rate, "–", "–", "–"])
+    return rows
+
+
+def defect_rows(doc: dict[str, Any]) -> list[list[str]]:
+    """Header + one row per arm (and the base): the rate of each behavioural defect kind, mean ± std
+    over seeds; only the header when no arm was answered."""
+    from train.behaviour import KINDS
+
+    rows = [["arm", *KINDS]]
+    for name, a in doc["arms"].items():
+        if a.get("defect_rate", {}).get("mean") is not None:
+            rows.append([name, *(_fmt(a.get(f"defect_{k}", {}), 2).split(" [")[0] for k in KINDS)])
+    b = doc.get("base") or {}
+    if b.get("defect_rate") is not None:
+        rows.append(["base (untrained)", *(f"{b.get(f'defect_{k}', 0):.2f}" for k in KINDS)])
     return rows
 
 
@@ -703,6 +720,9 @@ def render_html(doc: dict[str, Any]) -> str:
     parts = ["<h2>Does curation help?</h2>", *(f"<p>{escape(v)}</p>" for v in verdict_lines(doc)), table(table_rows(doc)),
              (f"<p>Win rate: {escape(doc['win_rate_definition'])}. Every arm trains for the same number of optimizer steps; "
               "epochs differ with arm size.</p>")]
+    kinds = defect_rows(doc)
+    if len(kinds) > 1:
+        parts += ["<h3>What the trained models' answers show (share of gold prompts, mean ± std over seeds)</h3>", table(kinds)]
     defects = doc["curation"].get("defects")
     if defects:
         arms = list(doc["arms"])
