@@ -173,7 +173,8 @@ def test_train_run_on_a_base_model_saves_a_working_template_and_a_peft_loadable_
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     manifest = json.loads((out / "train_manifest.json").read_text())
-    assert manifest["data"]["chat_template"] == {"source": "chatml", "end_of_turn": "<|im_end|>", "added_tokens": ["<|im_start|>", "<|im_end|>"]}
+    assert manifest["data"]["chat_template"] == {"source": "chatml", "end_of_turn": "<|im_end|>", "added_tokens": ["<|im_start|>", "<|im_end|>"],
+                                                "turn_tokens": ["<|im_start|>", "<|im_end|>"]}
     tok = AutoTokenizer.from_pretrained(out)
     assert tok.chat_template and tok.eos_token == "<|im_end|>" and len(tok) == len(tiny_tokenizer()) + 2
     prompt = tok.apply_chat_template([{"role": "user", "content": "hello"}], tokenize=False, add_generation_prompt=True)

@@ -14,7 +14,8 @@
 
 A model without a chat template (a base model) gets one before anything is tokenized
 (``chat_template`` setting, :mod:`datagen.llm.templates`); turn tokens its vocabulary lacks are
-added, and with adapters their embedding rows are trained (peft's ``trainable_token_indices``).
+added, and with adapters the embedding rows of the format's turn tokens, added or not, are trained
+(peft's ``trainable_token_indices``): a base model never learnt what they mean.
 
 The adapter's ``adapter_config.json`` names the base by its folder's absolute path, so peft's own
 ``AutoPeftModelForCausalLM.from_pretrained(adapter)`` loads it on the machine that trained it;
@@ -120,7 +121,7 @@ def load_for_training(cfg: TrainConfig, rt: Runtime) -> tuple[PreTrainedModel, P
     except LLMError as e:
         raise UserError(str(e)) from None
     if cfg.uses_adapter:
-        model = _add_adapter(model, cfg, new_tokens=tokenizer.convert_tokens_to_ids(list(applied.added_tokens)))
+        model = _add_adapter(model, cfg, train_tokens=tokenizer.convert_tokens_to_ids(list(applied.turn_tokens)))
     model.datagen_chat_template = applied.to_dict()  # for the manifest
     return model, tokenizer
 
@@ -160,12 +161,12 @@ def _peft_quietly() -> Iterator[None]:
         yield
 
 
-def _add_adapter(model: PreTrainedModel, cfg: TrainConfig, new_tokens: list[int] | None = None) -> PreTrainedModel:
+def _add_adapter(model: PreTrainedModel, cfg: TrainConfig, train_tokens: list[int] | None = None) -> PreTrainedModel:
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(
-        # rows of the embedding added for a chat format's turn tokens: trained, and saved with the adapter
-        trainable_token_indices=list(new_tokens) if new_tokens else None,
+        # the embedding rows of the turn tokens of a format given to a base model: trained, saved with the adapter
+        trainable_token_indices=list(train_tokens) if train_tokens else None,
         task_type="CAUSAL_LM",
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,

@@ -21,7 +21,12 @@ LLaMA-Factory's templates do:
    ``skip_special_tokens`` drops them;
 3. makes the end-of-turn token the eos: of the tokenizer (so the training loss trains it, see
    :func:`train.data.render`), of the model config, and first in the generation config's eos list
-   (so generation stops on it; the model's old eos stays in the list).
+   (so generation stops on it; the model's old eos stays in the list);
+4. names the format's turn tokens (``Applied.turn_tokens``), whose embedding rows training then
+   trains even with adapters (:mod:`train.model`): a base model holds them in its vocabulary but
+   never learnt their role. Measured on Gemma 3 270M base, LoRA on every linear layer alone, 30
+   steps: after a complete answer ``P(<end_of_turn>)`` stayed at 0.0002 and every answer ran to the
+   token limit; the output side of a tied embedding is what has to learn to stop.
 
 The templates are prefix-stable (rendering the first *k* messages gives a prefix of the whole
 render), which :func:`train.data.assistant_spans` needs to locate the assistant turns; a system
@@ -82,9 +87,11 @@ class Applied:
     source: str  # "model" (its own), "chatml", "gemma", or the .jinja file's path
     end_of_turn: str | None  # the eos it set; None when the model's own template was kept as it is
     added_tokens: tuple[str, ...] = ()
+    turn_tokens: tuple[str, ...] = ()  # the format's own tokens (added or not): their embedding rows must learn their role
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "end_of_turn": self.end_of_turn, "added_tokens": list(self.added_tokens)}
+        return {"source": self.source, "end_of_turn": self.end_of_turn, "added_tokens": list(self.added_tokens),
+                "turn_tokens": list(self.turn_tokens)}
 
 
 def _in_vocab(tokenizer: PreTrainedTokenizerBase, token: str) -> bool:
@@ -132,7 +139,7 @@ def apply_chat_template(
         if eot is None:
             raise LLMError(f"chat_template {setting}: an assistant turn ends with no special token, so a model trained on it would not learn where to stop")
         _set_eos(tokenizer, model, eot)
-        return Applied(str(Path(setting).expanduser()), eot)
+        return Applied(str(Path(setting).expanduser()), eot, turn_tokens=(eot,))
     missing = [t for t in (chosen.start, chosen.end) if not _in_vocab(tokenizer, t)]
     if missing and not allow_new_tokens:
         raise LLMError(f"the model has no chat template and its vocabulary lacks {', '.join(missing)}; use a model with a chat template")
@@ -144,7 +151,7 @@ def apply_chat_template(
         _resize(model, len(tokenizer))
     tokenizer.chat_template = chosen.template
     _set_eos(tokenizer, model, chosen.end)
-    return Applied(chosen.name, chosen.end, tuple(missing))
+    return Applied(chosen.name, chosen.end, tuple(missing), (chosen.start, chosen.end))
 
 
 PROBE = "Probe answer 7431."
