@@ -20,8 +20,12 @@ is repeated over more epochs (``epochs`` in ablation.json says how many).
 Each trained model is then scored on the gold set (``DIR/runs/<arm>-s<seed>/eval.json``):
 
 * ``loss``: held-out NLL of the gold answers (:func:`train.evaluate.heldout_loss`), lower is better;
-* greedy answers to the first ``--judge-prompts`` gold prompts; then a judge LLM compares each
-  arm's answers with the random arm's of the same seed (:func:`train.evaluate.judge_pairs`, both
+* greedy answers to the first ``--answer-prompts`` gold prompts (default 40) and what a user sees
+  in them (:mod:`train.behaviour`): ``defect_rate``, the share of answers that never end their
+  turn, are empty, refuse, stop mid-sentence, loop or answer in another language, and a rate per
+  kind; the untrained base model is answered too, as the reference;
+* with ``--judge-prompts K`` (default 0: no judge), a judge LLM compares each of the first K
+  answers of an arm with the random arm's of the same seed (:func:`train.evaluate.judge_pairs`, both
   answer orders, ``prompts/train/pairwise.j2``). :func:`strict_scores` counts a prompt as a win
   (1) only when the arm wins in BOTH orders, a loss (0) only when it loses in both, and anything
   else (a split, a tie, an unreadable verdict) as a tie (0.5). ``win_rate`` is the mean: 0.5 means
@@ -29,6 +33,9 @@ Each trained model is then scored on the gold set (``DIR/runs/<arm>-s<seed>/eval
   the judge's probabilities instead of its verdicts, with position bias cancelled between the two
   orders (:func:`train.evaluate.debiased_preference`): a small judge that always writes "A" gives
   only ties by the strict rule, but its probabilities can still tell the answers apart.
+
+The verdict compares each arm with the random arm on gold loss and on defect rate (lower is
+better for both) against the seed noise, then reads the two together.
 
 ``DIR/ablation.json`` holds per arm the mean, std (sample, ddof=1), min and max over seeds of
 each metric, the per-seed values and the item-by-item comparison with the random arm
