@@ -53,7 +53,7 @@ CHATML = (
 )
 
 GEMMA = (
-    "{{ bos_token }}"
+    "{% if bos_token %}{{ bos_token }}{% endif %}"
     "{% if messages and messages[0]['role'] == 'system' %}"
     "{% set system = messages[0]['content'] | trim + '\n\n' %}{% set turns = messages[1:] %}"
     "{% else %}{% set system = '' %}{% set turns = messages %}{% endif %}"
