@@ -27,7 +27,9 @@ import random
 import re
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -82,13 +84,15 @@ def stratum(r: Record) -> tuple[str, str]:
     return ("zh" if is_chinese(r.instruction) else "en", "classification" if seed.get("is_classification") else "generation")
 
 
-def stratified(candidates: list[Record], n: int, shares: dict[tuple[str, str], float], rng: random.Random) -> list[Record]:
-    """``n`` records from ``candidates`` whose strata follow ``shares`` (the clean pool's): each
-    stratum gets its share of ``n`` by largest remainder, drawn without replacement while it lasts
-    (then with replacement); a stratum with no candidate passes its quota to the others."""
-    by: dict[tuple[str, str], list[Record]] = {}
+def stratified(candidates: list[Record], n: int, shares: dict[Any, float], rng: random.Random,
+               key: Callable[[Record], Any] = stratum) -> list[Record]:
+    """``n`` records from ``candidates`` whose strata (``key``: :func:`stratum` by default) follow
+    ``shares`` (the clean pool's): each stratum gets its share of ``n`` by largest remainder, drawn
+    without replacement while it lasts (then with replacement); a stratum with no candidate passes
+    its quota to the others."""
+    by: dict[Any, list[Record]] = {}
     for r in candidates:
-        by.setdefault(stratum(r), []).append(r)
+        by.setdefault(key(r), []).append(r)
     live = {k: v for k, v in shares.items() if by.get(k)}
     total = sum(live.values())
     exact = {k: n * v / total for k, v in live.items()}

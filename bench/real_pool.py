@@ -47,7 +47,7 @@ What it writes (``--out-dir``, default ``runs/real-pool``)
 
       Every record, clean or copy, keeps ``meta["generator"]`` (the model that wrote the
       instruction's answer in the source) and ``meta["position"]``. Each kind's copies are spread
-      evenly over the three generators (:func:`spread`), so removing the defects cannot change the
+      evenly over the three generators (:func:`bench.noisy_pool.stratified`, by generator), so removing the defects cannot change the
       share of any model in the pool: defects concentrated on one model would confound "the filter
       removed defects" with "the filter removed that model".
     * ``gold.jsonl`` (messages format, like ``bench/data/gold.jsonl``): the 40 gold pairs.
@@ -74,7 +74,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from datagen.io import read_records, write_records
 from datagen.record import Record
 from datagen.text import word_equivalents
-from noisy_pool import KINDS, REFUSALS, is_chinese, near_duplicate, truncate
+from noisy_pool import KINDS, REFUSALS, is_chinese, near_duplicate, stratified, truncate
 
 SOURCE = "alpaca_eval"
 
@@ -92,30 +92,6 @@ def load_pairs(path: str) -> list[Record]:
         if "generator" not in extra or "position" not in extra:
             raise SystemExit(f"{path}: every row needs 'generator' and 'position' (see this script's docstring)")
         out.append(Record.from_turns(r.instruction, r.response, source=SOURCE, meta={"generator": extra["generator"], "position": extra["position"]}))
-    return out
-
-
-def spread(candidates: list[Record], n: int, shares: dict[str, float], rng: random.Random) -> list[Record]:
-    """``n`` records from ``candidates`` whose generators follow ``shares`` (the clean pool's): each
-    generator gets its share of ``n`` by largest remainder, drawn without replacement while it
-    lasts (then with replacement); a generator with no candidate passes its quota to the others.
-    :func:`bench.noisy_pool.stratified`, with the generator as the stratum."""
-    by: dict[str, list[Record]] = {}
-    for r in candidates:
-        by.setdefault(generator(r), []).append(r)
-    live = {k: v for k, v in shares.items() if by.get(k)}
-    total = sum(live.values())
-    exact = {k: n * v / total for k, v in live.items()}
-    quota = {k: int(x) for k, x in exact.items()}
-    for k in sorted(exact, key=lambda k: exact[k] - quota[k], reverse=True)[: n - sum(quota.values())]:
-        quota[k] += 1
-    out = []
-    for k in sorted(quota):
-        group = by[k]
-        picked = rng.sample(group, min(quota[k], len(group)))
-        picked += [rng.choice(group) for _ in range(quota[k] - len(picked))]
-        out += picked
-    rng.shuffle(out)
     return out
 
 
@@ -141,7 +117,7 @@ def build(pairs: list[Record], chinese_answers: list[str], per_kind: int, seed: 
         "wrong_language": pairs,
     }
     for kind in KINDS:
-        for src in spread(eligible[kind], per_kind, shares, rng):
+        for src in stratified(eligible[kind], per_kind, shares, rng, key=generator):
             extra: dict[str, object] = {}
             if kind == "truncation":
                 bad = truncate(src.response, rng)

@@ -335,15 +335,15 @@ def answer_gold(s: AblationSettings, folder: str | Path) -> dict[str, Any]:
     ``stopped``, each answer's ``defects``, and ``behaviour`` (``defect_rate`` and a rate per kind)."""
     if s.answer_prompts <= 0:
         return {"answers": [], "stopped": [], "defects": [], "behaviour": None}
-    from train.evaluate import answer, behaviour_doc, load_prompts
-    from train.behaviour import defects
+    from train.behaviour import defects, summarize
+    from train.evaluate import answer, load_prompts
 
     from .llm.local import LocalLLM
 
     records = load_prompts(s.gold, s.answer_prompts)
     replies = answer(LocalLLM(str(folder), batch_size=s.batch_size, device=s.device or _default_device()), records, s.max_new_tokens)
     return {"answers": [a.text for a in replies], "stopped": [a.stopped for a in replies],
-            "defects": [defects(a) for a in replies], "behaviour": behaviour_doc(replies)}
+            "defects": [defects(a) for a in replies], "behaviour": summarize(replies)}
 
 
 def eval_base(s: AblationSettings, gold_sha: str) -> dict[str, Any]:

@@ -130,11 +130,6 @@ def answer(llm: LLM, records: Sequence[Record], max_new_tokens: int) -> list[Ans
             for r, c in zip(records, completions)]
 
 
-def behaviour_doc(answers: Sequence[Answer]) -> dict[str, Any]:
-    """:func:`train.behaviour.summarize` of the answers: ``defect_rate``, a rate per kind, counts."""
-    return summarize(answers)
-
-
 def generation_items(records: Sequence[Record], answers: Sequence[Answer]) -> list[dict[str, Any]]:
     """Each prompt, its answer, whether it stopped, and its defects (kind -> evidence)."""
     return [{"id": r.id, "prompt": [m.model_dump() for m in r.prompt_messages()], "answer": a.text, "stopped": a.stopped,
@@ -270,7 +265,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "model": str(src),
         "data": {"path": args.data, "sha256": file_digest(args.data), "samples": len(samples), "rejected": len(rejected)},
         **loss.to_dict(),
-        "behaviour": {"max_new_tokens": args.max_new_tokens, **behaviour_doc(mine)},
+        "behaviour": {"max_new_tokens": args.max_new_tokens, **summarize(mine)},
         "generations": generation_items(records, mine),
     }
     if args.judge or args.compare_base:
@@ -278,7 +273,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         theirs = answer(LocalLLM(base, batch_size=args.batch_size, device=args.device), records, args.max_new_tokens)
         for g, t in zip(results["generations"], theirs):
             g.update(base_answer=t.text, base_stopped=t.stopped, base_defects=defects(t))
-        results["base_behaviour"] = {"model": base, "max_new_tokens": args.max_new_tokens, **behaviour_doc(theirs)}
+        results["base_behaviour"] = {"model": base, "max_new_tokens": args.max_new_tokens, **summarize(theirs)}
     if args.judge:
         results["judge"] = {"base_model": base, **judge_pairs(_judge_llm(args), records, [a.text for a in mine], [a.text for a in theirs])}
     results["versions"] = package_versions()
