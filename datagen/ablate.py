@@ -10,6 +10,10 @@ From one pool, :func:`build_arms` makes the arms:
 * ``filtered`` (``--filtered``): as many records, drawn uniformly from the filter's survivors, a
   new draw per seed: it splits the curation's effect into the filter's (``filtered`` against
   ``random``) and the selection's (``curated`` against ``filtered``);
+* ``removed`` (``--removed``): as many records, drawn uniformly from what the filter removed
+  (its ``rejected.jsonl``), a new draw per seed: the positive control. If the trained models'
+  metrics cannot tell this arm from ``random``, they cannot see the data's defects at all, and a
+  tie between ``curated`` and ``random`` says nothing;
 * ``full`` (``--full``): the whole pool.
 
 Every (arm, seed) trains with the same recipe, the same ``--set`` overrides and the SAME number of
@@ -23,7 +27,10 @@ Each trained model is then scored on the gold set (``DIR/runs/<arm>-s<seed>/eval
 * greedy answers to the first ``--answer-prompts`` gold prompts (default 40) and what a user sees
   in them (:mod:`train.behaviour`): ``defect_rate``, the share of answers that never end their
   turn, are empty, refuse, stop mid-sentence, loop or answer in another language, and a rate per
-  kind; the untrained base model is answered too, as the reference;
+  kind; the untrained base model is answered too, as the reference. Answers may run to
+  ``--max-new-tokens``, by default twice the longest gold answer in the base model's tokens (at
+  least 64, :func:`answer_limit`): a model that answers at the references' length always has
+  room to end its turn, so ``no_stop`` means it did not, not that the limit was short;
 * with ``--judge-prompts K`` (default 0: no judge), a judge LLM compares each of the first K
   answers of an arm with the random arm's of the same seed (:func:`train.evaluate.judge_pairs`, both
   answer orders, ``prompts/train/pairwise.j2``). :func:`strict_scores` counts a prompt as a win
@@ -35,7 +42,9 @@ Each trained model is then scored on the gold set (``DIR/runs/<arm>-s<seed>/eval
   only ties by the strict rule, but its probabilities can still tell the answers apart.
 
 The verdict compares each arm with the random arm on gold loss and on defect rate (lower is
-better for both) against the seed noise, then reads the two together.
+better for both) against the seed noise, with a paired comparison item by item for each
+(:func:`paired_loss` over gold items, :func:`paired_defects` over answers to the same prompt by
+models of the same seed), then reads the two together.
 
 ``DIR/ablation.json`` holds per arm the mean, std (sample, ddof=1), min and max over seeds of
 each metric, the per-seed values and the item-by-item comparison with the random arm
@@ -104,13 +113,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--seeds", type=int, default=3, metavar="K", help="seeds 0..K-1: training seed, and the random arm's draw (default 3)")
     t.add_argument("--filtered", action="store_true",
                    help="also train a 'filtered' arm: as many records drawn at random from the filter's survivors (the filter's effect without the selection)")
+    t.add_argument("--removed", action="store_true",
+                   help="also train a 'removed' arm: as many records drawn at random from what the filter removed (the positive control: "
+                        "the metrics must tell it from random)")
     t.add_argument("--full", action="store_true", help="also train a 'full' arm on the whole pool")
     e = p.add_argument_group("evaluation")
     e.add_argument("--answer-prompts", type=int, default=40, metavar="K",
                    help="gold prompts each model answers greedily, for the behavioural defect rates (0: loss only; default 40)")
     e.add_argument("--judge-prompts", type=int, default=0, metavar="K",
                    help="of those, how many a judge compares with the random arm's answers, both orders (default 0: no judge)")
-    e.add_argument("--max-new-tokens", type=int, default=128, help="longest answer generated per gold prompt (an answer that reaches it never stopped)")
+    e.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
+                   help="longest answer generated per gold prompt; an answer that reaches it never stopped "
+                        "(default: twice the longest gold answer in the base model's tokens, at least 64)")
     e.add_argument("--judge-model", default=None, metavar="M", help="local judge model (default: the embedded SmolLM2-135M-Instruct)")
     e.add_argument("--batch-size", type=int, default=16, help="generation and loss batch size")
     e.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda if available)")
@@ -136,10 +150,11 @@ class AblationSettings:
     steps: int | None = None
     seeds: int = 3
     filtered: bool = False
+    removed: bool = False
     full: bool = False
     answer_prompts: int = 40
     judge_prompts: int = 0
-    max_new_tokens: int = 128
+    max_new_tokens: int | None = None  # None: answer_limit() of the gold set
     judge_model: str | None = None
     batch_size: int = 16
     device: str | None = None
@@ -152,7 +167,8 @@ class AblationSettings:
         return cls(out=Path(args.out), **{n: getattr(args, n) for n in names})
 
     def arm_names(self) -> list[str]:
-        return ["curated", BASELINE] + (["filtered"] if self.filtered else []) + (["full"] if self.full else [])
+        extra = [name for name, on in (("filtered", self.filtered), ("removed", self.removed), ("full", self.full)) if on]
+        return ["curated", BASELINE, *extra]
 
 
 @dataclass
@@ -223,7 +239,8 @@ def random_arm(pool: Sequence[Record], n: int, seed: int) -> list[Record]:
 
 def build_arms(s: AblationSettings, seeds: Sequence[int]) -> dict[str, list[Arm]]:
     """Every arm's data file, per seed (the curated and full arms share one file across seeds)."""
-    from .io import read_records, write_records
+    from .io import iter_jsonl, read_records, write_records
+    from .record import Record
     from .rundir import file_digest
 
     curated = curate(s)
@@ -233,15 +250,21 @@ def build_arms(s: AblationSettings, seeds: Sequence[int]) -> dict[str, list[Arm]
         print(f"ablate: the filter left only {n} records for a budget of {s.budget}; every arm gets {n}", file=sys.stderr)
     arms: dict[str, list[Arm]] = {"curated": [Arm("curated", k, curated, n, file_digest(curated)) for k in seeds]}
     draws = {BASELINE: pool}
+    filtered = s.out / "arms" / "curated" / "filter"
     if s.filtered:
-        draws["filtered"] = list(read_records(s.out / "arms" / "curated" / "filter" / "records.jsonl"))
+        draws["filtered"] = list(read_records(filtered / "records.jsonl"))
+    if s.removed:
+        draws["removed"] = [Record.model_validate(row["record"]) for row in iter_jsonl(filtered / "rejected.jsonl")]
+        if len(draws["removed"]) < n:
+            print(f"ablate: the filter removed only {len(draws['removed'])} records; the removed arm gets them all", file=sys.stderr)
     for name, source in draws.items():
         arms[name] = []
         for k in seeds:
             path = s.out / "arms" / f"{name}-s{k}" / "records.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_records(path, random_arm(source, n, k))  # cheap and deterministic: always rewritten
-            arms[name].append(Arm(name, k, path, n, file_digest(path)))
+            drawn = random_arm(source, n, k)
+            write_records(path, drawn)  # cheap and deterministic: always rewritten
+            arms[name].append(Arm(name, k, path, len(drawn), file_digest(path)))
     if s.full:
         arms["full"] = [Arm("full", k, Path(s.pool), len(pool), file_digest(s.pool)) for k in seeds]
     return arms
@@ -344,6 +367,25 @@ def answer_gold(s: AblationSettings, folder: str | Path) -> dict[str, Any]:
     replies = answer(LocalLLM(str(folder), batch_size=s.batch_size, device=s.device or _default_device()), records, s.max_new_tokens)
     return {"answers": [a.text for a in replies], "stopped": [a.stopped for a in replies],
             "defects": [defects(a) for a in replies], "behaviour": summarize(replies)}
+
+
+ANSWER_LIMIT_FACTOR, ANSWER_LIMIT_MIN, ANSWER_LIMIT_STEP = 2, 64, 32
+
+
+def answer_limit(s: AblationSettings) -> int:
+    """The default ``--max-new-tokens``: twice the longest gold answer among the answered prompts,
+    counted in the base model's tokens, rounded up to a multiple of 32 and at least 64."""
+    import math
+
+    from transformers import AutoTokenizer
+
+    from .io import read_records
+    from .llm.models import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve_model(train_config(s, 0).model)))
+    longest = max((len(tokenizer(r.response, add_special_tokens=False)["input_ids"])
+                   for r in read_records(s.gold, limit=s.answer_prompts) if r.has_answer), default=0)
+    return max(ANSWER_LIMIT_MIN, math.ceil(ANSWER_LIMIT_FACTOR * longest / ANSWER_LIMIT_STEP) * ANSWER_LIMIT_STEP)
 
 
 def eval_base(s: AblationSettings, gold_sha: str) -> dict[str, Any]:
@@ -557,6 +599,29 @@ def paired_loss(evals: dict[tuple[str, int], dict[str, Any]], name: str, seeds: 
     }
 
 
+def paired_defects(evals: dict[tuple[str, int], dict[str, Any]], name: str, seeds: Sequence[int]) -> dict[str, Any] | None:
+    """The arm against the random arm answer by answer: for each gold prompt and seed, whether the
+    arm's answer has a defect and the random arm's (same prompt, same seed) has none (``more``), or
+    the reverse (``fewer``); answers that agree carry no information. A two-sided sign test on the
+    discordant pairs (McNemar's exact test), per kind as well. None without answers."""
+    from train.behaviour import KINDS
+
+    pairs = []
+    for k in seeds:
+        mine, theirs = evals[name, k].get("defects"), evals[BASELINE, k].get("defects")
+        if not mine or not theirs or len(mine) != len(theirs):
+            return None
+        pairs += zip(mine, theirs)
+
+    def count(has: Any) -> dict[str, Any]:
+        fewer = sum(1 for a, b in pairs if not has(a) and has(b))
+        more = sum(1 for a, b in pairs if has(a) and not has(b))
+        return {"fewer": fewer, "more": more, "sign_test_p": sign_test(fewer, more)}
+
+    return {"answers": len(pairs), "seeds": len(seeds), **count(bool),
+            "kinds": {kind: count(lambda d, kind=kind: kind in d) for kind in KINDS}}
+
+
 def sign_test(wins: int, losses: int) -> float:
     """Two-sided exact sign test: the chance of a split at least this uneven if both were equally likely."""
     import math
@@ -608,6 +673,9 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
     seeds = list(range(s.seeds))
     arms = build_arms(s, seeds)
     gold_sha = file_digest(s.gold)
+    if s.max_new_tokens is None and s.answer_prompts > 0:
+        s.max_new_tokens = answer_limit(s)
+        print(f"ablate: answers may run to {s.max_new_tokens} new tokens (twice the longest gold answer)", file=sys.stderr)
     base = eval_base(s, gold_sha)
     per_run: dict[str, list[dict[str, Any]]] = {}
     evals: dict[tuple[str, int], dict[str, Any]] = {}
@@ -637,6 +705,7 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
     for name in arms:
         if name != BASELINE:
             arms_doc[name]["paired_vs_random"] = paired_loss(evals, name, seeds)
+            arms_doc[name]["paired_defects_vs_random"] = paired_defects(evals, name, seeds)
     pool_records = list(read_records(s.pool))
     # each arm's records, read once for the defect accounting and the composition (a shared file once)
     draws = {name: [list(read_records(path)) for path in dict.fromkeys(a.path for a in group)] for name, group in arms.items()}

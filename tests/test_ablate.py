@@ -67,6 +67,35 @@ def test_filtered_arm_draws_from_the_filter_survivors_only(tmp_path):
     assert ablate.build_arms(s, [0, 1])["filtered"][1].sha256 == arms["filtered"][1].sha256  # reproducible
 
 
+def test_removed_arm_draws_from_what_the_filter_removed_only(tmp_path):
+    """The positive control: the real filter, whose rejected.jsonl the arm is drawn from."""
+    pool = _pool(24) + [Record.from_turns(f"Name a color, please ({i}).", "I'm sorry, but I can't help with that.") for i in range(8)]
+    write_records(tmp_path / "pool.jsonl", pool)
+    s = _settings(tmp_path, budget=10, removed=True, stages="heuristics,exact,minhash,quality", cache_dir=str(tmp_path / "cache"))
+    arms = ablate.build_arms(s, [0, 1])
+    assert list(arms) == ["curated", "random", "removed"]
+    refusals = {r.id for r in pool[24:]}
+    assert [a.size for a in arms["removed"]] == [8, 8]  # the filter removed 8 < 10: the arm gets them all
+    assert all({r.id for r in read_records(a.path)} == refusals for a in arms["removed"])
+    assert s.arm_names() == ["curated", "random", "removed"]
+
+
+def test_answer_limit_is_twice_the_longest_gold_answer_in_model_tokens(tmp_path):
+    from transformers import AutoTokenizer
+
+    from datagen.llm.models import resolve_model
+
+    gold = [Record.from_turns("Q1?", "Short."), Record.from_turns("Q2?", " ".join(["word"] * 60)), Record.from_turns("Q3?", "x " * 200)]
+    write_records(tmp_path / "gold.jsonl", gold)
+    s = AblationSettings(pool=str(tmp_path / "gold.jsonl"), gold=str(tmp_path / "gold.jsonl"), budget=2, out=tmp_path / "o",
+                         recipe="lora-smollm2-cpu", answer_prompts=2)  # the third (longest) answer is never asked
+    tok = AutoTokenizer.from_pretrained(str(resolve_model("smollm2")))
+    longest = len(tok(gold[1].response, add_special_tokens=False)["input_ids"])
+    assert ablate.answer_limit(s) == max(64, math.ceil(2 * longest / 32) * 32) > 2 * longest - 1
+    s.answer_prompts = 1
+    assert ablate.answer_limit(s) == 64  # "Short." is a couple of tokens: the floor
+
+
 def test_every_arm_and_seed_gets_the_same_steps(tmp_path):
     s = _settings(tmp_path, steps=7, sets=["max_length=128"])
     cfgs = [ablate.train_config(s, k) for k in range(3)]
@@ -267,6 +296,25 @@ def test_paired_loss_compares_item_by_item_against_the_same_seeds_random_arm():
     assert p["sign_test_p"] == pytest.approx(2 * (1 + 4) / 16)
     evals["curated", 1] = {"loss": 1.0}  # an evaluation from before per-item losses
     assert ablate.paired_loss(evals, "curated", [0, 1]) is None
+
+
+def test_paired_defects_count_discordant_answers_per_prompt_and_seed():
+    no_stop, loop = {"no_stop": "ran to the limit"}, {"repetition": "x 5 times"}
+    evals = {
+        ("curated", 0): {"defects": [{}, {}, no_stop, {**no_stop, **loop}]},
+        ("random", 0): {"defects": [no_stop, {}, no_stop, {}]},
+        ("curated", 1): {"defects": [{}, loop, {}, {}]},
+        ("random", 1): {"defects": [loop, {}, no_stop, loop]},
+    }
+    p = ablate.paired_defects(evals, "curated", [0, 1])
+    # seed 0: prompt 0 fewer, prompt 3 more; seed 1: prompt 1 more, prompts 0, 2, 3 fewer
+    assert (p["answers"], p["seeds"], p["fewer"], p["more"]) == (8, 2, 4, 2)
+    assert p["sign_test_p"] == pytest.approx(ablate.sign_test(4, 2))
+    assert (p["kinds"]["no_stop"]["fewer"], p["kinds"]["no_stop"]["more"]) == (2, 1)
+    assert (p["kinds"]["repetition"]["fewer"], p["kinds"]["repetition"]["more"]) == (2, 2)
+    assert p["kinds"]["refusal"] == {"fewer": 0, "more": 0, "sign_test_p": 1.0}
+    evals["curated", 1] = {"defects": []}  # not answered (--answer-prompts 0)
+    assert ablate.paired_defects(evals, "curated", [0, 1]) is None
 
 
 def test_sign_test():

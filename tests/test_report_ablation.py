@@ -109,6 +109,20 @@ def test_verdict_reports_the_item_by_item_comparison():
     assert v.items_sentence == "" and v.sentence.endswith("(the larger std is 0.0707)")
 
 
+def test_defect_verdict_reports_the_answer_by_answer_comparison():
+    curated, random_ = _arm({0: 1.0, 1: 1.1}), _arm({0: 1.05, 1: 1.12})
+    for arm, rates in ((curated, (0.2, 0.3)), (random_, (0.25, 0.35))):
+        for row, rate in zip(arm["per_seed"], rates):
+            row["defect_rate"] = rate
+        arm["defect_rate"] = ablate.spread(list(rates))
+    curated["paired_defects_vs_random"] = {"answers": 80, "seeds": 2, "fewer": 9, "more": 5, "sign_test_p": 0.42}
+    loss, defects = parse_ablation({"arms": {"curated": curated, "random": random_}}).verdicts
+    assert defects.metric == "defect_rate" and "lower defect rate than random in 2 of 2 seeds" in defects.sentence
+    assert defects.sentence.endswith("Answer by answer (80 answers: gold prompt x seed): a defect where random's answer had none in 5, "
+                                     "none where random's had one in 9 (sign test p = 0.42)")
+    assert "answer by answer" not in loss.sentence
+
+
 def test_the_untrained_base_models_loss_is_shown_as_the_reference():
     doc = _doc()
     doc["base"] = {"model": "smollm2", "loss": 2.0862318, "perplexity": 8.05}

@@ -100,6 +100,7 @@ class ArmView:
     metrics: dict[str, Spread]
     per_seed: list[dict[str, Any]]
     paired: dict[str, Any] = field(default_factory=dict)  # "paired_vs_random": the item-by-item gold loss comparison
+    paired_defects: dict[str, Any] = field(default_factory=dict)  # "paired_defects_vs_random": answer by answer
 
     @property
     def seeds(self) -> int:
@@ -154,7 +155,7 @@ class Verdict:
     baseline_std: float | None
     noise: float | None  # the larger of the two arms' std
     seeds: int  # the smaller of the two arms' seed counts
-    items: dict[str, Any] = field(default_factory=dict)  # the item-by-item comparison (``paired_vs_random``), if any
+    items: dict[str, Any] = field(default_factory=dict)  # the item-by-item comparison (``paired_vs_random`` or ``paired_defects_vs_random``)
     metric: str = "loss"
 
     @property
@@ -164,7 +165,10 @@ class Verdict:
     @property
     def items_sentence(self) -> str:
         """``item by item: lower on k of n gold items (sign test p = ...); mean difference d, 95% CI
-        [a, b]``, or '' without an item-by-item comparison."""
+        [a, b]`` for the loss, ``answer by answer ...`` for the defect rate, or '' without an
+        item-by-item comparison."""
+        if self.metric != "loss":
+            return self.answers_sentence
         lower, higher, n = _int(self.items.get("lower")), _int(self.items.get("higher")), _int(self.items.get("items"))
         if lower is None or n is None:
             return ""
@@ -182,6 +186,18 @@ class Verdict:
                 text += f", 95% CI [{fmt(lo)}, {fmt(hi)}]"
                 text += ": the interval excludes 0" if lo > 0 or hi < 0 else ": the interval includes 0"
         return text
+
+    @property
+    def answers_sentence(self) -> str:
+        """``answer by answer (n answers: gold prompt x seed): a defect where random's answer had
+        none in k, none where random's had one in m (sign test p = ...)``, or ''."""
+        fewer, more, n = _int(self.items.get("fewer")), _int(self.items.get("more")), _int(self.items.get("answers"))
+        if fewer is None or more is None or n is None:
+            return ""
+        text = (f"answer by answer ({n} answers: gold prompt x seed): a defect where {self.baseline}'s answer had none in {more}, "
+                f"none where {self.baseline}'s had one in {fewer}")
+        p = _num(self.items.get("sign_test_p"))
+        return text + (f" (sign test p = {p:.2g})" if p is not None else "")
 
     @property
     def beyond_noise(self) -> bool:
@@ -209,7 +225,7 @@ class Verdict:
             text += f": {'lower' if self.diff < 0 else 'higher'} beyond seed noise (the difference exceeds the larger std, {fmt(self.noise)})"
         else:
             text += f": within seed noise (the larger std is {fmt(self.noise)})"
-        items = self.items_sentence if self.metric == "loss" else ""
+        items = self.items_sentence
         return text + (f". {items[0].upper()}{items[1:]}" if items else "")
 
 
@@ -235,7 +251,7 @@ def verdicts(arms: Sequence[ArmView], baseline: str = BASELINE) -> list[Verdict]
             stds = [s.std for s in (spread, base_spread) if s is not None and s.std is not None]
             out.append(Verdict(arm.name, baseline, sum(mine[s] < theirs[s] for s in paired), len(paired), diff,
                                base_spread.std if base_spread is not None else None, max(stds) if stds else None,
-                               min(arm.seeds, base.seeds), arm.paired if metric == "loss" else {}, metric))
+                               min(arm.seeds, base.seeds), arm.paired if metric == "loss" else arm.paired_defects, metric))
     return out
 
 
@@ -326,7 +342,8 @@ def _settings(doc: dict[str, Any]) -> list[tuple[str, str]]:
 def _arm(name: str, d: dict[str, Any]) -> ArmView:
     metrics = {k: sp for k, v in d.items() if (sp := as_spread(v)) is not None}
     rows = [r for r in d.get("per_seed") or [] if isinstance(r, dict)] if isinstance(d.get("per_seed"), list) else []
-    return ArmView(name, _int(d.get("records")), _int(d.get("steps")), metrics, rows, _dict(d.get("paired_vs_random")))
+    return ArmView(name, _int(d.get("records")), _int(d.get("steps")), metrics, rows, _dict(d.get("paired_vs_random")),
+                   _dict(d.get("paired_defects_vs_random")))
 
 
 def _defects(curation: dict[str, Any]) -> list[DefectRow]:
