@@ -33,7 +33,7 @@ from datagen.filters.embeddings import EmbeddingStore, embed_text  # noqa: E402
 from datagen.filters.quality import QualityStage  # noqa: E402
 from datagen.filters.semantic import _cluster, _greedy_dedup  # noqa: E402
 from datagen.record import Record  # noqa: E402
-from datagen.stage import Stats  # noqa: E402
+from datagen.core.stats import Stats  # noqa: E402
 
 WORDS = ("data model answer question river city code list number history music science table "
          "write explain compare summarize translate improve describe analyse poem story recipe").split()

@@ -61,7 +61,7 @@ from datagen.filters.minhash import MinHashDedup  # noqa: E402
 from datagen.filters.shingles import Shingler, jaccard  # noqa: E402
 from datagen.filters.signatures import rensa_available  # noqa: E402
 from datagen.record import Record  # noqa: E402
-from datagen.stage import Stats  # noqa: E402
+from datagen.core.stats import Stats  # noqa: E402
 from datagen.text import tokens  # noqa: E402
 
 MODULES = """os re json collections itertools functools pathlib typing argparse logging subprocess threading

@@ -29,8 +29,8 @@ WORDS = ["data", "model", "token", "train", "loss", "batch", "sort", "list", "ap
 def make_run(out: Path, n: int, seed: int = 0) -> list[tuple[str, str]]:
     """A finished ``filter`` run of ``n`` records; returns (id, embed text) of those with answers."""
     from datagen.record import Record, Rejection
-    from datagen.rundir import RunDir
-    from datagen.stage import Stats
+    from datagen.core.rundir import RunDir
+    from datagen.core.stats import Stats
 
     rng = random.Random(seed)
     run = RunDir(out, "filter", {"bench": n}, force=True)
@@ -84,7 +84,7 @@ def make_run(out: Path, n: int, seed: int = 0) -> list[tuple[str, str]]:
 def fake_embeddings(cache: Path, texts: list[tuple[str, str]], dim: int = 384) -> None:
     import numpy as np
 
-    from datagen.filters.kvcache import KVCache, sha_key
+    from datagen.core.kvcache import KVCache, sha_key
 
     rng = np.random.default_rng(0)
     kv = KVCache(cache / "embeddings" / "all-MiniLM-L6-v2" / "embeddings.sqlite")

@@ -41,7 +41,7 @@ from datagen.filters.instructions import BLACKLIST  # noqa: E402
 from datagen.generators.self_instruct import SelfInstruct, Settings, load_seed_tasks  # noqa: E402
 from datagen.llm import GenParams  # noqa: E402
 from datagen.llm.openai_compat import OpenAICompatLLM  # noqa: E402
-from datagen.rundir import RunDir  # noqa: E402
+from datagen.core.rundir import RunDir  # noqa: E402
 from datagen.text import tokens  # noqa: E402
 
 SEEDS = resolve_seed_file("seeds/175.jsonl")

@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from datagen.core.runner import Context  # noqa: E402
 from datagen.filters.base import FilterContext  # noqa: E402
 from datagen.filters.quality import QualityStage  # noqa: E402
 from datagen.generators.evol_instruct import EvolInstruct  # noqa: E402
@@ -36,7 +37,7 @@ from datagen.io import read_records  # noqa: E402
 from datagen.llm import GenParams  # noqa: E402
 from datagen.llm.llama_server import LlamaServer, embedded_gguf  # noqa: E402
 from datagen.llm.openai_compat import OpenAICompatLLM  # noqa: E402
-from datagen.stage import Stats  # noqa: E402
+from datagen.core.stats import Stats  # noqa: E402
 
 
 class Unstructured:
@@ -54,9 +55,10 @@ class Unstructured:
 
 def evolve(llm, seeds, tokens: int) -> dict:
     evol = EvolInstruct(llm, GenParams(max_tokens=tokens, temperature=0.7, top_p=0.95, seed=0), teacher=None, rounds=1, progress=False)
-    survivors, _, rejections, st = evol.evolve_chunk(1, seeds, {})
-    return {"evolved": len(seeds), "survived": len(survivors), "rejected": dict(Counter(r.reason for r in rejections)),
-            "judge_verdicts": st.extra["judge_verdicts"]}
+    ctx = Context("evolve")
+    survivors, _ = evol.evolve_chunk(1, seeds, {}, ctx)
+    return {"evolved": len(seeds), "survived": len(survivors), "rejected": dict(Counter(r.reason for r in ctx.rejected)),
+            "judge_verdicts": ctx.stats.extra["judge_verdicts"]}
 
 
 def rate(llm, records) -> dict:

@@ -52,8 +52,9 @@ each metric, the per-seed values and the item-by-item comparison with the random
 arm, the gold set and the pool are made of (:func:`composition`); the curation funnel, and, when
 the pool's records carry ``meta["injected"]`` (a known defect, see ``bench/noisy_pool.py``), how
 many of each defect the filter removed, by which stage, and how many ended in each arm.
-``DIR/ablation.html`` shows the tables, self-contained; ``DIR/report.html`` is the full quality
-report of the curated arm's filter and select runs with the ablation section.
+``DIR/report.html`` is the quality report of the curated arm's filter and select runs with the
+ablation section (the one renderer, :mod:`datagen.report`); the command prints the same summary
+as ``datagen report --ablation DIR --text``.
 
 Resuming: each step leaves a marker holding the fingerprint of what it depends on (arm data
 digest, training config, gold set, evaluation settings): ``train.json`` after training,
@@ -66,7 +67,6 @@ This module imports nothing heavy at the top: ``datagen.cli`` imports it for ``a
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import random
 import statistics
@@ -76,6 +76,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .report.ablation import BASELINE, spread
 
 if TYPE_CHECKING:
     from .llm.base import LLM
@@ -87,7 +89,6 @@ DEFAULT_STAGES = "heuristics,exact,minhash,semantic,quality"
 # needs no LLM on a CPU; pass a filter config with quality.scorers: [judge, ...] for the real one.
 DEFAULT_FILTER_CONFIG = "quality:\n  scorers: [complexity_features]\n"
 DEFAULT_SELECT_SCORE = "complexity_features"
-BASELINE = "random"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -97,7 +98,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pool", required=True, metavar="FILE", help="the record pool every arm is built from (any input format)")
     g.add_argument("--gold", required=True, metavar="FILE", help="gold set: held-out loss on its answers, judged answers to its prompts")
     g.add_argument("--budget", type=int, required=True, metavar="N", help="records per arm (the random arm matches the curated arm's size if the filter leaves fewer)")
-    g.add_argument("--out", "-o", required=True, metavar="DIR", type=out_dir, help="ablation directory (arms/, runs/, judge/, ablation.json, ablation.html)")
+    g.add_argument("--out", "-o", required=True, metavar="DIR", type=out_dir, help="ablation directory (arms/, runs/, judge/, ablation.json, report.html)")
     g.add_argument("--force", action="store_true", help="redo steps whose settings changed instead of refusing")
     c = p.add_argument_group("curated arm")
     c.add_argument("--stages", default=DEFAULT_STAGES, metavar="LIST", help=f"datagen filter stages (default {DEFAULT_STAGES})")
@@ -202,9 +203,11 @@ def read_marker(path: Path, fp: str, force: bool) -> dict[str, Any] | None:
 def curate(s: AblationSettings) -> Path:
     """The curated arm: filter then select, as run directories under DIR/arms/curated/.
     Returns the selected records file. A finished run directory is reused."""
-    from .cli import build_parser
+    from .commands import InputSpec
+    from .commands_filter import run_filter
+    from .commands_select import run_select
     from .io import atomic_open
-    from .rundir import AlreadyComplete
+    from .core.rundir import AlreadyComplete
 
     base = s.out / "arms" / "curated"
     base.mkdir(parents=True, exist_ok=True)
@@ -214,21 +217,16 @@ def curate(s: AblationSettings) -> Path:
         with atomic_open(config) as f:
             f.write(DEFAULT_FILTER_CONFIG)
     filtered, selected = base / "filter", base / "select"
-    force = ["--force"] if s.force else []
-    cache = ["--cache-dir", s.cache_dir] if s.cache_dir else []
     steps = (
-        ["filter", "--input", s.pool, "--out", str(filtered), "--stages", s.stages, "--config", config, *cache, *force],
-        ["select", "--input", str(filtered / "records.jsonl"), "--out", str(selected), "--budget", str(s.budget),
-         "--score", s.select_score, "--tau", str(s.tau), *cache, *force],
+        (filtered, lambda: run_filter(InputSpec(s.pool), filtered, stages=s.stages, config=config, cache_dir=s.cache_dir, force=s.force)),
+        (selected, lambda: run_select(InputSpec(str(filtered / "records.jsonl")), selected, budget=s.budget, score=s.select_score,
+                                      tau=s.tau, cache_dir=s.cache_dir, force=s.force)),
     )
-    parser = build_parser()
-    for argv in steps:
-        args = parser.parse_args(argv)
-        module, _, fn = args.func.partition(":")
+    for out, step in steps:
         try:
-            getattr(importlib.import_module(module), fn)(args)
+            step()
         except AlreadyComplete:
-            print(f"ablate: {args.out} already complete", file=sys.stderr)
+            print(f"ablate: {out} already complete", file=sys.stderr)
     return selected / "records.jsonl"
 
 
@@ -241,7 +239,7 @@ def build_arms(s: AblationSettings, seeds: Sequence[int]) -> dict[str, list[Arm]
     """Every arm's data file, per seed (the curated and full arms share one file across seeds)."""
     from .io import iter_jsonl, read_records, write_records
     from .record import Record
-    from .rundir import file_digest
+    from .core.rundir import file_digest
 
     curated = curate(s)
     pool = list(read_records(s.pool))
@@ -285,7 +283,7 @@ def train_config(s: AblationSettings, seed: int) -> Any:
 def train_arm(s: AblationSettings, arm: Arm, run_dir: Path) -> dict[str, Any]:
     """Train one (arm, seed) into ``run_dir``, unless its ``train.json`` marker says it is done."""
     from .io import write_json
-    from .rundir import fingerprint
+    from .core.rundir import fingerprint
 
     cfg = train_config(s, arm.seed)
     fp = fingerprint({"data": arm.sha256, "config": cfg.model_dump(mode="json")})
@@ -333,7 +331,7 @@ def eval_arm(s: AblationSettings, run_dir: Path, gold_sha: str) -> dict[str, Any
     import tempfile
 
     from .io import write_json
-    from .rundir import fingerprint
+    from .core.rundir import fingerprint
 
     trained = json.loads((run_dir / "train.json").read_text(encoding="utf-8"))
     fp = fingerprint({"trained": trained["fingerprint"], "gold": gold_sha, "prompts": s.answer_prompts, "max_new_tokens": s.max_new_tokens})
@@ -394,7 +392,7 @@ def eval_base(s: AblationSettings, gold_sha: str) -> dict[str, Any]:
     can be read."""
     from .io import write_json
     from .llm.models import resolve_model
-    from .rundir import fingerprint
+    from .core.rundir import fingerprint
 
     cfg = train_config(s, 0)
     fp = fingerprint({"model": cfg.model, "gold": gold_sha, "max_length": cfg.max_length, "chat_template": cfg.chat_template,
@@ -432,7 +430,7 @@ def judge_arm(s: AblationSettings, judge: LLM, name: str, seed: int, mine: dict[
     from train.evaluate import judge_pairs
 
     from .io import write_json
-    from .rundir import fingerprint
+    from .core.rundir import fingerprint
 
     fp = fingerprint({"mine": mine["fingerprint"], "theirs": theirs["fingerprint"], "judge": judge.model_id})
     marker = s.out / "judge" / f"{name}-s{seed}.json"
@@ -454,14 +452,6 @@ def judge_arm(s: AblationSettings, judge: LLM, name: str, seed: int, mine: dict[
 
 
 # -- summary --------------------------------------------------------------------------------------------
-def spread(values: Sequence[float | None]) -> dict[str, Any]:
-    """Mean, sample std (0 for one value), min, max and n of the non-missing values."""
-    xs = [float(v) for v in values if v is not None]
-    if not xs:
-        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
-    return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0, "min": min(xs), "max": max(xs), "n": len(xs)}
-
-
 def injected_counts(records: Sequence[Record]) -> dict[str, int]:
     """Records per ``meta["injected"]`` tag ("clean" when untagged)."""
     counts: dict[str, int] = {}
@@ -661,8 +651,8 @@ def summarize(per_run: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 def ablate(s: AblationSettings) -> dict[str, Any]:
     """Build, train, evaluate and judge every arm over every seed; write ablation.json and .html."""
     from .errors import UserError
-    from .io import atomic_open, read_records, write_json
-    from .rundir import file_digest, package_versions
+    from .io import read_records, write_json
+    from .core.rundir import file_digest, package_versions
 
     for label, path in (("--pool", s.pool), ("--gold", s.gold)):
         if not Path(path).is_file():
@@ -726,8 +716,6 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
         "seconds_this_invocation": round(time.time() - started, 1),
     }
     write_json(s.out / "ablation.json", doc)
-    with atomic_open(s.out / "ablation.html") as f:
-        f.write(render_html(doc))
     from .report import data as report_data
     from .report import html as report_html
 
@@ -749,82 +737,13 @@ def _default_device() -> str:
     return default_device()
 
 
-def _fmt(d: dict[str, Any], digits: int = 3) -> str:
-    if d.get("mean") is None:
-        return "–"
-    return f"{d['mean']:.{digits}f} ± {d['std']:.{digits}f} [{d['min']:.{digits}f}, {d['max']:.{digits}f}]"
-
-
-def table_rows(doc: dict[str, Any]) -> list[list[str]]:
-    """Header + one row per arm: records, steps, epochs, gold loss, defect rate, win rates vs random."""
-    rows = [["arm", "records", "steps", "epochs", "gold loss (mean ± std [min, max])", "defect rate", "win rate vs random",
-             "debiased win rate", "seeds"]]
-    for name, a in doc["arms"].items():
-        rows.append([name, str(a["records"]), str(a["steps"]), _fmt(a["epochs"], 1), _fmt(a["loss"]), _fmt(a.get("defect_rate", {}), 2),
-                     _fmt(a["win_rate"], 2), _fmt(a.get("debiased_win_rate", {}), 2), str(a["loss"]["n"])])
-    if doc.get("base"):
-        b = doc["base"]
-        rate = f"{b['defect_rate']:.2f}" if b.get("defect_rate") is not None else "–"
-        rows.append(["base (untrained)", "0", "0", "–", f"{b['loss']:.3f}", rate, "–", "–", "–"])
-    return rows
-
-
-def defect_rows(doc: dict[str, Any]) -> list[list[str]]:
-    """Header + one row per arm (and the base): the rate of each behavioural defect kind, mean ± std
-    over seeds; only the header when no arm was answered."""
-    from train.behaviour import KINDS
-
-    rows = [["arm", *KINDS]]
-    for name, a in doc["arms"].items():
-        if a.get("defect_rate", {}).get("mean") is not None:
-            rows.append([name, *(_fmt(a.get(f"defect_{k}", {}), 2).split(" [")[0] for k in KINDS)])
-    b = doc.get("base") or {}
-    if b.get("defect_rate") is not None:
-        rows.append(["base (untrained)", *(f"{b.get(f'defect_{k}', 0):.2f}" for k in KINDS)])
-    return rows
-
-
-def render_html(doc: dict[str, Any]) -> str:
-    """A self-contained page: the arms table and the curation's defect accounting."""
-    from html import escape
-
-    def table(rows: list[list[str]]) -> str:
-        head = "".join(f"<th>{escape(c)}</th>" for c in rows[0])
-        body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-    parts = ["<h2>Does curation help?</h2>", *(f"<p>{escape(v)}</p>" for v in verdict_lines(doc)), table(table_rows(doc)),
-             (f"<p>Win rate: {escape(doc['win_rate_definition'])}. Every arm trains for the same number of optimizer steps; "
-              "epochs differ with arm size.</p>")]
-    kinds = defect_rows(doc)
-    if len(kinds) > 1:
-        parts += ["<h3>What the trained models' answers show (share of gold prompts, mean ± std over seeds)</h3>", table(kinds)]
-    defects = doc["curation"].get("defects")
-    if defects:
-        arms = list(doc["arms"])
-        rows = [["pool tag", "in pool", "after filter", "removed / kept by filter"] + [f"in {a} (mean)" for a in arms]]
-        for tag, d in defects.items():
-            rate = f"kept {d['kept_by_filter']:.0%}" if tag == "clean" else f"removed {d['removed_by_filter']:.0%}"
-            rows.append([tag, str(d["pool"]), str(d["after_filter"]), rate] + [f"{d['in_arm'][a]['mean']:.1f}" for a in arms])
-        parts += ["<h3>Injected defects</h3>", table(rows)]
-    style = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>ablation</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
-
-
-def verdict_lines(doc: dict[str, Any]) -> list[str]:
-    """One sentence per arm against the random arm, computed from the numbers (as in the report)."""
-    from .report.ablation import overall, parse_ablation
-
-    found = parse_ablation(doc).verdicts
-    return [v.sentence for v in found] + overall(found)
-
-
 def cli(args: argparse.Namespace) -> int:
     s = AblationSettings.from_args(args)
+    from .report.ablation import parse_ablation
+    from .report.text import ablation_summary
+
     doc = ablate(s)
-    for row in table_rows(doc):
-        print(" | ".join(row))
-    for line in verdict_lines(doc):
-        print(line)
-    print(f"ablation written to {s.out / 'ablation.json'} and {s.out / 'ablation.html'}; full report: {s.out / 'report.html'}", file=sys.stderr)
+    print(ablation_summary(parse_ablation(doc, str(s.out / "ablation.json"))))
+    print(f"ablation written to {s.out / 'ablation.json'}; the report (the curated arm's records, and the ablation): {s.out / 'report.html'}",
+          file=sys.stderr)
     return 0

@@ -177,7 +177,7 @@ def say(message: str) -> None:
 def run_command(args: argparse.Namespace, resume_hint: ResumeHint = _rerun) -> int:
     from .errors import BackendUnavailable, BudgetExceeded, UserError
     from .llm.base import LLMError
-    from .rundir import AlreadyComplete
+    from .core.rundir import AlreadyComplete
 
     try:
         rc = _resolve(args.func)(args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,17 +39,43 @@ def gen_params(args: argparse.Namespace, **overrides: Any):
         raise UserError(str(e)) from None
 
 
-def read_input(args: argparse.Namespace, on_reject: Callable[[Rejection], None], require_answer: bool = True) -> list[Record]:
-    from .io import read_records
+@dataclass(frozen=True)
+class InputSpec:
+    """The records a command reads: the file, its format (None: detected), ``--limit`` and
+    ``--on-error``."""
 
-    if args.limit is not None and args.limit < 1:
-        raise UserError("--limit must be >= 1")
-    return list(
-        read_records(
-            args.input, args.format, on_error=args.on_error, on_reject=on_reject,
-            limit=args.limit, require_answer=require_answer,
-        )
-    )
+    path: str
+    format: str | None = None
+    limit: int | None = None
+    on_error: str = "raise"
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, path: str | Path | None = None) -> InputSpec:
+        return cls(str(args.input if path is None else path), getattr(args, "format", None), getattr(args, "limit", None),
+                   getattr(args, "on_error", "raise"))
+
+    def read(self, on_reject: Callable[[Rejection], None], require_answer: bool = True) -> list[Record]:
+        from .io import read_records
+
+        if self.limit is not None and self.limit < 1:
+            raise UserError("--limit must be >= 1")
+        return list(read_records(self.path, self.format, on_error=self.on_error, on_reject=on_reject, limit=self.limit,
+                                 require_answer=require_answer))
+
+    def settings(self, key: str = "input") -> dict[str, Any]:
+        """What of a run's settings the records it reads decide: the file and its sha256 (an
+        edited input is a different run), the format, ``--limit`` and ``--on-error``."""
+        from .core.rundir import file_digest
+
+        return {key: self.path, f"{key}_sha256": file_digest(self.path), "format": self.format, "limit": self.limit, "on_error": self.on_error}
+
+
+def read_input(args: argparse.Namespace, on_reject: Callable[[Rejection], None], require_answer: bool = True) -> list[Record]:
+    return InputSpec.from_args(args).read(on_reject, require_answer)
+
+
+def input_settings(args: argparse.Namespace, path: str | Path | None = None, key: str = "input") -> dict[str, Any]:
+    return InputSpec.from_args(args, path).settings(key)
 
 
 def convert(args: argparse.Namespace) -> int:

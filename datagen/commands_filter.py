@@ -8,7 +8,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from .commands import InputSpec
+    from .llm import LLMConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,45 +31,57 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cli(args: argparse.Namespace) -> int:
-    from .commands import read_input
+    from .commands import InputSpec, llm_config
+    from .filters.pipeline import funnel
+    from .filters.registry import parse_stages
+
+    llm = llm_config(args) if "quality" in parse_stages(args.stages) else None
+    doc = run_filter(InputSpec.from_args(args), args.out, stages=args.stages, config=args.config, cache_dir=args.cache_dir,
+                     force=args.force, llm=llm, minhash_engine=args.minhash_engine)
+    print(f"filter: {doc['records']} kept, {doc['rejected']} rejected -> {args.out}\n{funnel(doc)}", file=sys.stderr)
+    return 0
+
+
+def run_filter(source: InputSpec, out: str | Path, *, stages: str | None = None, config: str | None = None,
+               cache_dir: str | Path | None = None, force: bool = False, llm: LLMConfig | None = None,
+               minhash_engine: str | None = None) -> dict[str, Any]:
+    """``datagen filter`` as a function: the records of ``source`` through ``stages`` (a
+    comma-separated list, default all) configured by the YAML file ``config``, into the run
+    directory ``out``; ``llm`` is the quality stage's judge (default: the embedded model). Returns
+    the final stats; raises :class:`~datagen.core.rundir.AlreadyComplete` when ``out`` already holds
+    this run."""
     from .commands_select import default_cache_dir
     from .filters.config import load_config
-    from .filters.pipeline import FilterPipeline, funnel
+    from .filters.pipeline import FilterPipeline
     from .filters.registry import build_stages, parse_stages
+    from .llm import LLMConfig, make_llm
     from .record import Rejection
-    from .rundir import RunDir, file_digest
+    from .core.rundir import RunDir
 
-    names = parse_stages(args.stages)
-    cfg = load_config(args.config)
-    if args.minhash_engine:
-        cfg.minhash.engine = args.minhash_engine
-    stages = build_stages(names, cfg, source=args.config or "config")
+    names = parse_stages(stages)
+    cfg = load_config(config)
+    if minhash_engine:
+        cfg.minhash.engine = minhash_engine
+    built_stages = build_stages(names, cfg, source=config or "config")
     read_rejects: list[Rejection] = []
-    records = read_input(args, read_rejects.append)
+    records = source.read(read_rejects.append)
     settings: dict[str, Any] = {
-        "input": str(args.input), "input_sha256": file_digest(args.input), "format": args.format,
-        "limit": args.limit, "on_error": args.on_error, "stages": names,
-        "config": cfg.model_dump(mode="json"), "describe": [s.describe() for s in stages],
+        **source.settings(), "stages": names,
+        "config": cfg.model_dump(mode="json"), "describe": [s.describe() for s in built_stages],
     }
-    llm_factory = None
+    llm_factory: Callable[[], Any] | None = None
     if "quality" in names:
-        from .commands import llm_config
-
-        llm_cfg = llm_config(args)
+        llm_cfg = llm or LLMConfig()
         settings["llm"] = {"backend": llm_cfg.backend, "model": llm_cfg.model, "base_url": llm_cfg.base_url}
-
-        from .llm import make_llm
-
         # a server is asked now which models it serves, before the run directory is made; the
         # embedded model is loaded only if the quality stage runs
         built = make_llm(llm_cfg) if llm_cfg.backend == "openai" else None
 
-        def llm_factory() -> Any:
+        def judge() -> Any:
             return built if built is not None else make_llm(llm_cfg)
 
-    run = RunDir(args.out, "filter", settings, force=args.force)
-    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    pipeline = FilterPipeline(stages, cache_dir, llm_factory=llm_factory)
-    doc = pipeline.run(run, records, read_rejects, manifest={"config": settings["config"], "config_file": args.config})
-    print(f"filter: {doc['records']} kept, {doc['rejected']} rejected -> {args.out}\n{funnel(doc)}", file=sys.stderr)
-    return 0
+        llm_factory = judge
+
+    run = RunDir(out, "filter", settings, force=force)
+    pipeline = FilterPipeline(built_stages, Path(cache_dir) if cache_dir else default_cache_dir(), llm_factory=llm_factory)
+    return pipeline.run(run, records, read_rejects, manifest={"config": settings["config"], "config_file": config})

@@ -23,19 +23,20 @@ This module imports nothing heavy at the top: ``datagen.cli`` imports it for ``a
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from .commands import InputSpec
+    from .core.runner import Batch, Context
     from .record import Record, Rejection
     from .select import ScoreDef, Selection, Threshold
-    from .stage import Stats
+    from .core.stats import Stats
 
 SCREEN_STAGE = "select.screen"
 SELECT_STAGE = "select"
@@ -91,7 +92,9 @@ def embeddings_for(records: Sequence[Record], model: str, cache_dir: Path, allow
                 "run datagen filter with the same --cache-dir first, or drop --no-embed to compute them"
             )
         print(f"select: embedding the records missing from the cache ({model}, {cache_dir})", file=sys.stderr)
-        emb = store.embed(texts, progress=os.environ.get("DATAGEN_PROGRESS") != "0")
+        from .core.progress import progress_enabled
+
+        emb = store.embed(texts, progress=progress_enabled())
         print(f"select: computed {store.computed} of {len(texts)} embeddings", file=sys.stderr)
     note = {"model": model, "model_id": store.model_id, "cache_dir": str(cache_dir), "cached": len(texts) - store.computed, "computed": store.computed}
     return emb, note
@@ -118,7 +121,7 @@ def run_selection(records: Sequence[Record], thresholds: Sequence[Threshold], sc
 
     from .record import Rejection
     from .select import SELECTORS, Selection, screen
-    from .stage import Stats
+    from .core.stats import Stats
 
     st = Stats()
     rejected: list[Rejection] = []
@@ -149,52 +152,83 @@ def run_selection(records: Sequence[Record], thresholds: Sequence[Threshold], sc
 
 
 def cli(args: argparse.Namespace) -> int:
+    from .commands import InputSpec
+
+    summary = run_select(InputSpec.from_args(args), args.out, budget=args.budget, score=args.score, tau=args.tau, strategy=args.strategy,
+                         mins=args.min, maxs=args.max, combine=args.combine, norm=args.norm, embed_model=args.embed_model,
+                         cache_dir=args.cache_dir, no_embed=args.no_embed, device=args.device, batch_size=args.batch_size, force=args.force)
+    print(f"select: {summary['records']} of {summary['stages']['read']['out']} records kept ({args.strategy}, budget {args.budget}, "
+          f"tau {args.tau:g}), {summary['rejected']} rejected -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def run_select(source: InputSpec, out: str | Path, *, budget: int, score: str = "judge=1,complexity=1", tau: float = 0.9,
+               strategy: str = "deita", mins: Sequence[str] = (), maxs: Sequence[str] = (), combine: str = "product",
+               norm: str = "zscore", embed_model: str | None = None, cache_dir: str | Path | None = None, no_embed: bool = False,
+               device: str | None = None, batch_size: int = 64, force: bool = False) -> dict[str, Any]:
+    """``datagen select`` as a function: the best and most varied ``budget`` records of ``source``
+    into the run directory ``out`` (arguments as the command's flags). Returns the final stats;
+    raises :class:`~datagen.core.rundir.AlreadyComplete` when ``out`` already holds this run."""
     from functools import partial
 
-    from .commands import read_input
+    from .core.runner import run_step
     from .errors import UserError
     from .filters.embeddings import DEFAULT_EMBED_MODEL
-    from .rundir import RunDir, file_digest
+    from .core.rundir import RunDir
     from .select import ScoreDef, thresholds_from
 
     t0 = time.time()
-    if args.budget < 1:
+    if budget < 1:
         raise UserError("--budget must be >= 1")
-    if not -1.0 <= args.tau <= 1.0:
+    if not -1.0 <= tau <= 1.0:
         raise UserError("--tau is a cosine similarity: between -1 and 1")
-    thresholds = thresholds_from(args.min, args.max)
-    score_def = ScoreDef.parse(args.score, args.combine, args.norm)
-    model = args.embed_model or DEFAULT_EMBED_MODEL
-    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    thresholds = thresholds_from(list(mins), list(maxs))
+    score_def = ScoreDef.parse(score, combine, norm)
+    model = embed_model or DEFAULT_EMBED_MODEL
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
 
     read_rejects: list[Rejection] = []
     # id order (then full content, for repeated conversations): the input's order never matters
-    records = sorted(read_input(args, read_rejects.append), key=lambda r: (r.id, r.to_json()))
+    records = sorted(source.read(read_rejects.append), key=lambda r: (r.id, r.to_json()))
     _check_score_names(records, score_def.names + [t.score for t in thresholds])
-    embed = partial(embeddings_for, model=model, cache_dir=cache_dir, allow_compute=not args.no_embed, device=args.device, batch_size=args.batch_size)
-    out = run_selection(records, thresholds, score_def, args.strategy, args.budget, args.tau, embed)
-    out.stats.extra["funnel"] = {"read": len(records) + len(read_rejects), **out.stats.extra["funnel"]}
-    out.stats.extra["seconds"] = round(time.time() - t0, 3)
+    embed = partial(embeddings_for, model=model, cache_dir=cache, allow_compute=not no_embed, device=device, batch_size=batch_size)
+    outcome = run_selection(records, thresholds, score_def, strategy, budget, tau, embed)
+    outcome.stats.extra["funnel"] = {"read": len(records) + len(read_rejects), **outcome.stats.extra["funnel"]}
+    outcome.stats.extra["seconds"] = round(time.time() - t0, 3)
 
     # Everything is computed before the run directory is touched: a mistake leaves no output.
     settings = {
-        "input": str(args.input), "input_sha256": file_digest(args.input), "format": args.format,
-        "limit": args.limit, "on_error": args.on_error, "budget": args.budget, "tau": args.tau,
-        "strategy": args.strategy, "thresholds": [t.describe() for t in thresholds],
+        **source.settings(), "budget": budget, "tau": tau,
+        "strategy": strategy, "thresholds": [t.describe() for t in thresholds],
         "score": score_def.describe(), "embed_model": model,
     }
-    run = RunDir(args.out, "select", settings, force=args.force)
-    run.write_read_part(len(records), read_rejects)
-    run.write_part(1, out.kept, out.rejected, out.stats)
+    run = RunDir(out, "select", settings, force=force)
     manifest = {
-        "budget": args.budget, "tau": args.tau, "strategy": args.strategy,
+        "budget": budget, "tau": tau, "strategy": strategy,
         "thresholds": [t.describe() for t in thresholds], "score": score_def.describe(),
-        "models": {"embeddings": out.embeddings.get("model_id", model)}, "embeddings": out.embeddings,
+        "models": {"embeddings": outcome.embeddings.get("model_id", model)}, "embeddings": outcome.embeddings,
     }
-    summary = run.finalize(manifest, n_parts=2)
-    print(f"select: {summary['records']} of {len(records)} records kept ({args.strategy}, budget {args.budget}, tau {args.tau:g}), "
-          f"{summary['rejected']} rejected -> {args.out}", file=sys.stderr)
-    return 0
+    return run_step(run, _Selected(outcome), total=1, read=(len(records), read_rejects), manifest=manifest)
+
+
+@dataclass
+class _Selected:
+    """A finished selection as the runner's one batch. Selection is global (every record against
+    every other), so it is computed before the run directory exists: a mistake leaves nothing."""
+
+    outcome: Outcome
+    name: str = "select"
+    unit: str = "selection"
+
+    def batches(self) -> Iterator[Batch]:
+        from .core.runner import Batch
+
+        yield Batch(self.outcome, 1)
+
+    def process(self, batch: Batch, ctx: Context) -> list[Record]:
+        ctx.stats = batch.items.stats
+        ctx.add_rejections(batch.items.rejected)
+        return batch.items.kept
 
 
 def _describe_distributions(st: Stats, records: Sequence[Record], picked: Sequence[int], combined: np.ndarray, order: Sequence[int]) -> None:

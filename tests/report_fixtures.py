@@ -1,4 +1,4 @@
-"""Small run directories for the report tests, written with datagen.rundir as the commands do.
+"""Small run directories for the report tests, written with datagen.core.rundir as the commands do.
 
 ``pipeline(tmp)`` writes three runs (``evolve`` -> ``filter`` -> ``select``) whose numbers are
 known: lineage across runs (a seed's evolution, evolved again), every kind of duplicate (exact,
@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from datagen.record import Record, Rejection
-from datagen.rundir import RunDir
-from datagen.stage import Stats
+from datagen.core.rundir import RunDir
+from datagen.core.stats import Stats
 
 XSS = "Explain this HTML: <script>alert(1)</script> and </script><img src=x onerror=alert(2)> \u2028 & done"
 NEEDLE = "zanzibar lighthouse keeper"  # a word only one record contains: the search test looks for it

@@ -241,7 +241,8 @@ def test_tiny_ablation_end_to_end(tmp_path, cli):
     paired = doc["arms"]["curated"]["paired_vs_random"]
     assert paired["items"] == len(gold) and paired["lower"] + paired["higher"] <= len(gold)
     assert doc["curation"]["defects"]["refusal"]["removed_by_filter"] == 1.0
-    assert (out / "ablation.html").read_text().count("<tr>") >= 3
+    assert not (out / "ablation.html").exists()  # one renderer: the report's
+    assert "verdict:" in r.stdout and "curated" in r.stdout and "answers up to 16 new tokens" in r.stdout
     # one page: why each pool record was kept or dropped (filter, select), and the ablation
     page = (out / "report.html").read_text(encoding="utf-8")
     assert 'id="ablation"' in page and 'data-run="filter"' in page and 'data-run="select"' in page

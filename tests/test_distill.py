@@ -11,8 +11,9 @@ from datagen.generators import distill as d
 from datagen.io import iter_jsonl
 from datagen.llm.base import GenParams, TokenLogprob
 from datagen.llm.cache import CachedLLM, RequestCache
+from datagen.core.rundir import RunDir
 from datagen.record import Message, Record
-from datagen.rundir import RunDir
+from datagen.score import judge
 from tests.scripted import Interrupting, ScriptedLLM
 
 JUDGE_MARK = "We would like your feedback"
@@ -190,16 +191,16 @@ def test_no_readable_score_keeps_the_first_valid_candidate_and_says_so(tmp_path)
 
 
 def test_best_index():
-    assert d.best_index([d.Score(None, "unparsed"), d.Score(3.0, "digit"), d.Score(3.0, "digit")]) == 1
-    assert d.best_index([d.Score(2.0, "expected"), d.Score(4.5, "expected"), d.Score(4.0, "digit")]) == 1
-    assert d.best_index([d.Score(None, "unparsed")]) is None
+    assert judge.best_index([d.Score(None, "unparsed"), d.Score(3.0, "digit"), d.Score(3.0, "digit")]) == 1
+    assert judge.best_index([d.Score(2.0, "expected"), d.Score(4.5, "expected"), d.Score(4.0, "digit")]) == 1
+    assert judge.best_index([d.Score(None, "unparsed")]) is None
 
 
 def test_selector_is_pluggable(tmp_path):
     class Longest(d.Selector):
         def pick_best(self, record, candidates):
             scores = [d.Score(float(len(c)), "length") for c in candidates]
-            return d.best_index(scores), scores
+            return judge.best_index(scores), scores
 
     llm = ScriptedLLM(lambda req, params: "x" * (req.seed - 9))
     teacher = d.Teacher(llm, PARAMS)

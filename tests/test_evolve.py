@@ -13,7 +13,7 @@ from datagen.io import iter_jsonl
 from datagen.llm.base import GenParams
 from datagen.llm.cache import CachedLLM, RequestCache
 from datagen.record import Record
-from datagen.rundir import RunDir
+from datagen.core.rundir import RunDir
 from tests.scripted import Interrupting, ScriptedLLM
 
 SEEDS = {
@@ -127,7 +127,7 @@ def test_rules_lineage_and_pass_rates(tmp_path):
     ev_of = {(k, rnd): r["evidence"] for (k, rnd), r in reasons.items()}
     assert ev_of[("bravo", 1)]["judged_by"] == "llm" and ev_of[("bravo", 1)]["judge_text"] == "Equal"
     assert ev_of[("hotel", 1)]["judged_by"] == "string" and ev_of[("hotel", 1)]["similarity"] == 1.0
-    assert ev_of[("charlie", 1)]["matched"] == "sorry" and ev_of[("charlie", 1)]["answer_words"] < 80
+    assert ev_of[("charlie", 1)]["phrase"] == "I'm sorry, but" and ev_of[("charlie", 1)]["response_words"] < 80
     assert ev_of[("delta", 2)]["answer"] == "It is... the, of and it!"
     assert ev_of[("echo", 1)]["matched"].lower() == "rewritten prompt"
     assert "500" in ev_of[("foxtrot", 1)]["error"]
@@ -179,7 +179,8 @@ def test_rule_helpers():
     assert ev.parse_equality("equal.") == "equal"
     assert ev.parse_equality("They are the same") == "equal"
     assert ev.parse_equality("hmm") == "unclear"
-    assert ev.refusal("抱歉，我无法回答。")["matched"] == "抱歉"
+    assert ev.refusal("抱歉，我无法回答。")["phrase"] == "抱歉，我无法"
+    assert ev.refusal("I'm sorry, but I can't help with that.")["phrase"] == "I'm sorry, but"
     assert ev.refusal("Sorry! " + "word " * 100) is None  # a long answer that apologises is not a refusal
     assert ev.stopwords_only("... and the, of!") and not ev.stopwords_only("The cat sat.")
     assert not ev.stopwords_only("猫")

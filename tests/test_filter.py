@@ -12,8 +12,8 @@ from datagen.filters import registry
 from datagen.filters.config import FilterConfig, load_config
 from datagen.filters.pipeline import FilterPipeline
 from datagen.record import Record, Rejection
-from datagen.rundir import RunDir
-from datagen.stage import Stats
+from datagen.core.rundir import RunDir
+from datagen.core.stats import Stats
 
 from conftest import ROOT
 

@@ -12,7 +12,7 @@ from datagen.filters.minhash import MinHashDedup
 from datagen.filters.shingles import Shingler, jaccard
 from datagen.filters.signatures import low32, rensa_available, signatures
 from datagen.record import Record
-from datagen.stage import Stats
+from datagen.core.stats import Stats
 
 EN = ("The mitochondria is the powerhouse of the cell: it turns the food we eat into energy that "
       "the cell can use, through a process called cellular respiration that needs oxygen.")

@@ -433,7 +433,7 @@ def test_the_served_models_are_checked_and_the_server_kind_known(connect):
 
 
 def test_structured_output_falls_back_through_the_forms_servers_take(connect):
-    from datagen.filters.rating import rating_params
+    from datagen.score.rating import rating_params
 
     params = rating_params(range(1, 6))
     literal = (500, "1 validation error: {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
@@ -458,7 +458,7 @@ def test_structured_output_falls_back_through_the_forms_servers_take(connect):
 def test_rating_reads_json_replies_and_refuses_averages_from_a_sliver():
     import math
 
-    from datagen.filters.rating import rate
+    from datagen.score.rating import rate
     from datagen.llm.base import Completion, TokenLogprob
 
     assert (rate(Completion('{"rating": 4}', "stop"), range(1, 6)).method, rate(Completion('{"rating": 4}', "stop"), range(1, 6)).value) == ("json", 4.0)

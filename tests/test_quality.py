@@ -11,11 +11,11 @@ import pytest
 from datagen.filters.base import FilterContext
 from datagen.filters.complexity import complexity_features
 from datagen.filters.quality import QualityConfig, QualityStage
-from datagen.filters.rating import digit_in_text, expected_rating, rate
+from datagen.score.rating import digit_in_text, expected_rating, rate
 from datagen.llm.base import ChatRequest, Completion, GenParams, TokenLogprob
 from datagen.llm.local import AnswerLoss
 from datagen.record import Record
-from datagen.stage import Stats
+from datagen.core.stats import Stats
 from tests.scripted import ScriptedLLM
 
 L = math.log

@@ -12,7 +12,7 @@ import pytest
 from report_fixtures import XSS, pipeline
 
 from datagen.errors import UserError
-from datagen.filters.kvcache import KVCache, sha_key
+from datagen.core.kvcache import KVCache, sha_key
 from datagen.filters.lsh import detection_probability as lsh_probability
 from datagen.report import data
 from datagen.report.html import script_json

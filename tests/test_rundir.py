@@ -6,8 +6,8 @@ import pytest
 
 from datagen.errors import UserError
 from datagen.record import Record, Rejection
-from datagen.rundir import AlreadyComplete, RunDir
-from datagen.stage import Stats
+from datagen.core.rundir import AlreadyComplete, RunDir
+from datagen.core.stats import Stats
 
 
 def recs(n, tag="r"):

@@ -21,7 +21,7 @@ from datagen.generators.self_instruct import (
 from datagen.llm.base import GenParams
 from datagen.llm.cache import CachedLLM, RequestCache
 from datagen.record import Record
-from datagen.rundir import RunDir
+from datagen.core.rundir import RunDir
 from datagen.text import count_words_or_chars, detect_language, is_cjk, tokens
 from tests.conftest import DATA
 from tests.scripted import ScriptedLLM
@@ -381,7 +381,7 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     assert ref.rounds >= 3
 
     cache = RequestCache(tmp_path / "cache.sqlite")
-    sealed = tmp_path / "res" / ".parts" / "part-000000.done"
+    sealed = tmp_path / "res" / ".parts" / "part-000001.done"  # round 1 (no part 0: nothing is read)
     state = {"round1_calls": None, "classify": 0}
 
     def flaky(req, params):  # interrupts the second classification request of round 2
@@ -397,8 +397,9 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     first = ScriptedLLM(flaky)
     with pytest.raises(Interrupt):
         run_loop(tmp_path, "res", CachedLLM(first, cache), num=20)
-    assert (tmp_path / "res" / ".parts" / "part-000000.done").exists()
-    assert not (tmp_path / "res" / ".parts" / "part-000001.done").exists()
+    assert (tmp_path / "res" / ".parts" / "part-000001.done").exists()
+    assert not (tmp_path / "res" / ".parts" / "part-000002.done").exists()
+    assert not (tmp_path / "res" / ".parts" / "part-000000.done").exists()
 
     second = ScriptedLLM(scripted_answer)
     res, out = run_loop(tmp_path, "res", CachedLLM(second, cache), num=20)
@@ -411,6 +412,20 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     done_before = state["round1_calls"] + 2  # round 1, and round 2's two task requests
     assert not set(first.calls[:done_before]) & set(second.calls)
     assert len(second.calls) == ref_calls - done_before
+
+
+def test_an_unfinished_run_with_rounds_numbered_from_zero_is_refused_not_misread(tmp_path):
+    """Runs written before the runner numbered rounds from part 0; their part 0 would be read as
+    a read stage and every round shifted by one."""
+    from datagen.errors import UserError
+    from datagen.core.stats import Stats
+
+    run = RunDir(tmp_path / "old", "self-instruct", {"test": "old"})
+    run.write_part(0, [], [], Stats())
+    gen = make(ScriptedLLM(scripted_answer), "bootstrap", 12)
+    with pytest.raises(UserError, match="older version.*--force"):
+        gen.run(run, {})
+    run.release()
 
 
 def test_cli_end_to_end_with_bad_seed(tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ from datagen.filters.base import FilterContext
 from datagen.filters.embeddings import EmbeddingStore, embed_text
 from datagen.filters.semantic import SemanticConfig, SemanticDedup, _greedy_dedup
 from datagen.record import Record
-from datagen.stage import Stats
+from datagen.core.stats import Stats
 
 PAIRS = [
     ("How do I reverse a list in Python?", "Use my_list[::-1] or my_list.reverse().",

@@ -284,11 +284,11 @@ def test_resume_after_kill_continues_from_the_checkpoint_as_if_never_interrupted
 
 
 def test_a_second_train_run_on_a_busy_folder_is_refused(tiny_data, tmp_path):
-    from datagen.rundir import DirLock
+    from datagen.core.rundir import DirLock
 
     out = tmp_path / "busy"
     out.mkdir()
-    code = "import sys, time; from datagen.rundir import DirLock; from pathlib import Path; DirLock.acquire(Path(sys.argv[1]), 'train run'); print('held', flush=True); time.sleep(60)"
+    code = "import sys, time; from datagen.core.rundir import DirLock; from pathlib import Path; DirLock.acquire(Path(sys.argv[1]), 'train run'); print('held', flush=True); time.sleep(60)"
     holder = subprocess.Popen([sys.executable, "-c", code, str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

@@ -244,7 +244,7 @@ def _history(messages: Sequence[Message]) -> list[Message]:
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Everything ``train eval`` measures, as a JSON-ready dict."""
     from datagen.llm.local import LocalLLM
-    from datagen.rundir import file_digest, package_versions
+    from datagen.core.rundir import file_digest, package_versions
 
     from .data import load_samples
     from .model import load_merged

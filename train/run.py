@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from datagen.core.progress import progress_enabled
 from datagen.errors import UserError
 from datagen.io import write_json
 
@@ -173,7 +174,7 @@ def _lock_out(out: Path) -> Any:
     """Hold ``out`` for this run (process 0 of a multi-process run; the others write only
     through it), so that a second ``train run`` on the same folder is refused at once."""
     from datagen.io import check_output
-    from datagen.rundir import DirLock
+    from datagen.core.rundir import DirLock
 
     check_output(out, directory=True)
     if int(os.environ.get("RANK", "0")) != 0:
@@ -332,7 +333,7 @@ def build_trainer(
         logging_first_step=True,
         seed=cfg.seed,
         data_seed=cfg.seed,
-        disable_tqdm=os.environ.get("DATAGEN_PROGRESS") == "0",
+        disable_tqdm=not progress_enabled(),
         report_to="none",
         remove_unused_columns=False,
         label_names=["labels"],
@@ -400,7 +401,7 @@ def _manifest(
     started: float,
     checkpoint: Path | None,
 ) -> dict[str, Any]:
-    from datagen.rundir import file_digest, package_versions
+    from datagen.core.rundir import file_digest, package_versions
 
     from .data import expected_padding
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from ..record import Record
-from ..stage import Stats
+from ..core.stats import Stats
 
 Verdict = tuple[str, dict[str, Any]] | None
 

@@ -7,7 +7,7 @@ That scorer is a separate multi-GB download, so we do **not** reproduce it. We o
 * ``complexity`` (LLM-rated): the configured judge LLM reads the instruction with
   ``prompts/quality/complexity.j2`` (the question DEITA's scorer answers, "the complexity score of
   this query", with the 1-6 scale spelled out) and the score is the expected rating over its
-  probabilities for "1".."6" (:mod:`datagen.filters.rating`). It is DEITA's *direct scoring*
+  probabilities for "1".."6" (:mod:`datagen.score.rating`). It is DEITA's *direct scoring*
   baseline, not its trained scorer; it is only as good as the judge (with the embedded
   SmolLM2-135M it is close to noise; use a strong model through the OpenAI-compatible backend).
 * ``complexity_features`` (no model): a transparent surface score in [0, 1], the mean of four

@@ -14,7 +14,6 @@ The model id of a local folder includes a hash of its files, so two models never
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..record import Record
-from .kvcache import KVCache, sha_key
+from ..core.kvcache import KVCache, sha_key
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -121,13 +120,13 @@ class EmbeddingStore:
         return _stack([found[k] for k in keys])
 
     def _compute(self, misses: dict[str, str], progress: bool) -> dict[str, bytes]:
-        from tqdm import tqdm
+        from ..core.progress import bar as progress_bar
 
         encoder = self._load()
         items = list(misses.items())
         step = self.batch_size * _CHUNK_BATCHES
         out: dict[str, bytes] = {}
-        with tqdm(total=len(items), desc=f"embed {self.model_id}", unit="text", file=sys.stderr, disable=not progress) as bar:
+        with progress_bar(len(items), f"embed {self.model_id}", "text", show=progress) as bar:
             for i in range(0, len(items), step):
                 chunk = items[i : i + step]
                 vecs = encoder.encode(

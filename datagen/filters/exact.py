@@ -24,7 +24,7 @@ from ..record import Record
 from .base import FilterContext, Verdict
 from .config import ExactConfig
 from .dedup import pick_survivor, record_text
-from .progress import progress
+from ..core.progress import bar as progress_bar
 
 _WS = re.compile(r"\s+")
 
@@ -54,7 +54,7 @@ class ExactDedup:
 
     def annotate(self, records: list[Record], ctx: FilterContext) -> None:
         groups: dict[bytes, list[int]] = {}
-        with progress(ctx, len(records), "exact") as bar:
+        with progress_bar(len(records), "exact", show=ctx is None or ctx.progress, leave=False) as bar:
             for i, rec in enumerate(records):
                 rec.flags.pop(self.name, None)
                 groups.setdefault(digest(record_text(rec, self.config.text)), []).append(i)

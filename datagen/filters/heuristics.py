@@ -29,7 +29,7 @@ from . import checks
 from .base import FilterContext, Verdict
 from .config import HeuristicsConfig
 from .instructions import blacklisted
-from .progress import progress
+from ..core.progress import bar as progress_bar
 
 CODES = (
     "empty_response", "response_too_short", "response_too_long", "refusal", "echoes_instruction",
@@ -91,7 +91,7 @@ class Heuristics:
         return found
 
     def annotate(self, records: list[Record], ctx: FilterContext) -> None:
-        with progress(ctx, len(records), "heuristics") as bar:
+        with progress_bar(len(records), "heuristics", show=ctx is None or ctx.progress, leave=False) as bar:
             for rec in records:
                 found = self.flag(rec)
                 rec.flags[self.name] = list(found)

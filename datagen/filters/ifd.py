@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 from ..record import Record
-from .kvcache import KVCache, sha_key
+from ..core.kvcache import KVCache, sha_key
 
 _CHUNK = 64  # scored rows per committed cache write
 

@@ -38,7 +38,7 @@ from .base import FilterContext, Verdict
 from .config import MinHashConfig
 from .dedup import UnionFind, pick_survivor, record_text
 from .lsh import LSHParams, error_areas, optimal_params
-from .progress import progress
+from ..core.progress import bar as progress_bar
 from .shingles import Shingler, jaccard
 from .signatures import resolve_engine, signatures
 
@@ -70,7 +70,7 @@ class MinHashDedup:
     def signatures(self, records: list[Record], ctx: FilterContext | None = None) -> np.ndarray:
         cfg = self.config
         sigs = np.empty((len(records), cfg.num_perm), dtype=np.uint32)
-        with progress(ctx, len(records), "minhash: signatures") as bar:
+        with progress_bar(len(records), "minhash: signatures", show=ctx is None or ctx.progress, leave=False) as bar:
             for lo in range(0, len(records), BATCH):
                 batch = self.shingler.many([record_text(r, cfg.text) for r in records[lo:lo + BATCH]])
                 sigs[lo:lo + len(batch)] = signatures(batch, cfg.num_perm, cfg.seed, self.engine)
@@ -92,7 +92,7 @@ class MinHashDedup:
         if not len(sigs):
             return []
         cursor = LeanMinHash(seed=self.config.seed, hashvalues=sigs[0], scheme="affine32")
-        with progress(ctx, len(sigs), "minhash: LSH") as bar:
+        with progress_bar(len(sigs), "minhash: LSH", show=ctx is None or ctx.progress, leave=False) as bar:
             for i, row in enumerate(sigs):
                 cursor.hashvalues = row
                 index.insert(i, cursor, check_duplication=False)
@@ -110,7 +110,7 @@ class MinHashDedup:
         pairs = list(pairs)
         sets: dict[int, np.ndarray] = {}
         out = []
-        with progress(ctx, len(pairs), "minhash: verify", unit="pair") as bar:
+        with progress_bar(len(pairs), "minhash: verify", unit="pair", show=ctx is None or ctx.progress, leave=False) as bar:
             for i, j in pairs:
                 for k in (i, j):
                     if k not in sets:

@@ -7,7 +7,7 @@ record goes on, a dropped one becomes a :class:`~datagen.record.Rejection` carry
 the reason code, the evidence and the annotated record. Every input record therefore ends in
 exactly one of ``records.jsonl`` (the last stage's survivors) or ``rejected.jsonl``.
 
-Resuming (:class:`~datagen.rundir.RunDir`): part 0 holds the read-stage rejections (bad input rows
+Resuming (:mod:`datagen.core.runner`): part 0 holds the read-stage rejections (bad input rows
 under ``--on-error skip``); part ``k`` holds stage ``k``'s survivors as its records and its drops
 as its rejections, sealed once the stage is finished. On a rerun, the stages with sealed parts
 are skipped and the pipeline continues from the last sealed part's survivors. ``finalize`` takes
@@ -23,10 +23,11 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+from ..core.runner import Batch, Context, SealedPart, run_step
 from ..record import Record, Rejection
-from ..stage import Stats
+from ..core.stats import Stats
 from .base import FilterContext, FilterStage
 from .distribution import distribution
 
@@ -68,7 +69,7 @@ def run_stage(stage: FilterStage, records: list[Record], ctx: FilterContext) -> 
 
 
 class FilterPipeline:
-    """Selected stages, in order, over a :class:`~datagen.rundir.RunDir`."""
+    """Selected stages, in order, over a :class:`~datagen.core.rundir.RunDir`."""
 
     def __init__(self, stages: Sequence[FilterStage], cache_dir: Path, llm_factory: Callable[[], Any] | None = None, progress: bool = True) -> None:
         self.stages = list(stages)
@@ -76,39 +77,70 @@ class FilterPipeline:
         self.llm_factory = llm_factory
         self.progress = progress
 
-    def resume_point(self, run: Any, records: list[Record]) -> tuple[int, list[Record]]:
-        """(stages already done, the survivors to continue from)."""
-        done = 0
-        while done < len(self.stages) and run.part_done(done + 1):
-            done += 1
-        if done:
-            print(f"resuming {run.path}: {', '.join(s.name for s in self.stages[:done])} already done", file=sys.stderr)
-            return done, list(run.part_records(done))
-        return 0, records
-
     def run(self, run: Any, records: list[Record], read_rejects: Sequence[Rejection] = (), manifest: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Filter ``records`` in ``run`` (resuming from its sealed parts) and finalize it."""
-        run.write_read_part(len(records), read_rejects)
-        done, survivors = self.resume_point(run, records)
-        for k in range(done, len(self.stages)):
-            stage = self.stages[k]
-            ctx = FilterContext(stats=Stats(), cache_dir=self.cache_dir, llm_factory=self.llm_factory, progress=self.progress)
-            n_in = len(survivors)
-            with run.stops_resumably(lambda: n_in, n_in, f"records of the {stage.name} stage"):
-                survivors, rejected = run_stage(stage, survivors, ctx)
-            run.write_part(k + 1, survivors, rejected, ctx.stats)
-            secs = ctx.stats.extra["seconds"][stage.name]
-            print(f"{stage.name}: {n_in} in, {len(survivors)} kept, {len(rejected)} rejected ({secs:.1f}s)", file=sys.stderr)
-        n = len(self.stages)
-        scores: dict[str, Any] = {}
-        models: dict[str, Any] = {}
-        for i in range(1, n + 1):
-            scores.update(run.part_stats(i).get("extra", {}).get("scores", {}))
-            models.update(run.part_stats(i).get("extra", {}).get("models", {}))
+        """Filter ``records`` in ``run`` through the runner, one part per stage, resuming after the
+        last sealed stage; finalize it with the last stage's survivors as ``records.jsonl``."""
+        step = _StagesStep(self, records)
+        # each stage shows its own progress; a bar over the stages would only draw over it
+        return run_step(run, step, total=len(self.stages), read=(len(records), read_rejects), progress=False,
+                        pending=step.pending, manifest=manifest, records_from_last=True)
+
+
+class _StagesStep:
+    """The filter as a runner step: a batch is one stage, over the survivors of the stage before."""
+
+    name, unit = "filter", "stage"
+
+    def __init__(self, pipeline: FilterPipeline, records: list[Record]) -> None:
+        self.pipeline = pipeline
+        self._survivors: list[Record] | None = records
+        self._sealed: SealedPart | None = None  # the last restored stage, read only if needed
+        self.current = ""
+        self.scores: dict[str, Any] = {}
+        self.models: dict[str, Any] = {}
+
+    def survivors(self) -> list[Record]:
+        if self._survivors is None:
+            assert self._sealed is not None
+            self._survivors = list(self._sealed.records())
+        return self._survivors
+
+    def batches(self) -> Iterator[Batch]:
+        return (Batch(stage, 1, {"stage": stage.name}) for stage in self.pipeline.stages)
+
+    def _collect(self, stats: dict[str, Any]) -> None:
+        self.scores.update(stats.get("extra", {}).get("scores", {}))
+        self.models.update(stats.get("extra", {}).get("models", {}))
+
+    def process(self, batch: Batch, ctx: Context) -> list[Record]:
+        stage, p = batch.items, self.pipeline
+        survivors = self.survivors()
+        self.current = f"{len(survivors)}:{stage.name}"
+        fctx = FilterContext(stats=ctx.stats, cache_dir=p.cache_dir, llm_factory=p.llm_factory, progress=p.progress)
+        kept, rejected = run_stage(stage, survivors, fctx)
+        ctx.add_rejections(rejected)
+        secs = ctx.stats.extra["seconds"][stage.name]
+        print(f"{stage.name}: {len(survivors)} in, {len(kept)} kept, {len(rejected)} rejected ({secs:.1f}s)", file=sys.stderr)
+        self._collect(ctx.stats.to_dict())
+        self._survivors = kept
+        return kept
+
+    def restore(self, batch: Batch, part: SealedPart) -> None:
+        self._survivors, self._sealed = None, part
+        self._collect(part.stats())
+
+    def pending(self) -> tuple[int, int, str]:
+        """When a stage stops the run: its input is what is left."""
+        n, _, name = self.current.partition(":")
+        return int(n or 0), int(n or 0), f"records of the {name} stage"
+
+    def final_stats(self) -> Stats:
         extra = Stats()
-        extra.extra["scores"] = scores  # parts each hold one stage's; merged they would overwrite
-        doc = {"stages": [s.describe() for s in self.stages], "models": models, **(manifest or {})}
-        return run.finalize(doc, stats=extra, n_parts=n + 1, records_from=n)
+        extra.extra["scores"] = self.scores  # parts each hold one stage's; merged they would overwrite
+        return extra
+
+    def manifest(self) -> dict[str, Any]:
+        return {"stages": [s.describe() for s in self.pipeline.stages], "models": self.models}
 
 
 def funnel(stats: dict[str, Any]) -> str:

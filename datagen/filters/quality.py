@@ -4,7 +4,7 @@ Scorers (``QualityConfig.scorers``), each writing raw scores into ``record.score
 
 * ``judge``: an AlpaGasus-style LLM judge rates the answer 1-5 with ``prompts/distill/judge.j2``
   (the template best-of-n distillation uses, so both share cached ratings). ``scores["judge"]`` is
-  the expected rating over the judge's probabilities for "1".."5" (:mod:`datagen.filters.rating`);
+  the expected rating over the judge's probabilities for "1".."5" (:mod:`datagen.score.rating`);
   ``scores["judge_parsed"]`` the digit written in its reply when there is one;
   ``flags["judge"]`` the evidence (method, probabilities, digit mass, reply).
 * ``ifd``: instruction-following difficulty (:mod:`datagen.filters.ifd`) with a local model:
@@ -36,7 +36,7 @@ from ..record import Record
 from .base import FilterContext, Verdict
 from .complexity import COMPLEXITY_SCALE, COMPLEXITY_TEMPLATE, complexity_features
 from .ifd import AnswerScorer, IFDScorer
-from .rating import MIN_DIGIT_MASS, Rating, rate, rating_params
+from ..score.rating import MIN_DIGIT_MASS, Rating, rate, rating_params
 
 Scorer = Literal["judge", "ifd", "complexity", "complexity_features"]
 JUDGE_TEMPLATE = "distill/judge"
@@ -149,7 +149,7 @@ class QualityStage:
 
         llm = self._judge_llm(ctx)
         if scorer == "judge":
-            from ..generators.distill import JudgeSelector
+            from ..score.judge import JudgeSelector
 
             selector = JudgeSelector(llm, prompts.load(self.config.judge_template))
             todo = [r for r in records if r.response.strip()]

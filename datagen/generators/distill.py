@@ -8,7 +8,7 @@ answer becomes the new final assistant turn. The new record points to its prompt
 With ``--n K`` (K > 1) the teacher draws K candidate answers per prompt, each with its own seed,
 and a :class:`Selector` keeps the best one. The default selector, :class:`JudgeSelector`, asks a
 judge model to rate each answer from 1 to 5 (``prompts/distill/judge.j2``, AlpaGasus-style), read
-by :func:`datagen.filters.rating.rate`: the expected rating under the judge's probabilities for
+by :func:`datagen.score.rating.rate`: the expected rating under the judge's probabilities for
 the tokens "1".."5" when the backend returns top logprobs, else the digit in its reply. A candidate whose rating cannot be read
 gets no score (recorded in ``meta``, never a default); the best scored candidate wins, ties going
 to the lowest index. The kept record's ``meta["best_of_n"]`` holds every candidate's score, the
@@ -31,19 +31,17 @@ interrupted run picks up where it stopped without paying twice.
 
 from __future__ import annotations
 
-import abc
 import argparse
-import os
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
-from ..filters.rating import RATING_PARAMS, rate
+from ..core.runner import Batch, Context, run_step
+from ..score.judge import JudgeSelector, Score, Selector, usage_of
+from ..score.rating import RATING_PARAMS
 from ..llm.base import ChatRequest, Completion, GenParams, LLM
 from ..record import Message, Record, Rejection
-from ..stage import Stats
 
 if TYPE_CHECKING:
     from ..prompts import Template
@@ -51,7 +49,6 @@ if TYPE_CHECKING:
 STAGE = "distill"
 SELECT_STAGE = "distill.best_of_n"
 JUDGE_TEMPLATE = "distill/judge"
-SCALE = range(1, 6)
 
 
 @dataclass
@@ -88,10 +85,6 @@ class Teacher:
         )
 
 
-def usage_of(comp: Completion) -> dict[str, int]:
-    return {"prompt_tokens": comp.prompt_tokens, "completion_tokens": comp.completion_tokens}
-
-
 def load_system_prompt(name: str | None) -> tuple[str | None, dict[str, str] | None]:
     """The rendered system prompt and its ``{"name", "sha"}``; (None, None) for no name or 'none'."""
     if not name or name.lower() == "none":
@@ -120,87 +113,6 @@ def judge_completion(comp: Completion) -> tuple[str, dict[str, Any]] | None:
 
 
 # -- choosing the best of n ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class Score:
-    """How a selector rated one candidate. ``value`` is None when no rating could be read."""
-
-    value: float | None
-    method: str  # the judge's: "expected" (logprobs), "digit" (reply text), "unparsed", "llm_error"
-    evidence: dict[str, Any] = field(default_factory=dict)  # e.g. the reply, digit probabilities
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, **self.evidence, "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
-
-
-Selection = tuple[int | None, list[Score]]
-
-
-class Selector(abc.ABC):
-    """A best-of-n strategy: rates the candidate answers to one prompt and picks one.
-
-    ``pick_best`` returns the winner's index (None when nothing could be rated) and one
-    :class:`Score` per candidate. ``pick_best_many`` does it for many prompts at once; override
-    it to batch model calls."""
-
-    @abc.abstractmethod
-    def pick_best(self, record: Record, candidates: Sequence[str]) -> Selection: ...
-
-    def pick_best_many(self, items: Sequence[tuple[Record, Sequence[str]]]) -> list[Selection]:
-        return [self.pick_best(rec, cands) for rec, cands in items]
-
-    def describe(self) -> dict[str, Any]:
-        """What goes in each kept record's meta and the manifest."""
-        return {"selector": type(self).__name__}
-
-
-def best_index(scores: Sequence[Score]) -> int | None:
-    """The highest-scored candidate; ties go to the lowest index; None when none has a score."""
-    scored = [(s.value, -i) for i, s in enumerate(scores) if s.value is not None]
-    return -max(scored)[1] if scored else None
-
-
-def score_reply(comp: Completion) -> Score:
-    """A judge's completion as a :class:`Score` (the rating as :func:`~datagen.filters.rating.rate` reads it)."""
-    r = rate(comp, SCALE)
-    evidence = {k: v for k, v in r.evidence().items() if k not in ("value", "method")}
-    return Score(r.value, r.method, evidence, **usage_of(comp))
-
-
-@dataclass
-class JudgeSelector(Selector):
-    """Best-of-n by a judge model's 1-5 rating of each answer (one request per candidate, all the
-    candidates of a chunk in one batch)."""
-
-    llm: LLM
-    template: Template
-    params: GenParams = RATING_PARAMS
-
-    def request(self, record: Record, answer: str) -> ChatRequest:
-        history = [m for m in record.prompt_messages() if m.role != "system"][:-1]
-        prompt = self.template.render(
-            history=[{"role": m.role, "content": m.content} for m in history],
-            instruction=record.instruction,
-            answer=answer,
-        )
-        return ChatRequest.of([("user", prompt)])
-
-    def pick_best(self, record: Record, candidates: Sequence[str]) -> Selection:
-        return self.pick_best_many([(record, candidates)])[0]
-
-    def pick_best_many(self, items: Sequence[tuple[Record, Sequence[str]]]) -> list[Selection]:
-        reqs = [self.request(rec, answer) for rec, cands in items for answer in cands]
-        replies = iter(self.llm.generate(reqs, self.params) if reqs else [])
-        out: list[Selection] = []
-        for _, cands in items:
-            scores = [score_reply(next(replies)) for _ in cands]
-            out.append((best_index(scores), scores))
-        return out
-
-    def describe(self) -> dict[str, Any]:
-        return {"selector": "judge", "template": {"name": self.template.name, "sha": self.template.sha}, "model": self.llm.model_id}
-
 
 # -- the generator -------------------------------------------------------------------------------
 @dataclass
@@ -230,13 +142,12 @@ class Distill:
         if self.n > 1 and self.selector is None:
             raise ValueError("best-of-n (n > 1) needs a selector")
 
-    def answer_chunk(self, chunk: Sequence[Record]) -> tuple[list[Record], list[Rejection], Stats]:
-        """Answer one chunk: (kept records, rejections, stats)."""
-        st = Stats()
+    def answer_chunk(self, chunk: Sequence[Record], ctx: Context) -> list[Record]:
+        """Answer one chunk: the kept records; rejections and counts go to ``ctx``."""
+        st = ctx.stats
         reqs = [r for rec in chunk for r in self.teacher.requests(rec, self.n)]
         comps = self.teacher.llm.generate(reqs, self.teacher.params)
         st.extra["tokens"] = _token_counts("answer", [usage_of(c) for c in comps])
-        rejected: list[Rejection] = []
         answers: list[_Answers] = []
         st.seen(STAGE, len(comps))
         for p, rec in enumerate(chunk):
@@ -245,20 +156,19 @@ class Distill:
                 verdict = judge_completion(comp)
                 if verdict:
                     a.failed[j] = verdict[0]
-                    st.rejected(STAGE, verdict[0])
-                    evidence = {**verdict[1], "candidate": j} if self.n > 1 else verdict[1]
-                    rejected.append(Rejection(stage=STAGE, reason=verdict[0], evidence=evidence, record=rec))
+                    ctx.reject(rec, verdict[0], {**verdict[1], "candidate": j} if self.n > 1 else verdict[1], stage=STAGE)
                 else:
                     a.valid.append((j, self.teacher.to_record(rec, comp, **({"candidate": j} if self.n > 1 else {}))))
             st.kept(STAGE, len(a.valid))
             answers.append(a)
         if self.n == 1:
-            return [r for a in answers for _, r in a.valid], rejected, st
-        return self._select([a for a in answers if a.valid], st, rejected), rejected, st
+            return [r for a in answers for _, r in a.valid]
+        return self._select([a for a in answers if a.valid], ctx)
 
-    def _select(self, answers: list[_Answers], st: Stats, rejected: list[Rejection]) -> list[Record]:
+    def _select(self, answers: list[_Answers], ctx: Context) -> list[Record]:
         """Best of n over each prompt's valid candidates; the others are rejected with evidence."""
         assert self.selector is not None
+        st = ctx.stats
         picks = self.selector.pick_best_many([(a.prompt, [r.response for _, r in a.valid]) for a in answers])
         judge = self.selector.describe()
         kept: list[Record] = []
@@ -285,8 +195,7 @@ class Distill:
                 evidence = {"candidate": j, "score": s.value, "winner_score": winner_score, "winner_index": winner}
                 if unjudged:
                     evidence["judge"] = s.to_dict()
-                st.rejected(SELECT_STAGE, "not_best_of_n")
-                rejected.append(Rejection(stage=SELECT_STAGE, reason="not_best_of_n", evidence=evidence, record=cand))
+                ctx.reject(cand, "not_best_of_n", evidence, stage=SELECT_STAGE)
         return kept
 
     def _summary(self, a: _Answers, scores: list[Score], winner: int, judge: dict[str, Any]) -> dict[str, Any]:
@@ -308,31 +217,15 @@ class Distill:
         }
 
     def run(self, run: Any, records: Sequence[Record], read_rejects: Sequence[Rejection] = (), manifest: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Answer ``records`` in ``run`` (a :class:`~datagen.rundir.RunDir`), resuming from its
-        sealed parts, and finalize it. Returns the final stats."""
-        from tqdm import tqdm
+        """Answer ``records`` in ``run`` (a :class:`~datagen.core.rundir.RunDir`) through the runner,
+        one part per ``chunk_size`` prompts, resuming from its sealed parts. Returns the final stats."""
+        step = _DistillStep(self, [records[i:i + self.chunk_size] for i in range(0, len(records), self.chunk_size)])
+        return run_step(run, step, total=len(records), read=(len(records), read_rejects), llms=[self.teacher.llm],
+                        progress=self.progress, manifest=manifest)
 
-        run.write_read_part(len(records), read_rejects)
-        cs = self.chunk_size
-        chunks = [records[i:i + cs] for i in range(0, len(records), cs)]
-        done = sum(len(c) for i, c in enumerate(chunks, start=1) if run.part_done(i))
-        if done:
-            print(f"resuming {run.path}: {done}/{len(records)} prompts already answered", file=sys.stderr)
-        hidden = not self.progress or os.environ.get("DATAGEN_PROGRESS") == "0" or len(records) < 2
+    def describe(self) -> dict[str, Any]:
+        """The manifest's account of the run: models, sampling seed, n, selector, prompt templates."""
         llm = self.teacher.llm
-        left = lambda: sum(len(c) for i, c in enumerate(chunks, start=1) if not run.part_done(i))  # noqa: E731
-        with run.stops_resumably(left, len(records), "prompts"), \
-                tqdm(total=len(records), initial=done, desc="distill", unit="prompt", file=sys.stderr, disable=hidden) as bar:
-            for i, chunk in enumerate(chunks, start=1):
-                if run.part_done(i):
-                    continue
-                t0, before = time.time(), llm.usage.to_dict()
-                kept, rejected, st = self.answer_chunk(chunk)
-                after = llm.usage.to_dict()
-                st.extra["llm"] = {k: round(after[k] - before[k], 6) for k in after}
-                st.extra["seconds"] = round(time.time() - t0, 3)
-                run.write_part(i, kept, rejected, st)
-                bar.update(len(chunk))
         templates = {self.teacher.template["name"]: self.teacher.template["sha"]} if self.teacher.template else {}
         doc: dict[str, Any] = {"models": {"teacher": llm.describe()}, "seeds": {"sampling": self.teacher.params.seed}, "n": self.n}
         if self.selector is not None and self.n > 1:
@@ -341,7 +234,26 @@ class Distill:
             if "template" in judge:
                 templates[judge["template"]["name"]] = judge["template"]["sha"]
         doc["prompt_templates"] = templates
-        return run.finalize({**doc, **(manifest or {})}, n_parts=len(chunks) + 1)
+        return doc
+
+
+@dataclass
+class _DistillStep:
+    """Distillation as a runner step: a batch is a chunk of prompts, with no state between them."""
+
+    distill: Distill
+    chunks: list[Sequence[Record]]
+    name: str = "distill"
+    unit: str = "prompt"
+
+    def batches(self) -> Iterator[Batch]:
+        return (Batch(c, len(c)) for c in self.chunks)
+
+    def process(self, batch: Batch, ctx: Context) -> list[Record]:
+        return self.distill.answer_chunk(batch.items, ctx)
+
+    def manifest(self) -> dict[str, Any]:
+        return self.distill.describe()
 
 
 def _token_counts(what: str, usages: list[dict[str, int]]) -> dict[str, int]:
@@ -358,10 +270,10 @@ def _sum_usage(usages: Iterable[dict[str, int]]) -> dict[str, int]:
 
 # -- command line --------------------------------------------------------------------------------
 def cli(args: argparse.Namespace) -> int:
-    from ..commands import gen_params, llm_config, read_input
+    from ..commands import gen_params, input_settings, llm_config, read_input
     from ..errors import UserError
     from ..llm import make_llm
-    from ..rundir import RunDir, file_digest
+    from ..core.rundir import RunDir
 
     if args.n < 1 or args.chunk_size < 1:
         raise UserError("--n and --chunk-size must be >= 1")
@@ -373,8 +285,7 @@ def cli(args: argparse.Namespace) -> int:
     read_rejects: list[Rejection] = []
     records = read_input(args, read_rejects.append, require_answer=False)
     settings = {
-        "input": str(args.input), "input_sha256": file_digest(args.input), "format": args.format,
-        "limit": args.limit, "on_error": args.on_error, "llm": {"backend": cfg.backend, "model": cfg.model, "base_url": cfg.base_url},
+        **input_settings(args), "llm": {"backend": cfg.backend, "model": cfg.model, "base_url": cfg.base_url},
         "params": params.to_dict(), "system_prompt": template, "n": args.n, "chunk_size": args.chunk_size,
         "judge": {"template": {"name": judge_template.name, "sha": judge_template.sha}, "params": RATING_PARAMS.to_dict()} if judge_template else None,
     }

@@ -36,22 +36,21 @@ from __future__ import annotations
 import argparse
 import difflib
 import hashlib
-import os
 import random
 import re
 import sys
-import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+from ..core.runner import Batch, Context, SealedPart, run_step
 from ..llm.base import ChatRequest, Completion, GenParams, LLM
 from ..llm.structured import field_of, one_field_schema
-from ..text import count_words_or_chars, has_cjk, tokens
+from ..core.stats import Stats
+from ..text import has_cjk, tokens
 
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: keep pydantic out of that
     from ..record import Record, Rejection
-    from ..stage import Stats
     from .distill import Teacher
 
 STAGE = "evolve"
@@ -62,11 +61,6 @@ REFUSAL_MAX_WORDS = 80
 NEAR_IDENTICAL = 0.97  # similarity of normalized strings at or above which we do not ask the judge
 
 # -- the elimination rules ---------------------------------------------------------------------
-_REFUSAL_MARKERS = (
-    "sorry", "as an ai", "as a language model", "as an artificial intelligence", "i cannot", "i can't",
-    "i can not", "i'm unable", "i am unable", "i'm not able", "i am not able",
-    "抱歉", "对不起", "作为一个ai", "作为一个人工智能", "作为ai", "作为人工智能", "我无法", "我不能",
-)
 _STOP_WORDS = frozenset(
     """a about above after again against ain all am an and any are aren aren't as at be because been
     before being below between both but by can couldn couldn't d did didn didn't do does doesn doesn't
@@ -144,15 +138,12 @@ def parse_equality(text: str) -> str:
 
 
 def refusal(answer: str) -> dict[str, Any] | None:
-    """Rule 2: evidence when the answer is a short refusal."""
-    low = answer.lower().replace("\u2019", "'")
-    words = count_words_or_chars(answer)
-    if words >= REFUSAL_MAX_WORDS:
-        return None
-    for marker in _REFUSAL_MARKERS:
-        if marker in low:
-            return {"matched": marker, "answer_words": words}
-    return None
+    """Rule 2: evidence when the answer is a refusal, by the heuristics stage's own check
+    (:func:`datagen.filters.checks.refusal`, with its default length limit)."""
+    from ..filters import checks
+    from ..record import Record
+
+    return checks.refusal(checks.Facts.of(Record.from_turns("?", answer)), REFUSAL_MAX_WORDS)
 
 
 def stopwords_only(answer: str) -> bool:
@@ -215,13 +206,12 @@ class EvolInstruct:
         return random.Random(f"evol|{self.seed}|{round_no}|{parent_id}").choice(self.operations)
 
     # -- one part: evolve a chunk of the pool --------------------------------------------------
-    def evolve_chunk(self, round_no: int, chunk: Sequence[Record], seen: dict[str, str]) -> tuple[list[Record], list[Record], list[Rejection], Stats]:
-        """Returns (survivors, the chunk's members for the next pool, rejections, stats).
-        ``seen`` (normalized instruction -> record id) grows by the survivors."""
+    def evolve_chunk(self, round_no: int, chunk: Sequence[Record], seen: dict[str, str], ctx: Context) -> tuple[list[Record], list[Record]]:
+        """Returns (survivors, the chunk's members for the next pool); rejections and counts go
+        to ``ctx``. ``seen`` (normalized instruction -> record id) grows by the survivors."""
         from ..record import Rejection
-        from ..stage import Stats
 
-        st = Stats()
+        st = ctx.stats
         attempts = [_Attempt(parent=p, op=self.pick(round_no, p.id)) for p in chunk]
 
         def reject(a: _Attempt, reason: str, evidence: dict[str, Any], record: Record | None = None) -> None:
@@ -307,7 +297,8 @@ class EvolInstruct:
                 counts["rejected_by_operation_reason"][k] = counts["rejected_by_operation_reason"].get(k, 0) + 1
         st.extra.update(counts)
         st.extra["judge_verdicts"] = verdicts
-        return survivors, next_pool, rejections, st
+        ctx.add_rejections(rejections)
+        return survivors, next_pool
 
     def _candidate(self, a: _Attempt, round_no: int, text: str, comp: Completion) -> Record:
         from ..record import Record
@@ -357,71 +348,71 @@ class EvolInstruct:
 
     # -- the whole run -------------------------------------------------------------------------
     def run(self, run: Any, pool: list[Record], read_rejects: Sequence[Rejection] = (), manifest: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Evolve ``pool`` in ``run`` (a :class:`~datagen.rundir.RunDir`), resuming from its sealed
-        parts, and finalize it. Returns the final stats."""
-        from tqdm import tqdm
+        """Evolve ``pool`` in ``run`` (a :class:`~datagen.core.rundir.RunDir`) through the runner, one
+        part per round and chunk, resuming from its sealed parts. Returns the final stats."""
+        step = _EvolveStep(self, pool)
+        return run_step(run, step, total=len(pool) * self.rounds, read=(len(pool), read_rejects),
+                        llms=[self.llm] + ([self.teacher.llm] if self.teacher else []), progress=self.progress, manifest=manifest)
 
-        from ..stage import Stats
-
-        run.write_read_part(len(pool), read_rejects)
-        cs = self.chunk_size
-        n_chunks = -(-len(pool) // cs)
-        seen: dict[str, str] = {}
-        for p in pool:
-            seen.setdefault(_normalize(p.instruction), p.id)
-        done_parts = set(run.done_parts())
-        done = sum(len(pool[c * cs:(c + 1) * cs]) for r in range(self.rounds) for c in range(n_chunks) if 1 + r * n_chunks + c in done_parts)
-        if done:
-            print(f"resuming {run.path}: {done}/{len(pool) * self.rounds} evolutions already done", file=sys.stderr)
-        hidden = not self.progress or os.environ.get("DATAGEN_PROGRESS") == "0" or not pool
-        part = 1
-        sizes = [len(pool[c * cs:(c + 1) * cs]) for c in range(n_chunks)]  # every round has the same chunks
-        total = len(pool) * self.rounds
-        left = lambda: sum(sizes[c] for r in range(self.rounds) for c in range(n_chunks) if not run.part_done(1 + r * n_chunks + c))  # noqa: E731
-        with run.stops_resumably(left, total, "evolutions"), \
-                tqdm(total=total, initial=done, desc="evolve", unit="evol", file=sys.stderr, disable=hidden) as bar:
-            for round_no in range(1, self.rounds + 1):
-                next_pool: list[Record] = []
-                for c in range(n_chunks):
-                    chunk = pool[c * cs:(c + 1) * cs]
-                    bar.set_postfix(round=round_no)
-                    if run.part_done(part):
-                        next_pool += self._replay(run, part, chunk, seen)
-                    else:
-                        t0, before = time.time(), self.llm.usage.to_dict()
-                        survivors, nxt, rejs, st = self.evolve_chunk(round_no, chunk, seen)
-                        after = self.llm.usage.to_dict()
-                        st.extra["llm"] = {k: round(after[k] - before[k], 6) for k in after}
-                        st.extra["seconds"] = round(time.time() - t0, 3)
-                        run.write_part(part, survivors, rejs, st)
-                        next_pool += nxt
-                        bar.update(len(chunk))
-                    part += 1
-                pool = next_pool
-        total = Stats()
-        for i in range(part):
-            total.merge(run.part_stats(i))
-        rates = Stats()
-        rates.extra["pass_rate"] = pass_rates(total.extra)
-        doc = {
+    def describe(self) -> dict[str, Any]:
+        """The manifest's account of the run: models, templates, operations, rounds, seed."""
+        return {
             "models": {"evolver": self.llm.describe(), **({"teacher": self.teacher.llm.describe()} if self.teacher else {})},
             "prompt_templates": self.prompt_templates(),
             "operations": list(self.operations),
             "rounds": self.rounds,
             "seeds": {"sampling": self.seed},
-            **(manifest or {}),
         }
-        return run.finalize(doc, stats=rates, n_parts=part)
 
-    @staticmethod
-    def _replay(run: Any, part: int, chunk: Sequence[Record], seen: dict[str, str]) -> list[Record]:
+
+class _EvolveStep:
+    """Evol-Instruct as a runner step: a batch is one chunk of one round's pool. Round ``r + 1``
+    evolves what round ``r`` left (each member's survivor, or the member itself), so its batches
+    exist only once round ``r``'s parts are processed or restored."""
+
+    name, unit = "evolve", "evolution"
+
+    def __init__(self, evol: EvolInstruct, pool: list[Record]) -> None:
+        self.evol, self.pool = evol, pool
+        self.seen: dict[str, str] = {}
+        for p in pool:
+            self.seen.setdefault(_normalize(p.instruction), p.id)
+        self.next_pool: list[Record] = []
+        self.counts = Stats()  # every part's, for the pass rates
+
+    def batches(self) -> Iterator[Batch]:
+        cs, pool = self.evol.chunk_size, self.pool
+        for round_no in range(1, self.evol.rounds + 1):
+            self.next_pool = []
+            for c in range(0, len(pool), cs):
+                chunk = pool[c:c + cs]
+                yield Batch((round_no, chunk), len(chunk), {"round": round_no})
+            pool = self.next_pool
+
+    def process(self, batch: Batch, ctx: Context) -> list[Record]:
+        round_no, chunk = batch.items
+        survivors, nxt = self.evol.evolve_chunk(round_no, chunk, self.seen, ctx)
+        self.next_pool += nxt
+        self.counts.merge(ctx.stats.to_dict())
+        return survivors
+
+    def restore(self, batch: Batch, part: SealedPart) -> None:
         """The next-pool members of a sealed part: each member's survivor, or the member itself."""
-        survivors = list(run.part_records(part))
+        _, chunk = batch.items
         by_parent: dict[str | None, deque[Record]] = defaultdict(deque)
-        for s in survivors:
+        for s in part.records():
             by_parent[s.parent_id].append(s)
-            seen.setdefault(_normalize(s.instruction), s.id)
-        return [by_parent[m.id].popleft() if by_parent.get(m.id) else m for m in chunk]
+            self.seen.setdefault(_normalize(s.instruction), s.id)
+        self.next_pool += [by_parent[m.id].popleft() if by_parent.get(m.id) else m for m in chunk]
+        self.counts.merge(part.stats())
+
+    def final_stats(self) -> Stats:
+        rates = Stats()
+        rates.extra["pass_rate"] = pass_rates(self.counts.extra)
+        return rates
+
+    def manifest(self) -> dict[str, Any]:
+        return self.evol.describe()
 
 
 def pass_rates(extra: dict[str, Any]) -> dict[str, Any]:
@@ -473,12 +464,12 @@ def _operations(spec: str) -> tuple[str, ...]:
 def cli(args: argparse.Namespace) -> int:
     from .. import prompts
     from ..assets import resolve_seed_file
-    from ..commands import gen_params, llm_config
+    from ..commands import gen_params, input_settings, llm_config
     from ..errors import UserError
     from ..io import read_records
     from ..llm import make_llm
     from ..record import Rejection
-    from ..rundir import RunDir, file_digest
+    from ..core.rundir import RunDir
     from .distill import Teacher, load_system_prompt
 
     if args.rounds < 1 or args.chunk_size < 1:
@@ -494,8 +485,7 @@ def cli(args: argparse.Namespace) -> int:
     read_rejects: list[Rejection] = []
     pool = list(read_records(seeds_path, args.format, on_error=args.on_error, on_reject=read_rejects.append, limit=args.limit, require_answer=False))
     settings = {
-        "seeds": str(seeds_path), "seeds_sha256": file_digest(seeds_path), "format": args.format, "limit": args.limit,
-        "on_error": args.on_error, "rounds": args.rounds, "operations": list(ops), "answer": args.answer,
+        **input_settings(args, seeds_path, key="seeds"), "rounds": args.rounds, "operations": list(ops), "answer": args.answer,
         "chunk_size": args.chunk_size, "llm": {"backend": cfg.backend, "model": cfg.model, "base_url": cfg.base_url},
         "params": params.to_dict(), "system_prompt": template,
         "prompt_templates": {f"evol/{op}": prompts.load(f"evol/{op}").sha for op in ops} | {EQUALITY_TEMPLATE: prompts.load(EQUALITY_TEMPLATE).sha},

@@ -47,17 +47,18 @@ import os
 import random
 import re
 import sys
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
+
+from ..core.runner import Batch, Context, SealedPart, run_step
 
 from ..filters.instructions import MAX_WORDS, MIN_WORDS, check_instruction
 from ..filters.novelty import Match, NoveltyIndex
 from ..llm.base import ChatRequest, Completion, GenParams, LLM
 from ..llm.structured import field_of, one_field_schema
 from ..record import Record, Rejection
-from ..stage import Stats
+from ..core.stats import Stats
 from ..text import normalize_space
 
 STAGE = "self-instruct"
@@ -394,25 +395,7 @@ class SelfInstruct:
             prompt = self.templates["tasks"].render(tasks=[_prompt_text(x) for x in picked])
         return ChatRequest.of([("user", prompt)], seed=self._request_seed(rnd, j), tag=f"round {rnd} request {j}")
 
-    # -- resume --------------------------------------------------------------------------
-    def _restore(self, run: Any) -> tuple[int, int, int]:
-        """Rebuild the pool from sealed parts, in the order a live run built it: (rounds done,
-        tasks accepted, rounds in a row with nothing accepted)."""
-        rounds = 0
-        stall = 0
-        while run.part_done(rounds):
-            accepted: dict[str, str] = {}
-            for rec in run.part_records(rounds):
-                accepted.setdefault(rec.meta["task_id"], rec.meta["fields"]["instruction"])
-            failed: dict[str, str] = {}
-            for rej in run.part_rejections(rounds):
-                if rej.stage == STAGE and rej.reason in SPENT_REASONS and rej.record is not None:
-                    failed[rej.evidence["task_id"]] = rej.record.meta["fields"]["instruction"]
-            self._grow(list(accepted.items()), list(failed.items()))
-            stall = 0 if accepted else stall + 1
-            rounds += 1
-        return rounds, len(self.machine), stall
-
+    # -- growing the pool -----------------------------------------------------------------
     def _grow(self, accepted: list[tuple[str, str]], failed: list[tuple[str, str]]) -> None:
         """Add a round's outcome to the pool. Accepted tasks become examples for later prompts;
         tasks that passed the screen but got no usable instance only join the novelty index,
@@ -423,46 +406,27 @@ class SelfInstruct:
         for tid, instruction in failed:
             self.index.add(tid, instruction)
 
-    def run(self, run: Any, manifest: dict[str, Any] | None = None, progress: bool = False) -> Result:
-        from tqdm import tqdm
+    def restore_round(self, records: Iterable[Record], rejections: Iterable[Rejection]) -> int:
+        """Rebuild the pool from one sealed round, in the order a live run built it; returns the
+        tasks it accepted."""
+        accepted: dict[str, str] = {}
+        for rec in records:
+            accepted.setdefault(rec.meta["task_id"], rec.meta["fields"]["instruction"])
+        failed: dict[str, str] = {}
+        for rej in rejections:
+            if rej.stage == STAGE and rej.reason in SPENT_REASONS and rej.record is not None:
+                failed[rej.evidence["task_id"]] = rej.record.meta["fields"]["instruction"]
+        self._grow(list(accepted.items()), list(failed.items()))
+        return len(accepted)
 
-        rounds, accepted, stall = self._restore(run)
-        limit = self.s.rounds_limit()
-        if rounds:
-            print(f"resuming {run.path}: {rounds} rounds done, {accepted}/{self.s.num} tasks accepted", file=sys.stderr)
-        with run.stops_resumably(lambda: max(0, self.s.num - len(self.machine)), self.s.num, "tasks"), \
-                tqdm(total=self.s.num, initial=min(accepted, self.s.num), desc=f"self-instruct ({self.s.mode})", unit="task", file=sys.stderr, disable=not progress) as bar:
-            while accepted < self.s.num and rounds < limit and stall < self.s.patience:
-                st = Stats()
-                t0, before = time.time(), self.llm.usage.to_dict()
-                records, rejected = self.run_round(rounds + 1, st)
-                after = self.llm.usage.to_dict()
-                st.extra["llm"] = {k: round(after[k] - before[k], 6) for k in after}
-                st.extra["seconds"] = round(time.time() - t0, 3)
-                run.write_part(rounds, records, rejected, st)
-                new = len({r.meta["task_id"] for r in records})
-                accepted += new
-                stall = 0 if new else stall + 1
-                rounds += 1
-                bar.update(min(new, self.s.num - bar.n))
-                bar.set_postfix(round=rounds)
-        if accepted >= self.s.num:
-            reason = "done"
-        elif stall >= self.s.patience:
-            reason = "stalled"
-        else:
-            reason = "max_rounds"
-        doc = {
-            **(manifest or {}),
-            "mode": self.s.mode,
-            "prompt_templates": self.template_hashes,
-            "seed_tasks": len(self.seeds),
-            "tasks_accepted": accepted,
-            "rounds": rounds,
-            "stop_reason": reason,
-        }
-        summary = run.finalize(doc, n_parts=rounds)
-        return Result(accepted, rounds, reason, summary)
+    def run(self, run: Any, manifest: dict[str, Any] | None = None, progress: bool = False) -> Result:
+        """Generate in ``run`` (a :class:`~datagen.core.rundir.RunDir`) through the runner, one part per
+        round, resuming from its sealed rounds, until ``num`` tasks are accepted, the rounds run
+        out, or ``patience`` rounds in a row accept none."""
+        step = _RoundsStep(self)
+        summary = run_step(run, step, total=self.s.num, llms=[self.llm], progress=progress, manifest=manifest,
+                           pending=lambda: (max(0, self.s.num - len(self.machine)), self.s.num, "tasks"))
+        return Result(step.accepted, step.rounds, step.stop_reason(), summary)
 
     # -- one round -----------------------------------------------------------------------
     def run_round(self, rnd: int, st: Stats) -> tuple[list[Record], list[Rejection]]:
@@ -638,6 +602,48 @@ class SelfInstruct:
         rejected.append(Rejection(stage=INSTANCE_STAGE, reason=reason, evidence={"task_id": cand.id, "round": rnd, **evidence}, record=rec))
 
 
+class _RoundsStep:
+    """Self-Instruct as a runner step: a batch is one round. Whether there is another round
+    depends on the rounds before (tasks accepted, rounds in a row with none), so each batch is
+    decided only once the one before was processed or restored."""
+
+    unit = "task"
+
+    def __init__(self, gen: SelfInstruct) -> None:
+        self.gen, self.name = gen, f"self-instruct ({gen.s.mode})"
+        self.accepted = self.rounds = self.stall = 0
+
+    def batches(self) -> Iterator[Batch]:
+        s, limit = self.gen.s, self.gen.s.rounds_limit()
+        while self.accepted < s.num and self.rounds < limit and self.stall < s.patience:
+            yield Batch(self.rounds + 1, 0, {"round": self.rounds + 1})
+
+    def _count(self, batch: Batch, new: int) -> None:
+        batch.size = min(new, self.gen.s.num - self.accepted)  # progress counts accepted tasks up to num
+        self.accepted += new
+        self.stall = 0 if new else self.stall + 1
+        self.rounds += 1
+
+    def process(self, batch: Batch, ctx: Context) -> list[Record]:
+        records, rejected = self.gen.run_round(batch.items, ctx.stats)
+        ctx.add_rejections(rejected)
+        self._count(batch, len({r.meta["task_id"] for r in records}))
+        return records
+
+    def restore(self, batch: Batch, part: SealedPart) -> None:
+        self._count(batch, self.gen.restore_round(part.records(), part.rejections()))
+
+    def stop_reason(self) -> str:
+        if self.accepted >= self.gen.s.num:
+            return "done"
+        return "stalled" if self.stall >= self.gen.s.patience else "max_rounds"
+
+    def manifest(self) -> dict[str, Any]:
+        g = self.gen
+        return {"mode": g.s.mode, "prompt_templates": g.template_hashes, "seed_tasks": len(g.seeds),
+                "tasks_accepted": self.accepted, "rounds": self.rounds, "stop_reason": self.stop_reason()}
+
+
 def _prompt_text(instruction: str) -> str:
     """An instruction as shown in a prompt: on one line, without a trailing colon."""
     return normalize_space(instruction).rstrip(":").strip()
@@ -677,7 +683,7 @@ def cli(args: argparse.Namespace) -> int:
     from ..commands import gen_params, llm_config
     from ..errors import UserError
     from ..llm import make_llm
-    from ..rundir import RunDir, file_digest
+    from ..core.rundir import RunDir, file_digest
 
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be >= 1")
@@ -705,8 +711,7 @@ def cli(args: argparse.Namespace) -> int:
         "llm_config": cfg.to_manifest(),
         "seeds": {"sampling": params.seed, "seed_file": str(seed_path), "seed_tasks": len(seeds)},
     }
-    progress = os.environ.get("DATAGEN_PROGRESS", "1") != "0"
-    res = gen.run(run, manifest, progress=progress)
+    res = gen.run(run, manifest, progress=True)
     s = res.summary
     msg = f"self-instruct: {res.accepted} tasks -> {s['records']} records, {s['rejected']} rejected, {res.rounds} rounds -> {args.out}"
     if res.stop_reason == "stalled":

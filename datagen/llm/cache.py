@@ -11,12 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..core.kvcache import SqliteStore
 from .base import ChatRequest, Completion, GenParams, LLM, Usage
 
 
@@ -40,55 +39,35 @@ def request_key(model_id: str, request: ChatRequest, params: GenParams) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-class RequestCache:
+class RequestCache(SqliteStore):
+    """Usable completions by :func:`request_key`, with the model that wrote each and when."""
+
+    table = "completions"
+    schema = ("CREATE TABLE IF NOT EXISTS completions ("
+              " key TEXT PRIMARY KEY, model TEXT NOT NULL, value TEXT NOT NULL, created REAL NOT NULL)")
+
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self.path = Path(path) if path else default_cache_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(str(self.path), timeout=60, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS completions ("
-            " key TEXT PRIMARY KEY, model TEXT NOT NULL, value TEXT NOT NULL, created REAL NOT NULL)"
-        )
-        self._conn.commit()
+        super().__init__(Path(path) if path else default_cache_path())
         self.hits = 0
         self.misses = 0
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Completion]:
         out: dict[str, Completion] = {}
-        with self._lock:
-            for i in range(0, len(keys), 500):
-                chunk = list(keys[i : i + 500])
-                q = "SELECT key, value FROM completions WHERE key IN (%s)" % ",".join("?" * len(chunk))
-                for k, v in self._conn.execute(q, chunk):
-                    try:
-                        completion = Completion.from_dict(json.loads(v))
-                    except (ValueError, KeyError, TypeError):  # a damaged entry: ask again
-                        continue
-                    if completion.usable:
-                        out[k] = completion
+        for k, v in self.rows(keys):
+            try:
+                completion = Completion.from_dict(json.loads(v))
+            except (ValueError, KeyError, TypeError):  # a damaged entry: ask again
+                continue
+            if completion.usable:
+                out[k] = completion
         return out
 
     def put(self, key: str, completion: Completion) -> None:
         if not completion.usable:
             return
         value = json.dumps(completion.to_dict(), ensure_ascii=False)
-        with self._lock:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO completions (key, model, value, created) VALUES (?, ?, ?, ?)",
-                (key, completion.model, value, time.time()),
-            )
-            self._conn.commit()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return self._conn.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self.write("INSERT OR REPLACE INTO completions (key, model, value, created) VALUES (?, ?, ?, ?)",
+                   [(key, completion.model, value, time.time())])
 
 
 class CachedLLM:

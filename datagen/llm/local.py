@@ -23,14 +23,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
-
-from tqdm import tqdm
 
 from .base import ChatRequest, Completion, GenParams, LLMError, TokenLogprob, Usage
 from .models import is_embedded, load_model_and_tokenizer, model_id
@@ -233,10 +229,11 @@ class LocalLLM:
             text = self._token_text[token_id] = self._tokenizer.decode([token_id])
         return text
 
-    def _progress(self, total: int, what: str) -> tqdm:
+    def _progress(self, total: int, what: str) -> Any:
         """A stderr progress bar for work spanning several batches; DATAGEN_PROGRESS=0 hides it."""
-        hidden = total <= self.batch_size or os.environ.get("DATAGEN_PROGRESS", "1") == "0"
-        return tqdm(total=total, desc=f"{self.model_id} {what}", unit="req", file=sys.stderr, disable=hidden)
+        from ..core.progress import bar
+
+        return bar(total, f"{self.model_id} {what}", "req", min_total=self.batch_size + 1)
 
     # -- generation --------------------------------------------------------------------------
 

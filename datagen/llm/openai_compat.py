@@ -37,7 +37,6 @@ import logging
 import os
 import queue
 import random
-import sys
 import threading
 import time
 import weakref
@@ -47,8 +46,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import openai
 from openai.types.chat import ChatCompletion
-from tqdm import tqdm
-
+from ..core.progress import bar as progress_bar
 from .base import JSON_MIN_TOKENS, BackendUnavailable, BudgetExceeded, ChatRequest, Completion, GenParams, LLMError, TokenLogprob, Usage
 from .capabilities import JSON_DIALECTS, LLAMA_CPP_PYTHON, OPTIONAL_FIELDS, SERVER_MARKS, Capabilities, refused_field
 
@@ -299,8 +297,7 @@ class OpenAICompatLLM:
         rt = self._runtime()
         batch = _Batch()
         future = asyncio.run_coroutine_threadsafe(self._run(rt, batch, requests, params), rt.loop)
-        bar = tqdm(total=len(requests), desc=self.model_id, unit="req", file=sys.stderr, dynamic_ncols=True,
-                   disable=len(requests) < 2 or os.environ.get("DATAGEN_PROGRESS") == "0")
+        bar = progress_bar(len(requests), self.model_id, "req", dynamic_ncols=True)
         finished = False
         try:
             while (item := batch.results.get()) is not _DONE:

@@ -3,23 +3,34 @@ verdict computed from its numbers.
 
 The file is read by shape, as :mod:`.training` reads a training run, so that a new field or a
 missing one never breaks a report: a metric of an arm is any value shaped like ``{"mean", "std",
-"min", "max", "n"}`` (the spread over seeds that :func:`datagen.ablate.spread` writes), per-seed
+"min", "max", "n"}`` (the spread over seeds, :func:`spread`, which ``datagen ablate`` writes), per-seed
 rows are any list of objects, and the curation's defect accounting, notes and near-duplicate
 counts are shown when they are there.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..ablate import BASELINE, spread
 from ..errors import UserError
 from .data import _read_json
 from .svg import fmt
 from .training import _flat_scalars, _num
+
+BASELINE = "random"  # the arm every other is compared with
+
+
+def spread(values: Sequence[float | None]) -> dict[str, Any]:
+    """Mean, sample std (0 for one value), min, max and n of the non-missing values."""
+    xs = [float(v) for v in values if v is not None]
+    if not xs:
+        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+    return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0, "min": min(xs), "max": max(xs), "n": len(xs)}
+
 
 # metric key -> (label, decimals); the arms table shows these first, in this order, then any other
 # spread-shaped metric under its raw key
@@ -322,8 +333,8 @@ def _dict(value: Any) -> dict[str, Any]:
 
 
 def _settings(doc: dict[str, Any]) -> list[tuple[str, str]]:
-    """pool, gold, budget, recipe, steps, seeds, judge and the untrained base model's gold loss,
-    each only when the file says it."""
+    """pool, gold, budget, recipe, steps, seeds, judge, the answer limit and the untrained base
+    model's gold loss and defect rate, each only when the file says it."""
     s, cfg = _dict(doc.get("settings")), _dict(doc.get("train_config"))
     gold = s.get("gold") or _dict(doc.get("gold")).get("path")
     steps = s.get("steps") or cfg.get("max_steps")
@@ -332,10 +343,12 @@ def _settings(doc: dict[str, Any]) -> list[tuple[str, str]]:
         prompts = _int(s.get("judge_prompts"))
         model = s.get("judge_model") or "the embedded default"
         judge = "none (gold loss only)" if prompts == 0 else f"{model}" + (f", {prompts} prompts" if prompts else "")
-    base_loss = _num(_dict(doc.get("base")).get("loss"))
+    base = _dict(doc.get("base"))
+    base_loss, base_defects = _num(base.get("loss")), _num(base.get("defect_rate"))
     pairs = [("pool", s.get("pool")), ("gold", gold), ("budget", s.get("budget")), ("recipe", s.get("recipe")),
-             ("steps", steps), ("seeds", s.get("seeds")), ("judge", judge),
-             ("gold loss before training", format_value("loss", base_loss) if base_loss is not None else None)]
+             ("steps", steps), ("seeds", s.get("seeds")), ("judge", judge), ("answers up to", f"{s['max_new_tokens']} new tokens" if s.get("max_new_tokens") else None),
+             ("gold loss before training", format_value("loss", base_loss) if base_loss is not None else None),
+             ("defect rate before training", format_value("defect_rate", base_defects) if base_defects is not None else None)]
     return [(k, str(v)) for k, v in pairs if v is not None and v != ""]
 
 

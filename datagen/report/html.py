@@ -19,10 +19,9 @@ from typing import Any
 
 from markupsafe import Markup
 
-from ..ablate import BASELINE
 from ..record import dumps_strict
 from . import svg
-from .ablation import Spread, format_value, metric_label, overall
+from .ablation import BASELINE, Spread, format_value, metric_label, overall
 from .data import (
     MAX_TEXT_CHARS,
     Cluster,

@@ -45,6 +45,8 @@ def ablation_summary(view: AblationView) -> str:
                       *cells, str(arm.seeds)])
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     lines = [f"ablation: {view.path}" if view.path else "ablation:"]
+    if view.settings:
+        lines.append("  " + "; ".join(f"{k} {v}" for k, v in view.settings))
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
     lines += (["", "verdict:"] + [f"  {v.sentence}" for v in view.verdicts] + [f"  {t}" for t in overall(view.verdicts)]
               if view.verdicts else ["", "verdict: no random arm to compare with"])

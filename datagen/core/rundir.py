@@ -23,10 +23,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from .errors import RunStopped, UserError
-from .io import atomic_open, check_output, iter_jsonl, write_json
-from .record import Record, Rejection
-from .stage import Stats
+from ..errors import RunStopped, UserError
+from ..io import atomic_open, check_output, iter_jsonl, write_json
+from ..record import Record, Rejection
+from .stats import Stats
 
 OUTPUTS = ("records.jsonl", "rejected.jsonl", "stats.json", "manifest.json")
 PARTS = ".parts"
@@ -266,15 +266,19 @@ class RunDir:
 
     def finalize(
         self, manifest: dict[str, Any], stats: Stats | None = None, n_parts: int | None = None, records_from: int | None = None,
+        parts: Sequence[int] | None = None,
     ) -> dict[str, Any]:
         """Concatenate the sealed parts into the final files, write stats.json and, last,
-        manifest.json. Safe to repeat if interrupted: parts are removed only afterwards.
+        manifest.json. Safe to repeat if interrupted: parts are removed only afterwards. ``parts``
+        (or ``n_parts``: 0 .. n-1) names the parts; default: every sealed one.
 
         ``records_from`` takes ``records.jsonl`` from that one part instead of all of them: for a
         pipeline whose parts are successive stages, the last part's records are the survivors
         (the earlier parts' records are intermediate). ``rejected.jsonl`` always gathers every
         part."""
-        parts = self.done_parts() if n_parts is None else list(range(n_parts))
+        if parts is None:
+            parts = self.done_parts() if n_parts is None else list(range(n_parts))
+        parts = list(parts)
         if records_from is not None and records_from not in parts:
             raise ValueError(f"records_from={records_from} is not one of the parts {parts}")
         total = Stats()
