@@ -12,7 +12,7 @@ import pytest
 
 from datagen.errors import InputError
 from datagen.filters.instructions import check_instruction
-from datagen.filters.novelty import NoveltyIndex, best_match_bruteforce, lcs_length, lcs_length_dp, rouge_l, rouge_l_tokens
+from datagen.generators.novelty import NoveltyIndex, best_match_bruteforce, lcs_length, lcs_length_dp, rouge_l, rouge_l_tokens
 from datagen.formats import to_alpaca
 from datagen.generators.self_instruct import (
     SelfInstruct, Settings, clean_instances, load_seed_tasks, parse_alpaca_tasks, parse_instances, parse_tasks,

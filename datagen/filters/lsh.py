@@ -31,7 +31,7 @@ _GRID = 1001  # integration points on [0, 1] (Simpson's rule needs an odd count)
 def detection_probability(s: float | np.ndarray, b: int, r: int) -> float | np.ndarray:
     """Probability that two sets of Jaccard similarity ``s`` share at least one of ``b`` bands of
     ``r`` rows: ``1 - (1 - s**r) ** b``."""
-    return 1.0 - (1.0 - np.power(s, r)) ** b
+    return 1.0 - (1.0 - s**r) ** b
 
 
 def _simpson(y: np.ndarray, x: np.ndarray) -> float:

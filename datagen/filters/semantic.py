@@ -44,6 +44,8 @@ from ..text import count_words_or_chars
 from .base import FilterContext, Verdict
 from .embeddings import DEFAULT_EMBED_MODEL, EmbeddingStore, embed_text
 
+# threshold field -> (score key, "min" | "max", reason code), as the quality stage's
+THRESHOLDS: dict[str, tuple[str, str, str]] = {"min_relevance": ("relevance", "min", "off_topic")}
 _FLAGS = ("semantic_cluster", "semantic_duplicate_of", "cosine", "off_topic")
 _BLOCK = 1024  # rows of a cluster compared at once: bounds memory for very large clusters
 

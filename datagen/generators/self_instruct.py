@@ -54,7 +54,7 @@ from typing import Any, Iterable, Iterator, Sequence
 from ..core.runner import Batch, Context, SealedPart, run_step
 
 from ..filters.instructions import MAX_WORDS, MIN_WORDS, check_instruction
-from ..filters.novelty import Match, NoveltyIndex
+from .novelty import Match, NoveltyIndex
 from ..llm.base import ChatRequest, Completion, GenParams, LLM
 from ..llm.structured import field_of, one_field_schema
 from ..record import Record, Rejection

@@ -34,12 +34,6 @@ PREVIEW_CHARS = 160  # instruction shown per row of the record browser
 NONE_LABEL = "(none)"
 QUALITY_SCORES = ("judge", "ifd", "complexity", "complexity_features", "relevance")
 DEDUP_KINDS = {"exact": "exact", "minhash": "minhash", "semantic": "semantic", "select": "too similar"}
-# filter's score thresholds: stage -> config field -> (score, bound)
-FILTER_THRESHOLDS = {
-    "quality": {"min_judge": ("judge", "min"), "max_ifd": ("ifd", "max"),
-                "min_complexity": ("complexity", "min"), "min_complexity_features": ("complexity_features", "min")},
-    "semantic": {"min_relevance": ("relevance", "min")},
-}
 
 
 # -- reading run directories -------------------------------------------------------------------
@@ -320,11 +314,13 @@ def _stage_settings(run: Run, name: str) -> dict[str, Any] | None:
 def thresholds(runs: Sequence[Run]) -> list[Threshold]:
     """Score thresholds the runs applied: ``datagen filter``'s quality and semantic sections
     (effective values, as the manifest describes them) and ``datagen select``'s ``--min``/``--max``."""
+    from ..filters import quality, semantic
+
     out = []
     for run in runs:
-        for stage, fields in FILTER_THRESHOLDS.items():
+        for stage, fields in (("quality", quality.THRESHOLDS), ("semantic", semantic.THRESHOLDS)):
             q = _stage_settings(run, stage)
-            for key, (score, bound) in fields.items() if q else ():
+            for key, (score, bound, _) in fields.items() if q else ():
                 v = q.get(key)
                 if isinstance(v, (int, float)) and score in (q.get("scorers") or [score]):
                     out.append(Threshold(score, bound, float(v), f"{run.label}: {stage}.{key}"))
@@ -370,12 +366,9 @@ class DetectionCurve:
 
     @property
     def at_threshold(self) -> float:
-        return detection_probability(self.threshold, self.bands, self.rows)
+        from ..filters.lsh import detection_probability
 
-
-def detection_probability(s: float, bands: int, rows: int) -> float:
-    """Same formula as :func:`datagen.filters.lsh.detection_probability`, without numpy."""
-    return 1.0 - (1.0 - s**rows) ** bands
+        return float(detection_probability(self.threshold, self.bands, self.rows))
 
 
 def detection_curve(runs: Sequence[Run], points: int = 101) -> DetectionCurve | None:
@@ -385,8 +378,10 @@ def detection_curve(runs: Sequence[Run], points: int = 101) -> DetectionCurve | 
         m = _stage_settings(run, "minhash")
         if not m or not m.get("bands") or not m.get("rows"):
             continue
+        from ..filters.lsh import detection_probability
+
         b, r, t = int(m["bands"]), int(m["rows"]), float(m.get("threshold", 0.0))
-        pts = [(i / (points - 1), detection_probability(i / (points - 1), b, r)) for i in range(points)]
+        pts = [(i / (points - 1), float(detection_probability(i / (points - 1), b, r))) for i in range(points)]
         observed = sorted(float(x["evidence"]["jaccard"]) for x in run.rejected
                           if x.get("stage") == "minhash" and isinstance((x.get("evidence") or {}).get("jaccard"), (int, float)))
         return DetectionCurve(b, r, t, pts, observed)
@@ -468,11 +463,6 @@ def word_diff(a: str, b: str) -> list[tuple[str, str]]:
         if j2 > j1:
             out.append(("+", "".join(tb[j1:j2])))
     return out
-
-
-def record_text(e: Entry) -> str:
-    """Instruction and response, the text the dedup stages compare by default."""
-    return e.instruction + ("\n\n" + e.response if e.response else "")
 
 
 # -- breakdowns --------------------------------------------------------------------------------

@@ -30,7 +30,6 @@ from .data import (
     Index,
     ReportData,
     fate_label,
-    record_text,
     word_diff,
 )
 
@@ -105,9 +104,10 @@ class Side:
 
 
 def _text(e: Entry | None) -> tuple[str, bool]:
+    """A record as a duplicate cluster shows it: instruction, a blank line, response; cut."""
     if e is None:
         return "", False
-    t = record_text(e)
+    t = e.instruction + ("\n\n" + e.response if e.response else "")
     return (t, False) if len(t) <= MAX_DIFF_CHARS else (t[:MAX_DIFF_CHARS], True)
 
 
