@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from datagen import ablate
 from datagen.ablate import AblationSettings
+from datagen.ablate.arms import build_arms, random_arm
+from datagen.ablate.runs import answer_limit, judge_arm, strict_scores, train_config
+from datagen.ablate.summary import composition, near_duplicate_groups, paired_defects, paired_loss, removed_by, sign_test
+from datagen.report.ablation import spread
 from datagen.io import read_records, write_records
 from datagen.llm.base import ChatRequest, GenParams, TokenLogprob
 from datagen.record import Record
@@ -30,7 +33,7 @@ def _settings(tmp_path: Path, **kw) -> AblationSettings:
 
 def test_random_arm_is_deterministic_per_seed():
     pool = _pool(40)
-    a0, b0, a1 = ablate.random_arm(pool, 10, 0), ablate.random_arm(pool, 10, 0), ablate.random_arm(pool, 10, 1)
+    a0, b0, a1 = random_arm(pool, 10, 0), random_arm(pool, 10, 0), random_arm(pool, 10, 1)
     assert [r.id for r in a0] == [r.id for r in b0]
     assert {r.id for r in a0} != {r.id for r in a1}
     assert len({r.id for r in a0}) == 10
@@ -43,8 +46,8 @@ def test_arms_have_equal_sizes_and_are_reproducible(tmp_path):
                               meta={"copy": i}) for i in range(30)]
     write_records(tmp_path / "pool.jsonl", pool)
     s = _settings(tmp_path, stages="heuristics,exact,quality", cache_dir=str(tmp_path / "cache"))
-    first = ablate.build_arms(s, [0, 1, 2])
-    again = ablate.build_arms(s, [0, 1, 2])
+    first = build_arms(s, [0, 1, 2])
+    again = build_arms(s, [0, 1, 2])
     assert {a.size for group in first.values() for a in group} == {6}
     assert all(sum(1 for _ in read_records(a.path)) == 6 for group in first.values() for a in group)
     assert [a.sha256 for a in first["random"]] == [a.sha256 for a in again["random"]]
@@ -57,14 +60,14 @@ def test_filtered_arm_draws_from_the_filter_survivors_only(tmp_path):
     pool = _pool(24) + [Record.from_turns(f"Name a color, please ({i}).", "I'm sorry, but I can't help with that.") for i in range(8)]
     write_records(tmp_path / "pool.jsonl", pool)
     s = _settings(tmp_path, budget=10, filtered=True, stages="heuristics,exact,minhash,quality", cache_dir=str(tmp_path / "cache"))
-    arms = ablate.build_arms(s, [0, 1])
+    arms = build_arms(s, [0, 1])
     assert list(arms) == ["curated", "random", "filtered"]
     refusals = {r.id for r in pool[24:]}
     for group in arms.values():
         assert {a.size for a in group} == {10}
     drawn = [{r.id for r in read_records(a.path)} for a in arms["filtered"]]
     assert all(len(d) == 10 and not d & refusals for d in drawn) and drawn[0] != drawn[1]
-    assert ablate.build_arms(s, [0, 1])["filtered"][1].sha256 == arms["filtered"][1].sha256  # reproducible
+    assert build_arms(s, [0, 1])["filtered"][1].sha256 == arms["filtered"][1].sha256  # reproducible
 
 
 def test_removed_arm_draws_from_what_the_filter_removed_only(tmp_path):
@@ -72,7 +75,7 @@ def test_removed_arm_draws_from_what_the_filter_removed_only(tmp_path):
     pool = _pool(24) + [Record.from_turns(f"Name a color, please ({i}).", "I'm sorry, but I can't help with that.") for i in range(8)]
     write_records(tmp_path / "pool.jsonl", pool)
     s = _settings(tmp_path, budget=10, removed=True, stages="heuristics,exact,minhash,quality", cache_dir=str(tmp_path / "cache"))
-    arms = ablate.build_arms(s, [0, 1])
+    arms = build_arms(s, [0, 1])
     assert list(arms) == ["curated", "random", "removed"]
     refusals = {r.id for r in pool[24:]}
     assert [a.size for a in arms["removed"]] == [8, 8]  # the filter removed 8 < 10: the arm gets them all
@@ -91,19 +94,19 @@ def test_answer_limit_is_twice_the_longest_gold_answer_in_model_tokens(tmp_path)
                          recipe="lora-smollm2-cpu", answer_prompts=2)  # the third (longest) answer is never asked
     tok = AutoTokenizer.from_pretrained(str(resolve_model("smollm2")))
     longest = len(tok(gold[1].response, add_special_tokens=False)["input_ids"])
-    assert ablate.answer_limit(s) == max(64, math.ceil(2 * longest / 32) * 32) > 2 * longest - 1
+    assert answer_limit(s) == max(64, math.ceil(2 * longest / 32) * 32) > 2 * longest - 1
     s.answer_prompts = 1
-    assert ablate.answer_limit(s) == 64  # "Short." is a couple of tokens: the floor
+    assert answer_limit(s) == 64  # "Short." is a couple of tokens: the floor
 
 
 def test_every_arm_and_seed_gets_the_same_steps(tmp_path):
     s = _settings(tmp_path, steps=7, sets=["max_length=128"])
-    cfgs = [ablate.train_config(s, k) for k in range(3)]
+    cfgs = [train_config(s, k) for k in range(3)]
     assert {c.max_steps for c in cfgs} == {7}
     assert [c.seed for c in cfgs] == [0, 1, 2]
     assert all(c.eval_split is None and c.max_length == 128 for c in cfgs)
     # without --steps: the recipe's max_steps (lora-smollm2-cpu has 40)
-    assert ablate.train_config(_settings(tmp_path), 0).max_steps == 40
+    assert train_config(_settings(tmp_path), 0).max_steps == 40
 
 
 def _judge_preferring(word: str) -> ScriptedLLM:
@@ -123,7 +126,7 @@ def test_win_rate_asks_both_orders_and_counts_only_consistent_wins(tmp_path):
     mine = {"fingerprint": "m", "answers": ["GOOD one", "GOOD two", "meh"]}
     theirs = {"fingerprint": "t", "answers": ["meh", "meh", "GOOD three"]}
     judge = _judge_preferring("GOOD")
-    doc = ablate.judge_arm(s, judge, "curated", 0, mine, theirs, records)
+    doc = judge_arm(s, judge, "curated", 0, mine, theirs, records)
     assert len(judge.calls) == 6  # two orders per prompt
     first, second = judge.calls[0].messages[-1][1], judge.calls[1].messages[-1][1]
     assert first.index("GOOD one") < first.index("meh") and second.index("meh") < second.index("GOOD one")
@@ -133,7 +136,7 @@ def test_win_rate_asks_both_orders_and_counts_only_consistent_wins(tmp_path):
     # a judge that always says "A" has pure position bias: every prompt is a split, i.e. a tie
     biased = ScriptedLLM(lambda req, params: "A")
     s2 = _settings(tmp_path / "b")
-    doc = ablate.judge_arm(s2, biased, "curated", 0, mine, theirs, records)
+    doc = judge_arm(s2, biased, "curated", 0, mine, theirs, records)
     assert (doc["wins"], doc["losses"], doc["ties"]) == (0, 0, 3) and doc["win_rate"] == 0.5
 
 
@@ -157,7 +160,7 @@ def test_debiased_win_rate_reads_a_position_biased_judges_probabilities(tmp_path
     records = _pool(3)
     mine = {"fingerprint": "m", "answers": ["GOOD one", "GOOD two", "meh"]}
     theirs = {"fingerprint": "t", "answers": ["meh", "meh", "GOOD three"]}
-    doc = ablate.judge_arm(_settings(tmp_path), _biased_judge("GOOD", bias=4.0, gap=1.0), "curated", 0, mine, theirs, records)
+    doc = judge_arm(_settings(tmp_path), _biased_judge("GOOD", bias=4.0, gap=1.0), "curated", 0, mine, theirs, records)
     # the verdicts say nothing: "A" in both orders is a split, i.e. a tie, for every prompt
     assert (doc["wins"], doc["losses"], doc["ties"]) == (0, 0, 3)
     # the probabilities do: l1 - l2 = 2 * gap toward GOOD, the bias of 4 cancels
@@ -170,7 +173,7 @@ def test_debiased_win_rate_reads_a_position_biased_judges_probabilities(tmp_path
 
     # equal answers: exactly 0.5 whatever the bias
     same = {"fingerprint": "s", "answers": ["GOOD", "GOOD", "meh"]}
-    doc = ablate.judge_arm(_settings(tmp_path / "s"), _biased_judge("GOOD", bias=-3.0, gap=2.0), "curated", 0, same, same, records)
+    doc = judge_arm(_settings(tmp_path / "s"), _biased_judge("GOOD", bias=-3.0, gap=2.0), "curated", 0, same, same, records)
     assert doc["debiased_win_rate"] == pytest.approx(0.5)
 
 
@@ -191,12 +194,12 @@ def test_choice_log_odds_handles_missing_and_absent_choices():
 
 def test_strict_scores_treat_unreadable_verdicts_as_ties():
     items = [{"verdicts": ["A", None]}, {"verdicts": ["tie", "B"]}, {"verdicts": ["B", "A"]}, {"verdicts": ["A", "B"]}]
-    assert ablate.strict_scores({"items": items}) == [0.5, 0.5, 0.0, 1.0]
+    assert strict_scores({"items": items}) == [0.5, 0.5, 0.0, 1.0]
 
 
 def test_spread():
-    assert ablate.spread([1.0, 3.0, None]) == {"mean": 2.0, "std": pytest.approx(1.4142135), "min": 1.0, "max": 3.0, "n": 2}
-    assert ablate.spread([None])["mean"] is None
+    assert spread([1.0, 3.0, None]) == {"mean": 2.0, "std": pytest.approx(1.4142135), "min": 1.0, "max": 3.0, "n": 2}
+    assert spread([None])["mean"] is None
 
 
 @pytest.mark.slow
@@ -265,10 +268,10 @@ def test_near_duplicate_groups_count_a_group_reduced_to_either_member_as_handled
     pool = originals + copies
     # group 0 keeps its copy, group 1 its original, group 2 both; nothing else removed
     kept = {copies[0].id, originals[1].id, originals[2].id, copies[2].id}
-    assert ablate.near_duplicate_groups(pool, kept) == {
+    assert near_duplicate_groups(pool, kept) == {
         "groups": 3, "reduced_to_one": 2, "all_removed": 0, "more_than_one_kept": 1, "clean_removed_copy_kept": 1,
     }
-    assert ablate.near_duplicate_groups(pool, set())["all_removed"] == 3
+    assert near_duplicate_groups(pool, set())["all_removed"] == 3
 
 
 def test_removed_by_counts_stage_and_reason_per_tag(tmp_path):
@@ -279,8 +282,8 @@ def test_removed_by_counts_stage_and_reason_per_tag(tmp_path):
     ]
     path = tmp_path / "rejected.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    assert ablate.removed_by(path) == {"clean": {"minhash/near_duplicate": 1}, "refusal": {"heuristics/refusal": 2}}
-    assert ablate.removed_by(tmp_path / "missing.jsonl") == {}
+    assert removed_by(path) == {"clean": {"minhash/near_duplicate": 1}, "refusal": {"heuristics/refusal": 2}}
+    assert removed_by(tmp_path / "missing.jsonl") == {}
 
 
 def test_paired_loss_compares_item_by_item_against_the_same_seeds_random_arm():
@@ -290,13 +293,13 @@ def test_paired_loss_compares_item_by_item_against_the_same_seeds_random_arm():
         ("curated", 1): {"per_sample_loss": [1.0, 2.0, 3.0, 4.0]},
         ("random", 1): {"per_sample_loss": [1.5, 2.5, 2.0, 4.5]},
     }
-    p = ablate.paired_loss(evals, "curated", [0, 1])
+    p = paired_loss(evals, "curated", [0, 1])
     assert (p["items"], p["seeds"], p["lower"], p["higher"]) == (4, 2, 3, 1)
     assert p["mean_diff"] == pytest.approx((-0.5 - 0.5 + 1.0 - 0.5) / 4)
     assert p["ci95"][0] <= p["mean_diff"] <= p["ci95"][1]
     assert p["sign_test_p"] == pytest.approx(2 * (1 + 4) / 16)
     evals["curated", 1] = {"loss": 1.0}  # an evaluation from before per-item losses
-    assert ablate.paired_loss(evals, "curated", [0, 1]) is None
+    assert paired_loss(evals, "curated", [0, 1]) is None
 
 
 def test_paired_defects_count_discordant_answers_per_prompt_and_seed():
@@ -307,28 +310,28 @@ def test_paired_defects_count_discordant_answers_per_prompt_and_seed():
         ("curated", 1): {"defects": [{}, loop, {}, {}]},
         ("random", 1): {"defects": [loop, {}, no_stop, loop]},
     }
-    p = ablate.paired_defects(evals, "curated", [0, 1])
+    p = paired_defects(evals, "curated", [0, 1])
     # seed 0: prompt 0 fewer, prompt 3 more; seed 1: prompt 1 more, prompts 0, 2, 3 fewer
     assert (p["answers"], p["seeds"], p["fewer"], p["more"]) == (8, 2, 4, 2)
-    assert p["sign_test_p"] == pytest.approx(ablate.sign_test(4, 2))
+    assert p["sign_test_p"] == pytest.approx(sign_test(4, 2))
     assert (p["kinds"]["no_stop"]["fewer"], p["kinds"]["no_stop"]["more"]) == (2, 1)
     assert (p["kinds"]["repetition"]["fewer"], p["kinds"]["repetition"]["more"]) == (2, 2)
     assert p["kinds"]["refusal"] == {"fewer": 0, "more": 0, "sign_test_p": 1.0}
     evals["curated", 1] = {"defects": []}  # not answered (--answer-prompts 0)
-    assert ablate.paired_defects(evals, "curated", [0, 1]) is None
+    assert paired_defects(evals, "curated", [0, 1]) is None
 
 
 def test_sign_test():
-    assert ablate.sign_test(0, 0) == 1.0
-    assert ablate.sign_test(5, 5) == 1.0
-    assert ablate.sign_test(10, 0) == pytest.approx(2 / 1024)
-    assert ablate.sign_test(0, 10) == ablate.sign_test(10, 0)
+    assert sign_test(0, 0) == 1.0
+    assert sign_test(5, 5) == 1.0
+    assert sign_test(10, 0) == pytest.approx(2 / 1024)
+    assert sign_test(0, 10) == sign_test(10, 0)
 
 
 def test_composition_reports_language_shares_and_answer_length_per_draw():
     en = [Record.from_turns("What is two plus two?", "Four, because two and two make four.")] * 3
     zh = [Record.from_turns("二加二等于几？", "二加二等于四。")]
-    c = ablate.composition({"gold": [en + zh], "random": [en[:2] + zh * 2, en]})
+    c = composition({"gold": [en + zh], "random": [en[:2] + zh * 2, en]})
     assert c["gold"]["share_latin"]["mean"] == 0.75 and c["gold"]["share_zh"]["mean"] == 0.25
     assert c["random"]["share_zh"]["n"] == 2 and c["random"]["share_zh"]["mean"] == 0.25  # (0.5 + 0) / 2
     assert c["random"]["share_zh"]["min"] == 0.0 and c["random"]["share_zh"]["max"] == 0.5

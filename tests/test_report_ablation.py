@@ -16,7 +16,7 @@ import pytest
 from conftest import DATA
 from report_fixtures import pipeline
 
-from datagen import ablate
+from datagen.report.ablation import spread
 from datagen.errors import UserError
 from datagen.report import data, html, svg
 from datagen.report.ablation import parse_ablation, read_ablation
@@ -32,7 +32,7 @@ def _doc() -> dict:
 def _arm(losses: dict[int, float]) -> dict:
     """An arm of ablation.json with these per-seed gold losses (and the spread ablate writes)."""
     rows = [{"seed": k, "records": 10, "steps": 5, "loss": v} for k, v in losses.items()]
-    return {"records": 10, "steps": 5, "loss": ablate.spread(list(losses.values())), "per_seed": rows}
+    return {"records": 10, "steps": 5, "loss": spread(list(losses.values())), "per_seed": rows}
 
 
 def _sentence(curated: dict[int, float], random: dict[int, float]) -> str:
@@ -114,7 +114,7 @@ def test_defect_verdict_reports_the_answer_by_answer_comparison():
     for arm, rates in ((curated, (0.2, 0.3)), (random_, (0.25, 0.35))):
         for row, rate in zip(arm["per_seed"], rates):
             row["defect_rate"] = rate
-        arm["defect_rate"] = ablate.spread(list(rates))
+        arm["defect_rate"] = spread(list(rates))
     curated["paired_defects_vs_random"] = {"answers": 80, "seeds": 2, "fewer": 9, "more": 5, "sign_test_p": 0.42}
     loss, defects = parse_ablation({"arms": {"curated": curated, "random": random_}}).verdicts
     assert defects.metric == "defect_rate" and "lower defect rate than random in 2 of 2 seeds" in defects.sentence
@@ -133,8 +133,8 @@ def test_the_untrained_base_models_loss_is_shown_as_the_reference():
 def test_composition_table_shows_each_sets_mix(runs):
     doc = _doc()
     doc["composition"] = {
-        "gold": {"share_latin": ablate.spread([0.875]), "share_zh": ablate.spread([0.125]), "answer_words": ablate.spread([23.4])},
-        "random": {"share_latin": ablate.spread([0.85, 0.80]), "share_zh": ablate.spread([0.15, 0.20]), "answer_words": ablate.spread([40.0, 42.0])},
+        "gold": {"share_latin": spread([0.875]), "share_zh": spread([0.125]), "answer_words": spread([23.4])},
+        "random": {"share_latin": spread([0.85, 0.80]), "share_zh": spread([0.15, 0.20]), "answer_words": spread([40.0, 42.0])},
     }
     page = _page(runs, doc)
     table = page[page.index('<table class="composition">'):]
@@ -260,7 +260,7 @@ def _arm_with_defects(losses: dict[int, float], defects: dict[int, float]) -> di
     arm = _arm(losses)
     for row in arm["per_seed"]:
         row["defect_rate"] = defects[row["seed"]]
-    arm["defect_rate"] = ablate.spread(list(defects.values()))
+    arm["defect_rate"] = spread(list(defects.values()))
     return arm
 
 
