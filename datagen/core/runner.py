@@ -52,7 +52,9 @@ if TYPE_CHECKING:
 @dataclass
 class Batch:
     """One unit of work, sealed as one part: ``items`` (records, stage input, a round number...),
-    ``size`` (progress units it accounts for) and ``info`` (shown beside the bar, e.g. the round)."""
+    ``size`` (progress units it accounts for; ``process`` or ``restore`` may set it when the work
+    a batch did is known only afterwards, as Self-Instruct's accepted tasks) and ``info`` (shown
+    beside the bar, e.g. the round)."""
 
     items: Any
     size: int

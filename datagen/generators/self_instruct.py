@@ -619,7 +619,7 @@ class _RoundsStep:
             yield Batch(self.rounds + 1, 0, {"round": self.rounds + 1})
 
     def _count(self, batch: Batch, new: int) -> None:
-        batch.size = min(new, self.gen.s.num - self.accepted)  # progress counts accepted tasks up to num
+        batch.size = max(0, min(new, self.gen.s.num - self.accepted))  # progress counts accepted tasks up to num
         self.accepted += new
         self.stall = 0 if new else self.stall + 1
         self.rounds += 1
