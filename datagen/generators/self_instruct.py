@@ -9,7 +9,7 @@ model to continue the numbered list. Every proposed task then goes through:
 2. cheap filters (:mod:`datagen.filters.instructions`): ``too_short`` / ``too_long`` (words; CJK
    characters count one each), ``blacklisted`` (images, files, ... that a text model cannot
    handle; Chinese too), ``starts_with_punctuation``, ``write_a_program``;
-3. novelty (:mod:`datagen.filters.novelty`): ``near_duplicate`` when its ROUGE-L F against any
+3. novelty (:mod:`datagen.generators.novelty`): ``near_duplicate`` when its ROUGE-L F against any
    task in the pool (seeds, accepted tasks, and tasks already taken this round) exceeds 0.7;
    the evidence names the closest task, its id and the score;
 4. ``surplus`` once enough tasks are in hand to reach ``--num``;

@@ -64,7 +64,7 @@ def best_index(scores: Sequence[Score]) -> int | None:
 
 
 def score_reply(comp: Completion) -> Score:
-    """A judge's completion as a :class:`Score` (the rating as :func:`~datagen.filters.rating.rate` reads it)."""
+    """A judge's completion as a :class:`Score` (the rating as :func:`~datagen.score.rating.rate` reads it)."""
     r = rate(comp, SCALE)
     evidence = {k: v for k, v in r.evidence().items() if k not in ("value", "method")}
     return Score(r.value, r.method, evidence, **usage_of(comp))
