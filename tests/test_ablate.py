@@ -55,14 +55,18 @@ def test_arms_have_equal_sizes_and_are_reproducible(tmp_path):
     assert len({a.sha256 for a in first["curated"]}) == 1  # one selection for every seed
 
 
-def test_filtered_arm_draws_from_the_filter_survivors_only(tmp_path):
-    """The real filter and select (no model stage but the embedding for select's diversity)."""
+def _arms_over_refusals(tmp_path: Path, **arm: bool) -> tuple[AblationSettings, dict, set[str]]:
+    """The real filter and select (no model stage but the embedding for select's diversity) over
+    24 clean records and 8 refusals; the settings, the arms of seeds 0 and 1, the refusals' ids."""
     pool = _pool(24) + [Record.from_turns(f"Name a color, please ({i}).", "I'm sorry, but I can't help with that.") for i in range(8)]
     write_records(tmp_path / "pool.jsonl", pool)
-    s = _settings(tmp_path, budget=10, filtered=True, stages="heuristics,exact,minhash,quality", cache_dir=str(tmp_path / "cache"))
-    arms = build_arms(s, [0, 1])
+    s = _settings(tmp_path, budget=10, stages="heuristics,exact,minhash,quality", cache_dir=str(tmp_path / "cache"), **arm)
+    return s, build_arms(s, [0, 1]), {r.id for r in pool[24:]}
+
+
+def test_filtered_arm_draws_from_the_filter_survivors_only(tmp_path):
+    s, arms, refusals = _arms_over_refusals(tmp_path, filtered=True)
     assert list(arms) == ["curated", "random", "filtered"]
-    refusals = {r.id for r in pool[24:]}
     for group in arms.values():
         assert {a.size for a in group} == {10}
     drawn = [{r.id for r in read_records(a.path)} for a in arms["filtered"]]
@@ -72,12 +76,8 @@ def test_filtered_arm_draws_from_the_filter_survivors_only(tmp_path):
 
 def test_removed_arm_draws_from_what_the_filter_removed_only(tmp_path):
     """The positive control: the real filter, whose rejected.jsonl the arm is drawn from."""
-    pool = _pool(24) + [Record.from_turns(f"Name a color, please ({i}).", "I'm sorry, but I can't help with that.") for i in range(8)]
-    write_records(tmp_path / "pool.jsonl", pool)
-    s = _settings(tmp_path, budget=10, removed=True, stages="heuristics,exact,minhash,quality", cache_dir=str(tmp_path / "cache"))
-    arms = build_arms(s, [0, 1])
+    s, arms, refusals = _arms_over_refusals(tmp_path, removed=True)
     assert list(arms) == ["curated", "random", "removed"]
-    refusals = {r.id for r in pool[24:]}
     assert [a.size for a in arms["removed"]] == [8, 8]  # the filter removed 8 < 10: the arm gets them all
     assert all({r.id for r in read_records(a.path)} == refusals for a in arms["removed"])
     assert s.arm_names() == ["curated", "random", "removed"]

@@ -238,15 +238,16 @@ class RunDir:
         return json.loads(self._part(i, "stats.json").read_text(encoding="utf-8"))
 
     @contextlib.contextmanager
-    def stops_resumably(self, left: Callable[[], int], total: int, unit: str) -> Iterator[None]:
+    def stops_resumably(self, pending: Callable[[], tuple[int, int, str]]) -> Iterator[None]:
         """Around a run's loop: when it stops cleanly (:class:`RunStopped`: a spent budget, a
-        server that failed requests), say how much is left to do, in the exception (the command
-        prints it) and in ``manifest.json`` (``status: stopped``); the sealed parts stay."""
+        server that failed requests), say how much is left to do (``pending()``: left, total,
+        unit), in the exception (the command prints it) and in ``manifest.json`` (``status:
+        stopped``); the sealed parts stay."""
         try:
             yield
         except RunStopped as e:
-            e.pending = (left(), total, unit)
-            self.write_manifest({"stopped": {"reason": str(e), "pending": e.pending[0], "total": total, "unit": unit}}, "stopped")
+            left, total, unit = e.pending = pending()
+            self.write_manifest({"stopped": {"reason": str(e), "pending": left, "total": total, "unit": unit}}, "stopped")
             raise
 
     def write_manifest(self, manifest: dict[str, Any], status: str) -> None:

@@ -160,7 +160,7 @@ def run_step(
     ``pending`` says ``(left, total, unit)`` when the run stops early (default: the progress units
     not done); ``records_from_last``: the last part's records are the output (successive stages),
     else every part's. Returns the final stats."""
-    from ..errors import RunStopped, UserError
+    from ..errors import UserError
 
     if read is not None:
         run.write_read_part(*read)
@@ -177,8 +177,11 @@ def run_step(
             print(f"resuming {run.path}: {done_units}/{total} {step.unit}s already done ({restored} parts sealed)", file=sys.stderr)
         said = True
 
+    def not_done() -> tuple[int, int, str]:
+        return max(0, total - done_units), total, f"{step.unit}s"
+
     bar = progress_bar(total, step.name, step.unit, show=progress)
-    try:
+    with bar, run.stops_resumably(pending or not_done):
         for batch in step.batches():
             if batch.info:
                 bar.set_postfix(batch.info)
@@ -199,13 +202,6 @@ def run_step(
             done_units += batch.size
             bar.update(batch.size)
             index += 1
-    except RunStopped as e:
-        left, of, unit = pending() if pending is not None else (max(0, total - done_units), total, f"{step.unit}s")
-        e.pending = (left, of, unit)
-        run.write_manifest({"stopped": {"reason": str(e), "pending": left, "total": of, "unit": unit}}, "stopped")
-        raise
-    finally:
-        bar.close()
     say_resumed()
     final = getattr(step, "final_stats", None)
     describe = getattr(step, "manifest", None)

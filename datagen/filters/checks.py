@@ -99,14 +99,21 @@ class Facts:
 
 
 def refusal(f: Facts, max_words: int) -> Evidence:
-    text = f.response.replace("\u2019", "'").lstrip()
+    return refusal_in(f.response, max_words, f.response_words)
+
+
+def refusal_in(answer: str, max_words: int, words: int | None = None) -> Evidence:
+    """A refusal phrase in ``answer``: a strong one at its start or anywhere in an answer of at
+    most ``max_words`` words (``words``: its count, if known), a weak one only in such a short answer."""
+    text = answer.replace("\u2019", "'").lstrip()
+    n = len(tokens(answer)) if words is None else words
     for rx in _REFUSAL_STRONG:
         m = rx.search(text)
-        if m and (m.start() < _START_CHARS or f.response_words <= max_words):
-            return {"phrase": m.group(0), "at": m.start(), "response_words": f.response_words}
+        if m and (m.start() < _START_CHARS or n <= max_words):
+            return {"phrase": m.group(0), "at": m.start(), "response_words": n}
     m = _REFUSAL_WEAK.search(text)
-    if m and f.response_words <= max_words:
-        return {"phrase": m.group(1), "at": m.start(1), "response_words": f.response_words, "weak": True}
+    if m and n <= max_words:
+        return {"phrase": m.group(1), "at": m.start(1), "response_words": n, "weak": True}
     return None
 
 

@@ -95,7 +95,7 @@ class _StagesStep:
         self.pipeline = pipeline
         self._survivors: list[Record] | None = records
         self._sealed: SealedPart | None = None  # the last restored stage, read only if needed
-        self.current = ""
+        self.current: tuple[int, str] = (0, "")  # the running stage's input size and name
         self.scores: dict[str, Any] = {}
         self.models: dict[str, Any] = {}
 
@@ -115,7 +115,7 @@ class _StagesStep:
     def process(self, batch: Batch, ctx: Context) -> list[Record]:
         stage, p = batch.items, self.pipeline
         survivors = self.survivors()
-        self.current = f"{len(survivors)}:{stage.name}"
+        self.current = (len(survivors), stage.name)
         fctx = FilterContext(stats=ctx.stats, cache_dir=p.cache_dir, llm_factory=p.llm_factory, progress=p.progress)
         kept, rejected = run_stage(stage, survivors, fctx)
         ctx.add_rejections(rejected)
@@ -131,8 +131,8 @@ class _StagesStep:
 
     def pending(self) -> tuple[int, int, str]:
         """When a stage stops the run: its input is what is left."""
-        n, _, name = self.current.partition(":")
-        return int(n or 0), int(n or 0), f"records of the {name} stage"
+        n, name = self.current
+        return n, n, f"records of the {name} stage"
 
     def final_stats(self) -> Stats:
         extra = Stats()

@@ -139,11 +139,10 @@ def parse_equality(text: str) -> str:
 
 def refusal(answer: str) -> dict[str, Any] | None:
     """Rule 2: evidence when the answer is a refusal, by the heuristics stage's own check
-    (:func:`datagen.filters.checks.refusal`, with its default length limit)."""
-    from ..filters import checks
-    from ..record import Record
+    (:func:`datagen.filters.checks.refusal_in`)."""
+    from ..filters.checks import refusal_in
 
-    return checks.refusal(checks.Facts.of(Record.from_turns("?", answer)), REFUSAL_MAX_WORDS)
+    return refusal_in(answer, REFUSAL_MAX_WORDS)
 
 
 def stopwords_only(answer: str) -> bool:

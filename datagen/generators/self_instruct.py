@@ -52,14 +52,13 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from ..core.runner import Batch, Context, SealedPart, run_step
-
+from ..core.stats import Stats
 from ..filters.instructions import MAX_WORDS, MIN_WORDS, check_instruction
-from .novelty import Match, NoveltyIndex
 from ..llm.base import ChatRequest, Completion, GenParams, LLM
 from ..llm.structured import field_of, one_field_schema
 from ..record import Record, Rejection
-from ..core.stats import Stats
 from ..text import normalize_space
+from .novelty import Match, NoveltyIndex
 
 STAGE = "self-instruct"
 INSTANCE_STAGE = "self-instruct.instances"
