@@ -372,13 +372,13 @@ def test_a_run_that_cannot_fit_is_refused_or_adapted_before_the_first_step(tiny_
 def test_memory_fit_keeps_the_rows_per_step_and_checkpoints_only_when_needed():
     from transformers import LlamaConfig
 
-    from train.memory import GB, chunk_tokens, estimate, fit
+    from train.memory import GB, Saved, chunk_tokens, estimate, fit
 
     assert chunk_tokens(None, 49_152) == 1024 and chunk_tokens(None, 262_144) == 256 and chunk_tokens(512, 262_144) == 512
     assert chunk_tokens(None, 10_000_000) == 64
     cfg = LlamaConfig(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9, vocab_size=49_152)
     n = 135_000_000
-    shape = dict(length=1024, loss_chunk_tokens=1024)
+    shape = dict(length=1024, loss_chunk_tokens=1024, saved=Saved(2_084_273))  # what the probe measures on SmolLM2
     eight = estimate(cfg, n, 5_000_000, rows=8, gradient_checkpointing=False, **shape).total
     two = estimate(cfg, n, 5_000_000, rows=2, gradient_checkpointing=False, **shape).total
     # a budget between the two: the most rows per pass that fit, the same 8 rows per step, no checkpointing
@@ -392,3 +392,43 @@ def test_memory_fit_keeps_the_rows_per_step_and_checkpoints_only_when_needed():
     assert found.gradient_checkpointing and found.rows * found.accumulation == 8
     assert fit(cfg, n, 5_000_000, rows=8, accumulation=1, gradient_checkpointing=False, budget=1 * GB, **shape) is None
     assert found.flags().startswith("--set gradient_checkpointing=true --batch-size")
+
+
+def test_saved_fits_the_polynomial_through_its_points():
+    from train.memory import Saved
+
+    exact = Saved(1_000.0, 0.5, 7_000.0)
+    fitted = Saved.fitted([(n, exact.per_row(n) + exact.fixed) for n in (64, 128, 256)])
+    assert fitted.linear == pytest.approx(1_000.0) and fitted.quadratic == pytest.approx(0.5) and fitted.fixed == pytest.approx(7_000.0)
+    line = Saved.fitted([(64, 64_000.0 + 10), (128, 128_000.0 + 10)])
+    assert line.linear == pytest.approx(1_000.0) and line.quadratic == 0 and line.fixed == pytest.approx(10)
+    assert Saved.fitted([(10, 5_000.0)]).per_row(20) == pytest.approx(10_000.0)
+    # a slightly concave set of points (rounding) is a line, never a negative square term
+    concave = Saved.fitted([(64, 64_000.0), (128, 128_100.0), (256, 256_000.0)])
+    assert concave.quadratic == 0 and concave.linear > 0
+
+
+@pytest.mark.slow
+def test_probe_measures_the_adapters_activations_and_leaves_the_run_as_it_was():
+    import torch
+
+    from train.config import TrainConfig
+    from train.memory import probe
+    from train.model import load_for_training, resolve_runtime
+
+    def saved_with(dropout: float):
+        cfg = TrainConfig(model="smollm2", lora_dropout=dropout)
+        model, _ = load_for_training(cfg, resolve_runtime(cfg))
+        model.eval()
+        state = torch.random.get_rng_state()
+        found = probe(model, length=100, loss_chunk_tokens=1024)
+        assert torch.equal(state, torch.random.get_rng_state())  # the run's dropout draws are untouched
+        assert not model.training
+        assert all(p.grad is None for p in model.parameters())
+        return found
+
+    plain, dropped = saved_with(0.0), saved_with(0.05)
+    # 30 layers of 576-wide activations: between 10 and 60 floats of the width per layer and token
+    assert 30 * 576 * 4 * 10 < plain.per_row(1) < 30 * 576 * 4 * 60
+    # adapter dropout keeps a copy of each adapted layer's input: more kept per token
+    assert dropped.per_row(100) > 1.3 * plain.per_row(100)

@@ -2,22 +2,31 @@
 memory is never the first sign: ``train run`` stops with exit code 2 and the settings to change
 when the estimate exceeds the memory available.
 
-The estimate, in bytes (fp32):
+The estimate, in bytes:
 
-* weights ``4 x parameters``, and ``16 x trainable parameters`` for their gradients and AdamW's
-  two moments, plus 1 GB for the runtime itself;
-* activations kept for the backward pass, per row of ``length`` tokens and per layer:
-  ``4 x length x (10 x hidden + 3 x intermediate + 2.5 x heads x length)``: the layer's linear
-  inputs and outputs, and the attention scores that a CPU materialises for each head (the
-  ``length^2`` term, which dominates long rows). With gradient checkpointing only each layer's
-  input is kept, and one layer's activations are rebuilt at a time;
-* the logits: ``12 x vocab`` bytes per projected token (logits, softmax and gradient), for
-  ``loss_chunk_tokens`` tokens at a time, or every token of the forward pass with the model's
-  own loss.
+* weights ``4 x parameters`` (fp32), ``16 x trainable parameters`` for their gradients and
+  AdamW's two moments, plus the runtime itself (libraries, tokenizer; 0.8 GB);
+* the activations autograd keeps for the backward pass, **measured** on this model before the
+  first step (:func:`probe`): one forward pass of one row at three short lengths, counting the
+  tensors autograd saved, fitted as ``fixed + linear x length + quadratic x length^2`` per row.
+  This sees what a formula over the config cannot: the adapters' dropout copies (LoRA's input
+  dropout keeps a copy of every adapted layer's input, 40-70% of the total), attention widths
+  other than the hidden size (Gemma 3's 4 x 256 heads on a 640-wide model), and whether the
+  attention kernel keeps the ``length^2`` scores (the CPU's SDPA kernel does not). With gradient
+  checkpointing only each layer's input is kept, and one layer's activations are rebuilt at a time;
+* the loss's transient tensors: ``12 x vocab`` bytes per projected token (logits, softmax and
+  gradient), for ``loss_chunk_tokens`` tokens at a time, or every token of the forward pass with
+  the model's own loss; plus one merged copy of the embedding (``4 x vocab x hidden``) when peft
+  trains some of its rows (the turn tokens of a chat format given to a base model).
 
-Calibrated on SmolLM2-135M with LoRA, packed rows of 1,024 tokens on a 24 GiB machine: 2 rows
-estimate 10.4 GB against 9.4 GB measured; 8 rows estimate 35 GB, and were killed at 24 GB. It
-is an estimate for catching what clearly cannot fit, not a promise that what passes fits.
+Calibrated with ``bench/memory.py`` (one optimizer step per setting, peak RSS against the
+estimate; docs/BENCHMARKS.md): for both embedded models, with and without checkpointing, the
+estimate is within 15% of the measured peak, on the side of caution. It is an estimate for
+catching what cannot fit, not a promise that what passes fits.
+
+The measured peaks assume :func:`release_freed_memory`: glibc's allocator keeps freed tensors
+mapped (its mmap threshold rises with every large free), so a CPU run's RSS grows far past its
+live tensors, 1.5-2.6x on these models. ``train run`` fixes the threshold first.
 
 When the estimate exceeds the memory available, ``memory_check: adapt`` (the default) runs the
 nearest settings that fit (:func:`fit`): fewer rows per forward pass with more accumulation, so
@@ -28,12 +37,18 @@ memory half way.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import os
 from dataclasses import dataclass
 from typing import Any
 
 GB = 1e9
-RUNTIME_BYTES = 1.0 * GB
+RUNTIME_BYTES = 0.8 * GB
 CHUNK_LOGITS_BYTES = 1 << 28  # one loss chunk's fp32 logits, by default (see chunk_tokens)
+PROBE_LENGTHS = (64, 128, 256)
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+MMAP_THRESHOLD_BYTES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -51,23 +66,126 @@ class Estimate:
                                                   ("logits_gb", self.logits), ("total_gb", self.total))}
 
 
+@dataclass(frozen=True)
+class Saved:
+    """The bytes autograd keeps for the backward pass of one forward pass: ``fixed`` once, plus
+    ``linear x length + quadratic x length^2`` for each row of ``length`` tokens."""
+
+    linear: float
+    quadratic: float = 0.0
+    fixed: float = 0.0
+
+    def per_row(self, length: int) -> float:
+        return self.linear * length + self.quadratic * length * length
+
+    @classmethod
+    def fitted(cls, points: list[tuple[int, float]]) -> Saved:
+        """Through ``(length, bytes)`` points: a line through the origin for one, a line for two,
+        a parabola for three; negative coefficients (rounding of tiny terms) are dropped."""
+        if len(points) == 1:
+            (n, b), = points
+            return cls(b / n)
+        if len(points) == 2:
+            (n0, b0), (n1, b1) = points
+            lin = (b1 - b0) / (n1 - n0)
+            return cls(lin, 0.0, max(0.0, b0 - lin * n0))
+        (x0, y0), (x1, y1), (x2, y2) = points[:3]
+        quad = ((y2 - y1) / (x2 - x1) - (y1 - y0) / (x1 - x0)) / (x2 - x0)
+        lin = (y1 - y0) / (x1 - x0) - quad * (x0 + x1)
+        fixed = y0 - lin * x0 - quad * x0 * x0
+        if quad < 0:
+            return cls.fitted([points[0], points[-1]])
+        return cls(lin, quad, max(0.0, fixed))
+
+
 def _text_config(config: Any) -> Any:
     return getattr(config, "text_config", None) or config
 
 
-def estimate(config: Any, n_params: int, n_trainable: int, *, rows: int, length: int,
-             gradient_checkpointing: bool, loss_chunk_tokens: int) -> Estimate:
+def estimate(config: Any, n_params: int, n_trainable: int, *, rows: int, length: int, saved: Saved,
+             gradient_checkpointing: bool, loss_chunk_tokens: int, merged_embedding: bool = False) -> Estimate:
     c = _text_config(config)
     hidden, layers = c.hidden_size, c.num_hidden_layers
-    inter = getattr(c, "intermediate_size", None) or 4 * hidden
-    heads = c.num_attention_heads
-    per_row_layer = 4.0 * length * (10 * hidden + 3 * inter + 2.5 * heads * length)
-    if gradient_checkpointing:
-        activations = rows * layers * 4.0 * length * hidden + 2 * rows * per_row_layer
+    if gradient_checkpointing:  # each layer's input, plus one layer rebuilt (and its gradients) at a time
+        activations = rows * layers * 4.0 * length * hidden + 2 * rows * saved.per_row(length) / layers + saved.fixed
     else:
-        activations = rows * layers * per_row_layer
+        activations = rows * saved.per_row(length) + saved.fixed
     projected = min(loss_chunk_tokens, rows * length) if loss_chunk_tokens else rows * length
-    return Estimate(4.0 * n_params + 16.0 * n_trainable + RUNTIME_BYTES, activations, 12.0 * c.vocab_size * projected)
+    transient = 12.0 * c.vocab_size * projected + (4.0 * c.vocab_size * hidden if merged_embedding else 0.0)
+    return Estimate(4.0 * n_params + 16.0 * n_trainable + RUNTIME_BYTES, activations, transient)
+
+
+class _Held:
+    """A tensor autograd saved, held through a plain Python object, so that a weak reference to it
+    says whether the graph still holds the tensor."""
+
+    __slots__ = ("t", "__weakref__")
+
+    def __init__(self, t: Any) -> None:
+        self.t = t
+
+    @staticmethod
+    def unpack(h: _Held) -> Any:
+        return h.t
+
+
+def probe(model: Any, *, length: int, loss_chunk_tokens: int) -> Saved:
+    """Measure what autograd keeps for one row of this model (in training mode, as the run will
+    train it), at up to three lengths no longer than ``length``, and fit :class:`Saved`. The
+    loss is the chunked one (its logits are the estimate's own term); the random state is left as
+    it was, so the run trains exactly as it would without the probe."""
+    import gc
+    import weakref
+
+    import torch
+
+    from .loss import trained_token_loss
+
+    lengths = sorted({max(2, min(length, n)) for n in PROBE_LENGTHS})
+    vocab = _text_config(model.config).vocab_size
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    was_training = model.training
+    points: list[tuple[int, float]] = []
+    model.train()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            for n in lengths:
+                held: list[weakref.ref[_Held]] = []
+
+                def pack(t: torch.Tensor) -> _Held:
+                    h = _Held(t.detach())  # the tensor itself would tie the graph to itself: a cycle gc cannot see
+                    held.append(weakref.ref(h))
+                    return h
+
+                ids = torch.randint(0, vocab, (1, n))
+                inputs = {"input_ids": ids, "position_ids": torch.arange(n).unsqueeze(0), "labels": ids.clone()}
+                with torch.autograd.graph.saved_tensors_hooks(pack, _Held.unpack):
+                    loss = trained_token_loss(model, inputs, None, loss_chunk_tokens or 1024)
+                live: dict[int, int] = {}  # storages the graph still holds, once each, weights excluded
+                for ref in held:
+                    if (h := ref()) is not None and (st := h.t.untyped_storage()).data_ptr() not in params:
+                        live[st.data_ptr()] = max(live.get(st.data_ptr(), 0), st.nbytes())
+                points.append((n, float(sum(live.values()))))
+                del loss, held, h, st
+                gc.collect()
+    finally:
+        model.train(was_training)
+    return Saved.fitted(points)
+
+
+def release_freed_memory() -> bool:
+    """Make glibc hand large freed blocks back to the system at once (a fixed mmap threshold of
+    64 KB): without it a CPU run's RSS grows to 1.5-2.6x its live tensors (bench/memory.py).
+    Leaves a threshold the user set (``MALLOC_MMAP_THRESHOLD_``) alone. True when set."""
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):  # not glibc
+        return False
 
 
 def available_bytes() -> float | None:
@@ -106,8 +224,8 @@ class Fit:
         return f"{gc}--batch-size {self.rows} --grad-accum {self.accumulation}"
 
 
-def fit(config: Any, n_params: int, n_trainable: int, *, rows: int, accumulation: int, length: int,
-        gradient_checkpointing: bool, loss_chunk_tokens: int, budget: float) -> Fit | None:
+def fit(config: Any, n_params: int, n_trainable: int, *, rows: int, accumulation: int, length: int, saved: Saved,
+        gradient_checkpointing: bool, loss_chunk_tokens: int, budget: float, merged_embedding: bool = False) -> Fit | None:
     """The settings nearest to those asked that fit ``budget``: the most rows per forward pass
     that divide the rows per optimizer step, first without gradient checkpointing (unless it is
     on already), then with it; None when not even one row with checkpointing fits."""
@@ -115,8 +233,8 @@ def fit(config: Any, n_params: int, n_trainable: int, *, rows: int, accumulation
     divisors = sorted({d for d in range(1, rows + 1) if per_step % d == 0}, reverse=True)
     for gc in sorted({gradient_checkpointing, True}):  # False first, when allowed
         for r in divisors:
-            est = estimate(config, n_params, n_trainable, rows=r, length=length, gradient_checkpointing=gc,
-                           loss_chunk_tokens=loss_chunk_tokens)
+            est = estimate(config, n_params, n_trainable, rows=r, length=length, saved=saved, gradient_checkpointing=gc,
+                           loss_chunk_tokens=loss_chunk_tokens, merged_embedding=merged_embedding)
             if est.total <= budget:
                 return Fit(r, per_step // r, gc, est)
     return None

@@ -41,7 +41,7 @@ from datagen.errors import UserError
 from datagen.io import write_json
 
 from .config import TrainConfig
-from .memory import chunk_tokens
+from .memory import chunk_tokens, release_freed_memory
 from .model import (
     Runtime,
     check_method,
@@ -64,6 +64,7 @@ def run(cfg: TrainConfig, data: str, out: str, *, resume: bool = False, force: b
     """Train on the records in ``data`` and save the result in ``out``. Returns the final metrics."""
     started = time.time()
     check_method(cfg)
+    release_freed_memory()  # before the model is loaded: a CPU run's RSS then follows its live tensors
     out_dir = Path(out)
     _check_data_paths(cfg, data)
     records = read_data(cfg, data)  # a bad row stops the run here, before a model is loaded
@@ -125,19 +126,21 @@ def check_memory(cfg: TrainConfig, rt: Runtime, model: Any) -> dict[str, Any] | 
     Returns the estimate (and any adaptation) for the manifest."""
     from . import memory
 
-    if rt.device != "cpu" or cfg.memory_check == "off":
+    if rt.device != "cpu":
         return None
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # processes of this run on this machine
     chunk = memory.chunk_tokens(cfg.loss_chunk_tokens, model.config.get_text_config().vocab_size)
-    shape = {"length": cfg.max_length, "loss_chunk_tokens": chunk}
+    merged = any("TrainableTokens" in type(m).__name__ for m in model.modules())  # peft trains some embedding rows
+    shape = {"length": cfg.max_length, "loss_chunk_tokens": chunk, "merged_embedding": merged,
+             "saved": memory.probe(model, length=cfg.max_length, loss_chunk_tokens=chunk)}
     est = memory.estimate(model.config, n_params, n_trainable, rows=cfg.per_device_batch_size,
                           gradient_checkpointing=cfg.gradient_checkpointing, **shape)
     available = memory.available_bytes()
     doc: dict[str, Any] = {**est.to_dict(), "processes": procs, "available_gb": round(available / memory.GB, 2) if available else None}
-    if available is None or est.total * procs <= available:
-        return doc
+    if cfg.memory_check == "off" or available is None or est.total * procs <= available:
+        return doc  # recorded either way: the manifest says what was expected
     found = memory.fit(model.config, n_params, n_trainable, rows=cfg.per_device_batch_size, accumulation=cfg.gradient_accumulation_steps,
                        gradient_checkpointing=cfg.gradient_checkpointing, budget=available / procs, **shape)
     need = (f"this run would need about {est.total * procs / memory.GB:.1f} GB ({procs} process(es) x {est.total / memory.GB:.1f} GB: "
