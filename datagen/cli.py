@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Callable, Sequence
 
-from . import __version__
+from datagen import __version__
 
 EXIT_USER = 2
 EXIT_BUDGET = 3
@@ -69,8 +69,8 @@ def out_file(value: str) -> str:
 
 
 def _checked_output(value: str, directory: bool) -> str:
-    from .errors import UserError
-    from .io import check_output
+    from datagen.errors import UserError
+    from datagen.io import check_output
 
     try:
         check_output(value, "", directory=directory)
@@ -169,15 +169,15 @@ def parse_and_run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, r
 
 def say(message: str) -> None:
     """One line to stderr, whatever it holds (a lone surrogate from bad input is escaped)."""
-    from .errors import printable
+    from datagen.errors import printable
 
     print(printable(message), file=sys.stderr)
 
 
 def run_command(args: argparse.Namespace, resume_hint: ResumeHint = _rerun) -> int:
-    from .errors import BackendUnavailable, BudgetExceeded, UserError
-    from .llm.base import LLMError
-    from .core.rundir import AlreadyComplete
+    from datagen.errors import BackendUnavailable, BudgetExceeded, UserError
+    from datagen.llm.base import LLMError
+    from datagen.core.rundir import AlreadyComplete
 
     try:
         rc = _resolve(args.func)(args)

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import UserError
-from .record import Record, Rejection
+from datagen.errors import UserError
+from datagen.record import Record, Rejection
 
 
 def llm_config(args: argparse.Namespace):
-    from .llm import LLMConfig
+    from datagen.llm import LLMConfig
 
     if args.max_cost is not None and not (args.price_in or args.price_out):
         raise UserError("--max-cost needs --price-in and/or --price-out (price per 1M tokens)")
@@ -29,7 +29,7 @@ def llm_config(args: argparse.Namespace):
 
 
 def gen_params(args: argparse.Namespace, **overrides: Any):
-    from .llm import GenParams
+    from datagen.llm import GenParams
 
     kw = dict(max_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed)
     kw.update(overrides)
@@ -55,7 +55,7 @@ class InputSpec:
                    getattr(args, "on_error", "raise"))
 
     def read(self, on_reject: Callable[[Rejection], None], require_answer: bool = True) -> list[Record]:
-        from .io import read_records
+        from datagen.io import read_records
 
         if self.limit is not None and self.limit < 1:
             raise UserError("--limit must be >= 1")
@@ -65,7 +65,7 @@ class InputSpec:
     def settings(self, key: str = "input") -> dict[str, Any]:
         """What of a run's settings the records it reads decide: the file and its sha256 (an
         edited input is a different run), the format, ``--limit`` and ``--on-error``."""
-        from .core.rundir import file_digest
+        from datagen.core.rundir import file_digest
 
         return {key: self.path, f"{key}_sha256": file_digest(self.path), "format": self.format, "limit": self.limit, "on_error": self.on_error}
 
@@ -79,7 +79,7 @@ def input_settings(args: argparse.Namespace, path: str | Path | None = None, key
 
 
 def convert(args: argparse.Namespace) -> int:
-    from .io import atomic_open, check_output, output_kind, rejects_path, same_file, write_records
+    from datagen.io import atomic_open, check_output, output_kind, rejects_path, same_file, write_records
 
     out = check_output(args.out, directory=False)
     rej_path = Path(args.rejected) if args.rejected else rejects_path(out)

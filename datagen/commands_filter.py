@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from .commands import InputSpec
-    from .llm import LLMConfig
+    from datagen.commands import InputSpec
+    from datagen.llm import LLMConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .cli import _add_input, _add_run_out, add_llm_args
+    from datagen.cli import _add_input, _add_run_out, add_llm_args
 
     _add_input(p)
     _add_run_out(p)
@@ -31,9 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cli(args: argparse.Namespace) -> int:
-    from .commands import InputSpec, llm_config
-    from .filters.pipeline import funnel
-    from .filters.registry import parse_stages
+    from datagen.commands import InputSpec, llm_config
+    from datagen.filters.pipeline import funnel
+    from datagen.filters.registry import parse_stages
 
     llm = llm_config(args) if "quality" in parse_stages(args.stages) else None
     doc = run_filter(InputSpec.from_args(args), args.out, stages=args.stages, config=args.config, cache_dir=args.cache_dir,
@@ -50,13 +50,13 @@ def run_filter(source: InputSpec, out: str | Path, *, stages: str | None = None,
     directory ``out``; ``llm`` is the quality stage's judge (default: the embedded model). Returns
     the final stats; raises :class:`~datagen.core.rundir.AlreadyComplete` when ``out`` already holds
     this run."""
-    from .commands_select import default_cache_dir
-    from .filters.config import load_config
-    from .filters.pipeline import FilterPipeline
-    from .filters.registry import build_stages, parse_stages
-    from .llm import LLMConfig, make_llm
-    from .record import Rejection
-    from .core.rundir import RunDir
+    from datagen.commands_select import default_cache_dir
+    from datagen.filters.config import load_config
+    from datagen.filters.pipeline import FilterPipeline
+    from datagen.filters.registry import build_stages, parse_stages
+    from datagen.llm import LLMConfig, make_llm
+    from datagen.record import Rejection
+    from datagen.core.rundir import RunDir
 
     names = parse_stages(stages)
     cfg = load_config(config)

@@ -32,18 +32,18 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 if TYPE_CHECKING:
     import numpy as np
 
-    from .commands import InputSpec
-    from .core.runner import Batch, Context
-    from .record import Record, Rejection
-    from .select import ScoreDef, Selection, Threshold
-    from .core.stats import Stats
+    from datagen.commands import InputSpec
+    from datagen.core.runner import Batch, Context
+    from datagen.record import Record, Rejection
+    from datagen.select import ScoreDef, Selection, Threshold
+    from datagen.core.stats import Stats
 
 SCREEN_STAGE = "select.screen"
 SELECT_STAGE = "select"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .cli import _add_input, _add_run_out
+    from datagen.cli import _add_input, _add_run_out
 
     _add_input(p)
     _add_run_out(p)
@@ -71,7 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def default_cache_dir() -> Path:
-    from .llm.cache import default_cache_path
+    from datagen.llm.cache import default_cache_path
 
     return default_cache_path().parent
 
@@ -79,8 +79,8 @@ def default_cache_dir() -> Path:
 def embeddings_for(records: Sequence[Record], model: str, cache_dir: Path, allow_compute: bool, device: str | None, batch_size: int) -> tuple[np.ndarray, dict[str, Any]]:
     """Embeddings of ``records`` (rows L2-normalised) and a note of how many were cached or
     computed. A full cache hit never loads the model."""
-    from .errors import UserError
-    from .filters.embeddings import EmbeddingStore, embed_text
+    from datagen.errors import UserError
+    from datagen.filters.embeddings import EmbeddingStore, embed_text
 
     store = EmbeddingStore(cache_dir, model=model, batch_size=batch_size, device=device)
     texts = [embed_text(r) for r in records]
@@ -92,7 +92,7 @@ def embeddings_for(records: Sequence[Record], model: str, cache_dir: Path, allow
                 "run datagen filter with the same --cache-dir first, or drop --no-embed to compute them"
             )
         print(f"select: embedding the records missing from the cache ({model}, {cache_dir})", file=sys.stderr)
-        from .core.progress import progress_enabled
+        from datagen.core.progress import progress_enabled
 
         emb = store.embed(texts, progress=progress_enabled())
         print(f"select: computed {store.computed} of {len(texts)} embeddings", file=sys.stderr)
@@ -119,9 +119,9 @@ def run_selection(records: Sequence[Record], thresholds: Sequence[Threshold], sc
     ``embed`` and select; every record ends up kept or rejected with a reason."""
     import numpy as np
 
-    from .record import Rejection
-    from .select import SELECTORS, Selection, screen
-    from .core.stats import Stats
+    from datagen.record import Rejection
+    from datagen.select import SELECTORS, Selection, screen
+    from datagen.core.stats import Stats
 
     st = Stats()
     rejected: list[Rejection] = []
@@ -152,7 +152,7 @@ def run_selection(records: Sequence[Record], thresholds: Sequence[Threshold], sc
 
 
 def cli(args: argparse.Namespace) -> int:
-    from .commands import InputSpec
+    from datagen.commands import InputSpec
 
     summary = run_select(InputSpec.from_args(args), args.out, budget=args.budget, score=args.score, tau=args.tau, strategy=args.strategy,
                          mins=args.min, maxs=args.max, combine=args.combine, norm=args.norm, embed_model=args.embed_model,
@@ -171,11 +171,11 @@ def run_select(source: InputSpec, out: str | Path, *, budget: int, score: str = 
     raises :class:`~datagen.core.rundir.AlreadyComplete` when ``out`` already holds this run."""
     from functools import partial
 
-    from .core.runner import run_step
-    from .errors import UserError
-    from .filters.embeddings import DEFAULT_EMBED_MODEL
-    from .core.rundir import RunDir
-    from .select import ScoreDef, thresholds_from
+    from datagen.core.runner import run_step
+    from datagen.errors import UserError
+    from datagen.filters.embeddings import DEFAULT_EMBED_MODEL
+    from datagen.core.rundir import RunDir
+    from datagen.select import ScoreDef, thresholds_from
 
     t0 = time.time()
     if budget < 1:
@@ -221,7 +221,7 @@ class _Selected:
     unit: str = "selection"
 
     def batches(self) -> Iterator[Batch]:
-        from .core.runner import Batch
+        from datagen.core.runner import Batch
 
         yield Batch(self.outcome, 1)
 
@@ -233,7 +233,7 @@ class _Selected:
 
 def _describe_distributions(st: Stats, records: Sequence[Record], picked: Sequence[int], combined: np.ndarray, order: Sequence[int]) -> None:
     """Every score's distribution among the selected records vs. all the others (stats.json)."""
-    from .select import summarize
+    from datagen.select import summarize
 
     chosen, taken = set(picked), set(order)
     sel = [records[j] for j in picked]
@@ -251,7 +251,7 @@ def _describe_distributions(st: Stats, records: Sequence[Record], picked: Sequen
 def _check_score_names(records: Sequence[Record], names: Sequence[str]) -> None:
     """A score that no record has is a typo or a scorer that never ran: say so, instead of
     rejecting every record as ``missing_score``."""
-    from .errors import UserError
+    from datagen.errors import UserError
 
     if not records:
         return
@@ -275,7 +275,7 @@ def _selected_records(cands: Sequence[Record], combined: np.ndarray, sel: Select
 def _selection_rejects(cands: Sequence[Record], combined: np.ndarray, sel: Selection, strategy: str, budget: int, tau: float, st: Stats) -> list[Rejection]:
     """``too_similar`` and ``over_budget``, each with the most similar selected record and its
     cosine (to the final selected set)."""
-    from .record import Rejection
+    from datagen.record import Rejection
 
     out = []
     cutoff = float(combined[sel.order[-1]]) if sel.order else None

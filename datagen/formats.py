@@ -14,8 +14,8 @@ from __future__ import annotations
 import difflib
 from typing import Any, Callable
 
-from .errors import FieldError, field_path
-from .record import ROLES, Message, Record
+from datagen.errors import FieldError, field_path
+from datagen.record import ROLES, Message, Record
 
 FORMATS = ("record", "messages", "sharegpt", "alpaca", "seed")
 EXPORT_FORMATS = ("record", "messages", "sharegpt", "alpaca")

@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
-from .errors import FieldError, InputError, UserError, field_path, printable
-from .formats import FORMATS, describe_formats, detect_format, misspelt_field, to_record, to_row
-from .record import Record, Rejection, dumps_strict
+from datagen.errors import FieldError, InputError, UserError, field_path, printable
+from datagen.formats import FORMATS, describe_formats, detect_format, misspelt_field, to_record, to_row
+from datagen.record import Record, Rejection, dumps_strict
 
 RejectFn = Callable[[Rejection], None]
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .assets import prompts_dir
+from datagen.assets import prompts_dir
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
-from .errors import UserError
+from datagen.errors import UserError
 
 STRATEGIES = ("deita", "kcenter")
 COMBINES = ("product", "sum")

@@ -64,7 +64,7 @@ same settings skips every finished step; a changed setting is refused unless ``-
 This module imports nothing heavy at the top: ``datagen.cli`` imports it for ``add_arguments``.
 """
 
-from .command import ablate, cli
-from .settings import AblationSettings, add_arguments
+from datagen.ablate.command import ablate, cli
+from datagen.ablate.settings import AblationSettings, add_arguments
 
 __all__ = ["AblationSettings", "ablate", "add_arguments", "cli"]

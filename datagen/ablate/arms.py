@@ -9,22 +9,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..report.ablation import BASELINE
-from .settings import AblationSettings, Arm, DEFAULT_FILTER_CONFIG
+from datagen.report.ablation import BASELINE
+from datagen.ablate.settings import AblationSettings, Arm, DEFAULT_FILTER_CONFIG
 
 if TYPE_CHECKING:
-    from ..record import Record
+    from datagen.record import Record
 
 
 # -- arms -----------------------------------------------------------------------------------------------
 def curate(s: AblationSettings) -> Path:
     """The curated arm: filter then select, as run directories under DIR/arms/curated/.
     Returns the selected records file. A finished run directory is reused."""
-    from ..commands import InputSpec
-    from ..commands_filter import run_filter
-    from ..commands_select import run_select
-    from ..io import atomic_open
-    from ..core.rundir import AlreadyComplete
+    from datagen.commands import InputSpec
+    from datagen.commands_filter import run_filter
+    from datagen.commands_select import run_select
+    from datagen.io import atomic_open
+    from datagen.core.rundir import AlreadyComplete
 
     base = s.out / "arms" / "curated"
     base.mkdir(parents=True, exist_ok=True)
@@ -54,9 +54,9 @@ def random_arm(pool: Sequence[Record], n: int, seed: int) -> list[Record]:
 
 def build_arms(s: AblationSettings, seeds: Sequence[int]) -> dict[str, list[Arm]]:
     """Every arm's data file, per seed (the curated and full arms share one file across seeds)."""
-    from ..io import iter_jsonl, read_records, write_records
-    from ..record import Record
-    from ..core.rundir import file_digest
+    from datagen.io import iter_jsonl, read_records, write_records
+    from datagen.record import Record
+    from datagen.core.rundir import file_digest
 
     curated = curate(s)
     pool = list(read_records(s.pool))

@@ -9,19 +9,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..report.ablation import BASELINE
-from .arms import build_arms
-from .runs import judge_llm, answer_limit, eval_arm, eval_base, judge_arm, train_arm, train_config
-from .settings import AblationSettings
-from .summary import behaviour_row, composition, curation_summary, paired_defects, paired_loss, summarize
+from datagen.report.ablation import BASELINE
+from datagen.ablate.arms import build_arms
+from datagen.ablate.runs import judge_llm, answer_limit, eval_arm, eval_base, judge_arm, train_arm, train_config
+from datagen.ablate.settings import AblationSettings
+from datagen.ablate.summary import behaviour_row, composition, curation_summary, paired_defects, paired_loss, summarize
 
 
 # -- the command ------------------------------------------------------------------------------------------
 def ablate(s: AblationSettings) -> dict[str, Any]:
     """Build, train, evaluate and judge every arm over every seed; write ablation.json and the report."""
-    from ..errors import UserError
-    from ..io import read_records, write_json
-    from ..core.rundir import file_digest, package_versions
+    from datagen.errors import UserError
+    from datagen.io import read_records, write_json
+    from datagen.core.rundir import file_digest, package_versions
 
     for label, path in (("--pool", s.pool), ("--gold", s.gold)):
         if not Path(path).is_file():
@@ -85,8 +85,8 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
         "seconds_this_invocation": round(time.time() - started, 1),
     }
     write_json(s.out / "ablation.json", doc)
-    from ..report import data as report_data
-    from ..report import html as report_html
+    from datagen.report import data as report_data
+    from datagen.report import html as report_html
 
     curated = s.out / "arms" / "curated"  # the full report: why each pool record was kept or dropped, and the ablation
     report = report_data.build([curated / "filter", curated / "select"], cache_dir=Path(s.cache_dir) if s.cache_dir else None, ablation=doc)
@@ -96,8 +96,8 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
 
 def cli(args: argparse.Namespace) -> int:
     s = AblationSettings.from_args(args)
-    from ..report.ablation import parse_ablation
-    from ..report.text import ablation_summary
+    from datagen.report.ablation import parse_ablation
+    from datagen.report.text import ablation_summary
 
     doc = ablate(s)
     print(ablation_summary(parse_ablation(doc, str(s.out / "ablation.json"))))

@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..report.ablation import BASELINE
-from .settings import AblationSettings, Arm, default_device, read_marker
+from datagen.report.ablation import BASELINE
+from datagen.ablate.settings import AblationSettings, Arm, default_device, read_marker
 
 if TYPE_CHECKING:
-    from ..llm.base import LLM
-    from ..record import Record
+    from datagen.llm.base import LLM
+    from datagen.record import Record
 
 
 # -- training -------------------------------------------------------------------------------------------
@@ -32,8 +32,8 @@ def train_config(s: AblationSettings, seed: int) -> Any:
 
 def train_arm(s: AblationSettings, arm: Arm, run_dir: Path) -> dict[str, Any]:
     """Train one (arm, seed) into ``run_dir``, unless its ``train.json`` marker says it is done."""
-    from ..io import write_json
-    from ..core.rundir import fingerprint
+    from datagen.io import write_json
+    from datagen.core.rundir import fingerprint
 
     cfg = train_config(s, arm.seed)
     fp = fingerprint({"data": arm.sha256, "config": cfg.model_dump(mode="json")})
@@ -67,7 +67,7 @@ def gold_loss(s: AblationSettings, folder: str, max_length: int, chat_template: 
     from train.evaluate import heldout_loss
     from train.model import load_merged
 
-    from ..llm.templates import apply_chat_template
+    from datagen.llm.templates import apply_chat_template
 
     model, tokenizer = load_merged(folder, device=s.device or default_device())
     if chat_template is not None:
@@ -80,8 +80,8 @@ def eval_arm(s: AblationSettings, run_dir: Path, gold_sha: str) -> dict[str, Any
     """Gold-set loss and greedy answers of one trained model (``eval.json``), unless done."""
     import tempfile
 
-    from ..io import write_json
-    from ..core.rundir import fingerprint
+    from datagen.io import write_json
+    from datagen.core.rundir import fingerprint
 
     trained = json.loads((run_dir / "train.json").read_text(encoding="utf-8"))
     fp = fingerprint({"trained": trained["fingerprint"], "gold": gold_sha, "prompts": s.answer_prompts, "max_new_tokens": s.max_new_tokens})
@@ -109,7 +109,7 @@ def answer_gold(s: AblationSettings, folder: str | Path) -> dict[str, Any]:
     from train.behaviour import defects, summarize
     from train.evaluate import answer, load_prompts
 
-    from ..llm.local import LocalLLM
+    from datagen.llm.local import LocalLLM
 
     records = load_prompts(s.gold, s.answer_prompts)
     replies = answer(LocalLLM(str(folder), batch_size=s.batch_size, device=s.device or default_device()), records, s.max_new_tokens)
@@ -125,8 +125,8 @@ def answer_limit(s: AblationSettings) -> int:
 
     from transformers import AutoTokenizer
 
-    from ..io import read_records
-    from ..llm.models import resolve_model
+    from datagen.io import read_records
+    from datagen.llm.models import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(str(resolve_model(train_config(s, 0).model)))
     longest = max((len(tokenizer(r.response, add_special_tokens=False)["input_ids"])
@@ -138,9 +138,9 @@ def eval_base(s: AblationSettings, gold_sha: str) -> dict[str, Any]:
     """Gold-set loss of the untrained base model (``DIR/base/eval.json``), unless done: the
     reference that shows how far training moved the loss, against which the arms' differences
     can be read."""
-    from ..io import write_json
-    from ..llm.models import resolve_model
-    from ..core.rundir import fingerprint
+    from datagen.io import write_json
+    from datagen.llm.models import resolve_model
+    from datagen.core.rundir import fingerprint
 
     cfg = train_config(s, 0)
     fp = fingerprint({"model": cfg.model, "gold": gold_sha, "max_length": cfg.max_length, "chat_template": cfg.chat_template,
@@ -177,8 +177,8 @@ def judge_arm(s: AblationSettings, judge: LLM, name: str, seed: int, mine: dict[
     """Win rate of one arm's answers over the random arm's (same seed), both orders asked."""
     from train.evaluate import judge_pairs
 
-    from ..io import write_json
-    from ..core.rundir import fingerprint
+    from datagen.io import write_json
+    from datagen.core.rundir import fingerprint
 
     fp = fingerprint({"mine": mine["fingerprint"], "theirs": theirs["fingerprint"], "judge": judge.model_id})
     marker = s.out / "judge" / f"{name}-s{seed}.json"
@@ -200,6 +200,6 @@ def judge_arm(s: AblationSettings, judge: LLM, name: str, seed: int, mine: dict[
 
 
 def judge_llm(s: AblationSettings) -> LLM:
-    from ..llm import LLMConfig, make_llm
+    from datagen.llm import LLMConfig, make_llm
 
     return make_llm(LLMConfig(backend="local", model=s.judge_model, batch_size=s.batch_size, device=s.device, cache=s.llm_cache))

@@ -23,10 +23,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from ..errors import RunStopped, UserError
-from ..io import atomic_open, check_output, iter_jsonl, write_json
-from ..record import Record, Rejection
-from .stats import Stats
+from datagen.errors import RunStopped, UserError
+from datagen.io import atomic_open, check_output, iter_jsonl, write_json
+from datagen.record import Record, Rejection
+from datagen.core.stats import Stats
 
 OUTPUTS = ("records.jsonl", "rejected.jsonl", "stats.json", "manifest.json")
 PARTS = ".parts"

@@ -41,12 +41,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
 
-from ..record import Record, Rejection
-from .stats import Stats
-from .progress import bar as progress_bar
+from datagen.record import Record, Rejection
+from datagen.core.stats import Stats
+from datagen.core.progress import bar as progress_bar
 
 if TYPE_CHECKING:
-    from .rundir import RunDir
+    from datagen.core.rundir import RunDir
 
 
 @dataclass
@@ -160,7 +160,7 @@ def run_step(
     ``pending`` says ``(left, total, unit)`` when the run stops early (default: the progress units
     not done); ``records_from_last``: the last part's records are the output (successive stages),
     else every part's. Returns the final stats."""
-    from ..errors import UserError
+    from datagen.errors import UserError
 
     if read is not None:
         run.write_read_part(*read)

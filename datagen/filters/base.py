@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from ..record import Record
-from ..core.stats import Stats
+from datagen.record import Record
+from datagen.core.stats import Stats
 
 Verdict = tuple[str, dict[str, Any]] | None
 

@@ -24,8 +24,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..record import Record
-from ..text import detect_language, tokens
+from datagen.record import Record
+from datagen.text import detect_language, tokens
 
 Evidence = dict[str, Any] | None
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..text import word_equivalents
+from datagen.text import word_equivalents
 
 COMPLEXITY_TEMPLATE = "quality/complexity"
 COMPLEXITY_SCALE = range(1, 7)

@@ -15,7 +15,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..errors import UserError
+from datagen.errors import UserError
 
 TextField = Literal["instruction+response", "instruction", "response", "conversation"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..record import Record
+from datagen.record import Record
 
 
 class UnionFind:

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import UserError
-from ..record import Record
-from ..core.kvcache import KVCache, sha_key
+from datagen.errors import UserError
+from datagen.record import Record
+from datagen.core.kvcache import KVCache, sha_key
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -49,7 +49,7 @@ def embedding_model_id(model: str) -> str:
             f"embedding model {model!r} is neither {DEFAULT_EMBED_MODEL!r} (embedded) nor a local "
             f"sentence-transformers folder with a config.json; downloads are disabled"
         )
-    from ..llm.models import model_id
+    from datagen.llm.models import model_id
 
     return model_id(str(Path(model).expanduser()))
 
@@ -120,7 +120,7 @@ class EmbeddingStore:
         return _stack([found[k] for k in keys])
 
     def _compute(self, misses: dict[str, str], progress: bool) -> dict[str, bytes]:
-        from ..core.progress import bar as progress_bar
+        from datagen.core.progress import bar as progress_bar
 
         encoder = self._load()
         items = list(misses.items())

@@ -20,11 +20,11 @@ import unicodedata
 from functools import lru_cache
 from typing import Any
 
-from ..record import Record
-from .base import FilterContext, Verdict
-from .config import ExactConfig
-from .dedup import pick_survivor, record_text
-from ..core.progress import bar as progress_bar
+from datagen.record import Record
+from datagen.filters.base import FilterContext, Verdict
+from datagen.filters.config import ExactConfig
+from datagen.filters.dedup import pick_survivor, record_text
+from datagen.core.progress import bar as progress_bar
 
 _WS = re.compile(r"\s+")
 

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..record import Record
-from . import checks
-from .base import FilterContext, Verdict
-from .config import HeuristicsConfig
-from .instructions import blacklisted
-from ..core.progress import bar as progress_bar
+from datagen.record import Record
+from datagen.filters import checks
+from datagen.filters.base import FilterContext, Verdict
+from datagen.filters.config import HeuristicsConfig
+from datagen.filters.instructions import blacklisted
+from datagen.core.progress import bar as progress_bar
 
 CODES = (
     "empty_response", "response_too_short", "response_too_long", "refusal", "echoes_instruction",

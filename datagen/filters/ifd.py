@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
-from ..record import Record
-from ..core.kvcache import KVCache, sha_key
+from datagen.record import Record
+from datagen.core.kvcache import KVCache, sha_key
 
 _CHUNK = 64  # scored rows per committed cache write
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..text import count_words_or_chars, starts_with_punctuation
+from datagen.text import count_words_or_chars, starts_with_punctuation
 
 # Tasks a text-only model cannot carry out (Self-Instruct's list), matched as whole words.
 BLACKLIST = (

@@ -33,14 +33,14 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..record import Record
-from .base import FilterContext, Verdict
-from .config import MinHashConfig
-from .dedup import UnionFind, pick_survivor, record_text
-from .lsh import LSHParams, error_areas, optimal_params
-from ..core.progress import bar as progress_bar
-from .shingles import Shingler, jaccard
-from .signatures import resolve_engine, signatures
+from datagen.record import Record
+from datagen.filters.base import FilterContext, Verdict
+from datagen.filters.config import MinHashConfig
+from datagen.filters.dedup import UnionFind, pick_survivor, record_text
+from datagen.filters.lsh import LSHParams, error_areas, optimal_params
+from datagen.core.progress import bar as progress_bar
+from datagen.filters.shingles import Shingler, jaccard
+from datagen.filters.signatures import resolve_engine, signatures
 
 BATCH = 2048  # records shingled and signed at a time
 Pair = tuple[int, int]

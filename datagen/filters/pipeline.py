@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from ..core.runner import Batch, Context, SealedPart, run_step
-from ..record import Record, Rejection
-from ..core.stats import Stats
-from .base import FilterContext, FilterStage
-from .distribution import distribution
+from datagen.core.runner import Batch, Context, SealedPart, run_step
+from datagen.record import Record, Rejection
+from datagen.core.stats import Stats
+from datagen.filters.base import FilterContext, FilterStage
+from datagen.filters.distribution import distribution
 
 
 def score_names(stage: FilterStage, records: Sequence[Record], before: set[str]) -> list[str]:

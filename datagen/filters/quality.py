@@ -31,12 +31,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..errors import UserError
-from ..record import Record
-from .base import FilterContext, Verdict
-from .complexity import COMPLEXITY_SCALE, COMPLEXITY_TEMPLATE, complexity_features
-from .ifd import AnswerScorer, IFDScorer
-from ..score.rating import MIN_DIGIT_MASS, Rating, rate, rating_params
+from datagen.errors import UserError
+from datagen.record import Record
+from datagen.filters.base import FilterContext, Verdict
+from datagen.filters.complexity import COMPLEXITY_SCALE, COMPLEXITY_TEMPLATE, complexity_features
+from datagen.filters.ifd import AnswerScorer, IFDScorer
+from datagen.score.rating import MIN_DIGIT_MASS, Rating, rate, rating_params
 
 Scorer = Literal["judge", "ifd", "complexity", "complexity_features"]
 JUDGE_TEMPLATE = "distill/judge"
@@ -103,7 +103,7 @@ class QualityStage:
         return [k for s in self.config.scorers for k in SCORES[s]]
 
     def describe(self) -> dict[str, Any]:
-        from .. import prompts
+        from datagen import prompts
 
         templates = {t: prompts.load(t).sha for t in (self.config.judge_template, self.config.complexity_template)}
         return {"name": self.name, **self.config.model_dump(), "templates": templates}
@@ -144,12 +144,12 @@ class QualityStage:
 
     def _rate(self, records: list[Record], ctx: FilterContext, scorer: str) -> None:
         """Judge (answer quality, 1-5) or complexity (instruction, 1-6) ratings by the LLM."""
-        from .. import prompts
-        from ..llm.base import ChatRequest
+        from datagen import prompts
+        from datagen.llm.base import ChatRequest
 
         llm = self._judge_llm(ctx)
         if scorer == "judge":
-            from ..score.judge import JudgeSelector
+            from datagen.score.judge import JudgeSelector
 
             selector = JudgeSelector(llm, prompts.load(self.config.judge_template))
             todo = [r for r in records if r.response.strip()]
@@ -192,7 +192,7 @@ class QualityStage:
             llm = self._judge_llm(ctx)
             if hasattr(llm, "answer_nll"):  # a local backend (CachedLLM forwards it)
                 return llm
-        from ..llm.local import LocalLLM
+        from datagen.llm.local import LocalLLM
 
         return LocalLLM(self.config.ifd_model or "smollm2", batch_size=self.config.ifd_batch_size)
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..errors import UserError
-from .base import FilterStage
-from .config import FilterConfig, validate_section
+from datagen.errors import UserError
+from datagen.filters.base import FilterStage
+from datagen.filters.config import FilterConfig, validate_section
 
 STAGE_ORDER = ("heuristics", "exact", "minhash", "semantic", "quality")
 DEFAULT_STAGES = ",".join(STAGE_ORDER)
@@ -40,15 +40,15 @@ def parse_stages(spec: str | None) -> list[str]:
 
 def build_stage(name: str, cfg: FilterConfig, source: str = "config") -> FilterStage:
     if name == "heuristics":
-        from .heuristics import Heuristics
+        from datagen.filters.heuristics import Heuristics
 
         return Heuristics(cfg.heuristics)
     if name == "exact":
-        from .exact import ExactDedup
+        from datagen.filters.exact import ExactDedup
 
         return ExactDedup(cfg.exact)
     if name == "minhash":
-        from .minhash import MinHashDedup
+        from datagen.filters.minhash import MinHashDedup
 
         return MinHashDedup(cfg.minhash)
     return _build_lazy(name, getattr(cfg, name), source)

@@ -39,10 +39,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..record import Record
-from ..text import count_words_or_chars
-from .base import FilterContext, Verdict
-from .embeddings import DEFAULT_EMBED_MODEL, EmbeddingStore, embed_text
+from datagen.record import Record
+from datagen.text import count_words_or_chars
+from datagen.filters.base import FilterContext, Verdict
+from datagen.filters.embeddings import DEFAULT_EMBED_MODEL, EmbeddingStore, embed_text
 
 # threshold field -> (score key, "min" | "max", reason code), as the quality stage's
 THRESHOLDS: dict[str, tuple[str, str, str]] = {"min_relevance": ("relevance", "min", "off_topic")}

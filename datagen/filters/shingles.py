@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import xxhash
 
-from ..text import tokens
+from datagen.text import tokens
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant: the polynomial's base
 # murmur3 finalizers (shift, multiplier, shift, multiplier, shift) for 64- and 32-bit words

@@ -28,7 +28,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .shingles import FMIX32, fmix
+from datagen.filters.shingles import FMIX32, fmix
 
 ENGINES = ("auto", "datasketch", "rensa")
 _BATCH_CELLS = 1 << 18  # shingles x num_perm per numpy product (1 MiB of uint32: stays in cache)
@@ -45,7 +45,7 @@ def resolve_engine(engine: str) -> str:
     if engine == "auto":
         return "datasketch"
     if engine == "rensa" and not rensa_available():
-        from ..errors import UserError
+        from datagen.errors import UserError
 
         raise UserError("MinHash engine 'rensa' is not installed; pip install 'datagen-train[fast]' or use --minhash-engine datasketch")
     return engine

@@ -37,14 +37,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
-from ..core.runner import Batch, Context, run_step
-from ..score.judge import JudgeSelector, Score, Selector, usage_of
-from ..score.rating import RATING_PARAMS
-from ..llm.base import ChatRequest, Completion, GenParams, LLM
-from ..record import Message, Record, Rejection
+from datagen.core.runner import Batch, Context, run_step
+from datagen.score.judge import JudgeSelector, Score, Selector, usage_of
+from datagen.score.rating import RATING_PARAMS
+from datagen.llm.base import ChatRequest, Completion, GenParams, LLM
+from datagen.record import Message, Record, Rejection
 
 if TYPE_CHECKING:
-    from ..prompts import Template
+    from datagen.prompts import Template
 
 STAGE = "distill"
 SELECT_STAGE = "distill.best_of_n"
@@ -94,8 +94,8 @@ def load_system_prompt(name: str | None) -> tuple[str | None, dict[str, str] | N
 
 
 def load_template(name: str) -> Template:
-    from .. import prompts
-    from ..errors import UserError
+    from datagen import prompts
+    from datagen.errors import UserError
 
     try:
         return prompts.load(name)
@@ -270,10 +270,10 @@ def _sum_usage(usages: Iterable[dict[str, int]]) -> dict[str, int]:
 
 # -- command line --------------------------------------------------------------------------------
 def cli(args: argparse.Namespace) -> int:
-    from ..commands import gen_params, input_settings, llm_config, read_input
-    from ..errors import UserError
-    from ..llm import make_llm
-    from ..core.rundir import RunDir
+    from datagen.commands import gen_params, input_settings, llm_config, read_input
+    from datagen.errors import UserError
+    from datagen.llm import make_llm
+    from datagen.core.rundir import RunDir
 
     if args.n < 1 or args.chunk_size < 1:
         raise UserError("--n and --chunk-size must be >= 1")

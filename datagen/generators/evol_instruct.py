@@ -43,15 +43,15 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from ..core.runner import Batch, Context, SealedPart, run_step
-from ..llm.base import ChatRequest, Completion, GenParams, LLM
-from ..llm.structured import field_of, one_field_schema
-from ..core.stats import Stats
-from ..text import has_cjk, tokens
+from datagen.core.runner import Batch, Context, SealedPart, run_step
+from datagen.llm.base import ChatRequest, Completion, GenParams, LLM
+from datagen.llm.structured import field_of, one_field_schema
+from datagen.core.stats import Stats
+from datagen.text import has_cjk, tokens
 
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: keep pydantic out of that
-    from ..record import Record, Rejection
-    from .distill import Teacher
+    from datagen.record import Record, Rejection
+    from datagen.generators.distill import Teacher
 
 STAGE = "evolve"
 DEPTH_OPERATIONS = ("add_constraints", "deepening", "concretizing", "increase_reasoning", "complicate_input")
@@ -140,7 +140,7 @@ def parse_equality(text: str) -> str:
 def refusal(answer: str) -> dict[str, Any] | None:
     """Rule 2: evidence when the answer is a refusal, by the heuristics stage's own check
     (:func:`datagen.filters.checks.refusal_in`)."""
-    from ..filters.checks import refusal_in
+    from datagen.filters.checks import refusal_in
 
     return refusal_in(answer, REFUSAL_MAX_WORDS)
 
@@ -182,7 +182,7 @@ class EvolInstruct:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        from .. import prompts
+        from datagen import prompts
 
         self.operations = tuple(self.operations)
         self.templates = {op: prompts.load(f"evol/{op}") for op in self.operations}
@@ -208,7 +208,7 @@ class EvolInstruct:
     def evolve_chunk(self, round_no: int, chunk: Sequence[Record], seen: dict[str, str], ctx: Context) -> tuple[list[Record], list[Record]]:
         """Returns (survivors, the chunk's members for the next pool); rejections and counts go
         to ``ctx``. ``seen`` (normalized instruction -> record id) grows by the survivors."""
-        from ..record import Rejection
+        from datagen.record import Rejection
 
         st = ctx.stats
         attempts = [_Attempt(parent=p, op=self.pick(round_no, p.id)) for p in chunk]
@@ -300,7 +300,7 @@ class EvolInstruct:
         return survivors, next_pool
 
     def _candidate(self, a: _Attempt, round_no: int, text: str, comp: Completion) -> Record:
-        from ..record import Record
+        from datagen.record import Record
 
         return Record.from_turns(
             text,
@@ -327,7 +327,7 @@ class EvolInstruct:
         return out
 
     def _judge_answer(self, a: _Attempt, comp: Completion, reject) -> None:
-        from .distill import judge_completion
+        from datagen.generators.distill import judge_completion
 
         assert self.teacher is not None and a.candidate is not None
         bad = judge_completion(comp)
@@ -431,7 +431,7 @@ def pass_rates(extra: dict[str, Any]) -> dict[str, Any]:
 
 # -- command line ------------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..cli import add_llm_args, out_dir
+    from datagen.cli import add_llm_args, out_dir
 
     p.add_argument("--seeds", default="seeds/175.jsonl", metavar="FILE",
                    help="instructions to evolve: a Self-Instruct seed-task file (instruction + input) or any records file (alpaca, sharegpt, messages, record: its last user turn); default: the bundled seeds/175.jsonl")
@@ -451,7 +451,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _operations(spec: str) -> tuple[str, ...]:
-    from ..errors import UserError
+    from datagen.errors import UserError
 
     ops = tuple(dict.fromkeys(o.strip() for o in spec.split(",") if o.strip()))
     unknown = [o for o in ops if o not in OPERATIONS]
@@ -461,15 +461,15 @@ def _operations(spec: str) -> tuple[str, ...]:
 
 
 def cli(args: argparse.Namespace) -> int:
-    from .. import prompts
-    from ..assets import resolve_seed_file
-    from ..commands import gen_params, input_settings, llm_config
-    from ..errors import UserError
-    from ..io import read_records
-    from ..llm import make_llm
-    from ..record import Rejection
-    from ..core.rundir import RunDir
-    from .distill import Teacher, load_system_prompt
+    from datagen import prompts
+    from datagen.assets import resolve_seed_file
+    from datagen.commands import gen_params, input_settings, llm_config
+    from datagen.errors import UserError
+    from datagen.io import read_records
+    from datagen.llm import make_llm
+    from datagen.record import Rejection
+    from datagen.core.rundir import RunDir
+    from datagen.generators.distill import Teacher, load_system_prompt
 
     if args.rounds < 1 or args.chunk_size < 1:
         raise UserError("--rounds and --chunk-size must be >= 1")

@@ -44,7 +44,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Hashable, Iterable, Sequence
 
-from ..text import tokens as tokenize
+from datagen.text import tokens as tokenize
 
 _MIN_REINDEX = 64
 

@@ -51,14 +51,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from ..core.runner import Batch, Context, SealedPart, run_step
-from ..core.stats import Stats
-from ..filters.instructions import MAX_WORDS, MIN_WORDS, check_instruction
-from ..llm.base import ChatRequest, Completion, GenParams, LLM
-from ..llm.structured import field_of, one_field_schema
-from ..record import Record, Rejection
-from ..text import normalize_space
-from .novelty import Match, NoveltyIndex
+from datagen.core.runner import Batch, Context, SealedPart, run_step
+from datagen.core.stats import Stats
+from datagen.filters.instructions import MAX_WORDS, MIN_WORDS, check_instruction
+from datagen.llm.base import ChatRequest, Completion, GenParams, LLM
+from datagen.llm.structured import field_of, one_field_schema
+from datagen.record import Record, Rejection
+from datagen.text import normalize_space
+from datagen.generators.novelty import Match, NoveltyIndex
 
 STAGE = "self-instruct"
 INSTANCE_STAGE = "self-instruct.instances"
@@ -82,9 +82,9 @@ _NO_INPUT = {"", "none", "<none>", "(none)", "<noinput>", "<no input>", "no inpu
 def load_seed_tasks(path: str | os.PathLike[str], limit: int | None = None) -> list[dict[str, Any]]:
     """Read Self-Instruct seed tasks (JSONL, a JSON array or Parquet). Any problem raises an
     :class:`~datagen.errors.InputError` naming the file, the line and the field."""
-    from ..errors import FieldError, InputError
-    from ..formats import parse_seed_task
-    from ..io import open_rows, row_error
+    from datagen.errors import FieldError, InputError
+    from datagen.formats import parse_seed_task
+    from datagen.io import open_rows, row_error
 
     p = Path(path)
     kind, rows = open_rows(p)  # a missing, unreadable or directory path is refused there
@@ -311,7 +311,7 @@ class Settings:
         return 5 + 3 * math.ceil(self.num / self.requests_per_round)
 
     def check(self) -> None:
-        from ..errors import UserError
+        from datagen.errors import UserError
 
         if self.mode not in MODE_TEMPLATES:
             raise UserError(f"--mode must be one of {', '.join(MODE_TEMPLATES)}")
@@ -351,7 +351,7 @@ class SelfInstruct:
     """The bootstrap loop over an ``llm``. ``run(run_dir)`` does (or resumes) the whole run."""
 
     def __init__(self, llm: LLM, params: GenParams, seeds: list[dict[str, Any]], settings: Settings | None = None, templates: dict[str, Any] | None = None) -> None:
-        from .. import prompts
+        from datagen import prompts
 
         self.llm = llm
         self.params = params
@@ -656,7 +656,7 @@ def _closer(a: Match | None, b: Match | None) -> Match | None:
 
 # -- command line ------------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..cli import add_llm_args, out_dir
+    from datagen.cli import add_llm_args, out_dir
 
     p.add_argument("--seeds", default="seeds/175.jsonl", metavar="FILE", help="seed tasks in Self-Instruct format {id, name, instruction, instances: [{input, output}], is_classification} (default: the bundled seeds/175.jsonl)")
     p.add_argument("--out", "-o", required=True, metavar="DIR", type=out_dir, help="run directory (records.jsonl, rejected.jsonl, stats.json, manifest.json)")
@@ -678,11 +678,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cli(args: argparse.Namespace) -> int:
-    from ..assets import resolve_seed_file
-    from ..commands import gen_params, llm_config
-    from ..errors import UserError
-    from ..llm import make_llm
-    from ..core.rundir import RunDir, file_digest
+    from datagen.assets import resolve_seed_file
+    from datagen.commands import gen_params, llm_config
+    from datagen.errors import UserError
+    from datagen.llm import make_llm
+    from datagen.core.rundir import RunDir, file_digest
 
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be >= 1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .base import BackendUnavailable, BudgetExceeded, ChatRequest, Completion, GenParams, LLM, LLMError, TokenLogprob, Usage
+from datagen.llm.base import BackendUnavailable, BudgetExceeded, ChatRequest, Completion, GenParams, LLM, LLMError, TokenLogprob, Usage
 
 __all__ = [
     "BackendUnavailable", "BudgetExceeded", "ChatRequest", "Completion", "GenParams", "LLM", "LLMConfig", "LLMError",
@@ -46,11 +46,11 @@ class LLMConfig:
 
 def make_llm(cfg: LLMConfig) -> LLM:
     if cfg.backend == "local":
-        from .local import LocalLLM
+        from datagen.llm.local import LocalLLM
 
         llm: LLM = LocalLLM(cfg.model or DEFAULT_LOCAL_MODEL, batch_size=cfg.batch_size, device=cfg.device)
     elif cfg.backend == "openai":
-        from .openai_compat import OpenAICompatLLM
+        from datagen.llm.openai_compat import OpenAICompatLLM
 
         if not cfg.model:
             raise LLMError("--llm openai needs --model (the model name the server serves)")
@@ -59,6 +59,6 @@ def make_llm(cfg: LLMConfig) -> LLM:
         raise LLMError(f"unknown LLM backend {cfg.backend!r}; use 'local' or 'openai'")
     if cfg.no_cache:
         return llm
-    from .cache import CachedLLM, RequestCache
+    from datagen.llm.cache import CachedLLM, RequestCache
 
     return CachedLLM(llm, RequestCache(cfg.cache))

@@ -11,7 +11,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Collection, Protocol, Sequence, runtime_checkable
 
-from ..errors import BackendUnavailable, BudgetExceeded, RunStopped
+from datagen.errors import BackendUnavailable, BudgetExceeded, RunStopped
 
 __all__ = ["BackendUnavailable", "BudgetExceeded", "RunStopped"]  # raised by backends; defined with the other errors
 

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..core.kvcache import SqliteStore
-from .base import ChatRequest, Completion, GenParams, LLM, Usage
+from datagen.core.kvcache import SqliteStore
+from datagen.llm.base import ChatRequest, Completion, GenParams, LLM, Usage
 
 
 def default_cache_path() -> Path:

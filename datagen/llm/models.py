@@ -43,9 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from .base import LLMError
-from .cache import default_cache_path
-from .portable import make_portable
+from datagen.llm.base import LLMError
+from datagen.llm.cache import default_cache_path
+from datagen.llm.portable import make_portable
 
 if TYPE_CHECKING:
     import torch

@@ -46,9 +46,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import openai
 from openai.types.chat import ChatCompletion
-from ..core.progress import bar as progress_bar
-from .base import JSON_MIN_TOKENS, BackendUnavailable, BudgetExceeded, ChatRequest, Completion, GenParams, LLMError, TokenLogprob, Usage
-from .capabilities import JSON_DIALECTS, LLAMA_CPP_PYTHON, OPTIONAL_FIELDS, SERVER_MARKS, Capabilities, refused_field
+from datagen.core.progress import bar as progress_bar
+from datagen.llm.base import JSON_MIN_TOKENS, BackendUnavailable, BudgetExceeded, ChatRequest, Completion, GenParams, LLMError, TokenLogprob, Usage
+from datagen.llm.capabilities import JSON_DIALECTS, LLAMA_CPP_PYTHON, OPTIONAL_FIELDS, SERVER_MARKS, Capabilities, refused_field
 
 try:  # openai >= 3 is built on httpx2, older releases on httpx
     import httpx2 as httpx
@@ -56,7 +56,7 @@ except ImportError:  # pragma: no cover - depends on the installed openai
     import httpx  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
-    from . import LLMConfig
+    from datagen.llm import LLMConfig
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from .data import _read_json
-from .svg import fmt
-from .training import _flat_scalars, _num
+from datagen.errors import UserError
+from datagen.report.data import _read_json
+from datagen.report.svg import fmt
+from datagen.report.training import _flat_scalars, _num
 
 BASELINE = "random"  # the arm every other is compared with
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..cli import out_file
+    from datagen.cli import out_file
 
     p.add_argument("dirs", nargs="+", metavar="DIR",
                    help="run directories in pipeline order (e.g. evolve filter select); the report goes into the last one")
@@ -26,19 +26,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cli(args: argparse.Namespace) -> int:
-    from . import data
+    from datagen.report import data
 
     if args.text:
-        from .text import ablation_summary, summary
+        from datagen.report.text import ablation_summary, summary
 
         text = summary(data.load_runs(args.dirs))
         if args.ablation:
-            from .ablation import read_ablation
+            from datagen.report.ablation import read_ablation
 
             text += "\n\n" + ablation_summary(read_ablation(args.ablation))
         print(text)
         return 0
-    from . import html
+    from datagen.report import html
 
     t0 = time.time()
     report = data.build(args.dirs, cache_dir=Path(args.cache_dir) if args.cache_dir else None, train=args.train,

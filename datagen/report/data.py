@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UserError
-from ..text import detect_language
+from datagen.errors import UserError
+from datagen.text import detect_language
 
 if TYPE_CHECKING:
-    from .ablation import AblationView
-    from .training import EvalView, TrainingView
+    from datagen.report.ablation import AblationView
+    from datagen.report.training import EvalView, TrainingView
 
 MAX_TEXT_CHARS = 4000  # text kept per record in the report (the run directory keeps all of it)
 PREVIEW_CHARS = 160  # instruction shown per row of the record browser
@@ -314,7 +314,7 @@ def _stage_settings(run: Run, name: str) -> dict[str, Any] | None:
 def thresholds(runs: Sequence[Run]) -> list[Threshold]:
     """Score thresholds the runs applied: ``datagen filter``'s quality and semantic sections
     (effective values, as the manifest describes them) and ``datagen select``'s ``--min``/``--max``."""
-    from ..filters import quality, semantic
+    from datagen.filters import quality, semantic
 
     out = []
     for run in runs:
@@ -366,7 +366,7 @@ class DetectionCurve:
 
     @property
     def at_threshold(self) -> float:
-        from ..filters.lsh import detection_probability
+        from datagen.filters.lsh import detection_probability
 
         return float(detection_probability(self.threshold, self.bands, self.rows))
 
@@ -378,7 +378,7 @@ def detection_curve(runs: Sequence[Run], points: int = 101) -> DetectionCurve | 
         m = _stage_settings(run, "minhash")
         if not m or not m.get("bands") or not m.get("rows"):
             continue
-        from ..filters.lsh import detection_probability
+        from datagen.filters.lsh import detection_probability
 
         b, r, t = int(m["bands"]), int(m["rows"]), float(m.get("threshold", 0.0))
         pts = [(i / (points - 1), float(detection_probability(i / (points - 1), b, r))) for i in range(points)]
@@ -528,7 +528,7 @@ class EmbeddingMap:
 def embedding_settings(runs: Sequence[Run]) -> tuple[str, str | None]:
     """(embedding model, cache dir) named by the runs' manifests (select's ``embeddings`` note,
     filter's semantic stage), defaulting to the embedded model and the default cache."""
-    from ..filters.embeddings import DEFAULT_EMBED_MODEL
+    from datagen.filters.embeddings import DEFAULT_EMBED_MODEL
 
     for run in reversed(runs):
         emb = run.manifest.get("embeddings")
@@ -545,7 +545,7 @@ def embedding_map(index: Index, cache_dir: Path, model: str) -> tuple[EmbeddingM
     Returns (map, note); the map is None, with the note saying why, when nothing is cached."""
     import numpy as np
 
-    from ..filters.embeddings import EmbeddingStore
+    from datagen.filters.embeddings import EmbeddingStore
 
     entries = [e for e in index if e.response]
     if not entries:
@@ -689,8 +689,8 @@ def build(paths: Sequence[str | Path], cache_dir: Path | None = None, train: str
           eval_path: str | Path | None = None, embeddings: bool = True, ablation: str | Path | dict[str, Any] | None = None) -> ReportData:
     """Read the run directories (pipeline order) and compute every view. ``ablation`` is an
     ablation directory, its ``ablation.json``, or the document itself (as ``datagen ablate`` has it)."""
-    from .ablation import parse_ablation, read_ablation
-    from .training import read_eval, read_training
+    from datagen.report.ablation import parse_ablation, read_ablation
+    from datagen.report.training import read_eval, read_training
 
     runs = load_runs(paths)
     abl = None if ablation is None else parse_ablation(ablation) if isinstance(ablation, dict) else read_ablation(ablation)
@@ -702,7 +702,7 @@ def build(paths: Sequence[str | Path], cache_dir: Path | None = None, train: str
     if embeddings:
         model, cached_at = embedding_settings(runs)
         if cache_dir is None:
-            from ..commands_select import default_cache_dir
+            from datagen.commands_select import default_cache_dir
 
             cache_dir = Path(cached_at) if cached_at else default_cache_dir()
         emb, note = embedding_map(index, cache_dir, model)

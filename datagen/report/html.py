@@ -19,10 +19,10 @@ from typing import Any
 
 from markupsafe import Markup
 
-from ..record import dumps_strict
-from . import svg
-from .ablation import BASELINE, Spread, format_value, metric_label, overall
-from .data import (
+from datagen.record import dumps_strict
+from datagen.report import svg
+from datagen.report.ablation import BASELINE, Spread, format_value, metric_label, overall
+from datagen.report.data import (
     MAX_TEXT_CHARS,
     Cluster,
     Entry,
@@ -274,7 +274,7 @@ def render(data: ReportData, title: str | None = None) -> str:
 
 def write(data: ReportData, path: str | Path, title: str | None = None) -> Path:
     """Render and write atomically; returns the path."""
-    from ..io import atomic_open
+    from datagen.io import atomic_open
 
     p = Path(path)
     with atomic_open(p) as f:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .ablation import AblationView, metric_label, overall
-from .data import FunnelRow, Run, build_index, funnel, top_reasons
+from datagen.report.ablation import AblationView, metric_label, overall
+from datagen.report.data import FunnelRow, Run, build_index, funnel, top_reasons
 
 
 def summary(runs: Sequence[Run], n_reasons: int = 10) -> str:

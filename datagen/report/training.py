@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from .data import MAX_TEXT_CHARS, _read_json, clip
+from datagen.errors import UserError
+from datagen.report.data import MAX_TEXT_CHARS, _read_json, clip
 
 
 # -- training -------------------------------------------------------------------------

@@ -8,12 +8,12 @@ import abc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..llm.base import ChatRequest, Completion, GenParams, LLM
-from .rating import RATING_PARAMS, rate
+from datagen.llm.base import ChatRequest, Completion, GenParams, LLM
+from datagen.score.rating import RATING_PARAMS, rate
 
 if TYPE_CHECKING:
-    from ..prompts import Template
-    from ..record import Record
+    from datagen.prompts import Template
+    from datagen.record import Record
 
 SCALE = range(1, 6)
 

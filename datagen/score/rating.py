@@ -24,8 +24,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from ..llm.base import Completion, GenParams, TokenLogprob
-from ..llm.structured import field_of, one_field_schema
+from datagen.llm.base import Completion, GenParams, TokenLogprob
+from datagen.llm.structured import field_of, one_field_schema
 
 MIN_DIGIT_MASS = 0.5  # least probability on the scale's digits for an expected rating
 
