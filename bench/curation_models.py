@@ -28,11 +28,11 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DATAGEN_PROGRESS", "0")
 
-from datagen.filters.base import FilterContext  # noqa: E402
-from datagen.filters.embeddings import EmbeddingStore, embed_text  # noqa: E402
-from datagen.filters.quality import QualityStage  # noqa: E402
-from datagen.filters.semantic import _cluster, _greedy_dedup  # noqa: E402
-from datagen.record import Record  # noqa: E402
+from datagen.curate.base import FilterContext  # noqa: E402
+from datagen.score.embeddings import EmbeddingStore, embed_text  # noqa: E402
+from datagen.curate.stages.quality import QualityStage  # noqa: E402
+from datagen.curate.dedup.semantic import _cluster, _greedy_dedup  # noqa: E402
+from datagen.core.record import Record  # noqa: E402
 from datagen.core.stats import Stats  # noqa: E402
 
 WORDS = ("data model answer question river city code list number history music science table "

@@ -54,15 +54,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datagen.filters.base import FilterContext  # noqa: E402
-from datagen.filters.config import MinHashConfig  # noqa: E402
-from datagen.filters.dedup import UnionFind, pick_survivor  # noqa: E402
-from datagen.filters.minhash import MinHashDedup  # noqa: E402
-from datagen.filters.shingles import Shingler, jaccard  # noqa: E402
-from datagen.filters.signatures import rensa_available  # noqa: E402
-from datagen.record import Record  # noqa: E402
+from datagen.curate.base import FilterContext  # noqa: E402
+from datagen.curate.config import MinHashConfig  # noqa: E402
+from datagen.curate.dedup.groups import UnionFind, pick_survivor  # noqa: E402
+from datagen.curate.dedup.minhash import MinHashDedup  # noqa: E402
+from datagen.curate.dedup.shingles import Shingler, jaccard  # noqa: E402
+from datagen.curate.dedup.signatures import rensa_available  # noqa: E402
+from datagen.core.record import Record  # noqa: E402
 from datagen.core.stats import Stats  # noqa: E402
-from datagen.text import tokens  # noqa: E402
+from datagen.core.text import tokens  # noqa: E402
 
 MODULES = """os re json collections itertools functools pathlib typing argparse logging subprocess threading
 asyncio email http.client urllib.request urllib.parse xml.etree.ElementTree datetime decimal fractions statistics

@@ -34,9 +34,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datagen.io import read_records, write_records
-from datagen.record import Record
-from datagen.text import word_equivalents
+from datagen.core.io import read_records, write_records
+from datagen.core.record import Record
+from datagen.core.text import word_equivalents
 
 KINDS = ("truncation", "refusal", "near_duplicate", "off_topic", "wrong_language")
 REFUSALS = (

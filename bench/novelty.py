@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datagen.generators.novelty import NoveltyIndex, best_match_bruteforce  # noqa: E402
+from datagen.generate.novelty import NoveltyIndex, best_match_bruteforce  # noqa: E402
 
 VERBS = "write describe explain summarize compare list classify translate rewrite generate suggest evaluate outline analyze identify find create design propose convert calculate estimate predict rank sort extract paraphrase critique draft plan".split()
 AUDIENCE = "children students beginners experts managers tourists parents engineers doctors teenagers".split()

@@ -4,7 +4,7 @@ all-pairs loop over Google's ``rouge-score`` package.
 Self-Instruct decides whether a new instruction joins the pool by scoring it with rouge-score's
 ROUGE-L against every instruction already there and rejecting it when the best F-measure exceeds
 0.7. Our baseline is Stanford Alpaca's faster form of that loop: every text tokenized once by
-rouge-score's tokenizer, then ``rouge_scorer._score_lcs`` (rouge-score's own LCS) per pair. :class:`datagen.generators.novelty.NoveltyIndex`
+rouge-score's tokenizer, then ``rouge_scorer._score_lcs`` (rouge-score's own LCS) per pair. :class:`datagen.generate.novelty.NoveltyIndex`
 answers the same question exactly without visiting the whole pool. This script checks that both
 take the same accept/reject decision, with the same closest score, and compares their speed.
 
@@ -39,8 +39,8 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datagen.generators.novelty import NoveltyIndex  # noqa: E402
-from datagen.text import tokens  # noqa: E402
+from datagen.generate.novelty import NoveltyIndex  # noqa: E402
+from datagen.core.text import tokens  # noqa: E402
 
 TEMPLATES = [
     "{Verb} a {form} about {topic} for {audience}{constraint}.",

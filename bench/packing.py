@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from datagen.record import Record
+from datagen.core.record import Record
 from train.data import (
     IGNORE_INDEX,
     Sample,

@@ -28,7 +28,7 @@ WORDS = ["data", "model", "token", "train", "loss", "batch", "sort", "list", "ap
 
 def make_run(out: Path, n: int, seed: int = 0) -> list[tuple[str, str]]:
     """A finished ``filter`` run of ``n`` records; returns (id, embed text) of those with answers."""
-    from datagen.record import Record, Rejection
+    from datagen.core.record import Record, Rejection
     from datagen.core.rundir import RunDir
     from datagen.core.stats import Stats
 

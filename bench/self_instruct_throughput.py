@@ -36,13 +36,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from datagen.assets import resolve_seed_file  # noqa: E402
-from datagen.filters.instructions import BLACKLIST  # noqa: E402
-from datagen.generators.self_instruct import SelfInstruct, Settings, load_seed_tasks  # noqa: E402
+from datagen.core.assets import resolve_seed_file  # noqa: E402
+from datagen.curate.stages.instructions import BLACKLIST  # noqa: E402
+from datagen.generate.self_instruct import SelfInstruct, Settings
+from datagen.generate.self_instruct_parsing import load_seed_tasks  # noqa: E402
 from datagen.llm import GenParams  # noqa: E402
 from datagen.llm.openai_compat import OpenAICompatLLM  # noqa: E402
 from datagen.core.rundir import RunDir  # noqa: E402
-from datagen.text import tokens  # noqa: E402
+from datagen.core.text import tokens  # noqa: E402
 
 SEEDS = resolve_seed_file("seeds/175.jsonl")
 VERBS = ["Write", "Explain", "Describe", "Summarize", "Compare", "List", "Suggest", "Rewrite", "Classify", "Outline"]

@@ -39,9 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from datagen import prompts as templates  # noqa: E402
-from datagen.generators.distill import Teacher, load_system_prompt  # noqa: E402
+from datagen.generate.distill import Teacher, load_system_prompt  # noqa: E402
 from datagen.score.judge import JudgeSelector  # noqa: E402
-from datagen.io import read_records  # noqa: E402
+from datagen.core.io import read_records  # noqa: E402
 from datagen.llm import GenParams  # noqa: E402
 from datagen.llm.llama_server import LlamaServer, embedded_gguf  # noqa: E402
 from datagen.llm.local import LocalLLM  # noqa: E402

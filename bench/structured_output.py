@@ -30,10 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from datagen.core.runner import Context  # noqa: E402
-from datagen.filters.base import FilterContext  # noqa: E402
-from datagen.filters.quality import QualityStage  # noqa: E402
-from datagen.generators.evol_instruct import EvolInstruct  # noqa: E402
-from datagen.io import read_records  # noqa: E402
+from datagen.curate.base import FilterContext  # noqa: E402
+from datagen.curate.stages.quality import QualityStage  # noqa: E402
+from datagen.generate.evol_instruct import EvolInstruct  # noqa: E402
+from datagen.core.io import read_records  # noqa: E402
 from datagen.llm import GenParams  # noqa: E402
 from datagen.llm.llama_server import LlamaServer, embedded_gguf  # noqa: E402
 from datagen.llm.openai_compat import OpenAICompatLLM  # noqa: E402

@@ -34,8 +34,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DATAGEN_PROGRESS", "0")
 
-from datagen.io import read_records
-from datagen.record import Record
+from datagen.core.io import read_records
+from datagen.core.record import Record
 
 TOPICS = ["rivers", "bridges", "volcanoes", "printing", "bees", "tides", "glass", "chess", "comets", "bread"]
 SENTENCES = [

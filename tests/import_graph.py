@@ -44,7 +44,7 @@ def imports(path: Path) -> set[str]:
 
 
 def unit(module: str) -> str:
-    """``datagen.filters.minhash`` -> ``datagen.filters``; ``datagen.cli`` -> ``datagen.cli``;
+    """``datagen.curate.dedup.minhash`` -> ``datagen.curate``; ``datagen.cli`` -> ``datagen.cli``;
     ``train.run`` -> ``train``."""
     parts = module.split(".")
     if parts[0] == "train":

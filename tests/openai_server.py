@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import re
 import socket
 import sys

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from datagen.record import Record, Rejection
+from datagen.core.record import Record, Rejection
 from datagen.core.rundir import RunDir
 from datagen.core.stats import Stats
 

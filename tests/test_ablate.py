@@ -14,9 +14,9 @@ from datagen.ablate.arms import build_arms, random_arm
 from datagen.ablate.runs import answer_limit, judge_arm, strict_scores, train_config
 from datagen.ablate.summary import composition, near_duplicate_groups, paired_defects, paired_loss, removed_by, sign_test
 from datagen.report.ablation import spread
-from datagen.io import read_records, write_records
+from datagen.core.io import read_records, write_records
 from datagen.llm.base import ChatRequest, GenParams, TokenLogprob
-from datagen.record import Record
+from datagen.core.record import Record
 from tests.scripted import ScriptedLLM
 
 
@@ -178,7 +178,7 @@ def test_debiased_win_rate_reads_a_position_biased_judges_probabilities(tmp_path
 
 
 def test_choice_log_odds_handles_missing_and_absent_choices():
-    from train.evaluate import choice_log_odds, debiased_preference
+    from datagen.score.pairwise import choice_log_odds, debiased_preference
 
     assert choice_log_odds(None) is None
     assert choice_log_odds([TokenLogprob("The", -0.1, {"The": -0.1, "It": -2.5})]) is None

@@ -6,13 +6,13 @@ import math
 
 import pytest
 
-from datagen import prompts
-from datagen.generators import distill as d
-from datagen.io import iter_jsonl
+from datagen.core import prompts
+from datagen.generate import distill as d
+from datagen.core.io import iter_jsonl
 from datagen.llm.base import GenParams, TokenLogprob
 from datagen.llm.cache import CachedLLM, RequestCache
 from datagen.core.rundir import RunDir
-from datagen.record import Message, Record
+from datagen.core.record import Message, Record
 from datagen.score import judge
 from tests.scripted import Interrupting, ScriptedLLM
 

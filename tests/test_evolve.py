@@ -6,13 +6,13 @@ import re
 
 import pytest
 
-from datagen.errors import UserError
-from datagen.generators import evol_instruct as ev
-from datagen.generators.distill import Teacher
-from datagen.io import iter_jsonl
+from datagen.core.errors import UserError
+from datagen.generate import evol_instruct as ev
+from datagen.generate.distill import Teacher
+from datagen.core.io import iter_jsonl
 from datagen.llm.base import GenParams
 from datagen.llm.cache import CachedLLM, RequestCache
-from datagen.record import Record
+from datagen.core.record import Record
 from datagen.core.rundir import RunDir
 from tests.scripted import Interrupting, ScriptedLLM
 
@@ -68,7 +68,7 @@ def seed_file(tmp_path):
 
 
 def pool_of(tmp_path):
-    from datagen.io import read_records
+    from datagen.core.io import read_records
 
     return list(read_records(seed_file(tmp_path), require_answer=False))
 

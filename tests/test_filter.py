@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from datagen.errors import UserError
-from datagen.filters import registry
-from datagen.filters.config import FilterConfig, load_config
-from datagen.filters.pipeline import FilterPipeline
-from datagen.record import Record, Rejection
+from datagen.core.errors import UserError
+from datagen.curate import registry
+from datagen.curate.config import FilterConfig, load_config
+from datagen.curate.pipeline import FilterPipeline
+from datagen.core.record import Record, Rejection
 from datagen.core.rundir import RunDir
 from datagen.core.stats import Stats
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from datagen.errors import FieldError
-from datagen.formats import detect_format, to_record, to_row
-from datagen.record import Record
+from datagen.core.errors import FieldError
+from datagen.core.formats import detect_format, to_record, to_row
+from datagen.core.record import Record
 
 ALPACA = [
     {"instruction": "Give three tips for staying healthy.", "input": "", "output": "Eat well, sleep, move."},

@@ -16,7 +16,7 @@ from conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
-# Every reason code self-instruct can write (see datagen/generators/self_instruct.py's docstring).
+# Every reason code self-instruct can write (see datagen/generate/self_instruct.py's docstring).
 SELF_INSTRUCT_REASONS = {
     "self-instruct": {"llm_error", "no_tasks_parsed", "unparsed_task", "truncated", "too_short", "too_long", "blacklisted",
                       "starts_with_punctuation", "write_a_program", "near_duplicate", "surplus", "no_valid_instance"},

@@ -2,9 +2,9 @@
 
 import pytest
 
-from datagen.filters.config import HeuristicsConfig
-from datagen.filters.heuristics import CODES, Heuristics
-from datagen.record import Record
+from datagen.curate.config import HeuristicsConfig
+from datagen.curate.stages.heuristics import CODES, Heuristics
+from datagen.core.record import Record
 
 LONG_EN = " ".join(["The function walks the list once and keeps a running total of the values it has seen."] * 4)
 

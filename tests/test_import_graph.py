@@ -1,5 +1,6 @@
 """The package's import graph (every import, function-local ones too): no cycle between units,
-the report never imports the ablation, and only the ablation imports the trainer."""
+each layer imports only the layers below it, the report never imports the ablation, only the
+ablation imports the trainer, and the trainer uses only datagen's core and model layer."""
 
 from __future__ import annotations
 
@@ -16,6 +17,23 @@ def test_the_report_reads_what_the_ablation_wrote_without_importing_it():
 
 def test_only_the_ablation_imports_the_trainer():
     assert sorted(src for src, targets in graph().items() if "train" in targets) == ["datagen.ablate"]
+
+
+# bottom to top: a unit may import the units before it, never one after it
+LAYERS = ["datagen.core", "datagen.llm", "datagen.score", "datagen.curate", "datagen.generate", "datagen.report",
+          "datagen.ablate", "datagen.commands", "datagen.cli"]
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+    edges = graph()
+    assert set(LAYERS) | {"train"} == set(edges) - {"datagen"}  # a new unit takes its place here
+    for i, unit in enumerate(LAYERS):
+        above = set(LAYERS[i + 1:])
+        assert not edges[unit] & above, f"{unit} imports {sorted(edges[unit] & above)}"
+
+
+def test_the_trainer_uses_only_the_core_and_the_model_layer():
+    assert graph()["train"] <= {"datagen.core", "datagen.llm"}
 
 
 def test_the_checker_sees_cycles_and_function_local_imports(tmp_path):

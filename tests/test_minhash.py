@@ -5,13 +5,13 @@ import random
 import numpy as np
 import pytest
 
-from datagen.filters.base import FilterContext
-from datagen.filters.config import MinHashConfig
-from datagen.filters.lsh import detection_probability, optimal_params
-from datagen.filters.minhash import MinHashDedup
-from datagen.filters.shingles import Shingler, jaccard
-from datagen.filters.signatures import low32, rensa_available, signatures
-from datagen.record import Record
+from datagen.curate.base import FilterContext
+from datagen.curate.config import MinHashConfig
+from datagen.curate.dedup.lsh import detection_probability, optimal_params
+from datagen.curate.dedup.minhash import MinHashDedup
+from datagen.curate.dedup.shingles import Shingler, jaccard
+from datagen.curate.dedup.signatures import low32, rensa_available, signatures
+from datagen.core.record import Record
 from datagen.core.stats import Stats
 
 EN = ("The mitochondria is the powerhouse of the cell: it turns the food we eat into energy that "

@@ -32,7 +32,7 @@ def test_wheel_carries_assets_and_finds_them(wheel, tmp_path):
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
     code = (
-        "import datagen.assets as a, datagen.prompts as p;"
+        "import datagen.core.assets as a, datagen.core.prompts as p;"
         "assert str(a.prompts_dir()).startswith(%r), a.prompts_dir();"
         "assert (a.seeds_dir() / '175.jsonl').exists();"
         "print(p.load('distill/system').sha)" % str(target)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from datagen.filters.base import FilterContext
-from datagen.filters.complexity import complexity_features
-from datagen.filters.quality import QualityConfig, QualityStage
+from datagen.curate.base import FilterContext
+from datagen.score.complexity import complexity_features
+from datagen.curate.stages.quality import QualityConfig, QualityStage
 from datagen.score.rating import digit_in_text, expected_rating, rate
 from datagen.llm.base import ChatRequest, Completion, GenParams, TokenLogprob
 from datagen.llm.local import AnswerLoss
-from datagen.record import Record
+from datagen.core.record import Record
 from datagen.core.stats import Stats
 from tests.scripted import ScriptedLLM
 
@@ -205,7 +205,7 @@ def test_judge_and_ifd_on_the_embedded_model(tmp_path, local_llm):
 
 
 def test_a_chinese_instruction_is_not_scored_longer_than_its_english_translation():
-    from datagen.text import word_equivalents
+    from datagen.core.text import word_equivalents
 
     en = "Write a short story about a cat who learns to swim, in under two hundred words, for young children."
     zh = "为小朋友写一个关于一只学会游泳的猫的短篇故事，不超过两百字。"

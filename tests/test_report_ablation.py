@@ -17,7 +17,7 @@ from conftest import DATA
 from report_fixtures import pipeline
 
 from datagen.report.ablation import spread
-from datagen.errors import UserError
+from datagen.core.errors import UserError
 from datagen.report import data, html, svg
 from datagen.report.ablation import parse_ablation, read_ablation
 from datagen.report.text import ablation_summary

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from report_fixtures import XSS, pipeline
 
-from datagen.errors import UserError
+from datagen.core.errors import UserError
 from datagen.core.kvcache import KVCache, sha_key
-from datagen.filters.lsh import detection_probability as lsh_probability
-from datagen.report import data
+from datagen.curate.dedup.lsh import detection_probability as lsh_probability
+from datagen.report import data, figures
+from datagen.report import runs as report_runs
 from datagen.report.html import script_json
 from datagen.report.text import summary
 from datagen.report.training import read_eval, read_training
@@ -36,7 +37,7 @@ def test_funnel_equals_stats_json(runs):
         for name, s in stats["stages"].items():
             assert (mine[name].n_in, mine[name].n_out, mine[name].rejected) == (s["in"], s["out"], s["rejected"])
             assert mine[name].rejected_total == s["rejected_total"]
-    assert [(r, st, reason, c) for r, st, reason, c in data.top_reasons(rows, 2)] == [
+    assert [(r, st, reason, c) for r, st, reason, c in report_runs.top_reasons(rows, 2)] == [
         ("filter", "minhash", "near_duplicate", 2), ("evolve", "evolve", "copied_scaffolding", 1)]
 
 
@@ -111,7 +112,7 @@ def test_duplicate_clusters(runs):
 
 def test_word_diff_rebuilds_both_texts():
     a, b = "sort the list and remove duplicates", "sort the long list and drop duplicates now"
-    d = data.word_diff(a, b)
+    d = figures.word_diff(a, b)
     assert "".join(t for op, t in d if op != "+") == a
     assert "".join(t for op, t in d if op != "-") == b
     assert ("+", " long") in d and ("-", "remove") in d and ("+", "drop") in d
@@ -189,9 +190,9 @@ def test_text_summary(runs):
 
 def test_not_a_run_directory(tmp_path):
     with pytest.raises(UserError, match="not a datagen run directory"):
-        data.load_run(tmp_path)
+        report_runs.load_run(tmp_path)
     with pytest.raises(UserError, match="no such directory"):
-        data.load_run(tmp_path / "nope")
+        report_runs.load_run(tmp_path / "nope")
 
 
 def test_training_reader_is_tolerant(tmp_path):

@@ -298,7 +298,7 @@ def test_convert_out_is_an_existing_directory(tmp_path):
 
 
 def test_records_never_hold_non_standard_json(tmp_path):
-    from datagen.record import Record
+    from datagen.core.record import Record
 
     with pytest.raises(ValueError, match="finite"):
         Record.from_turns("q", "a", scores={"judge": float("nan")})

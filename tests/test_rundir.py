@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from datagen.errors import UserError
-from datagen.record import Record, Rejection
+from datagen.core.errors import UserError
+from datagen.core.record import Record, Rejection
 from datagen.core.rundir import AlreadyComplete, RunDir
 from datagen.core.stats import Stats
 
@@ -66,7 +66,7 @@ def test_refuses_foreign_directory(tmp_path):
 def test_outputs_get_ordinary_permissions(tmp_path):
     import os
 
-    from datagen.io import write_jsonl
+    from datagen.core.io import write_jsonl
 
     write_jsonl(tmp_path / "out.jsonl", [{"a": 1}])
     mask = os.umask(0)

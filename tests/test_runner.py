@@ -8,8 +8,8 @@ import pytest
 
 from datagen.core.rundir import RunDir
 from datagen.core.runner import Batch, Context, LedgerError, check_ledger, run_step
-from datagen.errors import RunStopped
-from datagen.record import Record
+from datagen.core.errors import RunStopped
+from datagen.core.record import Record
 
 
 def _records(n: int) -> list[Record]:

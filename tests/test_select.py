@@ -8,15 +8,14 @@ import math
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from datagen.errors import UserError
-from datagen.record import Record
-from datagen.select import ScoreDef, Threshold, greedy_diverse, k_center, parse_assignments, screen, thresholds_from
+from datagen.core.errors import UserError
+from datagen.core.record import Record
+from datagen.curate.select.algorithms import ScoreDef, Threshold, greedy_diverse, k_center, parse_assignments, screen, thresholds_from
 
 
 # -- brute force references ----------------------------------------------------------------------

@@ -10,19 +10,19 @@ import re
 
 import pytest
 
-from datagen.errors import InputError
-from datagen.filters.instructions import check_instruction
-from datagen.generators.novelty import NoveltyIndex, best_match_bruteforce, lcs_length, lcs_length_dp, rouge_l, rouge_l_tokens
-from datagen.formats import to_alpaca
-from datagen.generators.self_instruct import (
-    SelfInstruct, Settings, clean_instances, load_seed_tasks, parse_alpaca_tasks, parse_instances, parse_tasks,
-    parse_yes_no,
+from datagen.core.errors import InputError
+from datagen.curate.stages.instructions import check_instruction
+from datagen.generate.novelty import NoveltyIndex, best_match_bruteforce, lcs_length, lcs_length_dp, rouge_l, rouge_l_tokens
+from datagen.core.formats import to_alpaca
+from datagen.generate.self_instruct import SelfInstruct, Settings
+from datagen.generate.self_instruct_parsing import (
+    clean_instances, load_seed_tasks, parse_alpaca_tasks, parse_instances, parse_tasks, parse_yes_no,
 )
 from datagen.llm.base import GenParams
 from datagen.llm.cache import CachedLLM, RequestCache
-from datagen.record import Record
+from datagen.core.record import Record
 from datagen.core.rundir import RunDir
-from datagen.text import count_words_or_chars, detect_language, is_cjk, tokens
+from datagen.core.text import count_words_or_chars, detect_language, is_cjk, tokens
 from tests.conftest import DATA
 from tests.scripted import ScriptedLLM
 
@@ -257,7 +257,7 @@ def test_load_seeds_and_errors(tmp_path):
 
 
 def test_bundled_seeds_resolve_from_any_cwd(tmp_path, monkeypatch):
-    from datagen.assets import resolve_seed_file
+    from datagen.core.assets import resolve_seed_file
 
     monkeypatch.chdir(tmp_path)
     path = resolve_seed_file("seeds/175.jsonl")
@@ -417,7 +417,7 @@ def test_resume_matches_uninterrupted_run(tmp_path):
 def test_an_unfinished_run_with_rounds_numbered_from_zero_is_refused_not_misread(tmp_path):
     """Runs written before the runner numbered rounds from part 0; their part 0 would be read as
     a read stage and every round shifted by one."""
-    from datagen.errors import UserError
+    from datagen.core.errors import UserError
     from datagen.core.stats import Stats
 
     run = RunDir(tmp_path / "old", "self-instruct", {"test": "old"})
@@ -430,12 +430,12 @@ def test_an_unfinished_run_with_rounds_numbered_from_zero_is_refused_not_misread
 
 def test_cli_end_to_end_with_bad_seed(tmp_path, monkeypatch):
     """cli() wiring with a scripted backend, and a located error for a bad seed file."""
-    from datagen.cli import add_llm_args, run_command  # noqa: F401
-    from datagen.generators import self_instruct
+    from datagen.commands import self_instruct
+    from datagen.core.cli import run_command
 
     p = argparse.ArgumentParser()
     self_instruct.add_arguments(p)
-    p.set_defaults(func="datagen.generators.self_instruct:cli")
+    p.set_defaults(func="datagen.commands.self_instruct:cli")
     monkeypatch.setattr("datagen.llm.make_llm", lambda cfg: ScriptedLLM(scripted_answer))
     args = p.parse_args(["--seeds", str(SEEDS), "--out", str(tmp_path / "o"), "--num", "3", "--no-cache", "--requests-per-round", "1", "--max-new-tokens", "300"])
     assert run_command(args) == 0

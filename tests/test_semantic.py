@@ -15,10 +15,10 @@ import random
 import numpy as np
 import pytest
 
-from datagen.filters.base import FilterContext
-from datagen.filters.embeddings import EmbeddingStore, embed_text
-from datagen.filters.semantic import SemanticConfig, SemanticDedup, _greedy_dedup
-from datagen.record import Record
+from datagen.curate.base import FilterContext
+from datagen.score.embeddings import EmbeddingStore, embed_text
+from datagen.curate.dedup.semantic import SemanticConfig, SemanticDedup, _greedy_dedup
+from datagen.core.record import Record
 from datagen.core.stats import Stats
 
 PAIRS = [
@@ -107,7 +107,7 @@ def test_embeddings_are_cached_across_stores(cache_dir):
 
 
 def test_greedy_dedup_compares_with_kept_records_across_blocks(monkeypatch):
-    import datagen.filters.semantic as semantic
+    import datagen.curate.dedup.semantic as semantic
 
     monkeypatch.setattr(semantic, "_BLOCK", 2)
     # a ~ b, b ~ c, a !~ c: b goes (duplicate of a), c stays because b was not kept.

@@ -2,10 +2,10 @@
 
 import json
 
-from datagen.generators.evol_instruct import EQUALITY_SCHEMA, EVOLUTION_SCHEMA, parse_equality, parse_evolution
-from datagen.generators.self_instruct import CLASSIFY_SCHEMA, parse_yes_no
+from datagen.generate.evol_instruct import EQUALITY_SCHEMA, EVOLUTION_SCHEMA, parse_equality, parse_evolution
+from datagen.generate.self_instruct_parsing import CLASSIFY_SCHEMA, parse_yes_no
 from datagen.llm.structured import field_of, one_field_schema
-from train.evaluate import JUDGE_PARAMS, parse_verdict
+from datagen.score.pairwise import JUDGE_PARAMS, parse_verdict
 
 
 def test_one_field_schemas_are_canonical_and_strict():

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from datagen.llm.base import LLMError
+from datagen.core.errors import LLMError
 from datagen.llm.templates import FORMATS, apply_chat_template, choose
-from datagen.record import Message, Record
+from datagen.core.record import Message, Record
 
 WORDS = ("what is the capital of france paris add two and three five name a color red blue yes no "
          "hello world probe question answer 7431 . ? ! , user assistant model system you are helpful").split()

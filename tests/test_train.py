@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from datagen.errors import UserError
+from datagen.core.errors import UserError
 from train.config import TrainConfig, build_config
 
 TINY = [

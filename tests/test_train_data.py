@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from datagen.record import Message, Record
+from datagen.core.record import Message, Record
 from train.data import (
     IGNORE_INDEX,
     ChatTemplateError,

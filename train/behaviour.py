@@ -7,24 +7,24 @@ them over a prompt set. Each kind, in the order of :data:`KINDS`:
 
 * ``no_stop``: ``stopped`` is False: the model ran to its token limit instead of ending its turn
   (no end-of-turn or eos token). Nothing in the text is looked at.
-* ``empty``: the text holds no letter or digit in any script (:func:`datagen.text.tokens` finds no
+* ``empty``: the text holds no letter or digit in any script (:func:`datagen.core.text.tokens` finds no
   token): blank, whitespace, punctuation or symbols only ("...", "```\\n```", "👍"). An empty
   answer has no content to judge, so the four kinds below are not looked for in it; ``no_stop``
   still is (a model can emit newlines up to its limit).
-* ``refusal``: :func:`datagen.filters.checks.refusal`, the data filter's own phrases and rule: a
+* ``refusal``: :func:`datagen.core.checks.refusal`, the data filter's own phrases and rule: a
   strong phrase ("As an AI", "I'm sorry, but", 我无法回答...) at the start or anywhere in an answer of
   at most :data:`REFUSAL_MAX_WORDS` words, a weak one ("I can't", 抱歉...) opening such a short answer.
 * ``truncated``: only when ``stopped`` (an answer that hit the limit is ``no_stop``, and is cut for
-  that reason), by the data filter's :func:`datagen.filters.checks.truncated` and
-  :func:`~datagen.filters.checks._cut_off`: a code fence left open (any length); in an answer of
+  that reason), by the data filter's :func:`datagen.core.checks.truncated` and
+  :func:`~datagen.core.checks._cut_off`: a code fence left open (any length); in an answer of
   :data:`TRUNCATED_MIN_WORDS` words or more, an end mid-sentence or mid-expression (on an operator,
   a comma, a word such as "the", "of", "and", or a letter or digit closing a running-text line of 6
   words or more); in one of :data:`CUT_MIN_WORDS` to :data:`TRUNCATED_MIN_WORDS` words, only the
   first three ("The capital of France is", "You will need flour, sugar,"), as a short answer
   without a full stop ("The capital of France is Paris") is common and complete.
 * ``repetition``: a degenerate loop, by either of two rules over the answer's prose (below).
-* ``wrong_language``: :func:`datagen.filters.checks.language_mismatch`: the answer's script
-  (:func:`datagen.text.detect_language`, code removed) differs from the prompt's, Chinese and
+* ``wrong_language``: :func:`datagen.core.checks.language_mismatch`: the answer's script
+  (:func:`datagen.core.text.detect_language`, code removed) differs from the prompt's, Chinese and
   Japanese not told apart; never when the prompt asks for a translation or names a language ("in
   French", "translate", 用英文), and only when the answer has :data:`LANGUAGE_MIN_LETTERS` letters
   outside code and the prompt :data:`PROMPT_MIN_LETTERS` ("42" or "OK" says nothing about language).
@@ -33,7 +33,7 @@ Repetition is measured on the answer's *prose*: fenced and inline code, and tabl
 removed first, because code and tables repeat legitimately (``}``, ``break;``, ``[None, None,
 None...]``, a column of "N/A") while a loop in prose is always a defect; a number that opens a line
 ("1.", "2)", "3、") is removed too, so that a list that repeats its item under new numbers is seen
-as repeating. Tokens are :func:`datagen.text.tokens`: lowercased words, and each CJK character one
+as repeating. Tokens are :func:`datagen.core.text.tokens`: lowercased words, and each CJK character one
 token, so Chinese text (no spaces) is compared in character n-grams. Lengths are in English-word
 equivalents, a CJK character counting ``1 / CJK_CHARS_PER_WORD`` (1.6 characters a word), so one
 threshold serves both scripts.
@@ -69,22 +69,20 @@ from typing import Any
 
 import numpy as np
 
-from datagen.filters import checks
-from datagen.filters.config import HeuristicsConfig
-from datagen.record import Record
-from datagen.text import CJK_CHARS_PER_WORD, is_cjk, tokens
+from datagen.core import checks
+from datagen.core.record import Record
+from datagen.core.text import CJK_CHARS_PER_WORD, is_cjk, tokens
 
 KINDS = ("no_stop", "empty", "refusal", "truncated", "repetition", "wrong_language")
 
-_FILTER_DEFAULTS = HeuristicsConfig()
 # The model is held to the rules its training data was filtered by: the same word limit for "a
 # short answer" in which a refusal phrase counts anywhere, and the same letters an answer needs
 # before its language is judged.
-REFUSAL_MAX_WORDS: int = _FILTER_DEFAULTS.refusal_max_words  # 80
-LANGUAGE_MIN_LETTERS: int = _FILTER_DEFAULTS.language_min_letters  # 20
+REFUSAL_MAX_WORDS: int = checks.REFUSAL_MAX_WORDS  # 80
+LANGUAGE_MIN_LETTERS: int = checks.LANGUAGE_MIN_LETTERS  # 20
 # The filter's rule for a mid-sentence end, in full, from its 40 words: a shorter answer that ends
 # on a letter without a full stop is often a plain short answer ("The capital of France is Paris").
-TRUNCATED_MIN_WORDS: int = _FILTER_DEFAULTS.truncated_min_words  # 40
+TRUNCATED_MIN_WORDS: int = checks.TRUNCATED_MIN_WORDS  # 40
 # Below it, only an end no sentence has (a comma, an operator, "the", "of", "is"): the model chose
 # to stop there, and "The capital of France is" is a defect at any length. Below 5 words an answer
 # is a label, a name or a number ("Option a", "Plan B or C"), whose last word is no cut.
@@ -166,7 +164,7 @@ def summarize(answers: Sequence[Answer]) -> dict[str, Any]:
 def truncated(facts: checks.Facts) -> str | None:
     """The data filter's check in full from :data:`TRUNCATED_MIN_WORDS` words (and an open fence at
     any length); in a shorter answer of :data:`CUT_MIN_WORDS` or more, only an ending no sentence
-    has: :func:`datagen.filters.checks._cut_off` shown just the last token and what follows it, so
+    has: :func:`datagen.core.checks._cut_off` shown just the last token and what follows it, so
     that its rule for running text (a line of 6 words ending on a letter) cannot fire."""
     ev = checks.truncated(facts, TRUNCATED_MIN_WORDS)
     if ev and ev["how"] == "unbalanced_code_fence":

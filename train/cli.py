@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from datagen.cli import out_dir, out_file, parse_and_run
+from datagen.core.cli import out_dir, out_file, parse_and_run
 
 # named flags of `train run` -> config fields; they override the recipe and --set
 RUN_FLAGS: tuple[tuple[str, str, type, str], ...] = (

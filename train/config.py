@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from datagen.errors import UserError
+from datagen.core.errors import UserError
 
 Method = Literal["full", "lora", "dora", "qlora"]
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"

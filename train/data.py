@@ -53,8 +53,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from datagen.errors import UserError
-from datagen.record import Message, Record
+from datagen.core.errors import UserError
+from datagen.core.record import Message, Record
 
 if TYPE_CHECKING:
     import torch
@@ -280,10 +280,10 @@ def end_of_turn_token(tokenizer: PreTrainedTokenizerBase) -> str:
 def read_training_records(
     path: str, *, fmt: str | None = None, limit: int | None = None, on_error: str = "raise",
 ) -> tuple[list[Record], list[dict[str, Any]]]:
-    """Read and validate the records of ``path`` (any format :func:`datagen.io.read_records`
+    """Read and validate the records of ``path`` (any format :func:`datagen.core.io.read_records`
     reads), before any model is loaded: ``(records, problems)``, a problem per bad row skipped with
     ``on_error="skip"``. Raises InputError on a bad row with ``on_error="raise"``."""
-    from datagen.io import read_records
+    from datagen.core.io import read_records
 
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -309,7 +309,7 @@ def load_samples(
     overlong: str = "drop",
     records: tuple[list[Record], list[dict[str, Any]]] | None = None,
 ) -> tuple[list[Sample], list[dict[str, Any]]]:
-    """Read records (any format :func:`datagen.io.read_records` reads) and render them.
+    """Read records (any format :func:`datagen.core.io.read_records` reads) and render them.
 
     Returns ``(samples, problems)``. Each problem is a dict with ``record_id``, ``origin``
     (file:line), ``reason`` and ``message``; the caller logs or writes them. Nothing is dropped

@@ -13,7 +13,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from datagen.errors import UserError
+from datagen.core.errors import UserError
 
 from .model import is_adapter_dir, load_merged, save_for_generation
 

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datagen.core.progress import progress_enabled
-from datagen.errors import UserError
-from datagen.io import write_json
+from datagen.core.errors import UserError
+from datagen.core.io import write_json
 
 from .config import TrainConfig
 from .memory import chunk_tokens, release_freed_memory
@@ -176,7 +176,7 @@ def last_checkpoint(out: Path) -> Path | None:
 def _lock_out(out: Path) -> Any:
     """Hold ``out`` for this run (process 0 of a multi-process run; the others write only
     through it), so that a second ``train run`` on the same folder is refused at once."""
-    from datagen.io import check_output
+    from datagen.core.io import check_output
     from datagen.core.rundir import DirLock
 
     check_output(out, directory=True)

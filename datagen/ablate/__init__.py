@@ -32,13 +32,13 @@ Each trained model is then scored on the gold set (``DIR/runs/<arm>-s<seed>/eval
   least 64, :func:`answer_limit`): a model that answers at the references' length always has
   room to end its turn, so ``no_stop`` means it did not, not that the limit was short;
 * with ``--judge-prompts K`` (default 0: no judge), a judge LLM compares each of the first K
-  answers of an arm with the random arm's of the same seed (:func:`train.evaluate.judge_pairs`, both
+  answers of an arm with the random arm's of the same seed (:func:`datagen.score.pairwise.judge_pairs`, both
   answer orders, ``prompts/train/pairwise.j2``). :func:`strict_scores` counts a prompt as a win
   (1) only when the arm wins in BOTH orders, a loss (0) only when it loses in both, and anything
   else (a split, a tie, an unreadable verdict) as a tie (0.5). ``win_rate`` is the mean: 0.5 means
   no difference, the random arm against itself is 0.5 by definition. ``debiased_win_rate`` reads
   the judge's probabilities instead of its verdicts, with position bias cancelled between the two
-  orders (:func:`train.evaluate.debiased_preference`): a small judge that always writes "A" gives
+  orders (:func:`datagen.score.pairwise.debiased_preference`): a small judge that always writes "A" gives
   only ties by the strict rule, but its probabilities can still tell the answers apart.
 
 The verdict compares each arm with the random arm on gold loss and on defect rate (lower is
@@ -61,10 +61,10 @@ digest, training config, gold set, evaluation settings): ``train.json`` after tr
 ``eval.json`` after evaluation, ``DIR/judge/<arm>-s<seed>.json`` after judging. A rerun with the
 same settings skips every finished step; a changed setting is refused unless ``--force``.
 
-This module imports nothing heavy at the top: ``datagen.cli`` imports it for ``add_arguments``.
+The command line is :mod:`datagen.commands.ablate`; nothing here parses arguments.
 """
 
-from datagen.ablate.command import ablate, cli
-from datagen.ablate.settings import AblationSettings, add_arguments
+from datagen.ablate.experiment import ablate
+from datagen.ablate.settings import AblationSettings
 
-__all__ = ["AblationSettings", "ablate", "add_arguments", "cli"]
+__all__ = ["AblationSettings", "ablate"]

@@ -13,17 +13,17 @@ from datagen.report.ablation import BASELINE
 from datagen.ablate.settings import AblationSettings, Arm, DEFAULT_FILTER_CONFIG
 
 if TYPE_CHECKING:
-    from datagen.record import Record
+    from datagen.core.record import Record
 
 
 # -- arms -----------------------------------------------------------------------------------------------
 def curate(s: AblationSettings) -> Path:
     """The curated arm: filter then select, as run directories under DIR/arms/curated/.
     Returns the selected records file. A finished run directory is reused."""
-    from datagen.commands import InputSpec
-    from datagen.commands_filter import run_filter
-    from datagen.commands_select import run_select
-    from datagen.io import atomic_open
+    from datagen.core.source import InputSpec
+    from datagen.curate.pipeline import run_filter
+    from datagen.curate.select.run import run_select
+    from datagen.core.io import atomic_open
     from datagen.core.rundir import AlreadyComplete
 
     base = s.out / "arms" / "curated"
@@ -54,8 +54,8 @@ def random_arm(pool: Sequence[Record], n: int, seed: int) -> list[Record]:
 
 def build_arms(s: AblationSettings, seeds: Sequence[int]) -> dict[str, list[Arm]]:
     """Every arm's data file, per seed (the curated and full arms share one file across seeds)."""
-    from datagen.io import iter_jsonl, read_records, write_records
-    from datagen.record import Record
+    from datagen.core.io import iter_jsonl, read_records, write_records
+    from datagen.core.record import Record
     from datagen.core.rundir import file_digest
 
     curated = curate(s)

@@ -15,7 +15,7 @@ from datagen.ablate.settings import AblationSettings, Arm, default_device, read_
 
 if TYPE_CHECKING:
     from datagen.llm.base import LLM
-    from datagen.record import Record
+    from datagen.core.record import Record
 
 
 # -- training -------------------------------------------------------------------------------------------
@@ -32,7 +32,7 @@ def train_config(s: AblationSettings, seed: int) -> Any:
 
 def train_arm(s: AblationSettings, arm: Arm, run_dir: Path) -> dict[str, Any]:
     """Train one (arm, seed) into ``run_dir``, unless its ``train.json`` marker says it is done."""
-    from datagen.io import write_json
+    from datagen.core.io import write_json
     from datagen.core.rundir import fingerprint
 
     cfg = train_config(s, arm.seed)
@@ -80,7 +80,7 @@ def eval_arm(s: AblationSettings, run_dir: Path, gold_sha: str) -> dict[str, Any
     """Gold-set loss and greedy answers of one trained model (``eval.json``), unless done."""
     import tempfile
 
-    from datagen.io import write_json
+    from datagen.core.io import write_json
     from datagen.core.rundir import fingerprint
 
     trained = json.loads((run_dir / "train.json").read_text(encoding="utf-8"))
@@ -125,7 +125,7 @@ def answer_limit(s: AblationSettings) -> int:
 
     from transformers import AutoTokenizer
 
-    from datagen.io import read_records
+    from datagen.core.io import read_records
     from datagen.llm.models import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(str(resolve_model(train_config(s, 0).model)))
@@ -138,7 +138,7 @@ def eval_base(s: AblationSettings, gold_sha: str) -> dict[str, Any]:
     """Gold-set loss of the untrained base model (``DIR/base/eval.json``), unless done: the
     reference that shows how far training moved the loss, against which the arms' differences
     can be read."""
-    from datagen.io import write_json
+    from datagen.core.io import write_json
     from datagen.llm.models import resolve_model
     from datagen.core.rundir import fingerprint
 
@@ -158,7 +158,7 @@ def eval_base(s: AblationSettings, gold_sha: str) -> dict[str, Any]:
 
 
 def strict_scores(result: dict[str, Any]) -> list[float]:
-    """Per-prompt scores from :func:`train.evaluate.judge_pairs` items, where the arm under test
+    """Per-prompt scores from :func:`datagen.score.pairwise.judge_pairs` items, where the arm under test
     was answer A in the first order and B in the second: 1 only for a win in both orders, 0 only
     for a loss in both, else 0.5 (split, tie or unreadable verdict)."""
     out = []
@@ -175,9 +175,9 @@ def strict_scores(result: dict[str, Any]) -> list[float]:
 
 def judge_arm(s: AblationSettings, judge: LLM, name: str, seed: int, mine: dict[str, Any], theirs: dict[str, Any], records: Sequence[Record]) -> dict[str, Any]:
     """Win rate of one arm's answers over the random arm's (same seed), both orders asked."""
-    from train.evaluate import judge_pairs
+    from datagen.score.pairwise import judge_pairs
 
-    from datagen.io import write_json
+    from datagen.core.io import write_json
     from datagen.core.rundir import fingerprint
 
     fp = fingerprint({"mine": mine["fingerprint"], "theirs": theirs["fingerprint"], "judge": judge.model_id})

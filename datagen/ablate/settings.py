@@ -19,7 +19,7 @@ DEFAULT_STAGES = "heuristics,exact,minhash,semantic,quality"
 DEFAULT_FILTER_CONFIG = "quality:\n  scorers: [complexity_features]\n"
 DEFAULT_SELECT_SCORE = "complexity_features"
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from datagen.cli import out_dir
+    from datagen.core.cli import out_dir
 
     g = p.add_argument_group("data")
     g.add_argument("--pool", required=True, metavar="FILE", help="the record pool every arm is built from (any input format)")
@@ -114,7 +114,7 @@ class Arm:
 def read_marker(path: Path, fp: str, force: bool) -> dict[str, Any] | None:
     """The marker's content if it holds fingerprint ``fp``; None if absent (or stale under
     ``force``); a UserError if it belongs to other settings."""
-    from datagen.errors import UserError
+    from datagen.core.errors import UserError
 
     if not path.is_file():
         return None

@@ -14,7 +14,7 @@ from datagen.report.ablation import BASELINE, spread
 from datagen.ablate.settings import AblationSettings
 
 if TYPE_CHECKING:
-    from datagen.record import Record
+    from datagen.core.record import Record
 
 
 # -- summary --------------------------------------------------------------------------------------------
@@ -30,9 +30,9 @@ def injected_counts(records: Sequence[Record]) -> dict[str, int]:
 def composition(groups: dict[str, Sequence[Sequence[Record]]]) -> dict[str, dict[str, Any]]:
     """What each record set is made of, as spreads over its draws (one draw for the gold set, the
     pool and the curated arm; one per seed for a random arm): the share of each instruction
-    language (:func:`datagen.text.detect_language`) and the mean answer length in English-word
+    language (:func:`datagen.core.text.detect_language`) and the mean answer length in English-word
     equivalents. A gold loss rewards matching the gold set's mix, so read it next to this."""
-    from datagen.text import detect_language, word_equivalents
+    from datagen.core.text import detect_language, word_equivalents
 
     langs = sorted({detect_language(r.instruction) or "none" for draws in groups.values() for d in draws for r in d})
     out: dict[str, dict[str, Any]] = {}
@@ -52,7 +52,7 @@ def curation_summary(s: AblationSettings, pool_records: Sequence[Record], draws:
     and its tagged near-copies) fared, since dedup keeps one record of a group, the copy or the
     original, and either way the group is reduced to one. ``draws`` holds each arm's records, one
     list per distinct file (one per seed for a random draw, one for the curated arm)."""
-    from datagen.io import read_records
+    from datagen.core.io import read_records
 
     base = s.out / "arms" / "curated"
     stats = json.loads((base / "filter" / "stats.json").read_text(encoding="utf-8"))

@@ -13,6 +13,8 @@ folders), WAL mode so that several processes can share it, one lock per connecti
 
 from __future__ import annotations
 
+import os
+
 import hashlib
 import sqlite3
 import threading
@@ -85,3 +87,10 @@ class KVCache(SqliteStore):
     def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
         """Store (key, value) pairs in one transaction (replacing existing keys)."""
         self.write("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", items)
+
+
+def default_cache_dir() -> Path:
+    """The folder of every on-disk cache (requests, embeddings, scores, converted models):
+    ``$DATAGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/datagen``, else ``~/.cache/datagen``."""
+    root = os.environ.get("DATAGEN_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "datagen")
+    return Path(root)

@@ -23,9 +23,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from datagen.errors import RunStopped, UserError
-from datagen.io import atomic_open, check_output, iter_jsonl, write_json
-from datagen.record import Record, Rejection
+from datagen.core.errors import RunStopped, UserError
+from datagen.core.io import atomic_open, check_output, iter_jsonl, write_json
+from datagen.core.record import Record, Rejection
 from datagen.core.stats import Stats
 
 OUTPUTS = ("records.jsonl", "rejected.jsonl", "stats.json", "manifest.json")

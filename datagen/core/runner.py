@@ -15,7 +15,7 @@ A command builds a :class:`~datagen.core.rundir.RunDir` (its settings decide res
   funnel that does not add up;
 * **progress** (one bar, ``DATAGEN_PROGRESS=0`` hides it), **LLM usage** (tokens and requests
   spent per part, from the step's backends) and **seconds** per part;
-* **stopping**: a backend that stops the run (:class:`~datagen.errors.RunStopped`) leaves the
+* **stopping**: a backend that stops the run (:class:`~datagen.core.errors.RunStopped`) leaves the
   sealed parts and a ``status: stopped`` manifest saying how much is left;
 * **finalize**: the step's ``manifest()`` and ``final_stats()`` go into ``manifest.json`` and
   ``stats.json``.
@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
 
-from datagen.record import Record, Rejection
+from datagen.core.record import Record, Rejection
 from datagen.core.stats import Stats
 from datagen.core.progress import bar as progress_bar
 
@@ -160,7 +160,7 @@ def run_step(
     ``pending`` says ``(left, total, unit)`` when the run stops early (default: the progress units
     not done); ``records_from_last``: the last part's records are the output (successive stages),
     else every part's. Returns the final stats."""
-    from datagen.errors import UserError
+    from datagen.core.errors import UserError
 
     if read is not None:
         run.write_read_part(*read)

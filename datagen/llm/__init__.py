@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from datagen.llm.base import BackendUnavailable, BudgetExceeded, ChatRequest, Completion, GenParams, LLM, LLMError, TokenLogprob, Usage
+from datagen.llm.base import BackendUnavailable, BudgetExceeded, ChatRequest, Completion, GenParams, LLM, TokenLogprob, Usage
+from datagen.core.errors import LLMError
 
 __all__ = [
     "BackendUnavailable", "BudgetExceeded", "ChatRequest", "Completion", "GenParams", "LLM", "LLMConfig", "LLMError",

@@ -11,7 +11,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Collection, Protocol, Sequence, runtime_checkable
 
-from datagen.errors import BackendUnavailable, BudgetExceeded, RunStopped
+from datagen.core.errors import BackendUnavailable, BudgetExceeded, RunStopped
 
 __all__ = ["BackendUnavailable", "BudgetExceeded", "RunStopped"]  # raised by backends; defined with the other errors
 
@@ -70,7 +70,7 @@ class ChatRequest:
                 pairs.append((m["role"], m["content"]))
             elif isinstance(m, (tuple, list)):
                 pairs.append((m[0], m[1]))
-            else:  # datagen.record.Message
+            else:  # datagen.core.record.Message
                 pairs.append((m.role, m.content))
         return cls(messages=tuple(pairs), seed=seed, tag=tag)
 
@@ -139,10 +139,6 @@ class Completion:
             logprobs=[TokenLogprob(**t) for t in lps] if lps is not None else None,
             error=d.get("error"),
         )
-
-
-class LLMError(RuntimeError):
-    """A backend could not be set up (bad model path, missing package, unreachable server...)."""
 
 
 @dataclass

@@ -15,15 +15,12 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from datagen.core.kvcache import SqliteStore
+from datagen.core.kvcache import SqliteStore, default_cache_dir
 from datagen.llm.base import ChatRequest, Completion, GenParams, LLM, Usage
 
 
 def default_cache_path() -> Path:
-    root = os.environ.get("DATAGEN_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "datagen"
-    )
-    return Path(root) / "llm_cache.sqlite"
+    return default_cache_dir() / "llm_cache.sqlite"
 
 
 def request_key(model_id: str, request: ChatRequest, params: GenParams) -> str:

@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-from datagen.llm.base import LLMError
+from datagen.core.errors import LLMError
 
 
 def available() -> bool:

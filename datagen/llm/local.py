@@ -28,7 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-from datagen.llm.base import ChatRequest, Completion, GenParams, LLMError, TokenLogprob, Usage
+from datagen.llm.base import ChatRequest, Completion, GenParams, TokenLogprob, Usage
+from datagen.core.errors import LLMError
 from datagen.llm.models import is_embedded, load_model_and_tokenizer, model_id
 from datagen.llm.templates import apply_chat_template
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-MessagesLike = Sequence[Any]  # dicts, (role, content) pairs or datagen.record.Message objects
+MessagesLike = Sequence[Any]  # dicts, (role, content) pairs or datagen.core.record.Message objects
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from datagen.llm.base import LLMError
+from datagen.core.errors import LLMError
 from datagen.llm.cache import default_cache_path
 from datagen.llm.portable import make_portable
 

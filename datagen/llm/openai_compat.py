@@ -47,7 +47,8 @@ from urllib.parse import urlsplit, urlunsplit
 import openai
 from openai.types.chat import ChatCompletion
 from datagen.core.progress import bar as progress_bar
-from datagen.llm.base import JSON_MIN_TOKENS, BackendUnavailable, BudgetExceeded, ChatRequest, Completion, GenParams, LLMError, TokenLogprob, Usage
+from datagen.llm.base import JSON_MIN_TOKENS, BackendUnavailable, BudgetExceeded, ChatRequest, Completion, GenParams, TokenLogprob, Usage
+from datagen.core.errors import LLMError
 from datagen.llm.capabilities import JSON_DIALECTS, LLAMA_CPP_PYTHON, OPTIONAL_FIELDS, SERVER_MARKS, Capabilities, refused_field
 
 try:  # openai >= 3 is built on httpx2, older releases on httpx

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datagen.errors import UserError
-from datagen.report.data import _read_json
+from datagen.core.errors import UserError
+from datagen.report.runs import read_json
 from datagen.report.svg import fmt
 from datagen.report.training import _flat_scalars, _num
 
@@ -399,7 +399,7 @@ def parse_ablation(doc: Any, path: str = "") -> AblationView:
 
 def read_ablation(path: str | Path) -> AblationView:
     """Read ``ablation.json``, or the one in an ablation directory, tolerantly (see the module
-    docstring). A missing file or invalid JSON is a :class:`~datagen.errors.UserError`."""
+    docstring). A missing file or invalid JSON is a :class:`~datagen.core.errors.UserError`."""
     p = Path(path)
     if p.is_dir():
         if not (p / "ablation.json").is_file():
@@ -407,4 +407,4 @@ def read_ablation(path: str | Path) -> AblationView:
         p = p / "ablation.json"
     if not p.is_file():
         raise UserError(f"--ablation {p}: no such file or directory")
-    return parse_ablation(_read_json(p), str(p))
+    return parse_ablation(read_json(p), str(p))

@@ -19,19 +19,12 @@ from typing import Any
 
 from markupsafe import Markup
 
-from datagen.record import dumps_strict
+from datagen.core.record import dumps_strict
 from datagen.report import svg
 from datagen.report.ablation import BASELINE, Spread, format_value, metric_label, overall
-from datagen.report.data import (
-    MAX_TEXT_CHARS,
-    Cluster,
-    Entry,
-    Histogram,
-    Index,
-    ReportData,
-    fate_label,
-    word_diff,
-)
+from datagen.report.data import ReportData, fate_label
+from datagen.report.figures import Cluster, Histogram, word_diff
+from datagen.report.index import MAX_TEXT_CHARS, Entry, Index
 
 HERE = Path(__file__).resolve().parent
 MAX_CLUSTERS = 12  # duplicate clusters shown
@@ -274,7 +267,7 @@ def render(data: ReportData, title: str | None = None) -> str:
 
 def write(data: ReportData, path: str | Path, title: str | None = None) -> Path:
     """Render and write atomically; returns the path."""
-    from datagen.io import atomic_open
+    from datagen.core.io import atomic_open
 
     p = Path(path)
     with atomic_open(p) as f:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from datagen.report.ablation import AblationView, metric_label, overall
-from datagen.report.data import FunnelRow, Run, build_index, funnel, top_reasons
+from datagen.report.index import build_index
+from datagen.report.runs import FunnelRow, Run, funnel, top_reasons
 
 
 def summary(runs: Sequence[Run], n_reasons: int = 10) -> str:

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from datagen.errors import UserError
-from datagen.report.data import MAX_TEXT_CHARS, _read_json, clip
+from datagen.core.errors import UserError
+from datagen.report.data import clip
+from datagen.report.index import MAX_TEXT_CHARS
+from datagen.report.runs import read_json
 
 
 # -- training -------------------------------------------------------------------------
@@ -61,13 +63,13 @@ def read_training(path: str | Path) -> TrainingView:
     candidates += sorted(p.glob("checkpoint-*/trainer_state.json"), key=lambda q: _checkpoint_step(q.parent.name), reverse=True)
     for c in candidates:
         if c.is_file():
-            doc = _read_json(c)
+            doc = read_json(c)
             history = doc if isinstance(doc, list) else doc.get("log_history", []) if isinstance(doc, dict) else []
             if history:
                 break
     for name in ("metrics.json", "all_results.json", "train_results.json", "eval_results.json"):
         if (p / name).is_file():
-            doc = _read_json(p / name)
+            doc = read_json(p / name)
             if isinstance(doc, dict):
                 if not history and isinstance(doc.get("log_history"), list):
                     history = doc["log_history"]
@@ -138,7 +140,7 @@ def read_eval(path: str | Path) -> EvalView:
         p = found[0]
     if not p.is_file():
         raise UserError(f"--eval {p}: no such file")
-    doc = _read_json(p)
+    doc = read_json(p)
     metrics = _flat_scalars(doc) if isinstance(doc, dict) else {}
     samples = [(title or "samples", [_sample_row(x) for x in rows[:MAX_SAMPLES]]) for title, rows in _find_samples(doc, "")]
     return EvalView(str(p), metrics, samples)

@@ -12,8 +12,8 @@ from datagen.llm.base import ChatRequest, Completion, GenParams, LLM
 from datagen.score.rating import RATING_PARAMS, rate
 
 if TYPE_CHECKING:
-    from datagen.prompts import Template
-    from datagen.record import Record
+    from datagen.core.prompts import Template
+    from datagen.core.record import Record
 
 SCALE = range(1, 6)
 

@@ -1,0 +1,37 @@
+"""``datagen filter``: the curation stages in order, every drop recorded with its reason
+(:mod:`datagen.curate.pipeline`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from datagen.commands.common import add_input, add_llm_args, add_run_out
+from datagen.core.source import InputSpec
+
+HELP = "curate: heuristic checks, exact and MinHash dedup, semantic dedup, quality scores; every drop recorded with its reason"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_input(p)
+    add_run_out(p)
+    g = p.add_argument_group("filtering")
+    g.add_argument("--config", default=None, metavar="YAML", help="stage settings, one section per stage (see examples/filter.yaml); defaults when absent")
+    g.add_argument("--stages", default=None, metavar="LIST",
+                   help="comma-separated subset of heuristics,exact,minhash,semantic,quality (default: all), always run in that order")
+    g.add_argument("--minhash-engine", choices=("auto", "datasketch", "rensa"), default=None,
+                   help="MinHash signatures: datasketch, or rensa (faster; pip install 'datagen-train[fast]'; may decide pairs near the threshold differently). auto = datasketch (overrides minhash.engine)")
+    g.add_argument("--cache-dir", default=None, metavar="DIR", help="shared on-disk caches (embeddings, scores); default $DATAGEN_CACHE_DIR or ~/.cache/datagen")
+    add_llm_args(p)
+
+
+def cli(args: argparse.Namespace) -> int:
+    from datagen.commands.common import llm_config
+    from datagen.curate.pipeline import funnel, run_filter
+    from datagen.curate.registry import parse_stages
+
+    llm = llm_config(args) if "quality" in parse_stages(args.stages) else None
+    doc = run_filter(InputSpec.from_args(args), args.out, stages=args.stages, config=args.config, cache_dir=args.cache_dir,
+                     force=args.force, llm=llm, minhash_engine=args.minhash_engine)
+    print(f"filter: {doc['records']} kept, {doc['rejected']} rejected -> {args.out}\n{funnel(doc)}", file=sys.stderr)
+    return 0

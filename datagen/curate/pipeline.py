@@ -1,0 +1,203 @@
+"""``datagen filter``: run curation stages in order, each annotating then deciding.
+
+Stage ``k`` (1-based, in the canonical order heuristics, exact, minhash, semantic, quality, of
+those selected) receives the survivors of stage ``k-1``. It annotates all of them
+(:meth:`~datagen.curate.base.FilterStage.annotate`), then its ``verdict`` splits them: a kept
+record goes on, a dropped one becomes a :class:`~datagen.core.record.Rejection` carrying the stage,
+the reason code, the evidence and the annotated record. Every input record therefore ends in
+exactly one of ``records.jsonl`` (the last stage's survivors) or ``rejected.jsonl``.
+
+Resuming (:mod:`datagen.core.runner`): part 0 holds the read-stage rejections (bad input rows
+under ``--on-error skip``); part ``k`` holds stage ``k``'s survivors as its records and its drops
+as its rejections, sealed once the stage is finished. On a rerun, the stages with sealed parts
+are skipped and the pipeline continues from the last sealed part's survivors. ``finalize`` takes
+``records.jsonl`` from the last part only.
+
+``stats.json`` shows the funnel (in, out and rejections per reason, per stage; seconds per stage)
+and, under ``extra.scores.<stage>.<score>``, the distribution of every score a stage wrote, over
+the records that reached that stage (:mod:`.distribution`).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+from datagen.core.runner import Batch, Context, SealedPart, run_step
+from datagen.core.record import Record, Rejection
+from datagen.core.stats import Stats
+from datagen.curate.base import FilterContext, FilterStage
+from datagen.curate.distribution import distribution
+
+if TYPE_CHECKING:
+    from datagen.core.source import InputSpec
+    from datagen.llm import LLMConfig
+
+
+def score_names(stage: FilterStage, records: Sequence[Record], before: set[str]) -> list[str]:
+    """The scores ``stage`` writes: its ``score_names`` if it declares them, else the score keys
+    that appeared while it annotated."""
+    declared = getattr(stage, "score_names", None)
+    if declared is not None:
+        return list(declared)
+    after: set[str] = set()
+    for r in records:
+        after.update(r.scores)
+    return sorted(after - before)
+
+
+def run_stage(stage: FilterStage, records: list[Record], ctx: FilterContext) -> tuple[list[Record], list[Rejection]]:
+    """Annotate ``records`` with ``stage`` and split them by its verdicts; counts go to
+    ``ctx.stats`` (in == out + rejected), with the stage's seconds and score distributions."""
+    st, name = ctx.stats, stage.name
+    st.seen(name, len(records))
+    before = {k for r in records for k in r.scores}
+    t0 = time.time()
+    stage.annotate(records, ctx)
+    kept: list[Record] = []
+    rejected: list[Rejection] = []
+    for rec in records:
+        v = stage.verdict(rec)
+        if v is None:
+            kept.append(rec)
+            continue
+        reason, evidence = v
+        st.rejected(name, reason)
+        rejected.append(Rejection(stage=name, reason=reason, evidence=evidence, record=rec))
+    st.kept(name, len(kept))
+    st.extra["seconds"] = {name: round(time.time() - t0, 3)}
+    st.extra["scores"] = {name: {s: distribution(r.scores[s] for r in records if s in r.scores) for s in score_names(stage, records, before)}}
+    return kept, rejected
+
+
+class FilterPipeline:
+    """Selected stages, in order, over a :class:`~datagen.core.rundir.RunDir`."""
+
+    def __init__(self, stages: Sequence[FilterStage], cache_dir: Path, llm_factory: Callable[[], Any] | None = None, progress: bool = True) -> None:
+        self.stages = list(stages)
+        self.cache_dir = cache_dir
+        self.llm_factory = llm_factory
+        self.progress = progress
+
+    def run(self, run: Any, records: list[Record], read_rejects: Sequence[Rejection] = (), manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Filter ``records`` in ``run`` through the runner, one part per stage, resuming after the
+        last sealed stage; finalize it with the last stage's survivors as ``records.jsonl``."""
+        step = _StagesStep(self, records)
+        # each stage shows its own progress; a bar over the stages would only draw over it
+        return run_step(run, step, total=len(self.stages), read=(len(records), read_rejects), progress=False,
+                        pending=step.pending, manifest=manifest, records_from_last=True)
+
+
+class _StagesStep:
+    """The filter as a runner step: a batch is one stage, over the survivors of the stage before."""
+
+    name, unit = "filter", "stage"
+
+    def __init__(self, pipeline: FilterPipeline, records: list[Record]) -> None:
+        self.pipeline = pipeline
+        self._survivors: list[Record] | None = records
+        self._sealed: SealedPart | None = None  # the last restored stage, read only if needed
+        self.current: tuple[int, str] = (0, "")  # the running stage's input size and name
+        self.scores: dict[str, Any] = {}
+        self.models: dict[str, Any] = {}
+
+    def survivors(self) -> list[Record]:
+        if self._survivors is None:
+            assert self._sealed is not None
+            self._survivors = list(self._sealed.records())
+        return self._survivors
+
+    def batches(self) -> Iterator[Batch]:
+        return (Batch(stage, 1, {"stage": stage.name}) for stage in self.pipeline.stages)
+
+    def _collect(self, stats: dict[str, Any]) -> None:
+        self.scores.update(stats.get("extra", {}).get("scores", {}))
+        self.models.update(stats.get("extra", {}).get("models", {}))
+
+    def process(self, batch: Batch, ctx: Context) -> list[Record]:
+        stage, p = batch.items, self.pipeline
+        survivors = self.survivors()
+        self.current = (len(survivors), stage.name)
+        fctx = FilterContext(stats=ctx.stats, cache_dir=p.cache_dir, llm_factory=p.llm_factory, progress=p.progress)
+        kept, rejected = run_stage(stage, survivors, fctx)
+        ctx.add_rejections(rejected)
+        secs = ctx.stats.extra["seconds"][stage.name]
+        print(f"{stage.name}: {len(survivors)} in, {len(kept)} kept, {len(rejected)} rejected ({secs:.1f}s)", file=sys.stderr)
+        self._collect(ctx.stats.to_dict())
+        self._survivors = kept
+        return kept
+
+    def restore(self, batch: Batch, part: SealedPart) -> None:
+        self._survivors, self._sealed = None, part
+        self._collect(part.stats())
+
+    def pending(self) -> tuple[int, int, str]:
+        """When a stage stops the run: its input is what is left."""
+        n, name = self.current
+        return n, n, f"records of the {name} stage"
+
+    def final_stats(self) -> Stats:
+        extra = Stats()
+        extra.extra["scores"] = self.scores  # parts each hold one stage's; merged they would overwrite
+        return extra
+
+    def manifest(self) -> dict[str, Any]:
+        return {"stages": [s.describe() for s in self.pipeline.stages], "models": self.models}
+
+
+def funnel(stats: dict[str, Any]) -> str:
+    """A few lines: each stage's in -> out and its top rejection reasons."""
+    lines = []
+    for name, s in stats["stages"].items():
+        reasons = sorted(s["rejected"].items(), key=lambda kv: (-kv[1], kv[0]))
+        why = ", ".join(f"{r} {c}" for r, c in reasons[:4]) + (", ..." if len(reasons) > 4 else "")
+        line = f"  {name:<12} {s['in']:>8} -> {s['out']}"
+        lines.append(line + (f"  (-{s['rejected_total']}: {why})" if s["rejected_total"] else ""))
+    return "\n".join(lines)
+
+
+def run_filter(source: InputSpec, out: str | Path, *, stages: str | None = None, config: str | None = None,
+               cache_dir: str | Path | None = None, force: bool = False, llm: LLMConfig | None = None,
+               minhash_engine: str | None = None) -> dict[str, Any]:
+    """``datagen filter`` as a function: the records of ``source`` through ``stages`` (a
+    comma-separated list, default all) configured by the YAML file ``config``, into the run
+    directory ``out``; ``llm`` is the quality stage's judge (default: the embedded model). Returns
+    the final stats; raises :class:`~datagen.core.rundir.AlreadyComplete` when ``out`` already holds
+    this run."""
+    from datagen.core.kvcache import default_cache_dir
+    from datagen.curate.config import load_config
+    from datagen.curate.pipeline import FilterPipeline
+    from datagen.curate.registry import build_stages, parse_stages
+    from datagen.llm import LLMConfig, make_llm
+    from datagen.core.record import Rejection
+    from datagen.core.rundir import RunDir
+
+    names = parse_stages(stages)
+    cfg = load_config(config)
+    if minhash_engine:
+        cfg.minhash.engine = minhash_engine
+    built_stages = build_stages(names, cfg, source=config or "config")
+    read_rejects: list[Rejection] = []
+    records = source.read(read_rejects.append)
+    settings: dict[str, Any] = {
+        **source.settings(), "stages": names,
+        "config": cfg.model_dump(mode="json"), "describe": [s.describe() for s in built_stages],
+    }
+    llm_factory: Callable[[], Any] | None = None
+    if "quality" in names:
+        llm_cfg = llm or LLMConfig()
+        settings["llm"] = {"backend": llm_cfg.backend, "model": llm_cfg.model, "base_url": llm_cfg.base_url}
+        # a server is asked now which models it serves, before the run directory is made; the
+        # embedded model is loaded only if the quality stage runs
+        built = make_llm(llm_cfg) if llm_cfg.backend == "openai" else None
+
+        def judge() -> Any:
+            return built if built is not None else make_llm(llm_cfg)
+
+        llm_factory = judge
+
+    run = RunDir(out, "filter", settings, force=force)
+    pipeline = FilterPipeline(built_stages, Path(cache_dir) if cache_dir else default_cache_dir(), llm_factory=llm_factory)
+    return pipeline.run(run, records, read_rejects, manifest={"config": settings["config"], "config_file": config})

@@ -1,1 +1,0 @@
-"""Generators: Self-Instruct, Evol-Instruct and strong-model distillation."""
