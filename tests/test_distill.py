@@ -8,6 +8,7 @@ import pytest
 
 from datagen.core import prompts
 from datagen.generate import distill as d
+from datagen.score.judge import JudgeSelector
 from datagen.core.io import iter_jsonl
 from datagen.llm.base import GenParams, TokenLogprob
 from datagen.llm.cache import CachedLLM, RequestCache
@@ -72,7 +73,7 @@ def records(*convs):
 
 def run(tmp_path, llm, recs, n=1, system="Be helpful.", name="run", chunk_size=2):
     teacher = d.Teacher(llm, PARAMS, system, {"name": "distill/system", "sha": "s"} if system else None)
-    selector = d.JudgeSelector(llm, prompts.load(d.JUDGE_TEMPLATE)) if n > 1 else None
+    selector = JudgeSelector(llm, prompts.load(d.JUDGE_TEMPLATE)) if n > 1 else None
     out = tmp_path / name
     d.Distill(teacher, n=n, selector=selector, chunk_size=chunk_size, progress=False).run(RunDir(out, "distill", {"t": 1}), recs)
     kept = [Record.model_validate(r) for r in iter_jsonl(out / "records.jsonl")]

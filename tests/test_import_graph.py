@@ -1,6 +1,6 @@
 """The package's import graph (every import, function-local ones too): no cycle between units,
 each layer imports only the layers below it, the report never imports the ablation, only the
-ablation imports the trainer, and the trainer uses only datagen's core and model layer."""
+ablation imports the trainer, and the trainer uses only datagen's core, model layer and scorers."""
 
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ def test_each_layer_imports_only_the_layers_below_it():
         assert not edges[unit] & above, f"{unit} imports {sorted(edges[unit] & above)}"
 
 
-def test_the_trainer_uses_only_the_core_and_the_model_layer():
-    assert graph()["train"] <= {"datagen.core", "datagen.llm"}
+def test_the_trainer_uses_only_the_core_the_model_layer_and_the_scorers():
+    assert graph()["train"] <= {"datagen.core", "datagen.llm", "datagen.score"}  # score: the pairwise judge of train eval --judge
 
 
 def test_the_checker_sees_cycles_and_function_local_imports(tmp_path):

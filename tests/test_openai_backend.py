@@ -18,7 +18,8 @@ import pytest
 
 from datagen.llm import BackendUnavailable, BudgetExceeded, ChatRequest, GenParams, LLMConfig, LLMError, make_llm
 from datagen.llm.cache import CachedLLM, RequestCache
-from datagen.llm.openai_compat import OpenAICompatLLM, _RateLimiter
+from datagen.llm.openai_compat import OpenAICompatLLM
+from datagen.llm.openai_wire import RateLimiter as _RateLimiter
 from openai_server import Fault, OpenAIServer, answer_for, count_tokens, mixed_faults
 
 KEY_ENV = "DATAGEN_TEST_OPENAI_KEY"

@@ -31,7 +31,6 @@ HTTP client: it is not in ``describe()``, in logs or in error messages.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import os
@@ -42,14 +41,17 @@ import time
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 import openai
 from openai.types.chat import ChatCompletion
 from datagen.core.progress import bar as progress_bar
-from datagen.llm.base import JSON_MIN_TOKENS, BackendUnavailable, BudgetExceeded, ChatRequest, Completion, GenParams, TokenLogprob, Usage
+from datagen.llm.base import BackendUnavailable, BudgetExceeded, ChatRequest, Completion, GenParams, Usage
 from datagen.core.errors import LLMError
-from datagen.llm.capabilities import JSON_DIALECTS, LLAMA_CPP_PYTHON, OPTIONAL_FIELDS, SERVER_MARKS, Capabilities, refused_field
+from datagen.llm.openai_wire import (
+    NO_KEY, OPENAI_BASE_URL, Malformed, RateLimiter, classify, error_detail, parse_response, prompt_tokens_guess, read_key,
+    redact_url, request_body,
+)
+from datagen.llm.capabilities import JSON_DIALECTS, LLAMA_CPP_PYTHON, SERVER_MARKS, Capabilities, refused_field
 
 try:  # openai >= 3 is built on httpx2, older releases on httpx
     import httpx2 as httpx
@@ -61,63 +63,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OPENAI_BASE_URL = "https://api.openai.com/v1"
-NO_KEY = "sk-no-key"  # sent to servers that need no key (vLLM, Ollama, llama.cpp...)
-RETRY_STATUSES = frozenset({408, 409, 429})  # plus every 5xx
-SYSTEMIC_STATUSES = frozenset({401, 403, 404})  # not retried, but every request will fail alike
-MAX_RETRY_AFTER = 600.0  # a server asking for a longer pause fails the request instead
 _DONE = object()  # end-of-batch marker on the result queue
-
-
-class _Malformed(Exception):
-    """A 200 response that is not a usable chat completion."""
-
-
-@dataclass
-class _Failure:
-    message: str
-    retryable: bool
-    retry_after: float | None = None
-    rate_limited: bool = False
-    fatal_for_all: bool = False  # not retried, yet every request would fail alike (a refused key, an unknown model)
-
-    @property
-    def systemic(self) -> bool:
-        """The server, the key or the model is at fault, not this request: counts toward the breaker."""
-        return self.retryable or self.fatal_for_all
-
-
-class _RateLimiter:
-    """Token bucket for a per-minute limit, holding one second's worth of burst (at least 1).
-
-    ``acquire`` waits until the bucket holds ``amount`` (or is full, for an amount larger than the
-    burst) and may overdraw it; ``give_back`` settles an estimate against what was really used
-    (a negative amount deepens the debt)."""
-
-    def __init__(self, per_minute: float) -> None:
-        self.rate = per_minute / 60.0
-        self.capacity = max(1.0, self.rate)
-        self.level = self.capacity
-        self.stamp = time.monotonic()
-        self.lock = asyncio.Lock()
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
-        self.stamp = now
-
-    async def acquire(self, amount: float) -> None:
-        async with self.lock:  # first come, first served
-            need = min(amount, self.capacity)
-            self._refill()
-            while self.level < need:
-                await asyncio.sleep((need - self.level) / self.rate)
-                self._refill()
-            self.level -= amount
-
-    def give_back(self, amount: float) -> None:
-        self._refill()
-        self.level = min(self.capacity, self.level + amount)
 
 
 @dataclass
@@ -128,8 +74,8 @@ class _Runtime:
     thread: threading.Thread
     client: openai.AsyncOpenAI
     semaphore: asyncio.Semaphore
-    rpm: _RateLimiter | None
-    tpm: _RateLimiter | None
+    rpm: RateLimiter | None
+    tpm: RateLimiter | None
     stop_loop: weakref.finalize
     pid: int  # a forked child rebuilds its own: the loop thread does not survive fork()
     cooldown_until: float = 0.0  # monotonic time before which no request is sent (after a 429)
@@ -192,7 +138,7 @@ class OpenAICompatLLM:
         self.model_id = model
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
         self.api_key_env = api_key_env
-        self._api_key = _read_key(api_key_env, self.base_url)
+        self._api_key = read_key(api_key_env, self.base_url)
         self.concurrency = concurrency
         self.rpm, self.tpm = rpm, tpm
         self.timeout = timeout
@@ -252,7 +198,7 @@ class OpenAICompatLLM:
             self.concurrency = slots
         if ids and self.model_id not in ids:
             shown = ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "")
-            raise LLMError(f"--model {self.model_id}: the server at {_redact_url(self.base_url)} does not serve it; it serves: {shown}")
+            raise LLMError(f"--model {self.model_id}: the server at {redact_url(self.base_url)} does not serve it; it serves: {shown}")
 
     def _server_slots(self, client_headers: dict[str, str], owners: set[str]) -> int | None:
         """How many requests the server serves at once, where it says: llama-cpp-python's server
@@ -273,7 +219,7 @@ class OpenAICompatLLM:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "backend": "openai", "model": self.model_id, "base_url": _redact_url(self.base_url),
+            "backend": "openai", "model": self.model_id, "base_url": redact_url(self.base_url),
             "api_key_env": self.api_key_env, "concurrency": self.concurrency, "requested_concurrency": self.requested_concurrency, "rpm": self.rpm,
             "tpm": self.tpm, "timeout": self.timeout, "max_retries": self.max_retries,
             "max_tokens_budget": self.max_tokens_budget, "max_cost": self.max_cost,
@@ -349,7 +295,7 @@ class OpenAICompatLLM:
                 thread.start()
                 self._rt = _Runtime(
                     loop, thread, client, asyncio.Semaphore(self.concurrency),
-                    _RateLimiter(self.rpm) if self.rpm else None, _RateLimiter(self.tpm) if self.tpm else None,
+                    RateLimiter(self.rpm) if self.rpm else None, RateLimiter(self.tpm) if self.tpm else None,
                     # stop the loop thread if this backend is dropped without close()
                     weakref.finalize(self, loop.call_soon_threadsafe, loop.stop),
                     os.getpid(),
@@ -383,11 +329,11 @@ class OpenAICompatLLM:
             if self._tripped(rt):
                 failed, rt.failures_in_a_row = rt.failures_in_a_row, 0  # the next call starts afresh
                 raise BackendUnavailable(
-                    f"the server at {_redact_url(self.base_url)} failed {failed} requests in a row after "
+                    f"the server at {redact_url(self.base_url)} failed {failed} requests in a row after "
                     f"their retries (last: {rt.last_failure}); {unsent} of {len(requests)} requests were not sent")
             if batch.server_failures:  # never let the caller take the server's failures as answers
                 raise BackendUnavailable(
-                    f"the server at {_redact_url(self.base_url)} failed {batch.server_failures} of {len(requests)} "
+                    f"the server at {redact_url(self.base_url)} failed {batch.server_failures} of {len(requests)} "
                     f"requests after their retries (last: {batch.last_failure})")
             if unsent:
                 raise BudgetExceeded(f"{self._budget_spent()}; {unsent} of {len(requests)} requests were not "
@@ -403,25 +349,25 @@ class OpenAICompatLLM:
         return 0 < self.max_consecutive_failures <= rt.failures_in_a_row
 
     async def _complete(self, rt: _Runtime, request: ChatRequest, params: GenParams, batch: _Batch | None = None) -> Completion:
-        estimate = _prompt_tokens_guess(request) + params.max_tokens
+        estimate = prompt_tokens_guess(request) + params.max_tokens
         attempt = -1
         while attempt < self.max_retries:
             attempt += 1
-            body = self._body(request, params)  # without the fields the server refused so far
+            body = request_body(self.model_id, self.capabilities, request, params)  # without the fields the server refused so far
             await self._wait_for_capacity(rt, estimate)
             try:
                 # The SDK's documented raw-request method: the same transport, auth, error types
                 # and typed response as chat.completions.create, without its parameter transform
                 # (measured: ~0.5 ms of CPU per request, a third of the client's cost).
                 response = await rt.client.post("/chat/completions", body=body, cast_to=ChatCompletion)
-                completion = self._parse(response, request)
-            except (openai.APIError, _Malformed, json.JSONDecodeError) as exc:
+                completion = parse_response(response, request, self.model_id)
+            except (openai.APIError, Malformed, json.JSONDecodeError) as exc:
                 if rt.tpm:
                     rt.tpm.give_back(estimate)
                 if self._learn_refusal(exc, body):
                     attempt -= 1  # a missing capability, not a failure: send again without the field
                     continue
-                failure = self._failure(exc)
+                failure = classify(exc, self._scrub, self.api_key_env, self.timeout)
             else:
                 used = completion.prompt_tokens + completion.completion_tokens
                 cost = (completion.prompt_tokens * self.price_in + completion.completion_tokens * self.price_out) / 1e6
@@ -459,7 +405,7 @@ class OpenAICompatLLM:
         every later request (see OPTIONAL_FIELDS)."""
         if not isinstance(exc, openai.APIStatusError):
             return False
-        message = self._scrub(_error_detail(exc))
+        message = self._scrub(error_detail(exc))
         name = refused_field(exc.status_code, message, body)
         if name is None:
             return False
@@ -496,134 +442,8 @@ class OpenAICompatLLM:
         if rt.tpm:
             await rt.tpm.acquire(estimate)
 
-    # ---- mapping ---------------------------------------------------------------------------
-    def _body(self, request: ChatRequest, params: GenParams) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self.model_id, "messages": request.as_dicts(), "max_tokens": params.max_tokens,
-            "temperature": params.temperature, "top_p": params.top_p,
-        }
-        seed = request.seed if request.seed is not None else params.seed
-        if seed is not None:
-            body["seed"] = seed
-        if params.stop:
-            body["stop"] = list(params.stop)
-        if params.logprobs:
-            body["logprobs"] = True
-            if params.top_logprobs:
-                body["top_logprobs"] = params.top_logprobs
-        if params.json_schema is not None and "response_format" not in self.capabilities.refused:
-            _, _, form = JSON_DIALECTS[self.capabilities.json_dialect]
-            body["response_format"] = form(json.loads(params.json_schema))
-            body["max_tokens"] = max(params.max_tokens, JSON_MIN_TOKENS)
-        if self.capabilities.server == "llama.cpp":
-            # its default repeat_penalty 1.1 changes the chosen token (temperature 0 is then not
-            # greedy, and a judge's digit can flip) while the logprobs it returns are from before
-            body["repeat_penalty"] = 1.0
-        for name in self.capabilities.refused:
-            for key in OPTIONAL_FIELDS[name]:
-                body.pop(key, None)
-        return body
-
-    def _parse(self, response: Any, request: ChatRequest) -> Completion:
-        """A Completion from a response, or _Malformed. Token counts fall back to chars/4 when the
-        server reports no usage, so budgets still hold."""
-        choices = getattr(response, "choices", None) if isinstance(response, ChatCompletion) else None
-        if not choices:
-            raise _Malformed("malformed response: no choices")
-        choice = choices[0]
-        if getattr(choice, "message", None) is None:
-            raise _Malformed("malformed response: a choice without a message")
-        if not isinstance(choice.message.content, str):
-            # null content (a refusal field, tool calls, a server fault): not an answer, and not
-            # an empty one either; retried, never cached
-            raise _Malformed("malformed response: the message has no text content (content is null)")
-        text = choice.message.content
-        usage = getattr(response, "usage", None)
-        prompt_tokens = getattr(usage, "prompt_tokens", None)
-        if prompt_tokens is None:
-            prompt_tokens = _prompt_tokens_guess(request)
-        completion_tokens = getattr(usage, "completion_tokens", None)
-        if completion_tokens is None:
-            completion_tokens = len(text) // 4
-        logprobs = None
-        if choice.logprobs is not None and choice.logprobs.content is not None:
-            logprobs = [TokenLogprob(t.token, t.logprob, {a.token: a.logprob for a in t.top_logprobs or []})
-                        for t in choice.logprobs.content]
-        error = None
-        if choice.finish_reason == "content_filter":
-            finish, error = "error", "the server's content filter stopped the answer"
-        else:  # "stop", "length"; tool calls and missing reasons count as a normal stop
-            finish = "length" if choice.finish_reason == "length" else "stop"
-        model = getattr(response, "model", None) or self.model_id
-        return Completion(text=text, finish_reason=finish, prompt_tokens=prompt_tokens,
-                          completion_tokens=completion_tokens, model=model, logprobs=logprobs, error=error)
-
-    def _failure(self, exc: BaseException) -> _Failure:
-        """Classify an error; messages are short and never carry the API key."""
-        if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            after = _retry_after(exc.response.headers) if status in (429, 503) else None
-            message = f"HTTP {status}: {self._scrub(_error_detail(exc))}"
-            if status in (401, 403):
-                message += f" (check the key in ${self.api_key_env})"
-            if after is not None and after > MAX_RETRY_AFTER:
-                return _Failure(f"{message}; the server asks to wait {after:.0f}s", retryable=False, fatal_for_all=True)
-            return _Failure(message, status in RETRY_STATUSES or status >= 500, after, status == 429, status in SYSTEMIC_STATUSES)
-        if isinstance(exc, openai.APITimeoutError):
-            return _Failure(f"no answer within {self.timeout:g}s", retryable=True)
-        if isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__ or exc
-            return _Failure(self._scrub(f"connection error: {type(cause).__name__}: {cause}"[:200]), retryable=True)
-        if isinstance(exc, _Malformed):
-            return _Failure(str(exc), retryable=True)
-        detail = "invalid JSON" if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
-        return _Failure(f"malformed response: {detail}", retryable=True)
-
     def _scrub(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key != NO_KEY else text
-
-
-def _prompt_tokens_guess(request: ChatRequest) -> int:
-    return sum(len(content) for _, content in request.messages) // 4
-
-
-def _read_key(env: str, base_url: str) -> str:
-    key = os.environ.get(env, "").strip()
-    if key:
-        return key
-    if urlsplit(base_url).hostname == urlsplit(OPENAI_BASE_URL).hostname:
-        raise LLMError(f"no API key: set the environment variable {env} (or give the base URL of your own server)")
-    return NO_KEY
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
-    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) * scale)
-        except ValueError:
-            date = email.utils.parsedate_tz(value)
-            if date is not None:
-                return max(0.0, email.utils.mktime_tz(date) - time.time())
-    return None
-
-
-def _error_detail(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        body = body.get("error", body)
-        if isinstance(body, dict):
-            body = body.get("message", body)
-    return str(body if body is not None else exc.message)[:200]
-
-
-def _redact_url(url: str) -> str:
-    """The URL without credentials (user:pass@) or query string."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 def _drain(results: queue.SimpleQueue, timeout: float) -> None:
