@@ -16,8 +16,9 @@ The estimate, in bytes:
   checkpointing only each layer's input is kept, and one layer's activations are rebuilt at a time;
 * the loss's transient tensors: ``12 x vocab`` bytes per projected token (logits, softmax and
   gradient), for ``loss_chunk_tokens`` tokens at a time, or every token of the forward pass with
-  the model's own loss; plus one merged copy of the embedding (``4 x vocab x hidden``) when peft
-  trains some of its rows (the turn tokens of a chat format given to a base model).
+  the model's own loss; plus a merged copy of the embedding and its gradient (``8 x vocab x
+  hidden``) when peft trains some of its rows (the turn tokens of a chat format given to a base
+  model): peft rebuilds the whole matrix for every projection.
 
 Calibrated with ``bench/memory.py`` (one optimizer step per setting, peak RSS against the
 estimate; docs/BENCHMARKS.md): for both embedded models, with and without checkpointing, the
@@ -111,7 +112,7 @@ def estimate(config: Any, n_params: int, n_trainable: int, *, rows: int, length:
     else:
         activations = rows * saved.per_row(length) + saved.fixed
     projected = min(loss_chunk_tokens, rows * length) if loss_chunk_tokens else rows * length
-    transient = 12.0 * c.vocab_size * projected + (4.0 * c.vocab_size * hidden if merged_embedding else 0.0)
+    transient = 12.0 * c.vocab_size * projected + (8.0 * c.vocab_size * hidden if merged_embedding else 0.0)
     return Estimate(4.0 * n_params + 16.0 * n_trainable + RUNTIME_BYTES, activations, transient)
 
 
@@ -134,6 +135,25 @@ def probe(model: Any, *, length: int, loss_chunk_tokens: int) -> Saved:
     train it), at up to three lengths no longer than ``length``, and fit :class:`Saved`. The
     loss is the chunked one (its logits are the estimate's own term); the random state is left as
     it was, so the run trains exactly as it would without the probe."""
+    import torch
+
+    lengths = sorted({max(2, min(length, n)) for n in PROBE_LENGTHS})
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    was_training = model.training
+    model.train()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            points = [(n, _saved_bytes(model, n, loss_chunk_tokens or 1024, weights)) for n in lengths]
+    finally:
+        model.train(was_training)
+    return Saved.fitted(points)
+
+
+def _saved_bytes(model: Any, length: int, chunk: int, weights: set[int]) -> float:
+    """Bytes of the tensors autograd still holds after one forward pass and loss over one row of
+    ``length`` random tokens (each storage once, the weights left out); the graph is freed on
+    return, no gradient is computed."""
     import gc
     import weakref
 
@@ -141,37 +161,25 @@ def probe(model: Any, *, length: int, loss_chunk_tokens: int) -> Saved:
 
     from .loss import trained_token_loss
 
-    lengths = sorted({max(2, min(length, n)) for n in PROBE_LENGTHS})
-    vocab = _text_config(model.config).vocab_size
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    was_training = model.training
-    points: list[tuple[int, float]] = []
-    model.train()
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            for n in lengths:
-                held: list[weakref.ref[_Held]] = []
+    held: list[weakref.ref[_Held]] = []
 
-                def pack(t: torch.Tensor) -> _Held:
-                    h = _Held(t.detach())  # the tensor itself would tie the graph to itself: a cycle gc cannot see
-                    held.append(weakref.ref(h))
-                    return h
+    def pack(t: torch.Tensor) -> _Held:
+        h = _Held(t.detach())  # the tensor itself would tie the graph to itself: a cycle gc cannot see
+        held.append(weakref.ref(h))
+        return h
 
-                ids = torch.randint(0, vocab, (1, n))
-                inputs = {"input_ids": ids, "position_ids": torch.arange(n).unsqueeze(0), "labels": ids.clone()}
-                with torch.autograd.graph.saved_tensors_hooks(pack, _Held.unpack):
-                    loss = trained_token_loss(model, inputs, None, loss_chunk_tokens or 1024)
-                live: dict[int, int] = {}  # storages the graph still holds, once each, weights excluded
-                for ref in held:
-                    if (h := ref()) is not None and (st := h.t.untyped_storage()).data_ptr() not in params:
-                        live[st.data_ptr()] = max(live.get(st.data_ptr(), 0), st.nbytes())
-                points.append((n, float(sum(live.values()))))
-                del loss, held, h, st
-                gc.collect()
-    finally:
-        model.train(was_training)
-    return Saved.fitted(points)
+    ids = torch.randint(0, _text_config(model.config).vocab_size, (1, length))
+    inputs = {"input_ids": ids, "position_ids": torch.arange(length).unsqueeze(0), "labels": ids.clone()}
+    with torch.autograd.graph.saved_tensors_hooks(pack, _Held.unpack):
+        loss = trained_token_loss(model, inputs, None, chunk)
+    live: dict[int, int] = {}
+    for ref in held:
+        if (h := ref()) is not None and (st := h.t.untyped_storage()).data_ptr() not in weights:
+            live[st.data_ptr()] = max(live.get(st.data_ptr(), 0), st.nbytes())
+    h = None
+    del loss
+    gc.collect()
+    return float(sum(live.values()))
 
 
 def release_freed_memory() -> bool:
