@@ -37,7 +37,7 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
-# A second venv with transformers 4.57 (the last 4.x line), for tests/test_portable.py: checks that
+# A second venv with transformers 4.57 (the last 4.x line), for tests/llm/test_portable.py: checks that
 # a model folder saved under transformers 5 and passed through datagen.llm.portable.make_portable loads
 # identically under 4.x. torch first, pinned to the same local CPU wheel.
 COMPAT_VENV ?= .venv-compat

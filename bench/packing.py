@@ -30,14 +30,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from datagen.core.record import Record
-from train.data import (
-    IGNORE_INDEX,
-    Sample,
-    expected_padding,
-    load_samples,
-    pack,
-    render,
-)
+from train.data import IGNORE_INDEX, Sample, load_samples, render
+from train.packing import expected_padding, pack
 
 
 def synthetic(n: int, overhead: int, seed: int = 0) -> list[Sample]:

@@ -77,7 +77,8 @@ def static_waste(records_path: str, max_length: int, batches: tuple[int, ...] = 
     from transformers import AutoTokenizer
 
     from datagen.llm.models import resolve_model
-    from train.data import expected_padding, load_samples, pack
+    from train.data import load_samples
+    from train.packing import expected_padding, pack
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("smollm2"))
     samples, _ = load_samples(records_path, tokenizer, max_length=max_length)

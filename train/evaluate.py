@@ -63,7 +63,8 @@ def heldout_loss(model: Any, tokenizer: Any, samples: Sequence[Sample], batch_si
     import torch
     import torch.nn.functional as F
 
-    from .data import IGNORE_INDEX, PaddedCollator
+    from .data import IGNORE_INDEX
+    from .packing import PaddedCollator
 
     collate = PaddedCollator(tokenizer.pad_token_id)
     sums, counts = [0.0] * len(samples), [0] * len(samples)

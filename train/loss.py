@@ -20,7 +20,7 @@ its gradient; with Gemma 3's 262,144 tokens, 8.6 GB. Here:
 
 The sum of the token losses is divided by ``num_items_in_batch`` (the trained tokens of the whole
 optimizer step, over every process) when the Trainer gives it, as the model's own loss does, so
-the gradient is the same mean over the step's tokens. ``tests/test_train.py`` checks the loss and
+the gradient is the same mean over the step's tokens. ``tests/train/test_train.py`` checks the loss and
 the gradients against the model's own loss.
 """
 

@@ -41,8 +41,15 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from datagen.core.errors import UserError
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+    from .model import Runtime
 
 GB = 1e9
 RUNTIME_BYTES = 0.8 * GB
@@ -246,3 +253,45 @@ def fit(config: Any, n_params: int, n_trainable: int, *, rows: int, accumulation
             if est.total <= budget:
                 return Fit(r, per_step // r, gc, est)
     return None
+
+
+def check_memory(cfg: TrainConfig, rt: Runtime, model: Any) -> dict[str, Any] | None:
+    """Compare the estimated peak of this run (:mod:`train.memory`) with the memory available, on a
+    CPU only (a GPU run is bounded by the GPU's memory, which torch reports itself). When it does
+    not fit: with ``memory_check: adapt`` switch ``cfg`` to the nearest settings that fit and say
+    so; with ``refuse``, or when nothing fits, stop with exit code 2 naming the settings to change.
+    Returns the estimate (and any adaptation) for the manifest."""
+    if rt.device != "cpu":
+        return None
+    n_params = sum(p.numel() for p in model.parameters())
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # processes of this run on this machine
+    chunk = chunk_tokens(cfg.loss_chunk_tokens, model.config.get_text_config().vocab_size)
+    merged = any("TrainableTokens" in type(m).__name__ for m in model.modules())  # peft trains some embedding rows
+    shape = {"length": cfg.max_length, "loss_chunk_tokens": chunk, "merged_embedding": merged,
+             "saved": probe(model, length=cfg.max_length, loss_chunk_tokens=chunk)}
+    est = estimate(model.config, n_params, n_trainable, rows=cfg.per_device_batch_size,
+                          gradient_checkpointing=cfg.gradient_checkpointing, **shape)
+    available = available_bytes()
+    doc: dict[str, Any] = {**est.to_dict(), "processes": procs, "available_gb": round(available / GB, 2) if available else None}
+    if cfg.memory_check == "off" or available is None or est.total * procs <= available:
+        return doc  # recorded either way: the manifest says what was expected
+    found = fit(model.config, n_params, n_trainable, rows=cfg.per_device_batch_size, accumulation=cfg.gradient_accumulation_steps,
+                       gradient_checkpointing=cfg.gradient_checkpointing, budget=available / procs, **shape)
+    need = (f"this run would need about {est.total * procs / GB:.1f} GB ({procs} process(es) x {est.total / GB:.1f} GB: "
+            f"{cfg.per_device_batch_size} rows of {cfg.max_length} tokens per forward pass, activations "
+            f"{est.activations / GB:.1f} GB), and {available / GB:.1f} GB is available")
+    if found is None:
+        raise UserError(f"{need}; not even one row per pass with gradient checkpointing fits: try a shorter --max-length, "
+                        "or a machine with more memory (or --set memory_check=off to try anyway)")
+    if cfg.memory_check == "refuse":
+        raise UserError(f"{need}; try {found.flags()} (the same rows per optimizer step), or --set memory_check=adapt")
+    asked = {"per_device_batch_size": cfg.per_device_batch_size, "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+             "gradient_checkpointing": cfg.gradient_checkpointing}
+    cfg.per_device_batch_size, cfg.gradient_accumulation_steps = found.rows, found.accumulation
+    cfg.gradient_checkpointing = found.gradient_checkpointing
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"memory: {need}; running {found.flags()} instead (the same rows per optimizer step, "
+              f"about {found.estimate.total / GB:.1f} GB)", file=sys.stderr)
+    return {**found.estimate.to_dict(), "processes": procs, "available_gb": doc["available_gb"],
+            "adapted_from": {**asked, "total_gb": doc["total_gb"]}}

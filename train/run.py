@@ -41,7 +41,7 @@ from datagen.core.errors import UserError
 from datagen.core.io import write_json
 
 from .config import TrainConfig
-from .memory import chunk_tokens, release_freed_memory
+from .memory import check_memory, chunk_tokens, release_freed_memory
 from .model import (
     Runtime,
     check_method,
@@ -115,51 +115,6 @@ def run(cfg: TrainConfig, data: str, out: str, *, resume: bool = False, force: b
     if lock is not None:
         lock.release()
     return metrics
-
-
-# -- memory --------------------------------------------------------------------------------------
-def check_memory(cfg: TrainConfig, rt: Runtime, model: Any) -> dict[str, Any] | None:
-    """Compare the estimated peak of this run (:mod:`train.memory`) with the memory available, on a
-    CPU only (a GPU run is bounded by the GPU's memory, which torch reports itself). When it does
-    not fit: with ``memory_check: adapt`` switch ``cfg`` to the nearest settings that fit and say
-    so; with ``refuse``, or when nothing fits, stop with exit code 2 naming the settings to change.
-    Returns the estimate (and any adaptation) for the manifest."""
-    from . import memory
-
-    if rt.device != "cpu":
-        return None
-    n_params = sum(p.numel() for p in model.parameters())
-    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # processes of this run on this machine
-    chunk = memory.chunk_tokens(cfg.loss_chunk_tokens, model.config.get_text_config().vocab_size)
-    merged = any("TrainableTokens" in type(m).__name__ for m in model.modules())  # peft trains some embedding rows
-    shape = {"length": cfg.max_length, "loss_chunk_tokens": chunk, "merged_embedding": merged,
-             "saved": memory.probe(model, length=cfg.max_length, loss_chunk_tokens=chunk)}
-    est = memory.estimate(model.config, n_params, n_trainable, rows=cfg.per_device_batch_size,
-                          gradient_checkpointing=cfg.gradient_checkpointing, **shape)
-    available = memory.available_bytes()
-    doc: dict[str, Any] = {**est.to_dict(), "processes": procs, "available_gb": round(available / memory.GB, 2) if available else None}
-    if cfg.memory_check == "off" or available is None or est.total * procs <= available:
-        return doc  # recorded either way: the manifest says what was expected
-    found = memory.fit(model.config, n_params, n_trainable, rows=cfg.per_device_batch_size, accumulation=cfg.gradient_accumulation_steps,
-                       gradient_checkpointing=cfg.gradient_checkpointing, budget=available / procs, **shape)
-    need = (f"this run would need about {est.total * procs / memory.GB:.1f} GB ({procs} process(es) x {est.total / memory.GB:.1f} GB: "
-            f"{cfg.per_device_batch_size} rows of {cfg.max_length} tokens per forward pass, activations "
-            f"{est.activations / memory.GB:.1f} GB), and {available / memory.GB:.1f} GB is available")
-    if found is None:
-        raise UserError(f"{need}; not even one row per pass with gradient checkpointing fits: try a shorter --max-length, "
-                        "or a machine with more memory (or --set memory_check=off to try anyway)")
-    if cfg.memory_check == "refuse":
-        raise UserError(f"{need}; try {found.flags()} (the same rows per optimizer step), or --set memory_check=adapt")
-    asked = {"per_device_batch_size": cfg.per_device_batch_size, "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
-             "gradient_checkpointing": cfg.gradient_checkpointing}
-    cfg.per_device_batch_size, cfg.gradient_accumulation_steps = found.rows, found.accumulation
-    cfg.gradient_checkpointing = found.gradient_checkpointing
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"memory: {need}; running {found.flags()} instead (the same rows per optimizer step, "
-              f"about {found.estimate.total / memory.GB:.1f} GB)", file=sys.stderr)
-    return {**found.estimate.to_dict(), "processes": procs, "available_gb": doc["available_gb"],
-            "adapted_from": {**asked, "total_gb": doc["total_gb"]}}
 
 
 # -- the output folder ---------------------------------------------------------------------------
@@ -299,7 +254,7 @@ def build_trainer(
     import torch
     from transformers import TrainingArguments
 
-    from .data import PackedCollator, PaddedCollator, pack
+    from .packing import PackedCollator, PaddedCollator, pack
     from .metrics import CountingTrainer, ThroughputCallback, peak_flops
 
     if cfg.packing:
@@ -406,7 +361,7 @@ def _manifest(
 ) -> dict[str, Any]:
     from datagen.core.rundir import file_digest, package_versions
 
-    from .data import expected_padding
+    from .packing import expected_padding
 
     model = trainer.model
     n_params = sum(p.numel() for p in model.parameters())

@@ -10,24 +10,8 @@ import random
 import pytest
 
 from datagen.core.record import Message, Record
-from train.data import (
-    IGNORE_INDEX,
-    ChatTemplateError,
-    DataError,
-    PackedCollator,
-    PackedDataset,
-    PaddedCollator,
-    Sample,
-    assistant_spans,
-    end_of_turn_token,
-    expected_padding,
-    flatten,
-    load_samples,
-    loss_mask,
-    pack,
-    packing_stats,
-    render,
-)
+from train.data import IGNORE_INDEX, ChatTemplateError, DataError, Sample, assistant_spans, end_of_turn_token, load_samples, loss_mask, render
+from train.packing import PackedCollator, PackedDataset, PaddedCollator, expected_padding, flatten, pack, packing_stats
 
 LLAMA3_STYLE = (
     "{{ bos_token }}{% for message in messages %}"

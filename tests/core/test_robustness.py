@@ -3,7 +3,7 @@
 Each test here is a case that once lost data or ended in a traceback: the rejects file of
 ``convert`` overwriting files, an outage sealed as permanent failures, a ``null`` answer cached as
 a real one, inputs that crashed the readers, malformed JSON accepted silently, two commands
-writing one run directory at once. The fuzz test of many more bad inputs is tests/test_fuzz_input.py.
+writing one run directory at once. The fuzz test of many more bad inputs is tests/core/test_fuzz_input.py.
 """
 
 from __future__ import annotations

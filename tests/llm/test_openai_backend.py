@@ -362,7 +362,7 @@ def test_rate_limiter_settles_estimates():
 
 # ---- the server as a process -------------------------------------------------------------------
 def test_server_runs_as_a_subprocess():
-    script = Path(__file__).with_name("openai_server.py")
+    script = Path(__file__).resolve().parents[1] / "openai_server.py"
     proc = subprocess.Popen([sys.executable, str(script), "--port", "0", "--latency", "0.05", "--models", "test-model"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from datagen.core.errors import UserError
+from datagen.commands import evolve as evolve_cmd
 from datagen.generate import evol_instruct as ev
 from datagen.generate.distill import Teacher
 from datagen.core.io import iter_jsonl
@@ -165,7 +166,7 @@ def test_operations_are_seeded_and_restrictable(tmp_path):
     assert picks == [make(llm, operations=("deepening", "breadth")).pick(r, f"id{i}") for r in (1, 2) for i in range(40)]
     assert picks[:40] != picks[40:]  # a new round draws anew
     with pytest.raises(UserError, match="unknown operation"):
-        ev._operations("deepening,widening")
+        evolve_cmd._operations("deepening,widening")
 
 
 def test_rule_helpers():
@@ -224,8 +225,8 @@ def test_arguments():
     import argparse
 
     p = argparse.ArgumentParser()
-    ev.add_arguments(p)
+    evolve_cmd.add_arguments(p)
     a = p.parse_args(["--out", "x"])
     assert (a.rounds, a.answer, a.seeds, a.chunk_size) == (4, True, "seeds/175.jsonl", 32)
-    assert ev._operations(a.operations) == ev.OPERATIONS
+    assert evolve_cmd._operations(a.operations) == ev.OPERATIONS
     assert p.parse_args(["--out", "x", "--no-answer"]).answer is False

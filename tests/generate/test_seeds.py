@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-SEED_PATH = Path(__file__).resolve().parents[1] / "seeds" / "175.jsonl"
+SEED_PATH = Path(__file__).resolve().parents[2] / "seeds" / "175.jsonl"
 
 EXPECTED_TASKS = 175
 MIN_CLASSIFICATION = 25

@@ -137,7 +137,7 @@ def test_registry_order_and_missing_modules(monkeypatch):
     assert registry.parse_stages("minhash, heuristics") == ["heuristics", "minhash"]
     with pytest.raises(UserError, match="unknown stage 'minhsh'"):
         registry.parse_stages("minhsh")
-    monkeypatch.setitem(registry.LAZY, "semantic", ("datagen.filters.no_such_module", "X", "Y"))
+    monkeypatch.setitem(registry.LAZY, "semantic", ("datagen.curate.no_such_module", "X", "Y"))
     with pytest.raises(UserError, match="stage 'semantic' is not available"):
         registry.build_stage("semantic", FilterConfig())
 

@@ -166,7 +166,7 @@ def make_records() -> list[Record]:
         q, a = TOPICS[k]
         recs.append(Record.from_turns(q.lower(), a.lower() + "!", scores={"judge": 4.95 - k * 0.1, "complexity": 2 + (k % 3), "ifd": 0.5}))
     recs.append(Record.from_turns("Name a mammal that lays eggs.", "The platypus.", scores={"judge": 4.0, "ifd": 0.4}))
-    # a score that could not be computed is left out (a record can hold no NaN: tests/test_robustness.py)
+    # a score that could not be computed is left out (a record can hold no NaN: tests/core/test_robustness.py)
     recs.append(Record.from_turns("Name a bird that cannot fly.", "The ostrich.", scores={"judge": 4.0, "ifd": 0.4}, flags={"complexity": {"error": "unparsed"}}))
     recs.append(Record.from_turns("Say hi.", "Hi.", scores={"judge": 2.0, "complexity": 1, "ifd": 0.3}))
     recs.append(Record.from_turns("Say bye.", "Bye.", scores={"judge": 3.0, "complexity": 1, "ifd": 0.3}))
