@@ -16,7 +16,6 @@ Nothing here imports torch: settings that depend on the machine (``bf16: auto``,
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from pydantic import (
 )
 
 from datagen.core.errors import UserError
+from datagen.core.settings import check_keys, parse_set, read_yaml
 
 Method = Literal["full", "lora", "dora", "qlora"]
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
@@ -179,35 +179,7 @@ def resolve_recipe(path_or_name: str) -> Path:
 
 def read_recipe(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The mapping in a YAML recipe file (an empty file is an empty mapping)."""
-    import yaml
-
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise UserError(f"{p}: not valid YAML: {e}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(f"{p}: a recipe is a mapping of settings (key: value), not a {type(data).__name__}")
-    return data
-
-
-def parse_set(items: Sequence[str]) -> dict[str, Any]:
-    """``["lr=1e-4", "packing=false"]`` -> ``{"lr": 1e-4, "packing": False}`` (values parsed as YAML)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set {item!r}: expected KEY=VALUE")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
-        out[key.strip()] = value
-    return out
+    return read_yaml(path, what="a recipe")
 
 
 def build_config(
@@ -260,9 +232,4 @@ _HABITS = {
 
 
 def _check_keys(source: str, values: Mapping[str, Any]) -> None:
-    known = list(TrainConfig.model_fields)
-    for key in values:
-        if key not in known:
-            close = [_HABITS[key]] if key in _HABITS else difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}'?)" if close else " (`train config` lists the settings)"
-            raise UserError(f"{source}: unknown key '{key}'{hint}")
+    check_keys(TrainConfig, source, values, _HABITS, listing="`train config` lists the settings")

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from datagen.core.cli import out_dir
 from datagen.core.errors import UserError
 from datagen.core.record import Record, Rejection
 from datagen.core.source import InputSpec
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+M = TypeVar("M", bound="BaseModel")
 
 
 def add_input(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -93,3 +98,17 @@ def read_input(args: argparse.Namespace, on_reject: Callable[[Rejection], None],
 
 def input_settings(args: argparse.Namespace, path: str | Path | None = None, key: str = "input") -> dict[str, Any]:
     return InputSpec.from_args(args, path).settings(key)
+
+
+def add_settings_source(group: Any) -> None:
+    """``--config FILE`` and ``--set KEY=VALUE``: the layers below the flags (:mod:`datagen.core.settings`)."""
+    group.add_argument("--config", default=None, metavar="YAML", help="settings from a YAML file (keys: the flags' names, with underscores)")
+    group.add_argument("--set", action="append", default=[], dest="sets", metavar="KEY=VALUE",
+                       help="one setting, its value parsed as YAML (repeatable; above --config, below the flags)")
+
+
+def settings_from(args: argparse.Namespace, model: type[M]) -> M:
+    """``model`` from its defaults, ``--config``, ``--set`` and the flags given, in that order."""
+    from datagen.core.settings import build, given
+
+    return build(model, file=getattr(args, "config", None), sets=getattr(args, "sets", None) or (), flags=given(args, model))

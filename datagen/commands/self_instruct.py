@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from datagen.commands.common import add_llm_args
+from datagen.commands.common import add_llm_args, add_settings_source, settings_from
 from datagen.core.cli import out_dir
-from datagen.curate.stages.instructions import MAX_WORDS, MIN_WORDS
+from datagen.core.settings import add_flags
 from datagen.generate.self_instruct import SelfInstruct, Settings
 from datagen.generate.self_instruct_parsing import load_seed_tasks
 
@@ -18,19 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", default="seeds/175.jsonl", metavar="FILE", help="seed tasks in Self-Instruct format {id, name, instruction, instances: [{input, output}], is_classification} (default: the bundled seeds/175.jsonl)")
     p.add_argument("--out", "-o", required=True, metavar="DIR", type=out_dir, help="run directory (records.jsonl, rejected.jsonl, stats.json, manifest.json)")
     p.add_argument("--force", action="store_true", help="replace a finished or different run in --out")
-    p.add_argument("--num", type=int, default=100, metavar="N", help="machine-generated tasks to accept (each gives one record per instance; seeds are not written)")
     p.add_argument("--limit", type=int, default=None, metavar="K", help="use only the first K seed tasks")
-    p.add_argument("--mode", choices=("bootstrap", "alpaca"), default="bootstrap", help="bootstrap: Self-Instruct (tasks, then classification and instances); alpaca: Stanford Alpaca's one-pass variant (instruction, input and output in one completion)")
-    p.add_argument("--num-seed-examples", type=int, default=6, help="seed tasks shown per request (bootstrap)")
-    p.add_argument("--num-machine-examples", type=int, default=2, help="generated tasks shown per request, once the pool has them (bootstrap)")
-    p.add_argument("--requests-per-round", type=int, default=8, help="requests per round; a round is one resumable part")
-    p.add_argument("--rouge-threshold", type=float, default=0.7, help="reject a task whose ROUGE-L F against any pool task exceeds this")
-    p.add_argument("--min-words", type=int, default=MIN_WORDS, help="shortest instruction, in words (CJK: characters)")
-    p.add_argument("--max-words", type=int, default=MAX_WORDS, help="longest instruction, in words (CJK: characters)")
-    p.add_argument("--alpaca-examples", type=int, default=3, help="seed tasks shown per request (alpaca)")
-    p.add_argument("--alpaca-tasks", type=int, default=20, help="length of the task list a request asks for (alpaca)")
-    p.add_argument("--max-rounds", type=int, default=None, help="safety limit on rounds (default: 5 + 3 x the rounds needed at one task per request)")
-    p.add_argument("--patience", type=int, default=5, help="stop after this many rounds in a row accept no task")
+    g = p.add_argument_group("Self-Instruct (YAML --config < --set KEY=VALUE < these flags)")
+    add_settings_source(g)
+    add_flags(g, Settings, skip=("classify_max_tokens",))
     add_llm_args(p, default_max_new_tokens=512)
 
 
@@ -43,13 +34,7 @@ def cli(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be >= 1")
-    settings = Settings(
-        num=args.num, mode=args.mode, num_seed_examples=args.num_seed_examples, num_machine_examples=args.num_machine_examples,
-        requests_per_round=args.requests_per_round, rouge_threshold=args.rouge_threshold, min_words=args.min_words,
-        max_words=args.max_words, alpaca_examples=args.alpaca_examples, alpaca_tasks=args.alpaca_tasks,
-        max_rounds=args.max_rounds, patience=args.patience,
-    )
-    settings.check()
+    settings = settings_from(args, Settings)
     cfg = llm_config(args)
     params = gen_params(args)
     seed_path = resolve_seed_file(args.seeds)
@@ -58,7 +43,7 @@ def cli(args: argparse.Namespace) -> int:
     gen = SelfInstruct(llm, params, seeds, settings)
     run_settings = {
         "seeds": str(seed_path), "seeds_sha256": file_digest(seed_path), "limit": args.limit,
-        "settings": settings.__dict__, "params": params.to_dict(), "prompt_templates": gen.template_hashes,
+        "settings": settings.model_dump(), "params": params.to_dict(), "prompt_templates": gen.template_hashes,
         "llm": {"backend": cfg.backend, "model": cfg.model, "base_url": cfg.base_url},
     }
     run = RunDir(args.out, "self-instruct", run_settings, force=args.force)

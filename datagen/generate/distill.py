@@ -35,6 +35,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from datagen.core.runner import Batch, Context, run_step
 from datagen.score.judge import Score, Selector, usage_of
 from datagen.llm.base import ChatRequest, Completion, GenParams, LLM
@@ -46,6 +48,20 @@ if TYPE_CHECKING:
 STAGE = "distill"
 SELECT_STAGE = "distill.best_of_n"
 JUDGE_TEMPLATE = "distill/judge"
+
+
+class Settings(BaseModel):
+    """Distillation's settings; the command's flags are derived from these fields
+    (:func:`datagen.core.settings.add_flags`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(1, ge=1, description=(
+        "candidate answers per prompt, each with its own seed; with K > 1 a judge rates them 1-5 and only the best is kept "
+        "(1: no judging)"), json_schema_extra={"metavar": "K"})
+    judge_prompt: str = Field(JUDGE_TEMPLATE, description="prompt template the judge rates each candidate with (best-of-n)")
+    system_prompt: str = Field("distill/system", description="prompt template for the teacher's system message, or 'none'")
+    chunk_size: int = Field(64, ge=1, description="records per resumable part")
 
 
 @dataclass

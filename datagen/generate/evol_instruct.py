@@ -40,6 +40,8 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from datagen.core.runner import Batch, Context, SealedPart, run_step
 from datagen.llm.base import ChatRequest, Completion, GenParams, LLM
 from datagen.llm.structured import field_of, one_field_schema
@@ -54,6 +56,33 @@ if TYPE_CHECKING:  # the CLI imports this module to build its parser: keep pydan
 STAGE = "evolve"
 DEPTH_OPERATIONS = ("add_constraints", "deepening", "concretizing", "increase_reasoning", "complicate_input")
 OPERATIONS = DEPTH_OPERATIONS + ("breadth",)
+
+class Settings(BaseModel):
+    """Evol-Instruct's settings; the command's flags are derived from these fields
+    (:func:`datagen.core.settings.add_flags`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rounds: int = Field(4, ge=1, description="evolution rounds; each evolves the survivors of the round before")
+    operations: list[str] = Field(default_factory=lambda: list(OPERATIONS), description=(
+        f"operations to draw from, comma-separated: {', '.join(OPERATIONS)}"), json_schema_extra={"metavar": "OPS"})
+    answer: bool = Field(True, description="answer each evolution with the teacher (needed for the refusal and stop-word rules)")
+    system_prompt: str = Field("distill/system", description="prompt template for the teacher's system message, or 'none'")
+    chunk_size: int = Field(32, ge=1, description="instructions per resumable part")
+
+    @field_validator("operations", mode="before")
+    @classmethod
+    def _operations(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = v.split(",")
+        if isinstance(v, (list, tuple)):
+            ops = list(dict.fromkeys(str(o).strip() for o in v if str(o).strip()))
+            unknown = [o for o in ops if o not in OPERATIONS]
+            if unknown or not ops:
+                raise ValueError(f"unknown operation(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(OPERATIONS)}")
+            return ops
+        return v
+
 
 # -- the elimination rules ---------------------------------------------------------------------
 _STOP_WORDS = frozenset(

@@ -44,7 +44,9 @@ import hashlib
 import math
 import random
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from datagen.core.runner import Batch, Context, SealedPart, run_step
 from datagen.core.stats import Stats
@@ -73,43 +75,39 @@ SPENT_REASONS = ("no_valid_instance", "llm_error")
 
 
 # -- the loop ----------------------------------------------------------------------------------
-@dataclass
-class Settings:
-    num: int = 100
-    mode: str = "bootstrap"  # "bootstrap" | "alpaca"
-    num_seed_examples: int = 6
-    num_machine_examples: int = 2
-    requests_per_round: int = 8
-    rouge_threshold: float = 0.7
-    min_words: int = MIN_WORDS
-    max_words: int = MAX_WORDS
-    alpaca_examples: int = 3
-    alpaca_tasks: int = 20
-    max_rounds: int | None = None  # default: 5 + 3 * rounds needed at one task per request
-    patience: int = 5  # stop after this many rounds in a row accept nothing
-    classify_max_tokens: int = 16
+class Settings(BaseModel):
+    """Self-Instruct's settings; the command's flags are derived from these fields
+    (:func:`datagen.core.settings.add_flags`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num: int = Field(100, ge=1, description="machine-generated tasks to accept (each gives one record per instance; seeds are not written)",
+                     json_schema_extra={"metavar": "N"})
+    mode: Literal["bootstrap", "alpaca"] = Field("bootstrap", description=(
+        "bootstrap: Self-Instruct (tasks, then classification and instances); alpaca: Stanford Alpaca's one-pass variant "
+        "(instruction, input and output in one completion)"))
+    num_seed_examples: int = Field(6, ge=1, description="seed tasks shown per request (bootstrap)")
+    num_machine_examples: int = Field(2, ge=0, description="generated tasks shown per request, once the pool has them (bootstrap)")
+    requests_per_round: int = Field(8, ge=1, description="requests per round; a round is one resumable part")
+    rouge_threshold: float = Field(0.7, ge=0, le=1, description="reject a task whose ROUGE-L F against any pool task exceeds this")
+    min_words: int = Field(MIN_WORDS, ge=0, description="shortest instruction, in words (CJK: characters)")
+    max_words: int = Field(MAX_WORDS, ge=0, description="longest instruction, in words (CJK: characters)")
+    alpaca_examples: int = Field(3, ge=1, description="seed tasks shown per request (alpaca)")
+    alpaca_tasks: int = Field(20, ge=1, description="length of the task list a request asks for (alpaca)")
+    max_rounds: int | None = Field(None, ge=1, description="safety limit on rounds (default: 5 + 3 x the rounds needed at one task per request)")
+    patience: int = Field(5, ge=1, description="stop after this many rounds in a row accept no task")
+    classify_max_tokens: int = Field(16, ge=1, description="longest answer to the is-it-a-classification-task question")
+
+    @model_validator(mode="after")
+    def _word_limits(self) -> Settings:
+        if self.max_words < self.min_words:
+            raise ValueError(f"max_words ({self.max_words}) is below min_words ({self.min_words})")
+        return self
 
     def rounds_limit(self) -> int:
         if self.max_rounds is not None:
             return self.max_rounds
         return 5 + 3 * math.ceil(self.num / self.requests_per_round)
-
-    def check(self) -> None:
-        from datagen.core.errors import UserError
-
-        if self.mode not in MODE_TEMPLATES:
-            raise UserError(f"--mode must be one of {', '.join(MODE_TEMPLATES)}")
-        for name in ("num", "requests_per_round", "patience", "alpaca_examples", "alpaca_tasks"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 1")
-        if self.num_seed_examples < 1 or self.num_machine_examples < 0:
-            raise UserError("--num-seed-examples must be >= 1 and --num-machine-examples >= 0")
-        if not 0 <= self.rouge_threshold <= 1:
-            raise UserError("--rouge-threshold must be in [0, 1]")
-        if self.min_words < 0 or self.max_words < self.min_words:
-            raise UserError("need 0 <= --min-words <= --max-words")
-        if self.max_rounds is not None and self.max_rounds < 1:
-            raise UserError("--max-rounds must be >= 1")
 
 
 @dataclass
@@ -141,7 +139,6 @@ class SelfInstruct:
         self.params = params
         self.seeds = seeds
         self.s = settings or Settings()
-        self.s.check()
         names = MODE_TEMPLATES[self.s.mode]
         self.templates = templates or {k: prompts.load(TEMPLATES[k]) for k in names}
         self.classify_params = replace(params, temperature=0.0, max_tokens=min(params.max_tokens, self.s.classify_max_tokens), json_schema=CLASSIFY_SCHEMA)

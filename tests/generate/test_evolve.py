@@ -8,6 +8,8 @@ import pytest
 
 from datagen.core.errors import UserError
 from datagen.commands import evolve as evolve_cmd
+from datagen.commands.common import settings_from
+from datagen.core.settings import build
 from datagen.generate import evol_instruct as ev
 from datagen.generate.distill import Teacher
 from datagen.core.io import iter_jsonl
@@ -165,8 +167,8 @@ def test_operations_are_seeded_and_restrictable(tmp_path):
     assert set(picks) == {"deepening", "breadth"}
     assert picks == [make(llm, operations=("deepening", "breadth")).pick(r, f"id{i}") for r in (1, 2) for i in range(40)]
     assert picks[:40] != picks[40:]  # a new round draws anew
-    with pytest.raises(UserError, match="unknown operation"):
-        evolve_cmd._operations("deepening,widening")
+    with pytest.raises(UserError, match="unknown operation.*widening"):
+        build(ev.Settings, flags={"operations": ["deepening", "widening"]})
 
 
 def test_rule_helpers():
@@ -221,12 +223,27 @@ def test_resume_after_interrupt_matches_uninterrupted_run(tmp_path):
     assert st["stages"] == ref["stages"] and st["extra"]["pass_rate"] == ref["extra"]["pass_rate"]
 
 
-def test_arguments():
+def test_arguments(tmp_path):
     import argparse
 
     p = argparse.ArgumentParser()
     evolve_cmd.add_arguments(p)
     a = p.parse_args(["--out", "x"])
-    assert (a.rounds, a.answer, a.seeds, a.chunk_size) == (4, True, "seeds/175.jsonl", 32)
-    assert evolve_cmd._operations(a.operations) == ev.OPERATIONS
-    assert p.parse_args(["--out", "x", "--no-answer"]).answer is False
+    s = settings_from(a, ev.Settings)
+    assert (s.rounds, s.answer, a.seeds, s.chunk_size) == (4, True, "seeds/175.jsonl", 32)
+    assert tuple(s.operations) == ev.OPERATIONS
+    assert settings_from(p.parse_args(["--out", "x", "--no-answer"]), ev.Settings).answer is False
+    # a YAML file < --set < the flags, each layer named when it is wrong
+    cfg = tmp_path / "evolve.yaml"
+    cfg.write_text("rounds: 2\noperations: [deepening]\nchunk_size: 8\n")
+    s = settings_from(p.parse_args(["--out", "x", "--config", str(cfg), "--set", "rounds=3", "--operations", "breadth,deepening",
+                                    "--operations", "breadth"]), ev.Settings)
+    assert (s.rounds, s.operations, s.chunk_size) == (3, ["breadth", "deepening"], 8)
+    assert settings_from(p.parse_args(["--out", "x", "--config", str(cfg), "--rounds", "5", "--set", "rounds=3"]), ev.Settings).rounds == 5
+    cfg.write_text("round: 2\n")
+    with pytest.raises(UserError, match=r"evolve.yaml: unknown key 'round' \(did you mean 'rounds'\?\)"):
+        settings_from(p.parse_args(["--out", "x", "--config", str(cfg)]), ev.Settings)
+    with pytest.raises(UserError, match=r"command line: --chunk-size: Input should be greater than or equal to 1"):
+        settings_from(p.parse_args(["--out", "x", "--chunk-size", "0"]), ev.Settings)
+    with pytest.raises(UserError, match=r"--set: 'rounds': Input should be a valid integer"):
+        settings_from(p.parse_args(["--out", "x", "--set", "rounds=many"]), ev.Settings)

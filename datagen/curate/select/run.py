@@ -25,7 +25,9 @@ import sys
 import time
 from pathlib import Path
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence, TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,6 +40,30 @@ if TYPE_CHECKING:
 
 SCREEN_STAGE = "select.screen"
 SELECT_STAGE = "select"
+
+
+class Settings(BaseModel):
+    """What a selection keeps; ``datagen select``'s flags are derived from these fields
+    (:func:`datagen.core.settings.add_flags`), and :func:`run_select` takes them as keywords."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget: int = Field(..., ge=1, description="keep at most N records", json_schema_extra={"metavar": "N"})
+    strategy: Literal["deita", "kcenter"] = Field("deita", description=(
+        "deita: score-first greedy, skipping a record whose cosine to any selected one exceeds tau; "
+        "kcenter: farthest-point greedy on cosine distance, seeded with the best-scoring record"))
+    tau: float = Field(0.9, ge=-1, le=1, description=(
+        "most cosine similarity (all-MiniLM-L6-v2 embeddings of instruction + response) allowed between two selected "
+        "records (1 turns the rule off)"))
+    mins: list[str] = Field(default_factory=list, description="reject records with SCORE < X (repeatable or comma-separated: --min judge=3.5,complexity=2)",
+                            json_schema_extra={"metavar": "SCORE=X"})
+    maxs: list[str] = Field(default_factory=list, description="reject records with SCORE > X (e.g. --max ifd=1.0)", json_schema_extra={"metavar": "SCORE=X"})
+    score: str = Field("judge=1,complexity=1", description="scores that rank the records, with weights; a bare name weighs 1",
+                       json_schema_extra={"metavar": "SCORE=W,..."})
+    combine: Literal["product", "sum"] = Field("product", description=(
+        "product (DEITA): prod score^weight over raw, positive scores; sum: sum weight * normalised score"))
+    norm: Literal["zscore", "minmax", "none"] = Field("zscore", description=(
+        "with combine sum: normalise each score over the screened records by z-score, min-max to [0,1], or not at all"))
 
 
 def embeddings_for(records: Sequence[Record], model: str, cache_dir: Path, allow_compute: bool, device: str | None, batch_size: int) -> tuple[np.ndarray, dict[str, Any]]:
