@@ -34,7 +34,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datagen.core.io import read_records, write_records
+from datagen.core.io import read_records
+from datagen.core.writing import write_records
 from datagen.core.record import Record
 from datagen.core.text import word_equivalents
 

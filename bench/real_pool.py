@@ -71,7 +71,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from datagen.core.io import read_records, write_records
+from datagen.core.io import read_records
+from datagen.core.writing import write_records
 from datagen.core.record import Record
 from datagen.core.text import word_equivalents
 from noisy_pool import KINDS, REFUSALS, is_chinese, near_duplicate, stratified, truncate

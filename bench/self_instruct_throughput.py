@@ -38,7 +38,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from datagen.core.assets import resolve_seed_file  # noqa: E402
 from datagen.curate.stages.instructions import BLACKLIST  # noqa: E402
-from datagen.generate.self_instruct import SelfInstruct, Settings
+from datagen.generate.self_instruct import SelfInstruct
+from datagen.generate.self_instruct_settings import Settings
 from datagen.generate.self_instruct_parsing import load_seed_tasks  # noqa: E402
 from datagen.llm import GenParams  # noqa: E402
 from datagen.llm.openai_compat import OpenAICompatLLM  # noqa: E402

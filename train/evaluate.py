@@ -157,7 +157,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cli(args: argparse.Namespace) -> int:
-    from datagen.core.io import write_json
+    from datagen.core.writing import write_json
 
     results = evaluate(args)
     if args.out:

@@ -192,7 +192,7 @@ def base_path(model: str) -> str:
 def write_base_name(out: str | os.PathLike[str], model: str) -> None:
     """``datagen_base.json``: the base as the user named it: an embedded model's name, or a local
     folder's absolute path."""
-    from datagen.core.io import write_json
+    from datagen.core.writing import write_json
     from datagen.llm.models import is_embedded
 
     write_json(Path(out) / BASE_FILE, {"model": model if is_embedded(model) else str(Path(model).expanduser().resolve())})

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from datagen.core.progress import progress_enabled
 from datagen.core.errors import UserError
-from datagen.core.io import write_json
+from datagen.core.writing import write_json
 
 from .config import TrainConfig
 from .memory import check_memory, chunk_tokens, release_freed_memory
@@ -50,15 +50,12 @@ from .model import (
     save_for_generation,
     write_base_name,
 )
+from .outdir import MANIFEST, check_out, lock_out
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase, Trainer
 
     from .data import Sample
-
-MANIFEST = "train_manifest.json"
-CHECKPOINT_PREFIX = "checkpoint-"
-
 
 def run(cfg: TrainConfig, data: str, out: str, *, resume: bool = False, force: bool = False) -> dict[str, Any]:
     """Train on the records in ``data`` and save the result in ``out``. Returns the final metrics."""
@@ -69,8 +66,8 @@ def run(cfg: TrainConfig, data: str, out: str, *, resume: bool = False, force: b
     _check_data_paths(cfg, data)
     records = read_data(cfg, data)  # a bad row stops the run here, before a model is loaded
     existed = out_dir.exists()
-    lock = _lock_out(out_dir)  # first: --force must never clear a folder another run is writing
-    checkpoint = _check_out(out_dir, resume=resume, force=force)
+    lock = lock_out(out_dir)  # first: --force must never clear a folder another run is writing
+    checkpoint = check_out(out_dir, resume=resume, force=force)
 
     rt = resolve_runtime(cfg)
     from transformers import set_seed
@@ -115,60 +112,6 @@ def run(cfg: TrainConfig, data: str, out: str, *, resume: bool = False, force: b
     if lock is not None:
         lock.release()
     return metrics
-
-
-# -- the output folder ---------------------------------------------------------------------------
-def last_checkpoint(out: Path) -> Path | None:
-    """The complete checkpoint with the highest step in ``out``, or None. The Trainer writes
-    ``trainer_state.json`` last, so a checkpoint cut short by a kill has none and is skipped."""
-    found = [
-        p for p in out.glob(f"{CHECKPOINT_PREFIX}*")
-        if p.name[len(CHECKPOINT_PREFIX):].isdigit() and (p / "trainer_state.json").is_file()
-    ]
-    return max(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]), default=None)
-
-
-def _lock_out(out: Path) -> Any:
-    """Hold ``out`` for this run (process 0 of a multi-process run; the others write only
-    through it), so that a second ``train run`` on the same folder is refused at once."""
-    from datagen.core.io import check_output
-    from datagen.core.rundir import DirLock
-
-    check_output(out, directory=True)
-    if int(os.environ.get("RANK", "0")) != 0:
-        return None
-    out.mkdir(parents=True, exist_ok=True)
-    return DirLock.acquire(out, "train run")
-
-
-def _check_out(out: Path, *, resume: bool, force: bool) -> Path | None:
-    """The checkpoint to resume from; refuses to mix two runs in one folder (``out`` was checked
-    by :func:`_lock_out`)."""
-    checkpoint = last_checkpoint(out) if out.is_dir() else None
-    if resume:
-        if checkpoint is None:
-            print(f"--resume: no checkpoint in {out}; starting from the beginning", file=sys.stderr)
-        return checkpoint
-    if force:
-        if out.is_dir() and int(os.environ.get("RANK", "0")) == 0:
-            _clear(out)
-        return None
-    if checkpoint is not None or (out / MANIFEST).exists():
-        raise UserError(
-            f"--out {out}: holds a training run already; pass --resume to continue it from its last checkpoint, "
-            "--force to train again from scratch, or choose another --out"
-        )
-    return None
-
-
-def _clear(out: Path) -> None:
-    """Remove the checkpoints and run files of an earlier run (``--force``), nothing else."""
-    import shutil
-
-    for ckpt in out.glob(f"{CHECKPOINT_PREFIX}*"):
-        shutil.rmtree(ckpt, ignore_errors=True)
-    for name in (MANIFEST, "metrics.json", "log_history.json"):
-        (out / name).unlink(missing_ok=True)
 
 
 def _check_data_paths(cfg: TrainConfig, data: str) -> None:

@@ -23,7 +23,7 @@ def curate(s: AblationSettings) -> Path:
     from datagen.core.source import InputSpec
     from datagen.curate.pipeline import run_filter
     from datagen.curate.select.run import run_select
-    from datagen.core.io import atomic_open
+    from datagen.core.writing import atomic_open
     from datagen.core.rundir import AlreadyComplete
 
     base = s.out / "arms" / "curated"
@@ -54,7 +54,9 @@ def random_arm(pool: Sequence[Record], n: int, seed: int) -> list[Record]:
 
 def build_arms(s: AblationSettings, seeds: Sequence[int]) -> dict[str, list[Arm]]:
     """Every arm's data file, per seed (the curated and full arms share one file across seeds)."""
-    from datagen.core.io import iter_jsonl, read_records, write_records
+    from datagen.core.io import read_records
+    from datagen.core.writing import write_records
+    from datagen.core.io import iter_jsonl
     from datagen.core.record import Record
     from datagen.core.rundir import file_digest
 

@@ -19,7 +19,8 @@ from datagen.ablate.summary import behaviour_row, composition, curation_summary,
 def ablate(s: AblationSettings) -> dict[str, Any]:
     """Build, train, evaluate and judge every arm over every seed; write ablation.json and the report."""
     from datagen.core.errors import UserError
-    from datagen.core.io import read_records, write_json
+    from datagen.core.io import read_records
+    from datagen.core.writing import write_json
     from datagen.core.rundir import file_digest, package_versions
 
     for label, path in (("--pool", s.pool), ("--gold", s.gold)):

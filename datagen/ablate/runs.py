@@ -32,7 +32,7 @@ def train_config(s: AblationSettings, seed: int) -> Any:
 
 def train_arm(s: AblationSettings, arm: Arm, run_dir: Path) -> dict[str, Any]:
     """Train one (arm, seed) into ``run_dir``, unless its ``train.json`` marker says it is done."""
-    from datagen.core.io import write_json
+    from datagen.core.writing import write_json
     from datagen.core.rundir import fingerprint
 
     cfg = train_config(s, arm.seed)
@@ -80,7 +80,7 @@ def eval_arm(s: AblationSettings, run_dir: Path, gold_sha: str) -> dict[str, Any
     """Gold-set loss and greedy answers of one trained model (``eval.json``), unless done."""
     import tempfile
 
-    from datagen.core.io import write_json
+    from datagen.core.writing import write_json
     from datagen.core.rundir import fingerprint
 
     trained = json.loads((run_dir / "train.json").read_text(encoding="utf-8"))
@@ -138,7 +138,7 @@ def eval_base(s: AblationSettings, gold_sha: str) -> dict[str, Any]:
     """Gold-set loss of the untrained base model (``DIR/base/eval.json``), unless done: the
     reference that shows how far training moved the loss, against which the arms' differences
     can be read."""
-    from datagen.core.io import write_json
+    from datagen.core.writing import write_json
     from datagen.llm.models import resolve_model
     from datagen.core.rundir import fingerprint
 
@@ -177,7 +177,7 @@ def judge_arm(s: AblationSettings, judge: LLM, name: str, seed: int, mine: dict[
     """Win rate of one arm's answers over the random arm's (same seed), both orders asked."""
     from datagen.score.pairwise import judge_pairs
 
-    from datagen.core.io import write_json
+    from datagen.core.writing import write_json
     from datagen.core.rundir import fingerprint
 
     fp = fingerprint({"mine": mine["fingerprint"], "theirs": theirs["fingerprint"], "judge": judge.model_id})

@@ -17,7 +17,7 @@ def cli(args: argparse.Namespace) -> int:
     from datagen.ablate import ablate
 
     s = AblationSettings.from_args(args)
-    from datagen.report.ablation import parse_ablation
+    from datagen.report.ablation_file import parse_ablation
     from datagen.report.text import ablation_summary
 
     doc = ablate(s)

@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cli(args: argparse.Namespace) -> int:
-    from datagen.core.io import atomic_open, check_output, output_kind, rejects_path, same_file, write_records
+    from datagen.core.writing import atomic_open, check_output, output_kind, rejects_path, same_file, write_records
 
     out = check_output(args.out, directory=False)
     rej_path = Path(args.rejected) if args.rejected else rejects_path(out)

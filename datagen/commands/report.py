@@ -35,7 +35,7 @@ def cli(args: argparse.Namespace) -> int:
 
         text = summary(data.load_runs(args.dirs))
         if args.ablation:
-            from datagen.report.ablation import read_ablation
+            from datagen.report.ablation_file import read_ablation
 
             text += "\n\n" + ablation_summary(read_ablation(args.ablation))
         print(text)

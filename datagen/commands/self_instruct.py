@@ -8,8 +8,7 @@ import sys
 from datagen.commands.common import add_llm_args, add_settings_source, settings_from
 from datagen.core.cli import out_dir
 from datagen.core.settings import add_flags
-from datagen.generate.self_instruct import SelfInstruct, Settings
-from datagen.generate.self_instruct_parsing import load_seed_tasks
+from datagen.generate.self_instruct_settings import Settings
 
 HELP = "Self-Instruct: bootstrap new tasks from seed tasks (or the one-pass Alpaca variant)"
 
@@ -26,11 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cli(args: argparse.Namespace) -> int:
-    from datagen.core.assets import resolve_seed_file
     from datagen.commands.common import gen_params, llm_config
+    from datagen.core.assets import resolve_seed_file
     from datagen.core.errors import UserError
     from datagen.llm import make_llm
     from datagen.core.rundir import RunDir, file_digest
+    from datagen.generate.self_instruct import SelfInstruct
+    from datagen.generate.self_instruct_parsing import load_seed_tasks
 
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be >= 1")

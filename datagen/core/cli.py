@@ -27,7 +27,7 @@ def out_file(value: str) -> str:
 
 def _checked_output(value: str, directory: bool) -> str:
     from datagen.core.errors import UserError
-    from datagen.core.io import check_output
+    from datagen.core.writing import check_output
 
     try:
         check_output(value, "", directory=directory)

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from datagen.core.errors import RunStopped, UserError
-from datagen.core.io import atomic_open, check_output, iter_jsonl, write_json
+from datagen.core.writing import atomic_open, check_output, write_json
+from datagen.core.io import iter_jsonl
 from datagen.core.record import Record, Rejection
 from datagen.core.stats import Stats
 

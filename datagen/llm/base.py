@@ -163,6 +163,14 @@ class Usage:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def spent(self, max_tokens: int | None, max_cost: float | None) -> str | None:
+        """Why a budget of ``max_tokens`` tokens or ``max_cost`` is spent, or None while it lasts."""
+        if max_tokens is not None and self.total_tokens >= max_tokens:
+            return f"token budget spent: {self.total_tokens} of {max_tokens} tokens"
+        if max_cost is not None and self.cost >= max_cost:
+            return f"cost budget spent: ${self.cost:.4f} of ${max_cost:.4f}"
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         with self._lock:
             return {

@@ -9,9 +9,13 @@ here (:class:`Capabilities`, written to the manifest).
 
 from __future__ import annotations
 
+import logging
+
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+log = logging.getLogger("datagen.llm.openai_compat")
 
 # Optional request fields a server may refuse, most specific name first, each with the fields
 # that go with it. A refusal that names one (llama.cpp without logits_all: "logprobs is not
@@ -52,6 +56,27 @@ class Capabilities:
     json_dialect: int = 0  # index into JSON_DIALECTS of the form of response_format in use
     slots: int | None = None  # requests the server serves at once, when it says and it is fewer than asked
     structured_ok: bool = False  # a request with response_format was answered
+
+    def learn_refusal(self, status: int, message: str, body: Mapping[str, Any]) -> bool:
+        """Whether an error response (``status``, the server's ``message``) to a request with
+        ``body`` refuses one of its optional fields; if so, later requests go without it, or ask
+        for a schema in the next form (:data:`JSON_DIALECTS`)."""
+        name = refused_field(status, message, body)
+        if name is None:
+            return False
+        if name in self.refused:  # learnt meanwhile from another request in flight
+            return True
+        if name == "response_format":
+            sent = body["response_format"].get("type")
+            if sent != JSON_DIALECTS[self.json_dialect][1]:
+                return True  # another request in flight already moved on to the next form
+            if self.json_dialect + 1 < len(JSON_DIALECTS):  # try the next way of asking for a schema
+                self.json_dialect += 1
+                log.info("the server refused response_format type %r (%s); trying the next form", sent, message)
+                return True
+        self.refused[name] = f"HTTP {status}: {message}"
+        log.warning("the server does not support '%s' (HTTP %d: %s); sending requests without it", name, status, message)
+        return True
 
     def to_dict(self) -> dict[str, Any]:
         if "response_format" in self.refused:

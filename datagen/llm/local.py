@@ -20,21 +20,17 @@ Besides the LLM protocol, :meth:`LocalLLM.answer_nll` scores given answers with 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from datagen.llm.base import ChatRequest, Completion, GenParams, TokenLogprob, Usage
-from datagen.core.errors import LLMError
 from datagen.llm.models import is_embedded, load_model_and_tokenizer, model_id
 from datagen.llm.templates import apply_chat_template
+from datagen.llm.decoding import FinishTracker, cut_at_stop, end_token_ids, generation_config, length_sorted_batches, pad_left, seeded, token_logprobs
 
 if TYPE_CHECKING:
-    import torch
     from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 MessagesLike = Sequence[Any]  # dicts, (role, content) pairs or datagen.core.record.Message objects
@@ -121,7 +117,7 @@ class LocalLLM:
             else:
                 todo.append(i)
         with self._progress(len(todo), "generate") as bar:
-            for batch in _length_sorted_batches(todo, [len(p) for p in prompts], self.batch_size):
+            for batch in length_sorted_batches(todo, [len(p) for p in prompts], self.batch_size):
                 seeds = [requests[i].seed if requests[i].seed is not None else params.seed for i in batch]
                 completions = self._generate_batch([prompts[i] for i in batch], seeds, params)
                 self.usage.add(
@@ -157,7 +153,7 @@ class LocalLLM:
         rows = [c + a for c, a in zip(contexts, answer_ids)]
         results: list[AnswerLoss | None] = [None] * len(answers)
         with self._progress(len(rows), "score") as bar:
-            for batch in _length_sorted_batches(range(len(rows)), [len(r) for r in rows], self.batch_size):
+            for batch in length_sorted_batches(range(len(rows)), [len(r) for r in rows], self.batch_size):
                 losses = self._score_batch([rows[i] for i in batch], [len(answer_ids[i]) for i in batch])
                 for i, loss in zip(batch, losses):
                     results[i] = loss
@@ -172,7 +168,7 @@ class LocalLLM:
                 model, tokenizer = load_model_and_tokenizer(self.model_name, device=self.device)
                 if not tokenizer.chat_template:  # a base model: the turn format its vocabulary holds
                     apply_chat_template(tokenizer, model, "auto", allow_new_tokens=False)
-                self._eos_ids = _end_token_ids(model, tokenizer)
+                self._eos_ids = end_token_ids(model, tokenizer)
                 model.generation_config = self._neutral_generation_defaults(tokenizer)
                 self._model, self._tokenizer = model, tokenizer
         assert self._tokenizer is not None
@@ -243,17 +239,17 @@ class LocalLLM:
 
         model, tokenizer = self._model, self._tokenizer
         assert model is not None and tokenizer is not None
-        input_ids, attention_mask = _pad_left(prompts, tokenizer.pad_token_id, model.device)
-        tracker = _FinishTracker(input_ids.shape[1], len(prompts), self._eos_ids, params.stop, self._decode)
-        with _seeded(seeds, model.device), torch.inference_mode():
+        input_ids, attention_mask = pad_left(prompts, tokenizer.pad_token_id, model.device)
+        tracker = FinishTracker(input_ids.shape[1], len(prompts), self._eos_ids, params.stop, self._decode)
+        with seeded(seeds, model.device), torch.inference_mode():
             out = model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
-                generation_config=_generation_config(params),
+                generation_config=generation_config(params),
                 stopping_criteria=[tracker],
             )
         generated = out.sequences[:, input_ids.shape[1] :]
-        logprobs = _token_logprobs(out.logits, generated, params.top_logprobs) if params.logprobs else None
+        logprobs = token_logprobs(out.logits, generated, params.top_logprobs) if params.logprobs else None
         completions = []
         for row, prompt in enumerate(prompts):
             length = tracker.lengths[row]
@@ -272,7 +268,7 @@ class LocalLLM:
         params: GenParams,
     ) -> Completion:
         text_ids = ids[:-1] if ids and ids[-1] in self._eos_ids else ids
-        text = _cut_at_stop(self._decode(text_ids), params.stop)
+        text = cut_at_stop(self._decode(text_ids), params.stop)
         token_logprobs = None
         if logprobs is not None:
             token_logprobs = [
@@ -309,7 +305,7 @@ class LocalLLM:
         k = max(answer_lengths)
         if k == 0:
             return [AnswerLoss(math.nan, 0) for _ in rows]
-        input_ids, attention_mask = _pad_left(rows, tokenizer.pad_token_id, model.device)
+        input_ids, attention_mask = pad_left(rows, tokenizer.pad_token_id, model.device)
         # Position j predicts token j+1: feed all but the last token, keep the last k positions.
         inputs, mask = input_ids[:, :-1], attention_mask[:, :-1]
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
@@ -322,127 +318,3 @@ class LocalLLM:
             # where(), not a product: padded positions may hold NaN, and NaN * 0 is NaN.
             sums = torch.where(scored, nll, torch.zeros_like(nll)).sum(-1).tolist()
         return [AnswerLoss(s / n if n else math.nan, n) for s, n in zip(sums, answer_lengths)]
-
-
-class _FinishTracker:
-    """A ``generate`` stopping criterion (duck-typed ``StoppingCriteria``, so this module imports
-    no transformers) that ends a row at an end-of-turn token or once its text contains a stop
-    string, and records how many tokens the row had produced then (``lengths[row]``, None while
-    running)."""
-
-    def __init__(
-        self,
-        prompt_width: int,
-        batch: int,
-        eos_ids: frozenset[int],
-        stop: Sequence[str],
-        decode: Callable[[Sequence[int]], str],
-    ) -> None:
-        self.prompt_width = prompt_width
-        self.eos_ids = eos_ids
-        self.stop = tuple(s for s in stop if s)
-        self.decode = decode
-        # A stop string of n characters spans at most 4n byte-level tokens: decode only that tail.
-        self.window = 4 * max((len(s) for s in self.stop), default=0) + 1
-        self.lengths: list[int | None] = [None] * batch
-
-    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-        import torch
-
-        width = input_ids.shape[1]
-        tails = input_ids[:, max(self.prompt_width, width - self.window) :].tolist()
-        for row, length in enumerate(self.lengths):
-            if length is None and self._ends(tails[row]):
-                self.lengths[row] = width - self.prompt_width
-        return torch.tensor([n is not None for n in self.lengths], device=input_ids.device)
-
-    def _ends(self, tail: list[int]) -> bool:
-        if tail and tail[-1] in self.eos_ids:
-            return True
-        return bool(self.stop) and any(s in self.decode(tail) for s in self.stop)
-
-
-def _generation_config(params: GenParams) -> GenerationConfig:
-    from transformers import GenerationConfig
-
-    sampling: dict[str, Any] = {"do_sample": False}
-    if params.temperature > 0:
-        # top_k=0: GenParams has no top-k, and transformers would otherwise apply its default of 50.
-        sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p, "top_k": 0}
-    return GenerationConfig(
-        max_new_tokens=params.max_tokens,
-        return_dict_in_generate=True,
-        output_logits=params.logprobs,
-        use_cache=True,
-        **sampling,
-    )
-
-
-def _token_logprobs(
-    step_logits: Sequence[torch.Tensor], generated: torch.Tensor, k: int
-) -> list[list[tuple[float, list[float], list[int]]]]:
-    """Per row and step: (logprob of the produced token, top-k logprobs, top-k ids), from the raw
-    logits. Memory stays at one step's (batch, vocab) on top of what ``generate`` returned."""
-    import torch
-
-    batch = generated.shape[0]
-    per_step = []
-    for t, logits in enumerate(step_logits):
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        chosen = logprobs.gather(1, generated[:, t : t + 1]).squeeze(1).tolist()
-        top_lps, top_ids = logprobs.topk(k, dim=-1) if k else (logprobs[:, :0], generated[:, :0])
-        per_step.append((chosen, top_lps.tolist(), top_ids.tolist()))
-    return [[(c[row], lps[row], ids[row]) for c, lps, ids in per_step] for row in range(batch)]
-
-
-def _pad_left(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask) with each row right-aligned."""
-    import torch
-
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        if r:
-            input_ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
-            attention_mask[i, width - len(r) :] = 1
-    return input_ids.to(device), attention_mask.to(device)
-
-
-def _length_sorted_batches(indices: Sequence[int] | range, lengths: list[int], size: int) -> list[list[int]]:
-    """Split ``indices`` into batches of similar length, longest first (ties keep index order)."""
-    order = sorted(indices, key=lambda i: (-lengths[i], i))
-    return [order[i : i + size] for i in range(0, len(order), size)]
-
-
-@contextmanager
-def _seeded(seeds: list[int | None], device: torch.device) -> Iterator[None]:
-    """Seed torch from the batch's request seeds for the duration of the batch, restoring the
-    caller's RNG state afterwards. All-None seeds mean unseeded sampling."""
-    import torch
-
-    if all(s is None for s in seeds):
-        yield
-        return
-    digest = hashlib.sha256(json.dumps(seeds).encode()).digest()
-    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
-        yield
-
-
-def _end_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
-    """Token ids that end a turn: the generation config's eos ids plus the tokenizer's eos."""
-    configured = model.generation_config.eos_token_id
-    ids = set(configured if isinstance(configured, list) else [configured])
-    ids.add(tokenizer.eos_token_id)
-    ids.discard(None)
-    if not ids:
-        raise LLMError(f"model {model.name_or_path} defines no eos token; cannot tell when a turn ends")
-    return frozenset(ids)
-
-
-def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    """``text`` up to the earliest occurrence of any stop string."""
-    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=len(text))
-    return text[:cut]

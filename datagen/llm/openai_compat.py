@@ -47,11 +47,12 @@ from openai.types.chat import ChatCompletion
 from datagen.core.progress import bar as progress_bar
 from datagen.llm.base import BackendUnavailable, BudgetExceeded, ChatRequest, Completion, GenParams, Usage
 from datagen.core.errors import LLMError
+from datagen.llm.discovery import discover
 from datagen.llm.openai_wire import (
     NO_KEY, OPENAI_BASE_URL, Malformed, RateLimiter, classify, error_detail, parse_response, prompt_tokens_guess, read_key,
     redact_url, request_body,
 )
-from datagen.llm.capabilities import JSON_DIALECTS, LLAMA_CPP_PYTHON, SERVER_MARKS, Capabilities, refused_field
+from datagen.llm.capabilities import Capabilities
 
 try:  # openai >= 3 is built on httpx2, older releases on httpx
     import httpx2 as httpx
@@ -168,54 +169,24 @@ class OpenAICompatLLM:
         )
 
     def _probe(self) -> None:
-        """``GET /models`` once, before any work: the models the server serves, and what kind of
-        server it is. A server that lists models but not ``model_id`` answers any name with its
-        own model (llama.cpp) or fails every request later: either way ``--model`` is a mistake,
-        refused now with the names it serves. No answer (no such endpoint, no server yet) is not
-        an error here: the requests themselves will tell."""
-        headers = {"Authorization": f"Bearer {self._api_key}"}
-        try:
-            with httpx.Client(timeout=min(self.timeout, 10.0)) as client:
-                response = client.get(self.base_url.rstrip("/") + "/models", headers=headers)
-            listing = response.json() if response.status_code == 200 else None
-        except Exception:  # noqa: BLE001 - any failure means "unknown": the requests will tell
+        """What the server says of itself, once, before any work (:func:`datagen.llm.discovery.discover`):
+        the models it serves (``--model`` must be one of them, when it lists any), what kind of
+        server it is, and how many requests it serves at once (the concurrency is lowered to that:
+        more only queue there, where long answers time out)."""
+        found = discover(self.base_url, self._api_key, min(self.timeout, 10.0))
+        if found is None:
             return
-        data = listing.get("data") if isinstance(listing, dict) else None
-        if not isinstance(data, list):
-            return
-        ids = [str(m.get("id")) for m in data if isinstance(m, dict) and m.get("id") is not None]
-        owners = {str(m.get("owned_by", "")).lower() for m in data if isinstance(m, dict)}
-        self.capabilities.models = ids
-        self.capabilities.server = next((kind for kind, marks in SERVER_MARKS if owners & marks), None)
-        if LLAMA_CPP_PYTHON in owners:  # its own form of response_format
-            self.capabilities.json_dialect = 1
-        slots = self._server_slots(client_headers=headers, owners=owners)
-        if slots is not None and slots < self.concurrency:
-            # more requests in flight than the server serves at once only queue there, where
-            # long answers time out: send as many as it serves
-            log.info("the server serves %d request(s) at a time: concurrency %d -> %d", slots, self.concurrency, slots)
-            self.capabilities.slots = slots
-            self.concurrency = slots
-        if ids and self.model_id not in ids:
-            shown = ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "")
+        self.capabilities.models = found.models
+        self.capabilities.server = found.server
+        if found.json_dialect is not None:
+            self.capabilities.json_dialect = found.json_dialect
+        if found.slots is not None and found.slots < self.concurrency:
+            log.info("the server serves %d request(s) at a time: concurrency %d -> %d", found.slots, self.concurrency, found.slots)
+            self.capabilities.slots = found.slots
+            self.concurrency = found.slots
+        if found.models and self.model_id not in found.models:
+            shown = ", ".join(found.models[:10]) + (", ..." if len(found.models) > 10 else "")
             raise LLMError(f"--model {self.model_id}: the server at {redact_url(self.base_url)} does not serve it; it serves: {shown}")
-
-    def _server_slots(self, client_headers: dict[str, str], owners: set[str]) -> int | None:
-        """How many requests the server serves at once, where it says: llama-cpp-python's server
-        serves one (it holds a lock around the model); llama.cpp's own server tells its slots in
-        ``GET /props``."""
-        if LLAMA_CPP_PYTHON in owners:
-            return 1
-        if "llamacpp" not in owners:
-            return None
-        root = self.base_url.rstrip("/").removesuffix("/v1")
-        try:
-            with httpx.Client(timeout=min(self.timeout, 10.0)) as client:
-                props = client.get(root + "/props", headers=client_headers).json()
-            slots = props.get("total_slots") if isinstance(props, dict) else None
-        except Exception:  # noqa: BLE001 - unknown: keep the configured concurrency
-            return None
-        return slots if isinstance(slots, int) and slots > 0 else None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -314,7 +285,7 @@ class OpenAICompatLLM:
             nonlocal unsent
             for index, request in pending:
                 async with rt.semaphore:
-                    if self._budget_spent() or self._tripped(rt):
+                    if self.usage.spent(self.max_tokens_budget, self.max_cost) or self._tripped(rt):
                         unsent += 1
                         continue
                     completion = await self._complete(rt, request, params, batch)
@@ -336,7 +307,7 @@ class OpenAICompatLLM:
                     f"the server at {redact_url(self.base_url)} failed {batch.server_failures} of {len(requests)} "
                     f"requests after their retries (last: {batch.last_failure})")
             if unsent:
-                raise BudgetExceeded(f"{self._budget_spent()}; {unsent} of {len(requests)} requests were not "
+                raise BudgetExceeded(f"{self.usage.spent(self.max_tokens_budget, self.max_cost)}; {unsent} of {len(requests)} requests were not "
                                      "sent (finished ones are kept: rerun with a larger budget)")
         finally:
             for w in workers:
@@ -402,36 +373,10 @@ class OpenAICompatLLM:
 
     def _learn_refusal(self, exc: BaseException, body: Mapping[str, Any]) -> bool:
         """Whether ``exc`` refuses an optional field of ``body``; if so the field is dropped from
-        every later request (see OPTIONAL_FIELDS)."""
+        every later request (:meth:`Capabilities.learn_refusal`)."""
         if not isinstance(exc, openai.APIStatusError):
             return False
-        message = self._scrub(error_detail(exc))
-        name = refused_field(exc.status_code, message, body)
-        if name is None:
-            return False
-        if name in self.capabilities.refused:  # learnt meanwhile from another request in flight
-            return True
-        caps = self.capabilities
-        if name == "response_format":
-            sent = body["response_format"].get("type")
-            if sent != JSON_DIALECTS[caps.json_dialect][1]:
-                return True  # another request in flight already moved on to the next form
-            if caps.json_dialect + 1 < len(JSON_DIALECTS):  # try the next way of asking for a schema
-                caps.json_dialect += 1
-                log.info("the server refused response_format type %r (%s); trying the next form", sent, message)
-                return True
-        caps.refused[name] = f"HTTP {exc.status_code}: {message}"
-        log.warning("the server does not support '%s' (HTTP %d: %s); sending requests without it",
-                    name, exc.status_code, message)
-        return True
-
-    def _budget_spent(self) -> str | None:
-        """Why no new request may start, or None while the budget lasts."""
-        if self.max_tokens_budget is not None and self.usage.total_tokens >= self.max_tokens_budget:
-            return f"token budget spent: {self.usage.total_tokens} of {self.max_tokens_budget} tokens"
-        if self.max_cost is not None and self.usage.cost >= self.max_cost:
-            return f"cost budget spent: ${self.usage.cost:.4f} of ${self.max_cost:.4f}"
-        return None
+        return self.capabilities.learn_refusal(exc.status_code, self._scrub(error_detail(exc)), body)
 
     async def _wait_for_capacity(self, rt: _Runtime, estimate: int) -> None:
         pause = rt.cooldown_until - time.monotonic()

@@ -26,7 +26,7 @@ from datagen.report.index import MAX_TEXT_CHARS, PREVIEW_CHARS, QUALITY_SCORES, 
 from datagen.report.runs import FunnelRow, Run, funnel, load_runs
 
 if TYPE_CHECKING:
-    from datagen.report.ablation import AblationView
+    from datagen.report.ablation_file import AblationView
     from datagen.report.training import EvalView, TrainingView
 
 
@@ -142,7 +142,7 @@ def build(paths: Sequence[str | Path], cache_dir: Path | None = None, train: str
           eval_path: str | Path | None = None, embeddings: bool = True, ablation: str | Path | dict[str, Any] | None = None) -> ReportData:
     """Read the run directories (pipeline order) and compute every view. ``ablation`` is an
     ablation directory, its ``ablation.json``, or the document itself (as ``datagen ablate`` has it)."""
-    from datagen.report.ablation import parse_ablation, read_ablation
+    from datagen.report.ablation_file import parse_ablation, read_ablation
     from datagen.report.training import read_eval, read_training
 
     runs = load_runs(paths)

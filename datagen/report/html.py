@@ -267,7 +267,7 @@ def render(data: ReportData, title: str | None = None) -> str:
 
 def write(data: ReportData, path: str | Path, title: str | None = None) -> Path:
     """Render and write atomically; returns the path."""
-    from datagen.core.io import atomic_open
+    from datagen.core.writing import atomic_open
 
     p = Path(path)
     with atomic_open(p) as f:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from datagen.report.ablation import AblationView, metric_label, overall
+from datagen.report.ablation import metric_label, overall
+from datagen.report.ablation_file import AblationView
 from datagen.report.index import build_index
 from datagen.report.runs import FunnelRow, Run, funnel, top_reasons
 

@@ -14,7 +14,8 @@ from datagen.ablate.arms import build_arms, random_arm
 from datagen.ablate.runs import answer_limit, judge_arm, strict_scores, train_config
 from datagen.ablate.summary import composition, near_duplicate_groups, paired_defects, paired_loss, removed_by, sign_test
 from datagen.report.ablation import spread
-from datagen.core.io import read_records, write_records
+from datagen.core.io import read_records
+from datagen.core.writing import write_records
 from datagen.llm.base import ChatRequest, GenParams, TokenLogprob
 from datagen.core.record import Record
 from tests.scripted import ScriptedLLM

@@ -66,7 +66,7 @@ def test_refuses_foreign_directory(tmp_path):
 def test_outputs_get_ordinary_permissions(tmp_path):
     import os
 
-    from datagen.core.io import write_jsonl
+    from datagen.core.writing import write_jsonl
 
     write_jsonl(tmp_path / "out.jsonl", [{"a": 1}])
     mask = os.umask(0)

@@ -14,7 +14,8 @@ from datagen.core.errors import InputError
 from datagen.curate.stages.instructions import check_instruction
 from datagen.generate.novelty import NoveltyIndex, best_match_bruteforce, lcs_length, lcs_length_dp, rouge_l, rouge_l_tokens
 from datagen.core.formats import to_alpaca
-from datagen.generate.self_instruct import SelfInstruct, Settings
+from datagen.generate.self_instruct import SelfInstruct
+from datagen.generate.self_instruct_settings import Settings
 from datagen.generate.self_instruct_parsing import (
     clean_instances, load_seed_tasks, parse_alpaca_tasks, parse_instances, parse_tasks, parse_yes_no,
 )

@@ -2,7 +2,8 @@
 
 import json
 
-from datagen.generate.evol_instruct import EQUALITY_SCHEMA, EVOLUTION_SCHEMA, parse_equality, parse_evolution
+from datagen.generate.evol_instruct import EQUALITY_SCHEMA, parse_equality
+from datagen.generate.evol_rules import EVOLUTION_SCHEMA, parse_evolution
 from datagen.generate.self_instruct_parsing import CLASSIFY_SCHEMA, parse_yes_no
 from datagen.llm.structured import field_of, one_field_schema
 from datagen.score.pairwise import JUDGE_PARAMS, parse_verdict

@@ -19,7 +19,7 @@ from report_fixtures import pipeline
 from datagen.report.ablation import spread
 from datagen.core.errors import UserError
 from datagen.report import data, html, svg
-from datagen.report.ablation import parse_ablation, read_ablation
+from datagen.report.ablation_file import parse_ablation, read_ablation
 from datagen.report.text import ablation_summary
 
 ABLATION = DATA / "ablation"
