@@ -5,7 +5,8 @@ when the estimate exceeds the memory available.
 The estimate, in bytes:
 
 * weights ``4 x parameters`` (fp32), ``16 x trainable parameters`` for their gradients and
-  AdamW's two moments, plus the runtime itself (libraries, tokenizer; 0.8 GB);
+  AdamW's two moments, plus the runtime itself (libraries, tokenizer, the allocator's small
+  blocks; 1 GB);
 * the activations autograd keeps for the backward pass, **measured** on this model before the
   first step (:func:`probe`): one forward pass of one row at three short lengths, counting the
   tensors autograd saved, fitted as ``fixed + linear x length + quadratic x length^2`` per row.
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from .model import Runtime
 
 GB = 1e9
-RUNTIME_BYTES = 0.8 * GB
+RUNTIME_BYTES = 1.0 * GB
 CHUNK_LOGITS_BYTES = 1 << 28  # one loss chunk's fp32 logits, by default (see chunk_tokens)
 PROBE_LENGTHS = (64, 128, 256)
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter

@@ -17,6 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_out(p)
     g = p.add_argument_group("filtering")
     g.add_argument("--config", default=None, metavar="YAML", help="stage settings, one section per stage (see examples/filter.yaml); defaults when absent")
+    g.add_argument("--set", action="append", default=[], dest="sets", metavar="STAGE.KEY=VALUE",
+                   help="one stage setting, its value parsed as YAML (repeatable; above --config): --set minhash.threshold=0.8")
     g.add_argument("--stages", default=None, metavar="LIST",
                    help="comma-separated subset of heuristics,exact,minhash,semantic,quality (default: all), always run in that order")
     g.add_argument("--minhash-engine", choices=("auto", "datasketch", "rensa"), default=None,
@@ -31,7 +33,7 @@ def cli(args: argparse.Namespace) -> int:
     from datagen.curate.registry import parse_stages
 
     llm = llm_config(args) if "quality" in parse_stages(args.stages) else None
-    doc = run_filter(InputSpec.from_args(args), args.out, stages=args.stages, config=args.config, cache_dir=args.cache_dir,
+    doc = run_filter(InputSpec.from_args(args), args.out, stages=args.stages, config=args.config, sets=args.sets, cache_dir=args.cache_dir,
                      force=args.force, llm=llm, minhash_engine=args.minhash_engine)
     print(f"filter: {doc['records']} kept, {doc['rejected']} rejected -> {args.out}\n{funnel(doc)}", file=sys.stderr)
     return 0

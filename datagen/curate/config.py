@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -108,10 +108,27 @@ def validate_section(model: type[BaseModel], data: Any, source: str, prefix: str
         raise UserError(f"{source}: " + "; ".join(msgs)) from None
 
 
-def load_config(path: str | Path | None) -> FilterConfig:
-    """The filter configuration in ``path`` (YAML), or the defaults when ``path`` is None."""
-    if path is None:
-        return FilterConfig()
+def load_config(path: str | Path | None, sets: Sequence[str] = ()) -> FilterConfig:
+    """The filter configuration: the defaults, then ``path`` (YAML) when given, then each ``--set
+    stage.key=value`` of ``sets`` (values parsed as YAML), as :mod:`datagen.core.settings` merges
+    every command's layers."""
+    data = _read_config(path) if path is not None else {}
+    if not sets:
+        return validate_section(FilterConfig, data, str(path)) if path is not None else FilterConfig()
+    from datagen.core.settings import parse_set
+
+    for key, value in parse_set(sets).items():
+        stage, dot, name = key.partition(".")
+        if not dot or not name:
+            raise UserError(f"--set {key}: expected STAGE.KEY=VALUE (e.g. minhash.threshold=0.8)")
+        section = data.setdefault(stage, {})
+        if not isinstance(section, dict):
+            raise UserError(f"--set {key}: '{stage}' is not a section of stage settings")
+        section[name] = value
+    return validate_section(FilterConfig, data, f"{path} and --set" if path is not None else "--set")
+
+
+def _read_config(path: str | Path) -> dict[str, Any]:
     import yaml
 
     p = Path(path)
@@ -127,4 +144,4 @@ def load_config(path: str | Path | None) -> FilterConfig:
         raise UserError(f"{p}: not UTF-8 text") from None
     if data is not None and not isinstance(data, dict):
         raise UserError(f"{p}: expected a mapping of stage name to settings, got {type(data).__name__}")
-    return validate_section(FilterConfig, data, str(p))
+    return data or {}

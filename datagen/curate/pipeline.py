@@ -158,7 +158,7 @@ def funnel(stats: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_filter(source: InputSpec, out: str | Path, *, stages: str | None = None, config: str | None = None,
+def run_filter(source: InputSpec, out: str | Path, *, stages: str | None = None, config: str | None = None, sets: Sequence[str] = (),
                cache_dir: str | Path | None = None, force: bool = False, llm: LLMConfig | None = None,
                minhash_engine: str | None = None) -> dict[str, Any]:
     """``datagen filter`` as a function: the records of ``source`` through ``stages`` (a
@@ -175,7 +175,7 @@ def run_filter(source: InputSpec, out: str | Path, *, stages: str | None = None,
     from datagen.core.rundir import RunDir
 
     names = parse_stages(stages)
-    cfg = load_config(config)
+    cfg = load_config(config, sets)
     if minhash_engine:
         cfg.minhash.engine = minhash_engine
     built_stages = build_stages(names, cfg, source=config or "config")

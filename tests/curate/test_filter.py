@@ -106,6 +106,24 @@ def test_unknown_config_key_fails_naming_it(tmp_path, cli):
     assert "Traceback" not in r.stderr and not (tmp_path / "run" / "records.jsonl").exists()
 
 
+def test_set_overrides_the_config_file_stage_by_stage(tmp_path, cli):
+    cfg = tmp_path / "filter.yaml"
+    cfg.write_text("minhash:\n  threshold: 0.8\n  num_perm: 64\n")
+    got = load_config(cfg, ["minhash.threshold=0.75", "exact.text=response"])
+    assert (got.minhash.threshold, got.minhash.num_perm, got.exact.text) == (0.75, 64, "response")
+    assert load_config(None, ["minhash.threshold=0.6"]).minhash.threshold == 0.6
+    with pytest.raises(UserError, match=r"--set: minhash.treshold.*did you mean 'threshold'"):
+        load_config(None, ["minhash.treshold=0.6"])
+    with pytest.raises(UserError, match="expected STAGE.KEY=VALUE"):
+        load_config(None, ["threshold=0.6"])
+    # the command: --set reaches the stages and the manifest (so a changed setting is a different run)
+    src = write(tmp_path / "in.jsonl", rows())
+    r = cli("filter", "--input", src, "--out", tmp_path / "run", "--config", cfg, "--set", "minhash.threshold=0.75", "--stages", "minhash")
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["config"]["minhash"]["threshold"] == 0.75 and manifest["config"]["minhash"]["num_perm"] == 64
+
+
 def test_example_config_is_the_defaults():
     assert load_config(ROOT / "examples" / "filter.yaml") == FilterConfig()
 
