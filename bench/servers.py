@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datagen import prompts as templates  # noqa: E402
+from datagen.core import prompts as templates  # noqa: E402
 from datagen.generate.distill import Teacher, load_system_prompt  # noqa: E402
 from datagen.score.judge import JudgeSelector  # noqa: E402
 from datagen.core.io import read_records  # noqa: E402

@@ -394,7 +394,7 @@ LLAMA_CPP_NO_LOGPROBS = (500, "logprobs is not supported for models created with
     (503, "logprobs is not supported", {"logprobs": True}, None),
 ])
 def test_refused_field_is_read_from_what_servers_answer(status, message, sent, refused):
-    from datagen.llm.openai_compat import refused_field
+    from datagen.llm.capabilities import refused_field
 
     assert refused_field(status, message, sent) == refused
 
