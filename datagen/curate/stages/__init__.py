@@ -1,0 +1,1 @@
+"""The per-record curation stages: heuristics, instruction checks, quality scores."""
