@@ -55,9 +55,12 @@ def add_flags(parser: argparse.ArgumentParser | Any, model: type[BaseModel], *, 
             continue
         info = model.model_fields[name]
         kind, _ = _plain(info.annotation)
-        default = info.get_default(call_default_factory=True)
-        shown = "none" if default is None else ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
-        help_text = f"{info.description or name} (default: {shown})"
+        if info.is_required():
+            help_text = f"{info.description or name} (required)"
+        else:
+            default = info.get_default(call_default_factory=True)
+            shown = "none" if default is None else ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+            help_text = f"{info.description or name} (default: {shown})"
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         kw: dict[str, Any] = {"dest": name, "default": None, "help": help_text}
         metavar = extra.get("metavar") or {int: "N", float: "X", str: "VALUE"}.get(kind)

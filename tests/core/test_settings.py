@@ -38,7 +38,7 @@ def settle(argv: list[str]) -> Example:
 
 def test_flags_come_from_the_fields_with_their_help_and_defaults():
     text = parser().format_help()
-    assert "--budget N" in text and "records to keep (default: none)" not in text
+    assert "--budget N" in text and "records to keep (required)" in text and "Undefined" not in text
     assert "{fast,slow}" in text and "--answer, --no-answer" in text and "(default: a,b)" in text and "--op" in text
     with pytest.raises(SystemExit):
         parser().parse_args(["--mode", "medium"])  # choices from the Literal
