@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from datagen.core.errors import UserError
-from datagen.core.settings import check_keys, parse_set, read_yaml
+from datagen.core.settings import check_keys, merge_layers, read_yaml
 
 Method = Literal["full", "lora", "dora", "qlora"]
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
@@ -187,21 +187,11 @@ def build_config(
     sets: Sequence[str] = (),
     flags: Mapping[str, Any] | None = None,
 ) -> TrainConfig:
-    """Defaults < recipe < ``--set`` items < flags (None values in ``flags`` mean "not given")."""
-    layers: list[tuple[str, dict[str, Any]]] = []
-    if recipe is not None:
-        path = resolve_recipe(str(recipe))
-        layers.append((str(path), read_recipe(path)))
-    if sets:
-        layers.append(("--set", parse_set(sets)))
-    if flags:
-        layers.append(("command line", {k: v for k, v in flags.items() if v is not None}))
-    merged: dict[str, Any] = {}
-    origin: dict[str, str] = {}
-    for source, values in layers:
-        _check_keys(source, values)
-        merged.update(values)
-        origin.update(dict.fromkeys(values, source))
+    """Defaults < recipe < ``--set`` items < flags (None values in ``flags`` mean "not given"),
+    merged as every command's settings are (:func:`datagen.core.settings.merge_layers`)."""
+    path = resolve_recipe(str(recipe)) if recipe is not None else None
+    merged, origin = merge_layers(TrainConfig, file=path, file_values=read_recipe(path) if path else None, sets=sets, flags=flags,
+                                  hints=_HABITS, listing=_LISTING)
     return validate(merged, origin)
 
 
@@ -231,5 +221,8 @@ _HABITS = {
 }
 
 
+_LISTING = "`train config` lists the settings"
+
+
 def _check_keys(source: str, values: Mapping[str, Any]) -> None:
-    check_keys(TrainConfig, source, values, _HABITS, listing="`train config` lists the settings")
+    check_keys(TrainConfig, source, values, _HABITS, _LISTING)

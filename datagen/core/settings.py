@@ -128,11 +128,19 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
 
 
 def build(model: type[M], *, file: str | os.PathLike[str] | None = None, sets: Sequence[str] = (),
-          flags: Mapping[str, Any] | None = None, hints: Mapping[str, str] | None = None,
-          file_values: Mapping[str, Any] | None = None) -> M:
-    """Defaults < ``file`` (or ``file_values`` read from it by the caller) < ``--set`` items <
-    ``flags`` (None values mean "not given"). ``hints`` maps names people type from habit to the
-    key they mean, for the "did you mean" of an unknown key."""
+          flags: Mapping[str, Any] | None = None, hints: Mapping[str, str] | None = None) -> M:
+    """Defaults < ``file`` < ``--set`` items < ``flags`` (None values mean "not given"), validated.
+    ``hints`` maps names people type from habit to the key they mean, for the "did you mean" of
+    an unknown key."""
+    return validate(model, *merge_layers(model, file=file, sets=sets, flags=flags, hints=hints))
+
+
+def merge_layers(model: type[BaseModel], *, file: str | os.PathLike[str] | None = None, file_values: Mapping[str, Any] | None = None,
+                 sets: Sequence[str] = (), flags: Mapping[str, Any] | None = None, hints: Mapping[str, str] | None = None,
+                 listing: str | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The layers merged, lowest first: ``file`` (or ``file_values``, read from it by the caller),
+    the ``--set`` items, the flags given; every key checked against ``model``
+    (:func:`check_keys`). Returns the values and, per key, the layer that set it."""
     layers: list[tuple[str, Mapping[str, Any]]] = []
     if file is not None:
         layers.append((str(file), file_values if file_values is not None else read_yaml(file)))
@@ -143,10 +151,10 @@ def build(model: type[M], *, file: str | os.PathLike[str] | None = None, sets: S
     merged: dict[str, Any] = {}
     origin: dict[str, str] = {}
     for source, values in layers:
-        check_keys(model, source, values, hints)
+        check_keys(model, source, values, hints, listing)
         merged.update(values)
         origin.update(dict.fromkeys(values, source))
-    return validate(model, merged, origin)
+    return merged, origin
 
 
 def check_keys(model: type[BaseModel], source: str, values: Mapping[str, Any], hints: Mapping[str, str] | None = None,

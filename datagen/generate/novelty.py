@@ -274,3 +274,10 @@ def best_match_bruteforce(pool: Iterable[tuple[str, str]], text: str, threshold:
         if s > threshold and (best is None or s > best[1]):
             best = (item_id, s)
     return best
+
+
+def closer(a: Match | None, b: Match | None) -> Match | None:
+    """The closer of two matches (the higher score), either one when the other is None."""
+    if a is None or b is None:
+        return a or b
+    return b if b.score > a.score else a

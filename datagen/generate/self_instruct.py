@@ -52,7 +52,7 @@ from datagen.curate.stages.instructions import check_instruction
 from datagen.llm.base import ChatRequest, Completion, GenParams, LLM
 from datagen.core.record import Record, Rejection
 from datagen.core.text import normalize_space
-from datagen.generate.novelty import Match, NoveltyIndex
+from datagen.generate.novelty import NoveltyIndex, closer
 from datagen.generate.self_instruct_parsing import CLASSIFY_SCHEMA, clean_instances, parse_alpaca_tasks, parse_instances, parse_tasks, parse_yes_no
 from datagen.generate.self_instruct_settings import Settings
 
@@ -268,7 +268,7 @@ class SelfInstruct:
             if verdict:
                 self._reject(rnd, cand, verdict[0], verdict[1], st, rejected, seen=True)
                 continue
-            match = _closer(self.index.check(cand.instruction), this_round.check(cand.instruction))
+            match = closer(self.index.check(cand.instruction), this_round.check(cand.instruction))
             if match:
                 evidence = {
                     "closest_id": match.id, "closest_instruction": match.text, "rouge_l": round(match.score, 4),
@@ -393,9 +393,3 @@ class _RoundsStep:
 def _prompt_text(instruction: str) -> str:
     """An instruction as shown in a prompt: on one line, without a trailing colon."""
     return normalize_space(instruction).rstrip(":").strip()
-
-
-def _closer(a: Match | None, b: Match | None) -> Match | None:
-    if a is None or b is None:
-        return a or b
-    return b if b.score > a.score else a

@@ -9,11 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from datagen.llm.capabilities import LLAMA_CPP_PYTHON, SERVER_MARKS
+from datagen.llm.openai_wire import httpx
 
-try:  # openai >= 3 is built on httpx2, older releases on httpx
-    import httpx2 as httpx
-except ImportError:
-    import httpx  # type: ignore[no-redef]
 
 
 @dataclass(frozen=True)

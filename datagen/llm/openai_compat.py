@@ -49,15 +49,11 @@ from datagen.llm.base import BackendUnavailable, BudgetExceeded, ChatRequest, Co
 from datagen.core.errors import LLMError
 from datagen.llm.discovery import discover
 from datagen.llm.openai_wire import (
-    NO_KEY, OPENAI_BASE_URL, Malformed, RateLimiter, classify, error_detail, parse_response, prompt_tokens_guess, read_key,
+    NO_KEY, httpx, OPENAI_BASE_URL, Malformed, RateLimiter, classify, error_detail, parse_response, prompt_tokens_guess, read_key,
     redact_url, request_body,
 )
 from datagen.llm.capabilities import Capabilities
 
-try:  # openai >= 3 is built on httpx2, older releases on httpx
-    import httpx2 as httpx
-except ImportError:  # pragma: no cover - depends on the installed openai
-    import httpx  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
     from datagen.llm import LLMConfig

@@ -17,6 +17,13 @@ from urllib.parse import urlsplit, urlunsplit
 import openai
 from openai.types.chat import ChatCompletion
 
+try:  # openai >= 3 is built on httpx2, older releases on httpx: the HTTP library of this process
+    import httpx2 as httpx
+except ImportError:  # pragma: no cover - depends on the installed openai
+    import httpx  # type: ignore[no-redef]
+
+__all__ = ['Failure', 'MAX_RETRY_AFTER', 'Malformed', 'NO_KEY', 'OPENAI_BASE_URL', 'RETRY_STATUSES', 'RateLimiter', 'SYSTEMIC_STATUSES', 'classify', 'error_detail', 'httpx', 'parse_response', 'prompt_tokens_guess', 'read_key', 'redact_url', 'request_body', 'retry_after']
+
 from datagen.core.errors import LLMError
 from datagen.llm.base import JSON_MIN_TOKENS, ChatRequest, Completion, GenParams, TokenLogprob
 from datagen.llm.capabilities import JSON_DIALECTS, OPTIONAL_FIELDS, Capabilities
