@@ -13,6 +13,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from datagen.core.cli import out_dir, out_file, parse_and_run
+from datagen.core.settings import add_flags
+from datagen.llm.config import LLMConfig
+
+# the judge's backend settings, as --judge-llm, --judge-model ... (the cache flags keep their names)
+JUDGE_BACKEND = ("backend", "model", "base_url", "api_key_env", "concurrency", "rpm", "tpm", "timeout", "max_retries")
 
 # named flags of `train run` -> config fields; they override the recipe and --set
 RUN_FLAGS: tuple[tuple[str, str, type, str], ...] = (
@@ -72,13 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     j = p.add_argument_group("judge (win rate against the base model)")
     j.add_argument("--judge", action="store_true", help="have a judge compare each answer with the base model's, in both orders")
     j.add_argument("--base-model", default=None, metavar="MODEL", help="the model to compare against (default: the base the model was trained from)")
-    j.add_argument("--judge-llm", choices=("local", "openai"), default="local", help="local: embedded SmolLM2 or a folder; openai: any OpenAI-compatible server")
-    j.add_argument("--judge-model", default=None, help="local: 'smollm2' (default) or a folder; openai: the served model name")
-    j.add_argument("--judge-base-url", default=None, help="OpenAI-compatible server URL")
-    j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="VAR", help="variable holding the judge's API key")
-    j.add_argument("--judge-concurrency", type=int, default=16)
-    j.add_argument("--cache", default=None, metavar="PATH", help="judge request cache (sqlite)")
-    j.add_argument("--no-cache", action="store_true", help="do not cache judge requests")
+    add_flags(j, LLMConfig, only=JUDGE_BACKEND, prefix="judge_")
+    add_flags(j, LLMConfig, only=("cache", "no_cache"))
     p.set_defaults(func="train.evaluate:cli")
     return parser
 

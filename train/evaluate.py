@@ -204,16 +204,10 @@ def _plain_model_folder(src: Path, base: str | None) -> Iterator[Path]:
 def _judge_llm(args: argparse.Namespace) -> LLM:
     from datagen.llm import LLMConfig, make_llm
 
-    cfg = LLMConfig(
-        backend=args.judge_llm,
-        model=args.judge_model,
-        base_url=args.judge_base_url,
-        api_key_env=args.judge_api_key_env,
-        concurrency=args.judge_concurrency,
-        batch_size=args.batch_size,
-        device=args.device,
-        cache=args.cache,
-        no_cache=args.no_cache,
-    )
+    from datagen.core.settings import build, given
+
+    flags = {**given(args, LLMConfig, prefix="judge_"), "batch_size": args.batch_size, "device": args.device,
+             "cache": args.cache, "no_cache": args.no_cache}
+    cfg = build(LLMConfig, flags=flags)
     return make_llm(cfg)
 

@@ -15,8 +15,9 @@ __all__ = ["add_arguments", "cli"]
 
 def cli(args: argparse.Namespace) -> int:
     from datagen.ablate import ablate
+    from datagen.core.settings import build, given
 
-    s = AblationSettings.from_args(args)
+    s = build(AblationSettings, file=args.config, flags=given(args, AblationSettings))
     from datagen.report.ablation_file import parse_ablation
     from datagen.report.text import ablation_summary
 

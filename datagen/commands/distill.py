@@ -25,13 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cli(args: argparse.Namespace) -> int:
-    from datagen.commands.common import gen_params, input_settings, llm_config, read_input
+    from datagen.llm.config import LLMConfig, Sampling
+    from datagen.commands.common import input_settings, read_input
     from datagen.llm import make_llm
     from datagen.core.rundir import RunDir
 
-    s = settings_from(args, Settings)
-    cfg = llm_config(args)
-    params = gen_params(args)
+    s, cfg, sampling = settings_from(args, Settings, LLMConfig, Sampling)
+    params = sampling.params()
     system, template = load_system_prompt(s.system_prompt)
     judge_template = load_template(s.judge_prompt) if s.n > 1 else None
 

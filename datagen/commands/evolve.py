@@ -28,9 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cli(args: argparse.Namespace) -> int:
+    from datagen.llm.config import LLMConfig, Sampling
     from datagen.core import prompts
     from datagen.core.assets import resolve_seed_file
-    from datagen.commands.common import gen_params, input_settings, llm_config
+    from datagen.commands.common import input_settings
     from datagen.core.errors import UserError
     from datagen.core.io import read_records
     from datagen.llm import make_llm
@@ -40,10 +41,9 @@ def cli(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be >= 1")
-    s = settings_from(args, Settings)
+    s, cfg, sampling = settings_from(args, Settings, LLMConfig, Sampling)
     ops = tuple(s.operations)
-    cfg = llm_config(args)
-    params = gen_params(args)
+    params = sampling.params()
     system, template = load_system_prompt(s.system_prompt) if s.answer else (None, None)
 
     seeds_path = resolve_seed_file(args.seeds)

@@ -21,11 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Self-Instruct (YAML --config < --set KEY=VALUE < these flags)")
     add_settings_source(g)
     add_flags(g, Settings, skip=("classify_max_tokens",))
-    add_llm_args(p, default_max_new_tokens=512)
+    add_llm_args(p)
 
 
 def cli(args: argparse.Namespace) -> int:
-    from datagen.commands.common import gen_params, llm_config
+    from datagen.llm.config import LLMConfig, Sampling
     from datagen.core.assets import resolve_seed_file
     from datagen.core.errors import UserError
     from datagen.llm import make_llm
@@ -35,9 +35,8 @@ def cli(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be >= 1")
-    settings = settings_from(args, Settings)
-    cfg = llm_config(args)
-    params = gen_params(args)
+    settings, cfg, sampling = settings_from(args, Settings, LLMConfig, Sampling)
+    params = sampling.params()
     seed_path = resolve_seed_file(args.seeds)
     seeds = load_seed_tasks(seed_path, args.limit)
     llm = make_llm(cfg)

@@ -69,3 +69,71 @@ def test_errors_name_the_key_and_where_it_was_set(tmp_path):
         settle(["--budget", "1", "--set", "tau"])
     with pytest.raises(UserError, match=r"--set: 'mode': Input should be 'fast' or 'slow'"):
         settle(["--budget", "1", "--set", "mode=medium"])
+
+
+class Backend(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["local", "openai"] = Field("local", json_schema_extra={"flag": "--llm"}, description="which")
+    concurrency: int = Field(16, ge=1, description="in flight")
+    no_cache: bool = Field(False, json_schema_extra={"negatable": False}, description="no cache")
+
+
+def test_several_models_share_one_file_and_a_flag_may_have_its_own_name(tmp_path):
+    from datagen.core.settings import build_all
+
+    p = parser()
+    add_flags(p, Backend)
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("budget: 5\nllm: openai\nconcurrency: 4\n")  # the flag's name (llm) or the field's (backend)
+    a = p.parse_args(["--config", str(cfg), "--set", "concurrency=8", "--no-cache"])
+    ex, be = build_all((Example, Backend), file=a.config, sets=a.sets, flags=[given(a, Example), given(a, Backend)])
+    assert (ex.budget, be.backend, be.concurrency, be.no_cache) == (5, "openai", 8, True)
+    assert "--no-no-cache" not in p.format_help() and "--llm {local,openai}" in p.format_help()
+    cfg.write_text("budget: 5\nconcurency: 4\n")
+    with pytest.raises(UserError, match=r"unknown key 'concurency' \(did you mean 'concurrency'\?\)"):
+        build_all((Example, Backend), file=cfg)
+    with pytest.raises(UserError, match=r"command line: --llm: Input should be"):
+        build_all((Example, Backend), flags=[{"budget": 1}, {"backend": "remote"}])
+
+
+def test_a_prefix_puts_the_same_settings_beside_a_commands_own():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model")
+    add_flags(p, Backend, only=("backend", "concurrency"), prefix="judge_")
+    a = p.parse_args(["--model", "mine", "--judge-llm", "openai", "--judge-concurrency", "2"])
+    assert given(a, Backend, prefix="judge_") == {"backend": "openai", "concurrency": 2}
+
+
+def test_every_generating_command_reads_its_backend_and_sampling_from_the_same_file(tmp_path):
+    from datagen.cli import build_parser
+    from datagen.commands.common import llm_config, settings_from
+    from datagen.generate.distill import Settings
+    from datagen.llm import LLMConfig, Sampling
+
+    cfg = tmp_path / "distill.yaml"
+    cfg.write_text("n: 3\nllm: openai\nmodel: teacher\nbase_url: http://127.0.0.1:9/v1\nmax_tokens: 1000\ntemperature: 0.2\n")
+    args = build_parser().parse_args(["distill", "-i", "x.jsonl", "-o", str(tmp_path / "o"), "--config", str(cfg), "--temperature", "0.4"])
+    s, llm, sampling = settings_from(args, Settings, LLMConfig, Sampling)
+    assert (s.n, llm.backend, llm.model, llm.max_tokens_budget) == (3, "openai", "teacher", 1000)
+    assert sampling.params().temperature == 0.4 and sampling.params().top_p == 0.95
+    assert llm.to_manifest()["api_key_env"] == "OPENAI_API_KEY"
+    args = build_parser().parse_args(["filter", "-i", "x.jsonl", "-o", str(tmp_path / "f"), "--max-cost", "1"])
+    with pytest.raises(UserError, match="--max-cost needs --price-in"):
+        llm_config(args)
+
+
+def test_the_ablation_reads_its_settings_from_flags_or_a_file(tmp_path):
+    from datagen.ablate import AblationSettings
+    from datagen.cli import build_parser
+    from datagen.core.settings import build
+
+    cfg = tmp_path / "ablate.yaml"
+    cfg.write_text(f"pool: p.jsonl\ngold: g.jsonl\nbudget: 8\nout: {tmp_path / 'abl'}\nseeds: 2\nset: [lr=1e-4, 'target_modules=[q_proj,v_proj]']\n")
+    args = build_parser().parse_args(["ablate", "--config", str(cfg), "--seeds", "1", "--set", "epochs=1,2", "--full"])
+    s = build(AblationSettings, file=args.config, flags=given(args, AblationSettings))
+    assert (s.pool, s.budget, s.seeds, s.full, s.out) == ("p.jsonl", 8, 1, True, tmp_path / "abl")
+    assert s.sets == ["epochs=1,2"] and s.arm_names() == ["curated", "random", "full"]
+    args = build_parser().parse_args(["ablate", "--gold", "g.jsonl"])
+    with pytest.raises(UserError, match="--pool is required"):
+        build(AblationSettings, flags=given(args, AblationSettings))
