@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datagen.report.ablation import BASELINE, spread
+from datagen.core.summary import spread
+from datagen.report.ablation import BASELINE
 from datagen.ablate.settings import AblationSettings
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ from datagen.core.runner import Batch, Context, SealedPart, run_step
 from datagen.core.record import Record, Rejection
 from datagen.core.stats import Stats
 from datagen.curate.base import FilterContext, FilterStage
-from datagen.curate.distribution import distribution
+from datagen.core.summary import distribution
 
 if TYPE_CHECKING:
     from datagen.core.source import InputSpec

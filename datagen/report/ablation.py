@@ -3,30 +3,22 @@ from their numbers; :mod:`.ablation_file` reads ``ablation.json`` into them.
 
 The file is read by shape, as :mod:`.training` reads a training run, so that a new field or a
 missing one never breaks a report: a metric of an arm is any value shaped like ``{"mean", "std",
-"min", "max", "n"}`` (the spread over seeds, :func:`spread`, which ``datagen ablate`` writes), per-seed
+"min", "max", "count"}`` (the spread over seeds, :func:`datagen.core.summary.spread`, which ``datagen ablate`` writes), per-seed
 rows are any list of objects, and the curation's defect accounting, notes and near-duplicate
 counts are shown when they are there.
 """
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from datagen.core.summary import spread
 from datagen.report.svg import fmt
 from datagen.report.training import _num
 
 BASELINE = "random"  # the arm every other is compared with
-
-
-def spread(values: Sequence[float | None]) -> dict[str, Any]:
-    """Mean, sample std (0 for one value), min, max and n of the non-missing values."""
-    xs = [float(v) for v in values if v is not None]
-    if not xs:
-        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
-    return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0, "min": min(xs), "max": max(xs), "n": len(xs)}
 
 
 # metric key -> (label, decimals); the arms table shows these first, in this order, then any other
@@ -89,7 +81,7 @@ def as_spread(value: Any) -> Spread | None:
     ``std``), else None. Non-numeric parts read as missing."""
     if not isinstance(value, dict) or "mean" not in value or "std" not in value:
         return None
-    n = _num(value.get("n"))
+    n = _num(value.get("count", value.get("n")))  # "n" in files written before the summaries had one shape
     return Spread(_num(value.get("mean")), _num(value.get("std")), _num(value.get("min")), _num(value.get("max")), int(n) if n is not None else 0)
 
 

@@ -13,7 +13,7 @@ from datagen.ablate import AblationSettings
 from datagen.ablate.arms import build_arms, random_arm
 from datagen.ablate.runs import answer_limit, judge_arm, strict_scores, train_config
 from datagen.ablate.summary import composition, near_duplicate_groups, paired_defects, paired_loss, removed_by, sign_test
-from datagen.report.ablation import spread
+from datagen.core.summary import spread
 from datagen.core.io import read_records
 from datagen.core.writing import write_records
 from datagen.llm.base import ChatRequest, GenParams, TokenLogprob
@@ -199,7 +199,7 @@ def test_strict_scores_treat_unreadable_verdicts_as_ties():
 
 
 def test_spread():
-    assert spread([1.0, 3.0, None]) == {"mean": 2.0, "std": pytest.approx(1.4142135), "min": 1.0, "max": 3.0, "n": 2}
+    assert spread([1.0, 3.0, None]) == {"count": 2, "missing": 1, "min": 1.0, "max": 3.0, "mean": 2.0, "std": pytest.approx(1.4142135)}
     assert spread([None])["mean"] is None
 
 
@@ -234,7 +234,7 @@ def test_tiny_ablation_end_to_end(tmp_path, cli):
     # behaviour: every gold prompt answered by every model, the base included, and its defects counted
     for arm in ("curated", "random"):
         a = doc["arms"][arm]
-        assert 0 <= a["defect_rate"]["mean"] <= 1 and a["defect_rate"]["n"] == 1
+        assert 0 <= a["defect_rate"]["mean"] <= 1 and a["defect_rate"]["count"] == 1
         assert a["defect_rate"]["mean"] >= max(a[f"defect_{k}"]["mean"] for k in ("no_stop", "refusal", "repetition"))
     assert 0 <= doc["base"]["defect_rate"] <= 1
     ev = json.loads((out / "runs" / "curated-s0" / "eval.json").read_text())
@@ -334,6 +334,6 @@ def test_composition_reports_language_shares_and_answer_length_per_draw():
     zh = [Record.from_turns("二加二等于几？", "二加二等于四。")]
     c = composition({"gold": [en + zh], "random": [en[:2] + zh * 2, en]})
     assert c["gold"]["share_latin"]["mean"] == 0.75 and c["gold"]["share_zh"]["mean"] == 0.25
-    assert c["random"]["share_zh"]["n"] == 2 and c["random"]["share_zh"]["mean"] == 0.25  # (0.5 + 0) / 2
+    assert c["random"]["share_zh"]["count"] == 2 and c["random"]["share_zh"]["mean"] == 0.25  # (0.5 + 0) / 2
     assert c["random"]["share_zh"]["min"] == 0.0 and c["random"]["share_zh"]["max"] == 0.5
     assert c["gold"]["answer_words"]["mean"] == pytest.approx((3 * 7 + 6 / 1.6) / 4)  # 7 words; 6 characters

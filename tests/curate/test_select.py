@@ -252,7 +252,7 @@ def test_select_run_directory_reasons_and_ledger(first_run):
     assert stats["extra"]["funnel"] == {"read": 22, "parsed": 22, "screened": 16, "selected": 8}
     assert stats["extra"]["embeddings"]["computed"] == 16
     dist = stats["extra"]["score_distributions"]["judge"]
-    assert dist["selected"]["n"] == 8 and dist["not_selected"]["n"] == 14
+    assert dist["selected"]["count"] == 8 and dist["not_selected"]["count"] == 14
     assert manifest["status"] == "complete" and manifest["budget"] == 8 and manifest["tau"] == 0.9
     assert manifest["strategy"] == "deita" and manifest["models"]["embeddings"] == "all-MiniLM-L6-v2"
     assert manifest["thresholds"] == [{"score": "judge", "min": 3.5}, {"score": "ifd", "max": 1.0}]

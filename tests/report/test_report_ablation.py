@@ -16,7 +16,7 @@ import pytest
 from conftest import DATA
 from report_fixtures import pipeline
 
-from datagen.report.ablation import spread
+from datagen.core.summary import spread
 from datagen.core.errors import UserError
 from datagen.report import data, html, svg
 from datagen.report.ablation_file import parse_ablation, read_ablation

@@ -316,16 +316,3 @@ def k_center(emb: np.ndarray, combined: np.ndarray, budget: int, tau: float = 1.
 
 
 SELECTORS = {"deita": greedy_diverse, "kcenter": k_center}
-
-
-def summarize(values: Sequence[float]) -> dict[str, float | int | None]:
-    """Count, mean and quantiles of a score distribution (for stats.json)."""
-    v = np.asarray([x for x in values if _finite(x)], dtype=np.float64)
-    if not len(v):
-        return {"n": 0}
-    q = np.quantile(v, [0.0, 0.1, 0.5, 0.9, 1.0])
-    return {
-        "n": int(len(v)), "mean": round(float(v.mean()), 6), "min": round(float(q[0]), 6),
-        "p10": round(float(q[1]), 6), "p50": round(float(q[2]), 6), "p90": round(float(q[3]), 6),
-        "max": round(float(q[4]), 6),
-    }

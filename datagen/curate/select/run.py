@@ -213,7 +213,7 @@ class _Selected:
 
 def _describe_distributions(st: Stats, records: Sequence[Record], picked: Sequence[int], combined: np.ndarray, order: Sequence[int]) -> None:
     """Every score's distribution among the selected records vs. all the others (stats.json)."""
-    from datagen.curate.select.algorithms import summarize
+    from datagen.core.summary import summarize
 
     chosen, taken = set(picked), set(order)
     sel = [records[j] for j in picked]
