@@ -56,7 +56,6 @@ sys.path.insert(0, str(ROOT))
 
 from datagen.curate.base import FilterContext  # noqa: E402
 from datagen.curate.config import MinHashConfig  # noqa: E402
-from datagen.curate.dedup.groups import UnionFind, pick_survivor  # noqa: E402
 from datagen.curate.dedup.minhash import MinHashDedup  # noqa: E402
 from datagen.curate.dedup.shingles import Shingler, jaccard  # noqa: E402
 from datagen.curate.dedup.signatures import rensa_available  # noqa: E402
@@ -165,15 +164,12 @@ def true_pairs(docs: list[str], threshold: float) -> dict[tuple[int, int], float
 
 
 def expected_drops(records: list[Record], pairs: dict[tuple[int, int], float], threshold: float) -> set[str]:
-    uf = UnionFind(len(records))
-    for (i, j), v in pairs.items():
-        if v >= threshold:
-            uf.union(i, j)
-    drops = set()
-    for members in uf.groups():
-        keep = pick_survivor(records, members, None)
-        drops.update(records[i].id for i in members if i != keep)
-    return drops
+    """The records the stage's survivor rule drops when it is given every true pair (what a
+    perfect LSH would find)."""
+    copies = [r.model_copy(deep=True) for r in records]
+    stage = MinHashDedup(MinHashConfig(text="response", threshold=threshold, score_key=None))
+    stage.mark(copies, [(i, j, v) for (i, j), v in pairs.items()])
+    return {r.id for r in copies if stage.verdict(r)}
 
 
 # -- runs ----------------------------------------------------------------------------------------

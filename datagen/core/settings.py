@@ -76,7 +76,8 @@ def add_flags(parser: argparse.ArgumentParser | Any, model: type[BaseModel], *, 
     other names (``--judge-model``, dest ``judge_model``) beside a command's own.
 
     A field's ``json_schema_extra`` may hold ``flag`` (its name on the command line), ``short``
-    (``-o``), ``metavar``, ``negatable: false`` (a yes-only switch such as ``--force``) and, for a
+    (``-o``), ``metavar``, ``negatable: false`` (a yes-only switch such as ``--force``),
+    ``repeatable: true`` (a value that may be given several times, collected in a list) and, for a
     list, ``split: false`` (each value one item, commas and all)."""
     names = list(only) if only is not None else list(model.model_fields)
     for name in names:
@@ -105,6 +106,9 @@ def add_flags(parser: argparse.ArgumentParser | Any, model: type[BaseModel], *, 
             kw["choices"] = typing.get_args(kind)
         elif kind in (int, float):
             kw["type"] = kind
+        elif extra.get("repeatable"):  # one value or several, each given on its own
+            kw["type"] = lambda text: [text]
+            kw["action"] = "append"
         elif typing.get_origin(kind) in (list, tuple):  # repeatable, each comma-separated unless split: false
             if extra.get("split", True):
                 kw["type"] = lambda text: [x.strip() for x in text.split(",") if x.strip()]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from datagen.llm.base import GenParams
 
@@ -20,11 +20,12 @@ class LLMConfig(BaseModel):
     backend: Literal["local", "openai"] = Field("local", json_schema_extra={"flag": "--llm"}, description=(
         "local: embedded SmolLM2-135M-Instruct or a local HF folder; openai: any OpenAI-compatible server"))
     model: str | None = Field(None, description="local: 'smollm2' (the default) or a model folder; openai: the served model name (required)")
-    base_url: str | None = Field(None, json_schema_extra={"metavar": "URL"}, description=(
-        "OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM), http://localhost:11434/v1 (Ollama)"))
+    base_url: str | list[str] | None = Field(None, json_schema_extra={"metavar": "URL", "repeatable": True}, description=(
+        "OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM), http://localhost:11434/v1 (Ollama); "
+        "give it once per server of a fleet: requests are spread over them, a failing one is set aside"))
     api_key_env: str = Field("OPENAI_API_KEY", json_schema_extra={"metavar": "VAR"}, description=(
         "environment variable holding the API key (the key itself is never logged or stored)"))
-    concurrency: int = Field(16, ge=1, description="openai: requests in flight")
+    concurrency: int = Field(16, ge=1, description="openai: requests in flight (at each server of a fleet)")
     rpm: float | None = Field(None, gt=0, description="openai: requests-per-minute limit")
     tpm: float | None = Field(None, gt=0, description="openai: tokens-per-minute limit")
     timeout: float = Field(120.0, gt=0, description="openai: seconds per request before retrying")
@@ -42,6 +43,15 @@ class LLMConfig(BaseModel):
     cache: str | None = Field(None, json_schema_extra={"metavar": "PATH"}, description=(
         "request cache (sqlite; default: ~/.cache/datagen/llm_cache.sqlite)"))
     no_cache: bool = Field(False, json_schema_extra={"negatable": False}, description="do not read or write the request cache")
+
+    @field_validator("base_url")
+    @classmethod
+    def _one_or_several(cls, urls: str | list[str] | None) -> str | list[str] | None:
+        """One server stays a string (as in runs made before fleets); several stay a list."""
+        if isinstance(urls, list):
+            urls = list(dict.fromkeys(u.strip() for u in urls if u.strip()))
+            return None if not urls else urls[0] if len(urls) == 1 else urls
+        return urls
 
     @model_validator(mode="after")
     def _cost_needs_prices(self) -> LLMConfig:

@@ -24,6 +24,10 @@ How it works:
   error (400, 413, 422: a prompt too long for the context) is the request's answer, never trips
   the breaker, and any success resets its count.
 
+* Several ``base_url`` make a fleet (:mod:`.endpoints`): each attempt goes to the least loaded
+  server, ``concurrency`` in flight at each; a failing server is set aside and its requests go to
+  the others at once. The request cache keys do not name the server, so any of them may answer.
+
 The API key is read from the environment variable named by ``api_key_env`` and never leaves the
 HTTP client: it is not in ``describe()``, in logs or in error messages.
 """
@@ -34,12 +38,10 @@ import asyncio
 import json
 import logging
 import os
-import queue
 import random
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import openai
@@ -48,6 +50,8 @@ from datagen.core.progress import bar as progress_bar
 from datagen.llm.base import BackendUnavailable, BudgetExceeded, ChatRequest, Completion, GenParams, Usage
 from datagen.core.errors import LLMError
 from datagen.llm.discovery import discover
+from datagen.llm.endpoints import Endpoint, Fleet, Outcome
+from datagen.llm.openai_loop import DONE, Batch, Runtime, drain
 from datagen.llm.openai_wire import (
     NO_KEY, httpx, OPENAI_BASE_URL, Malformed, RateLimiter, classify, error_detail, parse_response, prompt_tokens_guess, read_key,
     redact_url, request_body,
@@ -60,42 +64,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_DONE = object()  # end-of-batch marker on the result queue
-
-
-@dataclass
-class _Runtime:
-    """Everything bound to the backend's event loop; built on first use, dropped by close()."""
-
-    loop: asyncio.AbstractEventLoop
-    thread: threading.Thread
-    client: openai.AsyncOpenAI
-    semaphore: asyncio.Semaphore
-    rpm: RateLimiter | None
-    tpm: RateLimiter | None
-    stop_loop: weakref.finalize
-    pid: int  # a forked child rebuilds its own: the loop thread does not survive fork()
-    cooldown_until: float = 0.0  # monotonic time before which no request is sent (after a 429)
-    failures_in_a_row: int = 0  # requests that failed for good, systemically, since the last success (across batches)
-    last_failure: str = ""
-
-
-@dataclass
-class _Batch:
-    """One generate_iter call: results flow to the caller's thread through ``results``."""
-
-    results: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
-    task: asyncio.Task | None = None
-    cancelled: bool = False
-    server_failures: int = 0  # requests of this batch that failed for good, the server's fault
-    last_failure: str = ""
-
-    def cancel(self) -> None:  # runs on the loop thread
-        self.cancelled = True
-        if self.task is not None:
-            self.task.cancel()
-
-
 class OpenAICompatLLM:
     """Chat completions from an OpenAI-compatible server (see the module docstring)."""
 
@@ -103,7 +71,7 @@ class OpenAICompatLLM:
         self,
         model: str,
         *,
-        base_url: str | None = None,
+        base_url: str | Sequence[str] | None = None,
         api_key_env: str = "OPENAI_API_KEY",
         concurrency: int = 16,
         rpm: float | None = None,
@@ -123,7 +91,8 @@ class OpenAICompatLLM:
         in [0, min(backoff_max, backoff_base * 2**n)] seconds. ``max_consecutive_failures``: the
         circuit breaker's threshold (None: ``max(20, 2 * concurrency)``, 0: never trips). ``probe``:
         ask the server which models it serves (``GET /models``) now, and refuse a ``model`` it does
-        not list (see :meth:`_probe`)."""
+        not list (see :meth:`_probe`). Several ``base_url`` make a fleet (:mod:`.endpoints`):
+        ``concurrency`` requests in flight at each server."""
         if concurrency < 1:
             raise LLMError("concurrency must be >= 1")
         if max_consecutive_failures is not None and max_consecutive_failures < 0:
@@ -133,10 +102,12 @@ class OpenAICompatLLM:
         if max_cost is not None and not (price_in or price_out):
             raise LLMError("a cost budget needs prices: set price_in and/or price_out (per 1M tokens)")
         self.model_id = model
-        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
+        urls = [base_url] if isinstance(base_url, str) else list(base_url or ())
+        self.base_urls = list(dict.fromkeys(urls)) or [os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL]
+        self.base_url = self.base_urls[0]
         self.api_key_env = api_key_env
         self._api_key = read_key(api_key_env, self.base_url)
-        self.concurrency = concurrency
+        self.fleet = Fleet([Endpoint(i, url, concurrency) for i, url in enumerate(self.base_urls)])
         self.rpm, self.tpm = rpm, tpm
         self.timeout = timeout
         self.max_retries = max_retries
@@ -146,11 +117,13 @@ class OpenAICompatLLM:
 
         self.usage = Usage()
         self._runtime_lock = threading.Lock()
-        self._rt: _Runtime | None = None
+        self._rt: Runtime | None = None
         self.capabilities = Capabilities()
         self.requested_concurrency = concurrency
         if probe:
-            self._probe()
+            for ep in self.fleet.endpoints:
+                self._probe(ep)
+        self.concurrency = self.fleet.capacity  # requests in flight, over every endpoint
         self.max_consecutive_failures = max(20, 2 * concurrency) if max_consecutive_failures is None else max_consecutive_failures
 
     @classmethod
@@ -164,34 +137,36 @@ class OpenAICompatLLM:
             price_in=cfg.price_in, price_out=cfg.price_out, max_consecutive_failures=cfg.max_consecutive_failures,
         )
 
-    def _probe(self) -> None:
+    def _probe(self, ep: Endpoint) -> None:
         """What the server says of itself, once, before any work (:func:`datagen.llm.discovery.discover`):
         the models it serves (``--model`` must be one of them, when it lists any), what kind of
         server it is, and how many requests it serves at once (the concurrency is lowered to that:
         more only queue there, where long answers time out)."""
-        found = discover(self.base_url, self._api_key, min(self.timeout, 10.0))
+        found = discover(ep.url, self._api_key, min(self.timeout, 10.0))
         if found is None:
             return
         self.capabilities.models = found.models
         self.capabilities.server = found.server
         if found.json_dialect is not None:
             self.capabilities.json_dialect = found.json_dialect
-        if found.slots is not None and found.slots < self.concurrency:
-            log.info("the server serves %d request(s) at a time: concurrency %d -> %d", found.slots, self.concurrency, found.slots)
+        if found.slots is not None and found.slots < ep.capacity:
+            log.info("%s serves %d request(s) at a time: concurrency %d -> %d", redact_url(ep.url), found.slots, ep.capacity, found.slots)
             self.capabilities.slots = found.slots
-            self.concurrency = found.slots
+            ep.capacity = found.slots
         if found.models and self.model_id not in found.models:
             shown = ", ".join(found.models[:10]) + (", ..." if len(found.models) > 10 else "")
-            raise LLMError(f"--model {self.model_id}: the server at {redact_url(self.base_url)} does not serve it; it serves: {shown}")
+            raise LLMError(f"--model {self.model_id}: the server at {redact_url(ep.url)} does not serve it; it serves: {shown}")
 
     def describe(self) -> dict[str, Any]:
         return {
-            "backend": "openai", "model": self.model_id, "base_url": redact_url(self.base_url),
+            "backend": "openai", "model": self.model_id,
+            "base_url": redact_url(self.base_url) if len(self.fleet) == 1 else [redact_url(u) for u in self.base_urls],
             "api_key_env": self.api_key_env, "concurrency": self.concurrency, "requested_concurrency": self.requested_concurrency, "rpm": self.rpm,
             "tpm": self.tpm, "timeout": self.timeout, "max_retries": self.max_retries,
             "max_tokens_budget": self.max_tokens_budget, "max_cost": self.max_cost,
             "price_in": self.price_in, "price_out": self.price_out, "max_consecutive_failures": self.max_consecutive_failures,
             "capabilities": self.capabilities.to_dict(),
+            **({"endpoints": [e.to_dict() for e in self.fleet.endpoints]} if len(self.fleet) > 1 else {}),
         }
 
     # ---- sync API --------------------------------------------------------------------------
@@ -209,12 +184,12 @@ class OpenAICompatLLM:
         if not requests:
             return
         rt = self._runtime()
-        batch = _Batch()
+        batch = Batch()
         future = asyncio.run_coroutine_threadsafe(self._run(rt, batch, requests, params), rt.loop)
         bar = progress_bar(len(requests), self.model_id, "req", dynamic_ncols=True)
         finished = False
         try:
-            while (item := batch.results.get()) is not _DONE:
+            while (item := batch.results.get()) is not DONE:
                 bar.update(1)
                 if self.usage.retries or self.usage.failures:
                     bar.set_postfix(retries=self.usage.retries, failed=self.usage.failures, refresh=False)
@@ -224,7 +199,7 @@ class OpenAICompatLLM:
             bar.close()
             if not finished:  # closed early, or interrupted: cancel what is in flight, wait for it
                 rt.loop.call_soon_threadsafe(batch.cancel)
-                _drain(batch.results, timeout=30.0)
+                drain(batch.results, timeout=30.0)
         future.result()  # BudgetExceeded, or a bug in this module
 
     def close(self) -> None:
@@ -235,7 +210,8 @@ class OpenAICompatLLM:
         if rt is None:
             return
         try:
-            asyncio.run_coroutine_threadsafe(rt.client.close(), rt.loop).result(10)
+            for ep in rt.fleet.endpoints:
+                asyncio.run_coroutine_threadsafe(ep.client.close(), rt.loop).result(10)
         finally:
             rt.stop_loop()
             rt.thread.join(10)
@@ -248,20 +224,22 @@ class OpenAICompatLLM:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _runtime(self) -> _Runtime:
+    def _runtime(self) -> Runtime:
         with self._runtime_lock:
             if self._rt is None or self._rt.pid != os.getpid():
-                # one pooled connection per concurrent request, kept alive between batches
-                limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-                client = openai.AsyncOpenAI(
-                    api_key=self._api_key, base_url=self.base_url, timeout=self.timeout, max_retries=0,
-                    http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout),
-                )
+                self.fleet.on_new_loop()
+                for ep in self.fleet.endpoints:
+                    # one pooled connection per concurrent request, kept alive between batches
+                    limits = httpx.Limits(max_connections=ep.capacity, max_keepalive_connections=ep.capacity)
+                    ep.client = openai.AsyncOpenAI(
+                        api_key=self._api_key, base_url=ep.url, timeout=self.timeout, max_retries=0,
+                        http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout),
+                    )
                 loop = asyncio.new_event_loop()
                 thread = threading.Thread(target=loop.run_forever, name=f"openai-{self.model_id}", daemon=True)
                 thread.start()
-                self._rt = _Runtime(
-                    loop, thread, client, asyncio.Semaphore(self.concurrency),
+                self._rt = Runtime(
+                    loop, thread, self.fleet, asyncio.Semaphore(self.fleet.capacity),
                     RateLimiter(self.rpm) if self.rpm else None, RateLimiter(self.tpm) if self.tpm else None,
                     # stop the loop thread if this backend is dropped without close()
                     weakref.finalize(self, loop.call_soon_threadsafe, loop.stop),
@@ -270,7 +248,7 @@ class OpenAICompatLLM:
             return self._rt
 
     # ---- on the event loop -----------------------------------------------------------------
-    async def _run(self, rt: _Runtime, batch: _Batch, requests: list[ChatRequest], params: GenParams) -> None:
+    async def _run(self, rt: Runtime, batch: Batch, requests: list[ChatRequest], params: GenParams) -> None:
         """Send the batch through at most ``concurrency`` workers (the shared semaphore also bounds
         concurrent batches). Each worker puts its results on the queue; the end marker goes last."""
         batch.task = asyncio.current_task()
@@ -291,16 +269,16 @@ class OpenAICompatLLM:
         try:
             if batch.cancelled:
                 return
-            workers = [asyncio.ensure_future(worker()) for _ in range(min(self.concurrency, len(requests)))]
+            workers = [asyncio.ensure_future(worker()) for _ in range(min(rt.fleet.capacity, len(requests)))]
             await asyncio.gather(*workers)
             if self._tripped(rt):
                 failed, rt.failures_in_a_row = rt.failures_in_a_row, 0  # the next call starts afresh
                 raise BackendUnavailable(
-                    f"the server at {redact_url(self.base_url)} failed {failed} requests in a row after "
+                    f"{rt.fleet.where()} failed {failed} requests in a row after "
                     f"their retries (last: {rt.last_failure}); {unsent} of {len(requests)} requests were not sent")
             if batch.server_failures:  # never let the caller take the server's failures as answers
                 raise BackendUnavailable(
-                    f"the server at {redact_url(self.base_url)} failed {batch.server_failures} of {len(requests)} "
+                    f"{rt.fleet.where()} failed {batch.server_failures} of {len(requests)} "
                     f"requests after their retries (last: {batch.last_failure})")
             if unsent:
                 raise BudgetExceeded(f"{self.usage.spent(self.max_tokens_budget, self.max_cost)}; {unsent} of {len(requests)} requests were not "
@@ -309,33 +287,41 @@ class OpenAICompatLLM:
             for w in workers:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-            batch.results.put(_DONE)
+            batch.results.put(DONE)
 
-    def _tripped(self, rt: _Runtime) -> bool:
+    def _tripped(self, rt: Runtime) -> bool:
         """Whether the circuit breaker is open."""
         return 0 < self.max_consecutive_failures <= rt.failures_in_a_row
 
-    async def _complete(self, rt: _Runtime, request: ChatRequest, params: GenParams, batch: _Batch | None = None) -> Completion:
+    async def _complete(self, rt: Runtime, request: ChatRequest, params: GenParams, batch: Batch | None = None) -> Completion:
         estimate = prompt_tokens_guess(request) + params.max_tokens
         attempt = -1
+        tried: set[int] = set()  # endpoints this request failed at, the server's fault
         while attempt < self.max_retries:
             attempt += 1
             body = request_body(self.model_id, self.capabilities, request, params)  # without the fields the server refused so far
-            await self._wait_for_capacity(rt, estimate)
+            ep = await rt.fleet.acquire(tried)
+            outcome: Outcome = "cancelled"  # until the attempt ends otherwise
             try:
+                await self._wait_for_capacity(rt, ep, estimate)
                 # The SDK's documented raw-request method: the same transport, auth, error types
                 # and typed response as chat.completions.create, without its parameter transform
                 # (measured: ~0.5 ms of CPU per request, a third of the client's cost).
-                response = await rt.client.post("/chat/completions", body=body, cast_to=ChatCompletion)
+                response = await ep.client.post("/chat/completions", body=body, cast_to=ChatCompletion)
                 completion = parse_response(response, request, self.model_id)
+                outcome = "ok"
             except (openai.APIError, Malformed, json.JSONDecodeError) as exc:
                 if rt.tpm:
                     rt.tpm.give_back(estimate)
                 if self._learn_refusal(exc, body):
+                    outcome = "request"
                     attempt -= 1  # a missing capability, not a failure: send again without the field
                     continue
                 failure = classify(exc, self._scrub, self.api_key_env, self.timeout)
-            else:
+                outcome = "systemic" if failure.systemic else "request"
+            finally:
+                rt.fleet.release(ep, outcome)
+            if outcome == "ok":
                 used = completion.prompt_tokens + completion.completion_tokens
                 cost = (completion.prompt_tokens * self.price_in + completion.completion_tokens * self.price_out) / 1e6
                 self.usage.add(requests=1, failures=int(not completion.ok), prompt_tokens=completion.prompt_tokens,
@@ -346,13 +332,20 @@ class OpenAICompatLLM:
                 if "response_format" in body:
                     self.capabilities.structured_ok = True
                 return completion
+            if failure.systemic and len(rt.fleet) > 1 and ep.index not in tried:
+                tried.add(ep.index)
+                if rt.fleet.others(tried):  # another server may answer it: go there now, no retry spent
+                    attempt -= 1
+                    self.usage.add(retries=1)
+                    log.debug("%s at %s; trying another server", failure.message, redact_url(ep.url))
+                    continue
             if not failure.retryable or attempt == self.max_retries:
                 break
             delay = random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
             if failure.retry_after is not None:
                 delay = max(delay, failure.retry_after)
-                if failure.rate_limited:  # the whole account is limited: hold every request back
-                    rt.cooldown_until = max(rt.cooldown_until, time.monotonic() + failure.retry_after)
+                if failure.rate_limited:  # the whole account is limited: hold every request to this server back
+                    ep.cooldown_until = max(ep.cooldown_until, time.monotonic() + failure.retry_after)
             self.usage.add(retries=1)
             log.debug("%s; retry %d/%d in %.2fs", failure.message, attempt + 1, self.max_retries, delay)
             await asyncio.sleep(delay)
@@ -374,8 +367,8 @@ class OpenAICompatLLM:
             return False
         return self.capabilities.learn_refusal(exc.status_code, self._scrub(error_detail(exc)), body)
 
-    async def _wait_for_capacity(self, rt: _Runtime, estimate: int) -> None:
-        pause = rt.cooldown_until - time.monotonic()
+    async def _wait_for_capacity(self, rt: Runtime, ep: Endpoint, estimate: int) -> None:
+        pause = ep.cooldown_until - time.monotonic()
         if pause > 0:
             await asyncio.sleep(pause)
         if rt.rpm:
@@ -385,13 +378,3 @@ class OpenAICompatLLM:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key != NO_KEY else text
-
-
-def _drain(results: queue.SimpleQueue, timeout: float) -> None:
-    """Discard results until the end-of-batch marker (or the timeout)."""
-    deadline = time.monotonic() + timeout
-    try:
-        while results.get(timeout=max(0.0, deadline - time.monotonic())) is not _DONE:
-            pass
-    except queue.Empty:
-        log.warning("in-flight requests did not stop within %.0fs", timeout)

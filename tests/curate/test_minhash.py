@@ -80,8 +80,8 @@ def test_near_duplicates_are_found(base):
     assert len(dropped) == 1
     info = dropped[0].flags["minhash"]
     keep = min(recs[:2], key=lambda r: r.id)
-    assert info["duplicate_of"] == keep.id and info["matched_with"] == keep.id
-    assert info["jaccard"] >= 0.7 and info["jaccard"] == info["jaccard_to_survivor"]
+    assert info["duplicate_of"] == keep.id and info["jaccard"] >= 0.7
+    assert keep.flags["minhash"] == {"duplicates": 1}
     assert stage.verdict(recs[2]) is None
 
 
@@ -192,3 +192,39 @@ def test_bucket_pairs_equal_lsh_queries():
         index.insert(i, m)
     queried = sorted({(i, j) for i, m in enumerate(lean) for j in index.query(m) if j > i})
     assert stage.candidate_pairs(sigs) == queried and queried
+
+
+def test_a_record_is_removed_only_for_a_match_that_is_kept():
+    """A~B and B~C with A and C apart: union-find would drop B and C for A; C is close to
+    nothing kept, so it stays."""
+    words = EN.split()
+    a_text = " ".join(words)
+    b_text = " ".join(["x1", "x2"] + words[2:])  # A with its first words changed
+    c_text = " ".join(["x1", "x2"] + words[2:-2] + ["y1", "y2"])  # B with its last words changed
+    sh = Shingler(5)
+    ja_b, jb_c, ja_c = jaccard(sh(a_text), sh(b_text)), jaccard(sh(b_text), sh(c_text)), jaccard(sh(a_text), sh(c_text))
+    t = round((max(ja_c, 0) + min(ja_b, jb_c)) / 2, 3)  # a threshold between the chain's links and its ends
+    assert ja_c < t <= min(ja_b, jb_c)
+    a, b, c = (Record.from_turns("Q", x) for x in (a_text, b_text, c_text))
+    for r, score in ((a, 3.0), (b, 2.0), (c, 1.0)):
+        r.scores["judge"] = score
+    stage = AllPairs(MinHashConfig(text="response", threshold=t))
+    cx = ctx()
+    stage.annotate([c, b, a], cx)
+    assert stage.verdict(a) is None and stage.verdict(c) is None
+    assert b.flags["minhash"]["duplicate_of"] == a.id and b.flags["minhash"]["jaccard"] >= t
+    assert cx.stats.extra["minhash"]["kept_with_matches"] == 1 and cx.stats.extra["minhash"]["removed"] == 1
+
+
+def test_every_removed_record_points_at_a_kept_record_it_matches():
+    recs = corpus()
+    stage = MinHashDedup(MinHashConfig(text="response", threshold=0.5))
+    stage.annotate(recs, ctx())
+    by_id = {r.id: r for r in recs}
+    sh = Shingler(stage.config.ngram)
+    dropped = [r for r in recs if stage.verdict(r)]
+    assert dropped
+    for r in dropped:
+        keep = by_id[r.flags["minhash"]["duplicate_of"]]
+        assert stage.verdict(keep) is None
+        assert jaccard(sh(r.response), sh(keep.response)) >= 0.5

@@ -1,6 +1,6 @@
-"""What the deduplication stages share: grouping (union-find) and a deterministic survivor.
+"""What the deduplication stages share: the text they compare and a deterministic survivor.
 
-The survivor of a group of duplicates is the record with the highest quality score (the score
+The survivor among duplicates is the record with the highest quality score (the score
 named by the stage's ``score_key``, e.g. ``scores["judge"]``; a record without it ranks below
 any record with it), then the lowest id. Ids are content hashes, so the choice does not depend on
 input order: shuffle the input and the same records survive.
@@ -11,38 +11,6 @@ from __future__ import annotations
 from typing import Sequence
 
 from datagen.core.record import Record
-
-
-class UnionFind:
-    """Disjoint sets over ``0..n-1`` with path halving and union by size."""
-
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-        self.size = [1] * n
-
-    def find(self, x: int) -> int:
-        parent = self.parent
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    def union(self, a: int, b: int) -> bool:
-        ra, rb = self.find(a), self.find(b)
-        if ra == rb:
-            return False
-        if self.size[ra] < self.size[rb]:
-            ra, rb = rb, ra
-        self.parent[rb] = ra
-        self.size[ra] += self.size[rb]
-        return True
-
-    def groups(self) -> list[list[int]]:
-        """Groups with more than one member, each sorted, in order of their smallest member."""
-        by_root: dict[int, list[int]] = {}
-        for i in range(len(self.parent)):
-            by_root.setdefault(self.find(i), []).append(i)
-        return [g for g in by_root.values() if len(g) > 1]
 
 
 def record_text(record: Record, which: str) -> str:

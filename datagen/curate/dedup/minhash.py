@@ -10,20 +10,18 @@
 4. **Verification**: the shingle sets of the candidates are recomputed and each candidate pair's
    exact Jaccard measured. Only pairs at or above ``threshold`` count; a pair whose signatures
    agree but whose sets do not is never marked (``stats.extra.minhash.candidates_rejected``).
-5. **Groups**: verified pairs are joined with union-find; each group keeps one survivor (highest
-   ``score_key`` score, then lowest id).
+5. **Survivors**: a record is removed only for a verified match with a record that is *kept*.
+   The records with a verified match are walked best first (highest ``score_key`` score, then
+   lowest id); each is kept unless it matches a record already kept. So nothing chains: with
+   A~B and B~C but A and C apart, A survives, B goes as A's duplicate and C stays (union-find
+   would have removed C through B, although nothing left in the output is close to it).
 
-Flags of a dropped record, ``flags["minhash"]``:
-
-* ``duplicate_of``: the survivor of its group;
-* ``matched_with`` / ``jaccard``: among the records it was verified against (its candidate pairs
-  at or above the threshold), the one with the highest exact Jaccard (ties: lowest id), and that
-  Jaccard. Always ``>= threshold``;
-* ``jaccard_to_survivor``: the exact Jaccard with the survivor, which can be lower than the
-  threshold when the record joined the group through a chain (A~B, B~C, but A and C further apart).
-
-A survivor with duplicates gets ``{"group_size": k}``. Everything is order-independent: shuffle
-the input and the same records are marked with the same flags.
+Flags: a dropped record gets ``flags["minhash"] = {"duplicate_of": <kept id>, "jaccard": J}``
+with ``J >= threshold`` its exact Jaccard with that record (the closest kept one it matches; ties:
+the better one); a survivor that others were dropped for gets ``{"duplicates": k}``.
+``stats.extra.minhash.kept_with_matches`` counts the records kept although they have a verified
+match (each of their matches was removed for a better record). Everything is order-independent:
+shuffle the input and the same records are marked with the same flags.
 """
 
 from __future__ import annotations
@@ -36,7 +34,7 @@ import numpy as np
 from datagen.core.record import Record
 from datagen.curate.base import FilterContext, Verdict
 from datagen.curate.config import MinHashConfig
-from datagen.curate.dedup.groups import UnionFind, pick_survivor, record_text
+from datagen.curate.dedup.groups import record_text, survivor_rank
 from datagen.curate.dedup.lsh import LSHParams, error_areas, optimal_params
 from datagen.core.progress import bar as progress_bar
 from datagen.curate.dedup.shingles import Shingler, jaccard
@@ -131,42 +129,43 @@ class MinHashDedup:
         t2 = time.time()
         checked = self.verify(records, pairs, ctx)
         t3 = time.time()
-        kept = self.mark(records, checked)
-        ctx.stats.extra.setdefault(self.name, {}).update({
+        extra = ctx.stats.extra.setdefault(self.name, {})
+        kept = self.mark(records, checked, extra)
+        extra.update({
             "candidate_pairs": len(pairs), "verified_pairs": kept, "candidates_rejected": len(pairs) - kept,
             "seconds_signatures": round(t1 - t0, 3), "seconds_lsh": round(t2 - t1, 3), "seconds_verify": round(t3 - t2, 3),
         })
 
-    def mark(self, records: list[Record], checked: Iterable[tuple[int, int, float]]) -> int:
-        """Group the verified pairs at or above the threshold and flag each group. Returns the
-        number of verified pairs."""
+    def mark(self, records: list[Record], checked: Iterable[tuple[int, int, float]], stats: dict[str, Any] | None = None) -> int:
+        """Flag the duplicates among the verified pairs at or above the threshold (the survivor
+        rule of the module docstring). Returns the number of verified pairs."""
         t = self.config.threshold
-        uf = UnionFind(len(records))
-        best: dict[int, tuple[float, str, int]] = {}  # record -> (jaccard, neighbour id, neighbour)
+        near: dict[int, list[tuple[int, float]]] = {}
         n = 0
         for i, j, jac in checked:
             if jac < t:
                 continue
             n += 1
-            uf.union(i, j)
-            for a, b in ((i, j), (j, i)):
-                cand = (jac, records[b].id, b)
-                cur = best.get(a)
-                if cur is None or cand[0] > cur[0] or (cand[0] == cur[0] and cand[1] < cur[1]):
-                    best[a] = cand
-        for members in uf.groups():
-            keep = pick_survivor(records, members, self.config.score_key)
-            survivor_set = self.shingles(records[keep])
-            records[keep].flags[self.name] = {"group_size": len(members)}
-            for i in members:
-                if i == keep:
-                    continue
-                jac, other, _ = best[i]
-                records[i].flags[self.name] = {
-                    "duplicate_of": records[keep].id, "matched_with": other, "jaccard": round(jac, 4),
-                    "jaccard_to_survivor": round(jaccard(self.shingles(records[i]), survivor_set), 4),
-                    "group_size": len(members),
-                }
+            near.setdefault(i, []).append((j, jac))
+            near.setdefault(j, []).append((i, jac))
+        rank = {i: survivor_rank(records[i], self.config.score_key) for i in near}
+        kept: set[int] = set()
+        removed_for: dict[int, int] = {}
+        for i in sorted(near, key=rank.__getitem__):
+            matches = [(jac, b) for b, jac in near[i] if b in kept]
+            if not matches:
+                kept.add(i)
+                continue
+            jac, b = min(matches, key=lambda m: (-m[0], rank[m[1]]))  # the closest kept record (ties: the better one)
+            records[i].flags[self.name] = {"duplicate_of": records[b].id, "jaccard": round(jac, 4)}
+            removed_for[b] = removed_for.get(b, 0) + 1
+        for b, k in removed_for.items():
+            records[b].flags[self.name] = {"duplicates": k}
+        if stats is not None:
+            # kept although a verified near-duplicate: every such match was removed itself, for a
+            # better record it is not close to (union-find would have dropped it through the chain)
+            stats["kept_with_matches"] = sum(1 for i in kept if i not in removed_for)
+            stats["removed"] = len(near) - len(kept)
         return n
 
     def verdict(self, record: Record) -> Verdict:
