@@ -172,6 +172,43 @@ def expected_drops(records: list[Record], pairs: dict[tuple[int, int], float], t
     return {r.id for r in copies if stage.verdict(r)}
 
 
+def union_find_drops(records: list[Record], pairs: dict[tuple[int, int], float], threshold: float) -> set[str]:
+    """What grouping the same pairs with union-find (one survivor per connected group, the rule
+    before this one) would drop: the side-by-side for the chaining count."""
+    parent = list(range(len(records)))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for (i, j), v in pairs.items():
+        if v >= threshold:
+            parent[find(i)] = find(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(records)):
+        groups.setdefault(find(i), []).append(i)
+    drops = set()
+    for members in groups.values():
+        keep = min(members, key=lambda i: records[i].id)
+        drops.update(records[i].id for i in members if i != keep)
+    return drops
+
+
+def orphans(records: list[Record], pairs: dict[tuple[int, int], float], threshold: float, dropped: set[str]) -> int:
+    """Dropped records with no true near-duplicate (J >= threshold) left in the output."""
+    kept_near = set()
+    for (i, j), v in pairs.items():
+        if v >= threshold:
+            a, b = records[i].id, records[j].id
+            if b not in dropped:
+                kept_near.add(a)
+            if a not in dropped:
+                kept_near.add(b)
+    return len(dropped - kept_near)
+
+
 # -- runs ----------------------------------------------------------------------------------------
 class Recording(MinHashDedup):
     """The stage, remembering its verified pairs for the accuracy count."""
@@ -233,7 +270,11 @@ def accuracy(args: argparse.Namespace, docs: list[str], records: list[Record]) -
               f"recall {len(found & high) / max(1, len(high)):.4f} (J>=0.8, n={len(high)})  recall {len(found & band) / max(1, len(band)):.4f} "
               f"({args.threshold}<=J<0.8, n={len(band)})")
         print(f"[{engine}] documents dropped {len(dropped)}, expected {len(exp)}, agree {len(dropped & exp)}, "
-              f"missed {len(exp - dropped)}, extra {len(dropped - exp)}")
+              f"missed {len(exp - dropped)}, extra {len(dropped - exp)}; dropped with no near-duplicate left in the output: "
+              f"{orphans(records, truth, args.threshold, dropped)}")
+    chained = union_find_drops(records, truth, args.threshold)
+    print(f"[union-find over the true pairs, for comparison] documents dropped {len(chained)}, with no near-duplicate left "
+          f"in the output: {orphans(records, truth, args.threshold, chained)}")
     if len(engines) == 2:
         n_diff = sum(1 for k in decisions["datasketch"] if decisions["datasketch"][k] != decisions["rensa"][k])
         f_diff = sum(1 for k in flags["datasketch"] if flags["datasketch"][k] != flags["rensa"][k])
