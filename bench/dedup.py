@@ -166,10 +166,11 @@ def true_pairs(docs: list[str], threshold: float) -> dict[tuple[int, int], float
 def expected_drops(records: list[Record], pairs: dict[tuple[int, int], float], threshold: float) -> set[str]:
     """The records the stage's survivor rule drops when it is given every true pair (what a
     perfect LSH would find)."""
-    copies = [r.model_copy(deep=True) for r in records]
+    from datagen.curate.dedup.groups import rank_keys
+
     stage = MinHashDedup(MinHashConfig(text="response", threshold=threshold, score_key=None))
-    stage.mark(copies, [(i, j, v) for (i, j), v in pairs.items()])
-    return {r.id for r in copies if stage.verdict(r)}
+    flags = stage.mark(rank_keys(records, None), [(i, j, v) for (i, j), v in pairs.items()], {})
+    return {records[i].id for i, f in flags.items() if "duplicate_of" in f}
 
 
 def union_find_drops(records: list[Record], pairs: dict[tuple[int, int], float], threshold: float) -> set[str]:

@@ -23,6 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated subset of heuristics,exact,minhash,semantic,quality (default: all), always run in that order")
     g.add_argument("--minhash-engine", choices=("auto", "datasketch", "rensa"), default=None,
                    help="MinHash signatures: datasketch, or rensa (faster; pip install 'datagen-train[fast]'; may decide pairs near the threshold differently). auto = datasketch (overrides minhash.engine)")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes for the heuristics, exact and MinHash stages (default: every core); the output is the same for any N")
     g.add_argument("--cache-dir", default=None, metavar="DIR", help="shared on-disk caches (embeddings, scores); default $DATAGEN_CACHE_DIR or ~/.cache/datagen")
     add_llm_args(p)
 
@@ -34,6 +36,6 @@ def cli(args: argparse.Namespace) -> int:
 
     llm = llm_config(args) if "quality" in parse_stages(args.stages) else None
     doc = run_filter(InputSpec.from_args(args), args.out, stages=args.stages, config=args.config, sets=args.sets, cache_dir=args.cache_dir,
-                     force=args.force, llm=llm, minhash_engine=args.minhash_engine)
+                     force=args.force, llm=llm, minhash_engine=args.minhash_engine, workers=args.workers)
     print(f"filter: {doc['records']} kept, {doc['rejected']} rejected -> {args.out}\n{funnel(doc)}", file=sys.stderr)
     return 0

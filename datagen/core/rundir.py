@@ -205,19 +205,36 @@ class RunDir:
     def done_parts(self) -> list[int]:
         return sorted(int(x.name[5:11]) for x in self.parts.glob("part-*.done"))
 
+    def part_file(self, i: int, suffix: str) -> Path:
+        """Where part ``i``'s ``records.jsonl``, ``rejected.jsonl`` ... live (a step that streams
+        writes them itself, then :meth:`seal_part`)."""
+        self.parts.mkdir(parents=True, exist_ok=True)
+        return self._part(i, suffix)
+
     def write_part(self, i: int, records: Iterable[Record], rejected: Iterable[Rejection], stats: Stats) -> None:
-        recs = list(records)
-        rejs = list(rejected)
-        for suffix, rows in (("records.jsonl", recs), ("rejected.jsonl", rejs)):
+        n = {}
+        for suffix, rows in (("records.jsonl", records), ("rejected.jsonl", rejected)):
+            n[suffix] = 0
             with atomic_open(self._part(i, suffix)) as f:
                 for r in rows:
                     f.write(r.to_json() + "\n")
-        write_json(self._part(i, "stats.json"), stats.to_dict())
-        write_json(self._part(i, "done"), {"records": len(recs), "rejected": len(rejs), "at": time.time()})
+                    n[suffix] += 1
+        self.seal_part(i, stats, n["records.jsonl"], n["rejected.jsonl"])
 
-    def write_read_part(self, n_read: int, rejects: Sequence[Rejection]) -> None:
+    def seal_part(self, i: int, stats: Stats, n_records: int, n_rejected: int) -> None:
+        """Seal part ``i`` whose files are written: its stats, then the marker that makes it done."""
+        write_json(self._part(i, "stats.json"), stats.to_dict())
+        write_json(self._part(i, "done"), {"records": n_records, "rejected": n_rejected, "at": time.time()})
+
+    def part_counts(self, i: int) -> tuple[int, int]:
+        """(records, rejections) of a sealed part."""
+        doc = json.loads(self._part(i, "done").read_text(encoding="utf-8"))
+        return int(doc["records"]), int(doc["rejected"])
+
+    def write_read_part(self, n_read: int, rejects: Sequence[Rejection], records: Path | None = None) -> None:
         """Part 0 of a command that reads records: the ``read`` stage's ledger (``n_read`` records
-        read, ``rejects`` bad rows skipped by ``--on-error skip``). Written once."""
+        read, ``rejects`` bad rows skipped by ``--on-error skip``); ``records``, a file of the
+        records read (record JSONL), becomes the part's records when given (moved in). Written once."""
         if self.part_done(0):
             return
         st = Stats()
@@ -225,7 +242,14 @@ class RunDir:
         st.kept("read", n_read)
         for r in rejects:
             st.rejected("read", r.reason)
-        self.write_part(0, [], rejects, st)
+        if records is None:
+            self.write_part(0, [], rejects, st)
+            return
+        with atomic_open(self.part_file(0, "rejected.jsonl")) as f:
+            for r in rejects:
+                f.write(r.to_json() + "\n")
+        os.replace(records, self._part(0, "records.jsonl"))
+        self.seal_part(0, st, n_read, len(rejects))
 
     def part_records(self, i: int) -> Iterator[Record]:
         for row in iter_jsonl(self._part(i, "records.jsonl")):

@@ -26,7 +26,7 @@ A step declares only its work::
         name: str                 # the progress bar's label
         unit: str                 # what a progress unit is ("prompt", "evolution", "task")
         def batches(self) -> Iterator[Batch]: ...
-        def process(self, batch: Batch, ctx: Context) -> list[Record]: ...  # the kept records
+        def process(self, batch: Batch, ctx: Context) -> list[Record] | Written: ...  # the kept records
 
 ``batches`` is lazy: the runner asks for the next batch only after the previous one was processed
 or restored, so a batch may depend on what came before. ``process`` returns the records it keeps
@@ -78,6 +78,16 @@ class SealedPart:
         return self.run.part_stats(self.index)
 
 
+@dataclass(frozen=True)
+class Written:
+    """What ``process`` returns when it wrote the part's ``records.jsonl`` and ``rejected.jsonl``
+    itself (:meth:`RunDir.part_file`), streaming, instead of returning the records: how many of
+    each. The runner checks the ledger against them and seals the part."""
+
+    records: int
+    rejected: int
+
+
 class Context:
     """What a step sees while it processes one batch: the part's :class:`Stats` and
     :meth:`reject`, which counts a rejection and keeps it for the part's ``rejected.jsonl``."""
@@ -104,7 +114,7 @@ class Step(Protocol):
 
     def batches(self) -> Iterator[Batch]: ...
 
-    def process(self, batch: Batch, ctx: Context) -> list[Record]: ...
+    def process(self, batch: Batch, ctx: Context) -> list[Record] | Written: ...
 
 
 class LedgerError(AssertionError):
@@ -197,8 +207,12 @@ def run_step(
                 if meter.llms:
                     ctx.stats.extra["llm"] = meter.since(before)
                 ctx.stats.extra.setdefault("seconds", round(time.time() - t0, 3))
-                check_ledger(ctx.stats.to_dict(), f"{step.name} part {index}", kept=len(kept))
-                run.write_part(index, kept, ctx.rejected, ctx.stats)
+                if isinstance(kept, Written):
+                    check_ledger(ctx.stats.to_dict(), f"{step.name} part {index}", kept=kept.records)
+                    run.seal_part(index, ctx.stats, kept.records, kept.rejected)
+                else:
+                    check_ledger(ctx.stats.to_dict(), f"{step.name} part {index}", kept=len(kept))
+                    run.write_part(index, kept, ctx.rejected, ctx.stats)
             done_units += batch.size
             bar.update(batch.size)
             index += 1

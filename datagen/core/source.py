@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from datagen.core.errors import UserError
 from datagen.core.record import Record, Rejection
@@ -28,12 +28,16 @@ class InputSpec:
                    getattr(args, "on_error", "raise"))
 
     def read(self, on_reject: Callable[[Rejection], None], require_answer: bool = True) -> list[Record]:
+        return list(self.iter(on_reject, require_answer))
+
+    def iter(self, on_reject: Callable[[Rejection], None], require_answer: bool = True) -> Iterator[Record]:
+        """The records one at a time (a bad row raises, or goes to ``on_reject``, when reached)."""
         from datagen.core.io import read_records
 
         if self.limit is not None and self.limit < 1:
             raise UserError("--limit must be >= 1")
-        return list(read_records(self.path, self.format, on_error=self.on_error, on_reject=on_reject, limit=self.limit,
-                                 require_answer=require_answer))
+        return read_records(self.path, self.format, on_error=self.on_error, on_reject=on_reject, limit=self.limit,
+                            require_answer=require_answer)
 
     def settings(self, key: str = "input") -> dict[str, Any]:
         """What of a run's settings the records it reads decide: the file and its sha256 (an

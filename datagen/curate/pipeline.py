@@ -20,12 +20,14 @@ the records that reached that stage (:mod:`.distribution`).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
-from datagen.core.runner import Batch, Context, SealedPart, run_step
+from datagen.core.errors import UserError
+from datagen.core.runner import Batch, Context, SealedPart, Written, run_step
 from datagen.core.record import Record, Rejection
 from datagen.core.stats import Stats
 from datagen.curate.base import FilterContext, FilterStage
@@ -33,6 +35,7 @@ from datagen.core.summary import distribution
 
 if TYPE_CHECKING:
     from datagen.core.source import InputSpec
+    from datagen.curate.config import FilterConfig
     from datagen.llm import LLMConfig
 
 
@@ -73,64 +76,117 @@ def run_stage(stage: FilterStage, records: list[Record], ctx: FilterContext) -> 
 
 
 class FilterPipeline:
-    """Selected stages, in order, over a :class:`~datagen.core.rundir.RunDir`."""
+    """Selected stages, in order, over a :class:`~datagen.core.rundir.RunDir`. The stages that
+    stream (heuristics, exact, MinHash: :mod:`.shards`) run over the previous part on disk, in
+    ``workers`` processes; the others get the previous part's records as a list."""
 
-    def __init__(self, stages: Sequence[FilterStage], cache_dir: Path, llm_factory: Callable[[], Any] | None = None, progress: bool = True) -> None:
+    def __init__(self, stages: Sequence[FilterStage], cache_dir: Path, llm_factory: Callable[[], Any] | None = None, progress: bool = True,
+                 config: FilterConfig | None = None, workers: int = 1) -> None:
+        from datagen.curate.config import FilterConfig
+
         self.stages = list(stages)
         self.cache_dir = cache_dir
         self.llm_factory = llm_factory
         self.progress = progress
+        self.config = config or FilterConfig()
+        self.workers = workers
 
-    def run(self, run: Any, records: list[Record], read_rejects: Sequence[Rejection] = (), manifest: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Filter ``records`` in ``run`` through the runner, one part per stage, resuming after the
-        last sealed stage; finalize it with the last stage's survivors as ``records.jsonl``."""
-        step = _StagesStep(self, records)
-        # each stage shows its own progress; a bar over the stages would only draw over it
-        return run_step(run, step, total=len(self.stages), read=(len(records), read_rejects), progress=False,
-                        pending=step.pending, manifest=manifest, records_from_last=True)
+    def run(self, run: Any, records: Iterable[Record] | Path, read_rejects: Sequence[Rejection] = (),
+            manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Filter ``records`` (or a record-JSONL file of them, moved into the run) in ``run``
+        through the runner, one part per stage, resuming after the last sealed stage; finalize it
+        with the last stage's survivors as ``records.jsonl``."""
+        from datagen.curate.shards import Executor
+
+        n_read = write_input(run, records, read_rejects)
+        executor = Executor(self.workers)
+        step = _StagesStep(self, run, executor)
+        try:
+            # each stage shows its own progress; a bar over the stages would only draw over it
+            return run_step(run, step, total=len(self.stages), read=(n_read, read_rejects), progress=False,
+                            pending=step.pending, manifest=manifest, records_from_last=True)
+        finally:
+            executor.close()
+
+
+def write_input(run: Any, records: Iterable[Record] | Path, read_rejects: Sequence[Rejection]) -> int:
+    """Part 0: the records read (the first stage's input) and the bad rows skipped. Returns how
+    many records were read."""
+    if run.part_done(0):
+        if isinstance(records, Path):
+            records.unlink(missing_ok=True)
+        return run.part_counts(0)[0]
+    if not isinstance(records, Path):
+        from datagen.core.writing import atomic_open
+
+        n = 0
+        with atomic_open(run.part_file(0, "input.jsonl")) as f:
+            for rec in records:
+                f.write(rec.to_json() + "\n")
+                n += 1
+        records = run.part_file(0, "input.jsonl")
+    else:
+        n = sum(1 for _ in open(records, "rb"))
+    run.write_read_part(n, read_rejects, records=records)
+    return n
 
 
 class _StagesStep:
-    """The filter as a runner step: a batch is one stage, over the survivors of the stage before."""
+    """The filter as a runner step: a batch is one stage, over the part the stage before wrote."""
 
     name, unit = "filter", "stage"
 
-    def __init__(self, pipeline: FilterPipeline, records: list[Record]) -> None:
+    def __init__(self, pipeline: FilterPipeline, run: Any, executor: Any) -> None:
         self.pipeline = pipeline
-        self._survivors: list[Record] | None = records
-        self._sealed: SealedPart | None = None  # the last restored stage, read only if needed
+        self.run = run
+        self.executor = executor
         self.current: tuple[int, str] = (0, "")  # the running stage's input size and name
         self.scores: dict[str, Any] = {}
         self.models: dict[str, Any] = {}
 
-    def survivors(self) -> list[Record]:
-        if self._survivors is None:
-            assert self._sealed is not None
-            self._survivors = list(self._sealed.records())
-        return self._survivors
-
     def batches(self) -> Iterator[Batch]:
-        return (Batch(stage, 1, {"stage": stage.name}) for stage in self.pipeline.stages)
+        return (Batch((k, stage), 1, {"stage": stage.name}) for k, stage in enumerate(self.pipeline.stages, 1))
 
     def _collect(self, stats: dict[str, Any]) -> None:
         self.scores.update(stats.get("extra", {}).get("scores", {}))
         self.models.update(stats.get("extra", {}).get("models", {}))
 
-    def process(self, batch: Batch, ctx: Context) -> list[Record]:
-        stage, p = batch.items, self.pipeline
-        survivors = self.survivors()
-        self.current = (len(survivors), stage.name)
-        fctx = FilterContext(stats=ctx.stats, cache_dir=p.cache_dir, llm_factory=p.llm_factory, progress=p.progress)
-        kept, rejected = run_stage(stage, survivors, fctx)
-        ctx.add_rejections(rejected)
-        secs = ctx.stats.extra["seconds"][stage.name]
-        print(f"{stage.name}: {len(survivors)} in, {len(kept)} kept, {len(rejected)} rejected ({secs:.1f}s)", file=sys.stderr)
+    def process(self, batch: Batch, ctx: Context) -> list[Record] | Written:
+        (k, stage), p = batch.items, self.pipeline
+        n_in = self.run.part_counts(k - 1)[0]
+        self.current = (n_in, stage.name)
+        t0 = time.time()
+        if getattr(stage, "streaming", None):
+            result: list[Record] | Written = self._stream(k, stage, ctx)
+            n_kept = result.records
+        else:
+            fctx = FilterContext(stats=ctx.stats, cache_dir=p.cache_dir, llm_factory=p.llm_factory, progress=p.progress)
+            result, rejected = run_stage(stage, list(self.run.part_records(k - 1)), fctx)
+            ctx.add_rejections(rejected)
+            n_kept = len(result)
+        secs = round(time.time() - t0, 3)
+        ctx.stats.extra["seconds"] = {stage.name: secs}
+        print(f"{stage.name}: {n_in} in, {n_kept} kept, {n_in - n_kept} rejected ({secs:.1f}s)", file=sys.stderr)
         self._collect(ctx.stats.to_dict())
-        self._survivors = kept
-        return kept
+        return result
+
+    def _stream(self, k: int, stage: FilterStage, ctx: Context) -> Written:
+        from datagen.curate.shards import StageRun, StageSpec
+
+        st, name = ctx.stats, stage.name
+        sr = StageRun(stage, StageSpec(name, self.pipeline.config.model_dump(mode="json")), self.executor, self.pipeline.progress)
+        res = sr.run(self.run.part_file(k - 1, "records.jsonl"), self.run.part_file(k, "records.jsonl"),
+                     self.run.part_file(k, "rejected.jsonl"), self.run.part_file(k, "shards"), self.current[0])
+        st.seen(name, res.n_in)
+        st.kept(name, res.n_kept)
+        for reason, n in sorted(res.reasons.items()):
+            st.rejected(name, reason, n)
+        if sr.extra:
+            st.extra.setdefault(name, {}).update(sr.extra)
+        st.extra["scores"] = {name: {s: distribution(v.tolist()) for s, v in res.scores.items()}}
+        return Written(res.n_kept, sum(res.reasons.values()))
 
     def restore(self, batch: Batch, part: SealedPart) -> None:
-        self._survivors, self._sealed = None, part
         self._collect(part.stats())
 
     def pending(self) -> tuple[int, int, str]:
@@ -160,27 +216,42 @@ def funnel(stats: dict[str, Any]) -> str:
 
 def run_filter(source: InputSpec, out: str | Path, *, stages: str | None = None, config: str | None = None, sets: Sequence[str] = (),
                cache_dir: str | Path | None = None, force: bool = False, llm: LLMConfig | None = None,
-               minhash_engine: str | None = None) -> dict[str, Any]:
+               minhash_engine: str | None = None, workers: int | None = None) -> dict[str, Any]:
     """``datagen filter`` as a function: the records of ``source`` through ``stages`` (a
     comma-separated list, default all) configured by the YAML file ``config``, into the run
     directory ``out``; ``llm`` is the quality stage's judge (default: the embedded model). Returns
     the final stats; raises :class:`~datagen.core.rundir.AlreadyComplete` when ``out`` already holds
-    this run."""
-    from datagen.core.kvcache import default_cache_dir
+    this run. ``workers``: processes for the streaming stages (default: every core); the output is
+    the same for any number.
+
+    The input is read (and checked: a bad row stops here, before anything is written) into a
+    record file beside ``out``, which becomes the run's part 0; no stage holds the whole pool but
+    the model stages (semantic, quality), which get their input as a list."""
     from datagen.curate.config import load_config
-    from datagen.curate.pipeline import FilterPipeline
     from datagen.curate.registry import build_stages, parse_stages
-    from datagen.llm import LLMConfig, make_llm
-    from datagen.core.record import Rejection
-    from datagen.core.rundir import RunDir
 
     names = parse_stages(stages)
+    if workers is not None and workers < 1:
+        raise UserError("--workers must be >= 1")
     cfg = load_config(config, sets)
     if minhash_engine:
         cfg.minhash.engine = minhash_engine
     built_stages = build_stages(names, cfg, source=config or "config")
     read_rejects: list[Rejection] = []
-    records = source.read(read_rejects.append)
+    records = read_to_file(source, Path(out), read_rejects)
+    try:
+        return _filter_run(source, out, names, cfg, built_stages, records, read_rejects, config, cache_dir, force, llm, workers)
+    finally:
+        records.unlink(missing_ok=True)  # moved into the run unless it stopped first
+
+
+def _filter_run(source: InputSpec, out: str | Path, names: list[str], cfg: FilterConfig, built_stages: list[FilterStage], records: Path,
+                read_rejects: list[Rejection], config: str | None, cache_dir: str | Path | None, force: bool, llm: LLMConfig | None,
+                workers: int | None) -> dict[str, Any]:
+    from datagen.core.kvcache import default_cache_dir
+    from datagen.core.rundir import RunDir
+    from datagen.llm import LLMConfig, make_llm
+
     settings: dict[str, Any] = {
         **source.settings(), "stages": names,
         "config": cfg.model_dump(mode="json"), "describe": [s.describe() for s in built_stages],
@@ -199,5 +270,25 @@ def run_filter(source: InputSpec, out: str | Path, *, stages: str | None = None,
         llm_factory = judge
 
     run = RunDir(out, "filter", settings, force=force)
-    pipeline = FilterPipeline(built_stages, Path(cache_dir) if cache_dir else default_cache_dir(), llm_factory=llm_factory)
+    pipeline = FilterPipeline(built_stages, Path(cache_dir) if cache_dir else default_cache_dir(), llm_factory=llm_factory, config=cfg,
+                              workers=workers or os.cpu_count() or 1)
     return pipeline.run(run, records, read_rejects, manifest={"config": settings["config"], "config_file": config})
+
+
+def read_to_file(source: InputSpec, out: Path, rejects: list[Rejection]) -> Path:
+    """The records of ``source``, read and checked, into a record file beside ``out`` (the same
+    file system, so that the run can move it in); nothing is left behind when a row is bad."""
+    import tempfile
+
+    where = out.resolve().parent
+    while not where.is_dir():
+        where = where.parent
+    fd, name = tempfile.mkstemp(prefix=".datagen-input-", suffix=".jsonl", dir=where)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for rec in source.iter(rejects.append):
+                f.write(rec.to_json() + "\n")
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name)

@@ -191,7 +191,7 @@ def test_bucket_pairs_equal_lsh_queries():
     for i, m in enumerate(lean):
         index.insert(i, m)
     queried = sorted({(i, j) for i, m in enumerate(lean) for j in index.query(m) if j > i})
-    assert stage.candidate_pairs(sigs) == queried and queried
+    assert stage.candidate_pairs(stage.band_keys(sigs)) == queried and queried
 
 
 def test_a_record_is_removed_only_for_a_match_that_is_kept():

@@ -18,13 +18,14 @@ import re
 import sys
 import unicodedata
 from functools import lru_cache
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
 
 from datagen.core.record import Record
 from datagen.curate.base import FilterContext, Verdict
 from datagen.curate.config import ExactConfig
-from datagen.curate.dedup.groups import pick_survivor, record_text
-from datagen.core.progress import bar as progress_bar
+from datagen.curate.dedup.groups import Fetch, id_hex, rank_keys, ranked, record_text
 
 _WS = re.compile(r"\s+")
 
@@ -47,28 +48,44 @@ def digest(text: str) -> bytes:
 
 class ExactDedup:
     name = "exact"
+    streaming = "keys"  # runs over shards of its input on disk (datagen.curate.shards)
     score_names: tuple[str, ...] = ()
 
     def __init__(self, config: ExactConfig | None = None) -> None:
         self.config = config or ExactConfig()
 
-    def annotate(self, records: list[Record], ctx: FilterContext) -> None:
-        groups: dict[bytes, list[int]] = {}
-        with progress_bar(len(records), "exact", show=ctx is None or ctx.progress, leave=False) as bar:
-            for i, rec in enumerate(records):
-                rec.flags.pop(self.name, None)
-                groups.setdefault(digest(record_text(rec, self.config.text)), []).append(i)
-                bar.update(1)
+    def keys(self, records: Sequence[Record]) -> dict[str, np.ndarray]:
+        """What the decision needs of each record: its 16-byte digest and its rank (33 bytes)."""
+        digests = np.array([digest(record_text(r, self.config.text)) for r in records], dtype="S16")
+        return {"digest": digests, **rank_keys(records, self.config.score_key)}
+
+    def decide(self, keys: dict[str, np.ndarray], fetch: Fetch | None = None, stats: dict[str, Any] | None = None,
+               progress: bool = False) -> dict[int, dict[str, Any]]:
+        """The flags of every record that is a duplicate, by index: each group of equal digests
+        keeps its best record (:func:`ranked`)."""
+        d = keys["digest"]
+        out: dict[int, dict[str, Any]] = {}
         n_groups = 0
-        for members in groups.values():
-            if len(members) < 2:
-                continue
-            n_groups += 1
-            keep = pick_survivor(records, members, self.config.score_key)
-            for i in members:
-                if i != keep:
-                    records[i].flags[self.name] = {"duplicate_of": records[keep].id, "group_size": len(members)}
-        ctx.stats.extra.setdefault("exact", {})["duplicate_groups"] = n_groups
+        if len(d):
+            _, inverse, counts = np.unique(d, return_inverse=True, return_counts=True)
+            by_group = np.argsort(inverse, kind="stable")
+            ends = np.cumsum(counts)
+            for g in np.flatnonzero(counts > 1):
+                members = ranked(keys, by_group[ends[g] - counts[g]:ends[g]])
+                n_groups += 1
+                keep = id_hex(keys, members[0])
+                for i in members[1:]:
+                    out[int(i)] = {"duplicate_of": keep, "group_size": int(counts[g])}
+        if stats is not None:
+            stats["duplicate_groups"] = n_groups
+        return out
+
+    def annotate(self, records: list[Record], ctx: FilterContext) -> None:
+        flags = self.decide(self.keys(records), stats=ctx.stats.extra.setdefault("exact", {}))
+        for i, rec in enumerate(records):
+            rec.flags.pop(self.name, None)
+            if i in flags:
+                rec.flags[self.name] = flags[i]
 
     def verdict(self, record: Record) -> Verdict:
         info = record.flags.get(self.name)

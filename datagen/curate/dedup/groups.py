@@ -8,7 +8,9 @@ input order: shuffle the input and the same records survive.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
+
+import numpy as np
 
 from datagen.core.record import Record
 
@@ -36,3 +38,40 @@ def survivor_rank(record: Record, score_key: str | None) -> tuple[int, float, st
 def pick_survivor(records: Sequence[Record], members: Sequence[int], score_key: str | None) -> int:
     """Index (into ``records``) of the member that survives."""
     return min(members, key=lambda i: survivor_rank(records[i], score_key))
+
+
+# the records at some indices of a stage's input, fetched when a decision needs more than the keys
+# (MinHash's exact verification of its candidate pairs)
+Fetch = Callable[[np.ndarray], dict[int, Record]]
+
+
+# -- the same rule over compact keys (a record's rank without the record) ------------------------
+def rank_keys(records: Sequence[Record], score_key: str | None) -> dict[str, np.ndarray]:
+    """What :func:`survivor_rank` needs of each record, as arrays: whether it has the score, the
+    score, and the id as an integer (ids are 16 hex digits, so the integer order is the id
+    order): 17 bytes a record, wherever the record itself is."""
+    scores = [r.scores.get(score_key) if score_key else None for r in records]
+    return {
+        "has_score": np.array([s is not None for s in scores], dtype=bool),
+        "score": np.array([float(s) if s is not None else 0.0 for s in scores], dtype=np.float64),
+        "id": np.array([int(r.id, 16) for r in records], dtype=np.uint64),
+    }
+
+
+def ranked(keys: dict[str, np.ndarray], members: np.ndarray) -> np.ndarray:
+    """``members`` (indices into the key arrays), best first: the score first (those without it
+    last), the highest score, then the lowest id, then the lowest index (identical records)."""
+    members = np.asarray(members, dtype=np.int64)
+    order = np.lexsort((members, keys["id"][members], -keys["score"][members], ~keys["has_score"][members]))
+    return members[order]
+
+
+def id_hex(keys: dict[str, np.ndarray], i: int) -> str:
+    return format(int(keys["id"][i]), "016x")
+
+
+def concat_keys(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Key arrays of successive shards as one set (the shards in input order)."""
+    if not parts:
+        return {}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

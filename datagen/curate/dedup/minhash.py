@@ -4,10 +4,12 @@
    as 64-bit hashes. Computed per batch and thrown away: only signatures stay in memory.
 2. **Signatures** (:mod:`.signatures`): ``num_perm`` MinHash values per record, from datasketch's
    permutations vectorized over a batch, or from rensa (``engine``).
-3. **LSH**: datasketch ``MinHashLSH`` built with explicit ``params=(bands, rows)``, chosen by
-   :func:`.lsh.optimal_params` for the threshold (or set in the config). Every pair of records
-   that shares a band is a *candidate*.
-4. **Verification**: the shingle sets of the candidates are recomputed and each candidate pair's
+3. **LSH**: ``bands x rows`` chosen by :func:`.lsh.optimal_params` for the threshold (or set in
+   the config), as datasketch's ``MinHashLSH`` would; each band of a signature becomes one 64-bit
+   key (:meth:`MinHashDedup.band_keys`), and every pair of records that shares a band key is a
+   *candidate*. Only the band keys stay in memory (8 bytes a band), never the text.
+4. **Verification**: the records of the candidates are fetched (from the list, or by one more
+   pass over a stage's input on disk), their shingle sets recomputed and each candidate pair's
    exact Jaccard measured. Only pairs at or above ``threshold`` count; a pair whose signatures
    agree but whose sets do not is never marked (``stats.extra.minhash.candidates_rejected``).
 5. **Survivors**: a record is removed only for a verified match with a record that is *kept*.
@@ -27,14 +29,14 @@ shuffle the input and the same records are marked with the same flags.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from datagen.core.record import Record
 from datagen.curate.base import FilterContext, Verdict
 from datagen.curate.config import MinHashConfig
-from datagen.curate.dedup.groups import record_text, survivor_rank
+from datagen.curate.dedup.groups import Fetch, id_hex, rank_keys, ranked, record_text
 from datagen.curate.dedup.lsh import LSHParams, error_areas, optimal_params
 from datagen.core.progress import bar as progress_bar
 from datagen.curate.dedup.shingles import Shingler, jaccard
@@ -42,6 +44,13 @@ from datagen.curate.dedup.signatures import resolve_engine, signatures
 
 BATCH = 2048  # records shingled and signed at a time
 Pair = tuple[int, int]
+
+
+def _splitmix64(z: np.ndarray) -> np.ndarray:
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
 def lsh_params(cfg: MinHashConfig) -> LSHParams:
@@ -53,6 +62,7 @@ def lsh_params(cfg: MinHashConfig) -> LSHParams:
 
 class MinHashDedup:
     name = "minhash"
+    streaming = "keys"  # runs over shards of its input on disk (datagen.curate.shards)
     score_names: tuple[str, ...] = ()
 
     def __init__(self, config: MinHashConfig | None = None) -> None:
@@ -75,36 +85,44 @@ class MinHashDedup:
                 bar.update(len(batch))
         return sigs
 
-    def candidate_pairs(self, sigs: np.ndarray, ctx: FilterContext | None = None) -> list[Pair]:
-        """Pairs ``(i, j)``, ``i < j``, that share at least one LSH band, sorted.
-
-        Records go into a datasketch ``MinHashLSH(params=(bands, rows))``; the pairs are then read
-        from its band tables (every bucket holding two or more keys), which gives exactly what a
-        ``query`` per record would, without the queries. The index keeps band hashes and keys
-        only, so one ``LeanMinHash`` is reused as a cursor over the signature rows."""
-        from datasketch import LeanMinHash, MinHashLSH
-
+    def band_keys(self, sigs: np.ndarray) -> np.ndarray:
+        """One 64-bit key per LSH band of each signature, ``(records, bands)``: the band's rows
+        mixed with splitmix64. Two records share a bucket when a band's keys are equal, as in
+        datasketch's ``MinHashLSH`` band tables (a 64-bit collision adds a candidate that the
+        exact verification then refuses). 8 bytes a band: all MinHash keeps of a record."""
         p = self.params
-        index = MinHashLSH(threshold=p.threshold, num_perm=p.num_perm, params=(p.bands, p.rows))
-        pairs: set[Pair] = set()
-        if not len(sigs):
-            return []
-        cursor = LeanMinHash(seed=self.config.seed, hashvalues=sigs[0], scheme="affine32")
-        with progress_bar(len(sigs), "minhash: LSH", show=ctx is None or ctx.progress, leave=False) as bar:
-            for i, row in enumerate(sigs):
-                cursor.hashvalues = row
-                index.insert(i, cursor, check_duplication=False)
-                bar.update(1)
-        for table in index.hashtables:
-            for key, count in table.itemcounts().items():
-                if count > 1:
-                    members = sorted(table.get(key))
-                    pairs.update((a, b) for k, a in enumerate(members) for b in members[k + 1:])
-        return sorted(pairs)
+        rows = sigs[:, : p.bands * p.rows].astype(np.uint64).reshape(len(sigs), p.bands, p.rows)
+        h = np.full((len(sigs), p.bands), 0x9E3779B97F4A7C15, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for r in range(p.rows):
+                h = _splitmix64(h ^ rows[:, :, r])
+        return h
 
-    def verify(self, records: list[Record], pairs: Iterable[Pair], ctx: FilterContext | None = None) -> list[tuple[int, int, float]]:
-        """``(i, j, exact Jaccard)`` for every candidate pair (shingle sets recomputed once per
-        record that appears in a pair)."""
+    def candidate_pairs(self, bands: np.ndarray, ctx: FilterContext | None = None) -> list[Pair]:
+        """Pairs ``(i, j)``, ``i < j``, that share at least one band key, sorted."""
+        n = len(bands)
+        codes: list[np.ndarray] = []
+        for b in range(bands.shape[1] if n else 0):
+            order = np.argsort(bands[:, b], kind="stable")
+            col = bands[order, b]
+            starts = np.flatnonzero(np.r_[True, col[1:] != col[:-1]])
+            sizes = np.diff(np.r_[starts, n])
+            two = starts[sizes == 2]  # most buckets that hold more than one record hold two
+            lo, hi = np.minimum(order[two], order[two + 1]), np.maximum(order[two], order[two + 1])
+            codes.append(lo.astype(np.int64) * n + hi)
+            for start, size in zip(starts[sizes > 2], sizes[sizes > 2]):
+                members = np.sort(order[start:start + size]).astype(np.int64)
+                i, j = np.triu_indices(size, 1)
+                codes.append(members[i] * n + members[j])
+        if not codes:
+            return []
+        u = np.unique(np.concatenate(codes))
+        return list(zip((u // n).tolist(), (u % n).tolist())) if n else []
+
+    def verify(self, records: Mapping[int, Record] | Sequence[Record], pairs: Iterable[Pair],
+               ctx: FilterContext | None = None) -> list[tuple[int, int, float]]:
+        """``(i, j, exact Jaccard)`` for every candidate pair; ``records[i]`` is record ``i``
+        (shingle sets computed once per record that appears in a pair)."""
         pairs = list(pairs)
         sets: dict[int, np.ndarray] = {}
         out = []
@@ -118,27 +136,43 @@ class MinHashDedup:
         return out
 
     # -- the stage -----------------------------------------------------------------------------
+    def keys(self, records: Sequence[Record], ctx: FilterContext | None = None) -> dict[str, np.ndarray]:
+        """What the decision keeps of each record: its band keys and its rank (8 x bands + 17 bytes)."""
+        return {"bands": self.band_keys(self.signatures(list(records), ctx)), **rank_keys(records, self.config.score_key)}
+
+    def decide(self, keys: dict[str, np.ndarray], fetch: Fetch, stats: dict[str, Any] | None = None,
+               ctx: FilterContext | None = None) -> dict[int, dict[str, Any]]:
+        """The flags of every record with a verified match, by index: candidates from the band
+        keys, the records of the candidates fetched for the exact Jaccard, then the survivor rule."""
+        t0 = time.time()
+        pairs = self.candidate_pairs(keys["bands"], ctx)
+        t1 = time.time()
+        needed = np.unique(np.array(pairs, dtype=np.int64).ravel()) if pairs else np.zeros(0, dtype=np.int64)
+        checked = self.verify(fetch(needed) if len(needed) else {}, pairs, ctx)
+        t2 = time.time()
+        extra: dict[str, Any] = {}
+        flags = self.mark(keys, checked, extra)
+        kept = extra.pop("verified_pairs")
+        extra.update({"candidate_pairs": len(pairs), "verified_pairs": kept, "candidates_rejected": len(pairs) - kept,
+                      "seconds_lsh": round(t1 - t0, 3), "seconds_verify": round(t2 - t1, 3)})
+        if stats is not None:
+            stats.update(extra)
+        return flags
+
     def annotate(self, records: list[Record], ctx: FilterContext) -> None:
         t0 = time.time()
-        for rec in records:
-            rec.flags.pop(self.name, None)
-        sigs = self.signatures(records, ctx)
-        t1 = time.time()
-        pairs = self.candidate_pairs(sigs, ctx)
-        del sigs
-        t2 = time.time()
-        checked = self.verify(records, pairs, ctx)
-        t3 = time.time()
+        keys = self.keys(records, ctx)
         extra = ctx.stats.extra.setdefault(self.name, {})
-        kept = self.mark(records, checked, extra)
-        extra.update({
-            "candidate_pairs": len(pairs), "verified_pairs": kept, "candidates_rejected": len(pairs) - kept,
-            "seconds_signatures": round(t1 - t0, 3), "seconds_lsh": round(t2 - t1, 3), "seconds_verify": round(t3 - t2, 3),
-        })
+        extra["seconds_signatures"] = round(time.time() - t0, 3)
+        flags = self.decide(keys, lambda idx: {int(i): records[i] for i in idx}, extra, ctx)
+        for i, rec in enumerate(records):
+            rec.flags.pop(self.name, None)
+            if i in flags:
+                rec.flags[self.name] = flags[i]
 
-    def mark(self, records: list[Record], checked: Iterable[tuple[int, int, float]], stats: dict[str, Any] | None = None) -> int:
-        """Flag the duplicates among the verified pairs at or above the threshold (the survivor
-        rule of the module docstring). Returns the number of verified pairs."""
+    def mark(self, keys: dict[str, np.ndarray], checked: Iterable[tuple[int, int, float]], stats: dict[str, Any]) -> dict[int, dict[str, Any]]:
+        """The flags of the records among the verified pairs at or above the threshold (the
+        survivor rule of the module docstring), by index; ``stats`` gets the counts."""
         t = self.config.threshold
         near: dict[int, list[tuple[int, float]]] = {}
         n = 0
@@ -148,25 +182,27 @@ class MinHashDedup:
             n += 1
             near.setdefault(i, []).append((j, jac))
             near.setdefault(j, []).append((i, jac))
-        rank = {i: survivor_rank(records[i], self.config.score_key) for i in near}
+        order = [int(i) for i in ranked(keys, np.array(sorted(near), dtype=np.int64))] if near else []
+        position = {i: k for k, i in enumerate(order)}
         kept: set[int] = set()
         removed_for: dict[int, int] = {}
-        for i in sorted(near, key=rank.__getitem__):
+        out: dict[int, dict[str, Any]] = {}
+        for i in order:
             matches = [(jac, b) for b, jac in near[i] if b in kept]
             if not matches:
                 kept.add(i)
                 continue
-            jac, b = min(matches, key=lambda m: (-m[0], rank[m[1]]))  # the closest kept record (ties: the better one)
-            records[i].flags[self.name] = {"duplicate_of": records[b].id, "jaccard": round(jac, 4)}
+            jac, b = min(matches, key=lambda m: (-m[0], position[m[1]]))  # the closest kept record (ties: the better one)
+            out[i] = {"duplicate_of": id_hex(keys, b), "jaccard": round(jac, 4)}
             removed_for[b] = removed_for.get(b, 0) + 1
         for b, k in removed_for.items():
-            records[b].flags[self.name] = {"duplicates": k}
-        if stats is not None:
-            # kept although a verified near-duplicate: every such match was removed itself, for a
-            # better record it is not close to (union-find would have dropped it through the chain)
-            stats["kept_with_matches"] = sum(1 for i in kept if i not in removed_for)
-            stats["removed"] = len(near) - len(kept)
-        return n
+            out[b] = {"duplicates": k}
+        # kept although a verified near-duplicate: every such match was removed itself, for a
+        # better record it is not close to (union-find would have dropped it through the chain)
+        stats["kept_with_matches"] = sum(1 for i in kept if i not in removed_for)
+        stats["removed"] = len(near) - len(kept)
+        stats["verified_pairs"] = n
+        return out
 
     def verdict(self, record: Record) -> Verdict:
         info = record.flags.get(self.name)

@@ -69,6 +69,7 @@ def build_checks(cfg: HeuristicsConfig) -> list[tuple[str, Check]]:
 
 class Heuristics:
     name = "heuristics"
+    streaming = "records"  # runs over shards of its input on disk (datagen.curate.shards)
     score_names = ("response_words", "instruction_words", "echo_jaccard")
 
     def __init__(self, config: HeuristicsConfig | None = None) -> None:

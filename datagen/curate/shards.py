@@ -1,0 +1,331 @@
+"""Curation stages over their input on disk, in shards, without ever holding the pool.
+
+A stage's input is a JSONL file of records (the run's previous part). It is cut into shards,
+byte ranges that end on a line break; a shard is read a batch at a time. Two kinds of stage run
+this way:
+
+* **per-record** (``streaming = "records"``: heuristics): each shard is annotated, decided and
+  written on its own (:func:`filter_shard`);
+* **keyed** (``streaming = "keys"``: exact, MinHash): a global decision made from compact keys.
+  Each shard gives the stage's keys of its records (:func:`keys_shard`: a digest, band keys, the
+  survivor's rank; tens to a few hundred bytes a record); the stage decides over all of them in
+  one process (``stage.decide``), fetching the few records it needs whole (MinHash's candidates,
+  :func:`fetch_shard`); then each shard is written with the decisions (:func:`apply_shard`; a
+  record the decision did not touch is copied as it is, not parsed again).
+
+The shards of a pass run in worker processes (:class:`Executor`, ``--workers``); their outputs are
+joined in shard order, so the part is the same, byte for byte, whatever the number of workers.
+The functions a worker runs take only plain data (a :class:`StageSpec`, a :class:`Shard`, paths)
+and rebuild the stage from its configuration, so that another executor (Ray) can run the same
+functions on other machines.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from datagen.core.record import Record, Rejection
+
+SHARD_BYTES = 8 << 20  # input per shard, at most (a progress step; small inputs are one shard per worker)
+BATCH = 1024  # records parsed and annotated at a time
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Lines ``[start, end)`` (bytes) of ``path``; ``index``: its place among the shards."""
+
+    path: str
+    start: int
+    end: int
+    index: int
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A stage as plain data: its name and the filter configuration it is built from."""
+
+    name: str
+    config: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.name, json.dumps(self.config, sort_keys=True))
+
+    def build(self) -> Any:
+        key = self.key
+        if key not in _BUILT:
+            from datagen.curate.config import FilterConfig
+            from datagen.curate.registry import build_stage
+
+            _BUILT[key] = build_stage(self.name, FilterConfig.model_validate(self.config))
+        return _BUILT[key]
+
+
+_BUILT: dict[tuple[str, str], Any] = {}  # per process: a worker builds each stage once
+
+
+@dataclass
+class ShardResult:
+    """What a shard pass returns to the parent: counts, and the scores for the distributions."""
+
+    n_in: int = 0
+    n_kept: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def split(path: str | os.PathLike[str], workers: int, shard_bytes: int | None = None) -> list[Shard]:
+    """``path`` cut into shards of about ``shard_bytes`` (default :data:`SHARD_BYTES`; at least
+    one per worker), each ending on a line break."""
+    shard_bytes = shard_bytes or SHARD_BYTES
+    size = os.path.getsize(path)
+    n = max(1, min(max(workers, math.ceil(size / shard_bytes)), max(1, size // 64)))
+    bounds = [0]
+    with open(path, "rb") as f:
+        for k in range(1, n):
+            f.seek(max(bounds[-1], k * size // n))
+            f.readline()
+            pos = f.tell()
+            if bounds[-1] < pos < size:
+                bounds.append(pos)
+    bounds.append(size)
+    return [Shard(str(path), a, b, i) for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+
+
+def lines(shard: Shard) -> Iterator[bytes]:
+    with open(shard.path, "rb") as f:
+        f.seek(shard.start)
+        pos = shard.start
+        while pos < shard.end:
+            line = f.readline()
+            if not line:
+                return
+            pos += len(line)
+            yield line
+
+
+def batches(shard: Shard, size: int = BATCH) -> Iterator[list[bytes]]:
+    batch: list[bytes] = []
+    for line in lines(shard):
+        batch.append(line)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def parse(raw: Sequence[bytes]) -> list[Record]:
+    return [Record.model_validate_json(line) for line in raw]
+
+
+def _outputs(out_dir: str, shard: Shard) -> tuple[Path, Path]:
+    return Path(out_dir) / f"{shard.index:06d}.records.jsonl", Path(out_dir) / f"{shard.index:06d}.rejected.jsonl"
+
+
+def _context() -> Any:
+    from datagen.core.stats import Stats
+    from datagen.curate.base import FilterContext
+
+    return FilterContext(stats=Stats(), cache_dir=Path(os.devnull), progress=False)
+
+
+def _decide_and_write(stage: Any, recs: Sequence[Record], kept_f: Any, rej_f: Any, res: ShardResult) -> None:
+    for rec in recs:
+        v = stage.verdict(rec)
+        if v is None:
+            kept_f.write(rec.to_json() + "\n")
+            res.n_kept += 1
+        else:
+            reason, evidence = v
+            res.reasons[reason] += 1
+            rej_f.write(Rejection(stage=stage.name, reason=reason, evidence=evidence, record=rec).to_json() + "\n")
+
+
+# -- what a worker runs -----------------------------------------------------------------------------
+def filter_shard(spec: StageSpec, shard: Shard, out_dir: str) -> ShardResult:
+    """A per-record stage over one shard: annotate, decide, write the kept and the rejected."""
+    stage = spec.build()
+    res = ShardResult()
+    names = list(getattr(stage, "score_names", ()) or ())
+    values: dict[str, list[float]] = {n: [] for n in names}
+    kept_path, rej_path = _outputs(out_dir, shard)
+    with open(kept_path, "w", encoding="utf-8") as kept_f, open(rej_path, "w", encoding="utf-8") as rej_f:
+        for raw in batches(shard):
+            recs = parse(raw)
+            stage.annotate(recs, _context())
+            res.n_in += len(recs)
+            for n in names:
+                values[n].extend(r.scores[n] for r in recs if n in r.scores)
+            _decide_and_write(stage, recs, kept_f, rej_f, res)
+    res.scores = {n: np.asarray(v, dtype=np.float64) for n, v in values.items()}
+    return res
+
+
+def keys_shard(spec: StageSpec, shard: Shard) -> tuple[int, dict[str, np.ndarray], np.ndarray]:
+    """A keyed stage's keys of one shard's records, and the positions (in the shard) of records
+    that hold an earlier run's flag of this stage (they are rewritten without it)."""
+    stage = spec.build()
+    parts: list[dict[str, np.ndarray]] = []
+    stale: list[int] = []
+    n = 0
+    for raw in batches(shard):
+        recs = parse(raw)
+        parts.append(stage.keys(recs))
+        stale.extend(n + k for k, r in enumerate(recs) if stage.name in r.flags)
+        n += len(recs)
+    from datagen.curate.dedup.groups import concat_keys
+
+    return n, concat_keys(parts), np.asarray(stale, dtype=np.int64)
+
+
+def fetch_shard(shard: Shard, wanted: np.ndarray) -> dict[int, Record]:
+    """The records at positions ``wanted`` (sorted, within the shard) of one shard."""
+    out: dict[int, Record] = {}
+    want = iter(wanted.tolist())
+    nxt = next(want, None)
+    for k, line in enumerate(lines(shard)):
+        if nxt is None:
+            break
+        if k == nxt:
+            out[k] = Record.model_validate_json(line)
+            nxt = next(want, None)
+    return out
+
+
+def apply_shard(spec: StageSpec, shard: Shard, flags: dict[int, dict[str, Any]], stale: np.ndarray, out_dir: str) -> ShardResult:
+    """One shard of a keyed stage written with its decisions (``flags`` by position in the
+    shard): a record they do not touch is copied line for line."""
+    stage = spec.build()
+    res = ShardResult()
+    touched = set(flags) | set(stale.tolist())
+    kept_path, rej_path = _outputs(out_dir, shard)
+    with open(kept_path, "w", encoding="utf-8") as kept_f, open(rej_path, "w", encoding="utf-8") as rej_f:
+        for k, line in enumerate(lines(shard)):
+            res.n_in += 1
+            if k not in touched:
+                kept_f.write(line.decode("utf-8"))
+                res.n_kept += 1
+                continue
+            rec = Record.model_validate_json(line)
+            rec.flags.pop(stage.name, None)
+            if k in flags:
+                rec.flags[stage.name] = flags[k]
+            _decide_and_write(stage, [rec], kept_f, rej_f, res)
+    return res
+
+
+# -- the parent's side ---------------------------------------------------------------------------------
+class Executor:
+    """Runs the shard functions: in this process (one worker), or in a pool of ``workers``
+    processes (spawned, so that no thread or model of the parent is copied)."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = max(1, int(workers))
+        self._pool: Any = None
+
+    def map(self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], on_done: Callable[[int, Any], None] | None = None) -> list[Any]:
+        """``fn(*task)`` for every task, results in task order; ``on_done(i, result)`` as each
+        one finishes (in order)."""
+        out: list[Any] = []
+        if self.workers == 1 or len(tasks) <= 1:
+            results: Any = (fn(*t) for t in tasks)
+        else:
+            if self._pool is None:
+                import multiprocessing
+
+                self._pool = multiprocessing.get_context("spawn").Pool(self.workers)
+            results = self._pool.imap(_call, [(fn, t) for t in tasks])
+        for i, r in enumerate(results):
+            out.append(r)
+            if on_done is not None:
+                on_done(i, r)
+        return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.join()
+            self._pool = None
+
+
+def _call(job: tuple[Callable[..., Any], tuple[Any, ...]]) -> Any:
+    fn, args = job
+    return fn(*args)
+
+
+@dataclass
+class StageRun:
+    """One stage over one input file (see the module docstring); :meth:`run` writes the kept
+    records to ``records`` and the rejections to ``rejected``."""
+
+    stage: Any
+    spec: StageSpec
+    executor: Executor
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)  # the stage's facts for stats.json
+
+    def run(self, source: Path, records: Path, rejected: Path, scratch: Path, total: int) -> ShardResult:
+        """``total``: the records in ``source`` (for the progress bar)."""
+        from datagen.core.progress import bar as progress_bar
+        from datagen.core.writing import atomic_open
+
+        _BUILT[self.spec.key] = self.stage  # in this process, the stage itself (a worker builds its own)
+        shards = split(source, self.executor.workers)
+        scratch.mkdir(parents=True, exist_ok=True)
+        mode = self.stage.streaming
+        passes = 1 if mode == "records" else 2
+        with progress_bar(total * passes, self.stage.name, "record", show=self.progress, leave=False) as bar:
+            tick = lambda i, r: bar.update(r.n_in if isinstance(r, ShardResult) else r[0])  # noqa: E731
+            if mode == "records":
+                results = self.executor.map(filter_shard, [(self.spec, s, str(scratch)) for s in shards], tick)
+            else:
+                results = self._keyed(shards, scratch, tick)
+        out = ShardResult()
+        for r in results:
+            out.n_in += r.n_in
+            out.n_kept += r.n_kept
+            out.reasons.update(r.reasons)
+        names = list(getattr(self.stage, "score_names", ()) or ())
+        out.scores = {n: np.concatenate([r.scores.get(n, np.zeros(0)) for r in results]) for n in names}
+        for target, pick in ((records, 0), (rejected, 1)):
+            with atomic_open(target) as f:
+                for s in shards:
+                    path = _outputs(str(scratch), s)[pick]
+                    with open(path, encoding="utf-8") as part:
+                        for line in part:
+                            f.write(line)
+                    path.unlink()
+        return out
+
+    def _keyed(self, shards: list[Shard], scratch: Path, tick: Callable[[int, Any], None]) -> list[ShardResult]:
+        from datagen.curate.dedup.groups import concat_keys
+
+        t0 = time.time()
+        got = self.executor.map(keys_shard, [(self.spec, s) for s in shards], tick)
+        starts = np.cumsum([0] + [n for n, _, _ in got])
+        keys = concat_keys([k for _, k, _ in got])
+        self.extra["seconds_keys"] = round(time.time() - t0, 3)
+
+        def fetch(indices: np.ndarray) -> dict[int, Record]:
+            which = np.searchsorted(starts, indices, side="right") - 1
+            tasks = [(shards[k], indices[which == k] - starts[k]) for k in np.unique(which)]
+            found = self.executor.map(fetch_shard, tasks)
+            return {int(starts[s.index] + k): rec for (s, _), part in zip(tasks, found) for k, rec in part.items()}
+
+        flags = self.stage.decide(keys, fetch, self.extra)
+        del keys
+        per_shard: list[dict[int, dict[str, Any]]] = [{} for _ in shards]
+        for i, f in flags.items():
+            k = int(np.searchsorted(starts, i, side="right") - 1)
+            per_shard[k][i - int(starts[k])] = f
+        return self.executor.map(apply_shard, [(self.spec, s, per_shard[s.index], got[s.index][2], str(scratch)) for s in shards], tick)

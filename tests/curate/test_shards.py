@@ -1,0 +1,120 @@
+"""The streaming stages over shards on disk: the same output for any number of shards and
+workers, and the same decisions as the stages over a list."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from datagen.core.record import Record
+from datagen.core.source import InputSpec
+from datagen.core.stats import Stats
+from datagen.curate import registry, shards
+from datagen.curate.base import FilterContext
+from datagen.curate.config import FilterConfig
+from datagen.curate.pipeline import run_filter
+
+EN = ("Regular exercise strengthens the heart and lungs, improves mood and sleep, and lowers the risk "
+      "of many chronic diseases such as diabetes and high blood pressure.")
+STAGES = "heuristics,exact,minhash"
+
+
+def pool(n: int = 240, seed: int = 0) -> list[dict]:
+    """Distinct answers, with exact copies, near copies (one word changed, a few words added)
+    and answers that fail a heuristic, shuffled."""
+    rng = random.Random(seed)
+    words = EN.split()
+    rows = []
+    for k in range(n):
+        body = " ".join(rng.sample(words, len(words)))
+        rows.append({"instruction": f"Tell me about health, part {k}.", "input": "", "output": f"{body} Fact {k}."})
+    for k in range(0, n, 6):
+        rows.append(dict(rows[k]))  # exact copy
+        rows.append({**rows[k], "output": rows[k]["output"] + " Stay active every day."})  # near copy
+        rows.append({**rows[k], "output": rows[k]["output"].replace("heart", "hearts") + " Indeed."})  # near copy of it too
+    rows += [{"instruction": "Say nothing.", "input": "", "output": " "}, {"instruction": "Repeat after me", "input": "", "output": "Repeat after me"}]
+    rng.shuffle(rows)
+    return rows
+
+
+def write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def outputs(run: Path) -> tuple[str, str, dict]:
+    stats = json.loads((run / "stats.json").read_text())
+    for stage in stats["extra"].get("minhash", {}), stats["extra"].get("exact", {}):
+        for k in [k for k in stage if k.startswith("seconds")]:
+            del stage[k]
+    stats["extra"].pop("seconds", None)
+    stats["extra"].pop("wall_seconds_this_invocation", None)
+    return (run / "records.jsonl").read_text(), (run / "rejected.jsonl").read_text(), stats
+
+
+def test_split_covers_the_file_on_line_breaks(tmp_path):
+    src = write(tmp_path / "in.jsonl", pool(60))
+    data = src.read_bytes()
+    for workers, size in ((1, 1 << 20), (3, 1 << 20), (2, 500), (4, 97)):
+        parts = shards.split(src, workers, size)
+        assert parts[0].start == 0 and parts[-1].end == len(data)
+        assert all(a.end == b.start for a, b in zip(parts, parts[1:]))
+        assert all(data[p.end - 1:p.end] == b"\n" for p in parts)
+        assert len(parts) >= min(workers, data.count(b"\n")) and [p.index for p in parts] == list(range(len(parts)))
+        assert sum(len(list(shards.lines(p))) for p in parts) == data.count(b"\n")
+
+
+def test_any_number_of_shards_and_workers_gives_the_same_run(tmp_path, monkeypatch):
+    src = write(tmp_path / "in.jsonl", pool())
+    run_filter(InputSpec(str(src)), tmp_path / "one", stages=STAGES, workers=1, cache_dir=tmp_path / "c")
+    want = outputs(tmp_path / "one")
+    assert want[2]["stages"]["exact"]["rejected_total"] >= 40 and want[2]["stages"]["minhash"]["rejected_total"] >= 40
+    monkeypatch.setattr(shards, "SHARD_BYTES", 700)  # dozens of shards in this process: keys, fetches and decisions cross them
+    run_filter(InputSpec(str(src)), tmp_path / "many", stages=STAGES, workers=1, cache_dir=tmp_path / "c")
+    assert outputs(tmp_path / "many") == want
+    run_filter(InputSpec(str(src)), tmp_path / "two", stages=STAGES, workers=2, cache_dir=tmp_path / "c")  # a pool of processes
+    assert outputs(tmp_path / "two") == want
+
+
+def test_the_stream_decides_as_the_stages_over_a_list(tmp_path):
+    rows = pool(120, seed=3)
+    recs = [Record.from_turns(r["instruction"], r["output"]) for r in rows]
+    recs[5].flags["exact"] = {"duplicate_of": "0000000000000000", "group_size": 2}  # an earlier run's flag: not a verdict now
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(r.to_json() + "\n" for r in recs), encoding="utf-8")
+    run_filter(InputSpec(str(src), format="record"), tmp_path / "run", stages=STAGES, workers=1, cache_dir=tmp_path / "c")
+    kept_stream = (tmp_path / "run" / "records.jsonl").read_text()
+
+    cfg = FilterConfig()
+    survivors = InputSpec(str(src), format="record").read(lambda rejection: None)  # read as the filter reads it
+    for stage in registry.build_stages(["heuristics", "exact", "minhash"], cfg):
+        stage.annotate(survivors, FilterContext(stats=Stats(), cache_dir=tmp_path / "c", progress=False))
+        survivors = [r for r in survivors if stage.verdict(r) is None]
+    assert kept_stream == "".join(r.to_json() + "\n" for r in survivors)
+    assert "0000000000000000" not in kept_stream  # the stale flag is gone, as annotate drops it
+
+
+def test_a_bad_row_leaves_nothing_behind(tmp_path, cli):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"instruction": "ok", "output": "fine answer here"}) + "\n" + '{"instrution": "x"}\n', encoding="utf-8")
+    r = cli("filter", "--input", src, "--out", tmp_path / "out", "--stages", STAGES)
+    assert r.returncode == 2 and "in.jsonl:2" in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]  # no run directory, no half-read input
+
+
+def test_workers_must_be_positive(tmp_path, cli):
+    src = write(tmp_path / "in.jsonl", pool(5))
+    r = cli("filter", "--input", src, "--out", tmp_path / "out", "--stages", STAGES, "--workers", "0")
+    assert r.returncode == 2 and "--workers must be >= 1" in r.stderr
+
+
+@pytest.mark.parametrize("stage", ["exact", "minhash"])
+def test_keys_are_compact(stage):
+    st = registry.build_stage(stage, FilterConfig())
+    recs = [Record.from_turns(f"q {k}", EN + f" {k}" * 50) for k in range(64)]
+    keys = st.keys(recs)
+    per_record = sum(v.nbytes for v in keys.values()) / len(recs)
+    assert per_record <= 200, per_record  # a digest or band keys, and the rank: never the text
