@@ -214,8 +214,8 @@ def orphans(records: list[Record], pairs: dict[tuple[int, int], float], threshol
 class Recording(MinHashDedup):
     """The stage, remembering its verified pairs for the accuracy count."""
 
-    def verify(self, records, pairs, ctx=None):  # type: ignore[no-untyped-def]
-        self.checked = super().verify(records, pairs, ctx)
+    def verify(self, sets, pairs, ctx=None):  # type: ignore[no-untyped-def]
+        self.checked = super().verify(sets, pairs, ctx)
         return self.checked
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def printable(text: str) -> str:
     """``text`` with any lone UTF-16 surrogate (from bad input) escaped, so that it can be
@@ -34,6 +36,9 @@ class InputError(UserError):
         self.kind = kind  # "line" for JSONL and JSON arrays, "row" for Parquet
         self.item = item  # the 1-based position in a JSON array
         super().__init__(self.format())
+
+    def __reduce__(self) -> tuple[Any, ...]:  # raised in a worker process, it crosses back whole
+        return (type(self), (self.path, self.line, self.field, self.message, self.kind, self.item), dict(self.__dict__))
 
     @property
     def location(self) -> str:

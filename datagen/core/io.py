@@ -117,36 +117,48 @@ def _line_of(text: str, offset: int) -> int:
 Row = tuple[int, "int | None", Any]  # (line or row number, array item number or None, value)
 
 
-def _iter_jsonl(path: Path, on_bad: Callable[[InputError, str], None] | None) -> Iterator[Row]:
+def _lines(path: Path, span: tuple[int, int, int] | None) -> Iterator[tuple[int, bytes]]:
+    """``(line number, bytes)`` of the file, or of the byte range ``(start, end, first line)``."""
+    start, end, first = span or (0, None, 1)
     with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                err = InputError(str(path), lineno, None, f"bytes are not valid UTF-8 (byte {e.start + 1} of the line: {raw[e.start:e.start + 4]!r})")
-                err.code = "invalid_utf8"  # type: ignore[attr-defined]
-                if on_bad is None:
-                    raise err from None
-                on_bad(err, raw.decode("utf-8", errors="replace"))
-                continue
-            if lineno == 1:
-                line = line.lstrip("\ufeff")
-            if not line.strip():
-                continue
-            try:
-                obj = _decode_line(line)
-            except json.JSONDecodeError as e:
-                err = InputError(str(path), lineno, None, f"malformed JSON: {e.msg} (column {e.colno})")
-                err.code = "malformed_json"  # type: ignore[attr-defined]
-            except _BadValue as e:
-                err = InputError(str(path), lineno, e.field, e.message)
-                err.code = e.code  # type: ignore[attr-defined]
-            else:
-                yield lineno, None, obj
-                continue
+        f.seek(start)
+        pos = start
+        for lineno, raw in enumerate(f, start=first):
+            if end is not None and pos >= end:
+                return
+            pos += len(raw)
+            yield lineno, raw
+
+
+def _iter_jsonl(path: Path, on_bad: Callable[[InputError, str], None] | None, span: tuple[int, int, int] | None = None) -> Iterator[Row]:
+    for lineno, raw in _lines(path, span):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            err = InputError(str(path), lineno, None, f"bytes are not valid UTF-8 (byte {e.start + 1} of the line: {raw[e.start:e.start + 4]!r})")
+            err.code = "invalid_utf8"  # type: ignore[attr-defined]
             if on_bad is None:
                 raise err from None
-            on_bad(err, printable(line.rstrip("\n")))
+            on_bad(err, raw.decode("utf-8", errors="replace"))
+            continue
+        if lineno == 1:
+            line = line.lstrip("\ufeff")
+        if not line.strip():
+            continue
+        try:
+            obj = _decode_line(line)
+        except json.JSONDecodeError as e:
+            err = InputError(str(path), lineno, None, f"malformed JSON: {e.msg} (column {e.colno})")
+            err.code = "malformed_json"  # type: ignore[attr-defined]
+        except _BadValue as e:
+            err = InputError(str(path), lineno, e.field, e.message)
+            err.code = e.code  # type: ignore[attr-defined]
+        else:
+            yield lineno, None, obj
+            continue
+        if on_bad is None:
+            raise err from None
+        on_bad(err, printable(line.rstrip("\n")))
 
 
 def _iter_json_array(path: Path) -> Iterator[Row]:
@@ -226,7 +238,8 @@ def _kind(path: Path) -> str:
     return "array" if head.startswith(b"[") else "jsonl"
 
 
-def open_rows(path: str | os.PathLike[str], on_bad: Callable[[InputError, str], None] | None = None) -> tuple[str, Iterator[Row]]:
+def open_rows(path: str | os.PathLike[str], on_bad: Callable[[InputError, str], None] | None = None,
+              span: tuple[int, int, int] | None = None) -> tuple[str, Iterator[Row]]:
     """The raw rows of a JSONL, JSON-array or Parquet file: ``(kind, rows)``. Checks first that the
     file exists, is a file and can be read; every problem is a located :class:`InputError` or a
     :class:`UserError`. ``on_bad`` receives bad JSONL lines instead of raising."""
@@ -240,7 +253,7 @@ def open_rows(path: str | os.PathLike[str], on_bad: Callable[[InputError, str], 
     except OSError as e:
         raise UserError(f"{p}: cannot be read ({e.strerror or e})") from None
     if kind == "jsonl":
-        return kind, _iter_jsonl(p, on_bad)
+        return kind, _iter_jsonl(p, on_bad, span)
     return kind, _iter_json_array(p) if kind == "array" else _iter_parquet(p)
 
 
@@ -257,12 +270,14 @@ def read_records(
     on_reject: RejectFn | None = None,
     limit: int | None = None,
     require_answer: bool = True,
+    span: tuple[int, int, int] | None = None,
 ) -> Iterator[Record]:
     """Stream Records from a file in any supported format.
 
     ``fmt`` None detects the format from the first row. ``on_error="skip"`` sends each bad row to
     ``on_reject`` as a :class:`Rejection` (stage "read") instead of raising. ``limit`` stops after
-    that many good records.
+    that many good records. ``span`` ``(start, end, first line)`` reads only those bytes of a
+    JSONL file, numbering its lines from ``first line`` (one shard of a parallel read).
     """
     p = Path(path)
     if fmt is not None and fmt not in FORMATS:
@@ -287,7 +302,7 @@ def read_records(
             )
         )
 
-    kind, rows = open_rows(p, bad if skip else None)
+    kind, rows = open_rows(p, bad if skip else None, span)
     seen_any = False
     good = 0
     for lineno, item, obj in rows:
@@ -320,7 +335,7 @@ def read_records(
         rec.meta.setdefault("origin", f"{p.name}:{lineno}")
         good += 1
         yield rec
-    if not seen_any and not n_bad:
+    if not seen_any and not n_bad and span is None:
         raise InputError(str(p), 1, None, "file is empty: no records")
 
 
@@ -330,3 +345,27 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
         for line in f:
             if line.strip():
                 yield json.loads(line)
+
+
+def file_format(path: str | os.PathLike[str]) -> tuple[str, str | None]:
+    """``(kind, format)`` of a file from its first row (format None when it cannot be told, or
+    there is no good first row: a serial read then says why)."""
+    try:
+        kind, rows = open_rows(path, lambda err, raw: None)
+        for _, _, obj in rows:
+            return kind, detect_format(obj)
+    except (InputError, UserError):
+        pass
+    return "unknown", None
+
+
+def read_shard(path: str, span: tuple[int, int, int], fmt: str, on_error: str, require_answer: bool, out: str) -> tuple[int, list[Rejection]]:
+    """The records of one byte range of a JSONL file into ``out`` (record JSONL): how many, and
+    the bad rows skipped (``on_error="skip"``); a bad row raises as in :func:`read_records`."""
+    rejects: list[Rejection] = []
+    n = 0
+    with open(out, "w", encoding="utf-8") as f:
+        for rec in read_records(path, fmt, on_error=on_error, on_reject=rejects.append, require_answer=require_answer, span=span):
+            f.write(rec.to_json() + "\n")
+            n += 1
+    return n, rejects

@@ -39,6 +39,51 @@ class InputSpec:
         return read_records(self.path, self.format, on_error=self.on_error, on_reject=on_reject, limit=self.limit,
                             require_answer=require_answer)
 
+    def write_records(self, out: str | Path, on_reject: Callable[[Rejection], None], workers: int = 1, require_answer: bool = True) -> int:
+        """Every record, read and checked, into ``out`` (record JSONL); returns how many. A JSONL
+        input of more than one shard (:mod:`datagen.core.shards`) is read by ``workers``
+        processes, each its byte range: the same file, the same line numbers in errors and
+        rejections, the first bad row (in file order) raised, as one process reads it."""
+        from datagen.core.io import file_format, read_shard
+        from datagen.core.shards import Executor, split
+
+        parts = split(self.path, workers) if workers > 1 and self.limit is None and Path(self.path).is_file() else []
+        kind, fmt = file_format(self.path) if len(parts) > 1 else ("", None)
+        if kind != "jsonl" or not (self.format or fmt):
+            n = 0
+            with open(out, "w", encoding="utf-8") as f:
+                for rec in self.iter(on_reject, require_answer):
+                    f.write(rec.to_json() + "\n")
+                    n += 1
+            return n
+        first = [1]
+        with open(self.path, "rb") as f:  # the number of each shard's first line
+            for shard in parts[:-1]:
+                first.append(first[-1] + f.read(shard.end - shard.start).count(b"\n"))
+        tasks = [(self.path, (s.start, s.end, first[k]), self.format or fmt, self.on_error, require_answer, f"{out}.{k}")
+                 for k, s in enumerate(parts)]
+        executor = Executor(workers)
+        try:
+            results = executor.map(read_shard, tasks)
+            n = 0
+            with open(out, "w", encoding="utf-8") as f:
+                for (_, _, _, _, _, piece), (count, rejects) in zip(tasks, results):
+                    with open(piece, encoding="utf-8") as src:
+                        for line in src:
+                            f.write(line)
+                    n += count
+                    for r in rejects:
+                        on_reject(r)
+        finally:
+            executor.close()
+            for task in tasks:
+                Path(task[-1]).unlink(missing_ok=True)
+        if n == 0 and not any(rejects for _, rejects in results):
+            from datagen.core.errors import InputError
+
+            raise InputError(self.path, 1, None, "file is empty: no records")
+        return n
+
     def settings(self, key: str = "input") -> dict[str, Any]:
         """What of a run's settings the records it reads decide: the file and its sha256 (an
         edited input is a different run), the format, ``--limit`` and ``--on-error``."""

@@ -238,7 +238,7 @@ def run_filter(source: InputSpec, out: str | Path, *, stages: str | None = None,
         cfg.minhash.engine = minhash_engine
     built_stages = build_stages(names, cfg, source=config or "config")
     read_rejects: list[Rejection] = []
-    records = read_to_file(source, Path(out), read_rejects)
+    records = read_to_file(source, Path(out), read_rejects, workers or os.cpu_count() or 1)
     try:
         return _filter_run(source, out, names, cfg, built_stages, records, read_rejects, config, cache_dir, force, llm, workers)
     finally:
@@ -275,19 +275,19 @@ def _filter_run(source: InputSpec, out: str | Path, names: list[str], cfg: Filte
     return pipeline.run(run, records, read_rejects, manifest={"config": settings["config"], "config_file": config})
 
 
-def read_to_file(source: InputSpec, out: Path, rejects: list[Rejection]) -> Path:
-    """The records of ``source``, read and checked, into a record file beside ``out`` (the same
-    file system, so that the run can move it in); nothing is left behind when a row is bad."""
+def read_to_file(source: InputSpec, out: Path, rejects: list[Rejection], workers: int = 1) -> Path:
+    """The records of ``source``, read and checked (by ``workers`` processes for a large JSONL
+    file), into a record file beside ``out`` (the same file system, so that the run can move it
+    in); nothing is left behind when a row is bad."""
     import tempfile
 
     where = out.resolve().parent
     while not where.is_dir():
         where = where.parent
     fd, name = tempfile.mkstemp(prefix=".datagen-input-", suffix=".jsonl", dir=where)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for rec in source.iter(rejects.append):
-                f.write(rec.to_json() + "\n")
+        source.write_records(name, rejects.append, workers)
     except BaseException:
         os.unlink(name)
         raise

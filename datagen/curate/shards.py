@@ -9,11 +9,11 @@ this way:
 * **keyed** (``streaming = "keys"``: exact, MinHash): a global decision made from compact keys.
   Each shard gives the stage's keys of its records (:func:`keys_shard`: a digest, band keys, the
   survivor's rank; tens to a few hundred bytes a record); the stage decides over all of them in
-  one process (``stage.decide``), fetching the few records it needs whole (MinHash's candidates,
-  :func:`fetch_shard`); then each shard is written with the decisions (:func:`apply_shard`; a
+  one process (``stage.decide``), fetching what it needs of a few records (MinHash: the shingle
+  sets of its candidates, :func:`fetch_shard`); then each shard is written with the decisions (:func:`apply_shard`; a
   record the decision did not touch is copied as it is, not parsed again).
 
-The shards of a pass run in worker processes (:class:`Executor`, ``--workers``); their outputs are
+The shards of a pass run in worker processes (:class:`~datagen.core.shards.Executor`, ``--workers``); their outputs are
 joined in shard order, so the part is the same, byte for byte, whatever the number of workers.
 The functions a worker runs take only plain data (a :class:`StageSpec`, a :class:`Shard`, paths)
 and rebuild the stage from its configuration, so that another executor (Ray) can run the same
@@ -23,7 +23,6 @@ functions on other machines.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections import Counter
@@ -34,19 +33,9 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from datagen.core.record import Record, Rejection
+from datagen.core.shards import Executor, Shard, lines, split
 
-SHARD_BYTES = 8 << 20  # input per shard, at most (a progress step; small inputs are one shard per worker)
 BATCH = 1024  # records parsed and annotated at a time
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Lines ``[start, end)`` (bytes) of ``path``; ``index``: its place among the shards."""
-
-    path: str
-    start: int
-    end: int
-    index: int
 
 
 @dataclass(frozen=True)
@@ -81,36 +70,6 @@ class ShardResult:
     n_kept: int = 0
     reasons: Counter = field(default_factory=Counter)
     scores: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-def split(path: str | os.PathLike[str], workers: int, shard_bytes: int | None = None) -> list[Shard]:
-    """``path`` cut into shards of about ``shard_bytes`` (default :data:`SHARD_BYTES`; at least
-    one per worker), each ending on a line break."""
-    shard_bytes = shard_bytes or SHARD_BYTES
-    size = os.path.getsize(path)
-    n = max(1, min(max(workers, math.ceil(size / shard_bytes)), max(1, size // 64)))
-    bounds = [0]
-    with open(path, "rb") as f:
-        for k in range(1, n):
-            f.seek(max(bounds[-1], k * size // n))
-            f.readline()
-            pos = f.tell()
-            if bounds[-1] < pos < size:
-                bounds.append(pos)
-    bounds.append(size)
-    return [Shard(str(path), a, b, i) for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
-
-
-def lines(shard: Shard) -> Iterator[bytes]:
-    with open(shard.path, "rb") as f:
-        f.seek(shard.start)
-        pos = shard.start
-        while pos < shard.end:
-            line = f.readline()
-            if not line:
-                return
-            pos += len(line)
-            yield line
 
 
 def batches(shard: Shard, size: int = BATCH) -> Iterator[list[bytes]]:
@@ -188,16 +147,18 @@ def keys_shard(spec: StageSpec, shard: Shard) -> tuple[int, dict[str, np.ndarray
     return n, concat_keys(parts), np.asarray(stale, dtype=np.int64)
 
 
-def fetch_shard(shard: Shard, wanted: np.ndarray) -> dict[int, Record]:
-    """The records at positions ``wanted`` (sorted, within the shard) of one shard."""
-    out: dict[int, Record] = {}
+def fetch_shard(spec: StageSpec, shard: Shard, wanted: np.ndarray) -> dict[int, Any]:
+    """What the stage's decision needs of the records at positions ``wanted`` (sorted, within
+    the shard) of one shard: ``stage.fetch_view(record)`` (MinHash: the shingle set)."""
+    stage = spec.build()
+    out: dict[int, Any] = {}
     want = iter(wanted.tolist())
     nxt = next(want, None)
     for k, line in enumerate(lines(shard)):
         if nxt is None:
             break
         if k == nxt:
-            out[k] = Record.model_validate_json(line)
+            out[k] = stage.fetch_view(Record.model_validate_json(line))
             nxt = next(want, None)
     return out
 
@@ -225,44 +186,6 @@ def apply_shard(spec: StageSpec, shard: Shard, flags: dict[int, dict[str, Any]],
 
 
 # -- the parent's side ---------------------------------------------------------------------------------
-class Executor:
-    """Runs the shard functions: in this process (one worker), or in a pool of ``workers``
-    processes (spawned, so that no thread or model of the parent is copied)."""
-
-    def __init__(self, workers: int = 1) -> None:
-        self.workers = max(1, int(workers))
-        self._pool: Any = None
-
-    def map(self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], on_done: Callable[[int, Any], None] | None = None) -> list[Any]:
-        """``fn(*task)`` for every task, results in task order; ``on_done(i, result)`` as each
-        one finishes (in order)."""
-        out: list[Any] = []
-        if self.workers == 1 or len(tasks) <= 1:
-            results: Any = (fn(*t) for t in tasks)
-        else:
-            if self._pool is None:
-                import multiprocessing
-
-                self._pool = multiprocessing.get_context("spawn").Pool(self.workers)
-            results = self._pool.imap(_call, [(fn, t) for t in tasks])
-        for i, r in enumerate(results):
-            out.append(r)
-            if on_done is not None:
-                on_done(i, r)
-        return out
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
-            self._pool = None
-
-
-def _call(job: tuple[Callable[..., Any], tuple[Any, ...]]) -> Any:
-    fn, args = job
-    return fn(*args)
-
-
 @dataclass
 class StageRun:
     """One stage over one input file (see the module docstring); :meth:`run` writes the kept
@@ -316,11 +239,11 @@ class StageRun:
         keys = concat_keys([k for _, k, _ in got])
         self.extra["seconds_keys"] = round(time.time() - t0, 3)
 
-        def fetch(indices: np.ndarray) -> dict[int, Record]:
+        def fetch(indices: np.ndarray) -> dict[int, Any]:
             which = np.searchsorted(starts, indices, side="right") - 1
-            tasks = [(shards[k], indices[which == k] - starts[k]) for k in np.unique(which)]
+            tasks = [(self.spec, shards[k], indices[which == k] - starts[k]) for k in np.unique(which)]
             found = self.executor.map(fetch_shard, tasks)
-            return {int(starts[s.index] + k): rec for (s, _), part in zip(tasks, found) for k, rec in part.items()}
+            return {int(starts[s.index] + k): view for (_, s, _), part in zip(tasks, found) for k, view in part.items()}
 
         flags = self.stage.decide(keys, fetch, self.extra)
         del keys

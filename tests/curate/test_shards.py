@@ -12,7 +12,8 @@ import pytest
 from datagen.core.record import Record
 from datagen.core.source import InputSpec
 from datagen.core.stats import Stats
-from datagen.curate import registry, shards
+from datagen.core import shards as core_shards
+from datagen.curate import registry
 from datagen.curate.base import FilterContext
 from datagen.curate.config import FilterConfig
 from datagen.curate.pipeline import run_filter
@@ -59,12 +60,12 @@ def test_split_covers_the_file_on_line_breaks(tmp_path):
     src = write(tmp_path / "in.jsonl", pool(60))
     data = src.read_bytes()
     for workers, size in ((1, 1 << 20), (3, 1 << 20), (2, 500), (4, 97)):
-        parts = shards.split(src, workers, size)
+        parts = core_shards.split(src, workers, size)
         assert parts[0].start == 0 and parts[-1].end == len(data)
         assert all(a.end == b.start for a, b in zip(parts, parts[1:]))
         assert all(data[p.end - 1:p.end] == b"\n" for p in parts)
         assert len(parts) >= min(workers, data.count(b"\n")) and [p.index for p in parts] == list(range(len(parts)))
-        assert sum(len(list(shards.lines(p))) for p in parts) == data.count(b"\n")
+        assert sum(len(list(core_shards.lines(p))) for p in parts) == data.count(b"\n")
 
 
 def test_any_number_of_shards_and_workers_gives_the_same_run(tmp_path, monkeypatch):
@@ -72,7 +73,7 @@ def test_any_number_of_shards_and_workers_gives_the_same_run(tmp_path, monkeypat
     run_filter(InputSpec(str(src)), tmp_path / "one", stages=STAGES, workers=1, cache_dir=tmp_path / "c")
     want = outputs(tmp_path / "one")
     assert want[2]["stages"]["exact"]["rejected_total"] >= 40 and want[2]["stages"]["minhash"]["rejected_total"] >= 40
-    monkeypatch.setattr(shards, "SHARD_BYTES", 700)  # dozens of shards in this process: keys, fetches and decisions cross them
+    monkeypatch.setattr(core_shards, "SHARD_BYTES", 700)  # dozens of shards in this process: keys, fetches and decisions cross them
     run_filter(InputSpec(str(src)), tmp_path / "many", stages=STAGES, workers=1, cache_dir=tmp_path / "c")
     assert outputs(tmp_path / "many") == want
     run_filter(InputSpec(str(src)), tmp_path / "two", stages=STAGES, workers=2, cache_dir=tmp_path / "c")  # a pool of processes

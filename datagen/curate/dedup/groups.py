@@ -8,7 +8,7 @@ input order: shuffle the input and the same records survive.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -40,9 +40,9 @@ def pick_survivor(records: Sequence[Record], members: Sequence[int], score_key: 
     return min(members, key=lambda i: survivor_rank(records[i], score_key))
 
 
-# the records at some indices of a stage's input, fetched when a decision needs more than the keys
-# (MinHash's exact verification of its candidate pairs)
-Fetch = Callable[[np.ndarray], dict[int, Record]]
+# what a decision needs of the records at some indices of a stage's input, beyond their keys
+# (``stage.fetch_view(record)``: MinHash's shingle sets, for the exact Jaccard of its candidates)
+Fetch = Callable[[np.ndarray], dict[int, Any]]
 
 
 # -- the same rule over compact keys (a record's rank without the record) ------------------------

@@ -119,21 +119,21 @@ class MinHashDedup:
         u = np.unique(np.concatenate(codes))
         return list(zip((u // n).tolist(), (u % n).tolist())) if n else []
 
-    def verify(self, records: Mapping[int, Record] | Sequence[Record], pairs: Iterable[Pair],
-               ctx: FilterContext | None = None) -> list[tuple[int, int, float]]:
-        """``(i, j, exact Jaccard)`` for every candidate pair; ``records[i]`` is record ``i``
-        (shingle sets computed once per record that appears in a pair)."""
+    def verify(self, sets: Mapping[int, np.ndarray], pairs: Iterable[Pair], ctx: FilterContext | None = None) -> list[tuple[int, int, float]]:
+        """``(i, j, exact Jaccard)`` for every candidate pair; ``sets[i]`` is record ``i``'s
+        shingle set (:meth:`fetch_view`)."""
         pairs = list(pairs)
-        sets: dict[int, np.ndarray] = {}
         out = []
         with progress_bar(len(pairs), "minhash: verify", unit="pair", show=ctx is None or ctx.progress, leave=False) as bar:
             for i, j in pairs:
-                for k in (i, j):
-                    if k not in sets:
-                        sets[k] = self.shingles(records[k])
                 out.append((i, j, jaccard(sets[i], sets[j])))
                 bar.update(1)
         return out
+
+    def fetch_view(self, rec: Record) -> np.ndarray:
+        """What the decision fetches of a candidate record: its shingle set (compact hashes, not
+        the record)."""
+        return self.shingles(rec)
 
     # -- the stage -----------------------------------------------------------------------------
     def keys(self, records: Sequence[Record], ctx: FilterContext | None = None) -> dict[str, np.ndarray]:
@@ -143,7 +143,7 @@ class MinHashDedup:
     def decide(self, keys: dict[str, np.ndarray], fetch: Fetch, stats: dict[str, Any] | None = None,
                ctx: FilterContext | None = None) -> dict[int, dict[str, Any]]:
         """The flags of every record with a verified match, by index: candidates from the band
-        keys, the records of the candidates fetched for the exact Jaccard, then the survivor rule."""
+        keys, the shingle sets of the candidates fetched for the exact Jaccard, then the survivor rule."""
         t0 = time.time()
         pairs = self.candidate_pairs(keys["bands"], ctx)
         t1 = time.time()
@@ -164,7 +164,7 @@ class MinHashDedup:
         keys = self.keys(records, ctx)
         extra = ctx.stats.extra.setdefault(self.name, {})
         extra["seconds_signatures"] = round(time.time() - t0, 3)
-        flags = self.decide(keys, lambda idx: {int(i): records[i] for i in idx}, extra, ctx)
+        flags = self.decide(keys, lambda idx: {int(i): self.fetch_view(records[i]) for i in idx}, extra, ctx)
         for i, rec in enumerate(records):
             rec.flags.pop(self.name, None)
             if i in flags:

@@ -1,0 +1,105 @@
+"""Byte ranges of a JSONL file, and the executor that runs a function over them.
+
+A :class:`Shard` is the lines ``[start, end)`` of a file, cut on line breaks (:func:`split`), so
+that workers read their part of one file without a second copy of it. An :class:`Executor` runs
+functions of plain data (a shard, settings, paths) in this process or in a pool of processes,
+and returns their results in order: what the shards produce joined in shard order is the same for
+any number of workers. The filter's stages (:mod:`datagen.curate.shards`) and the reading of a
+large JSONL input (:func:`datagen.core.io.read_records_parallel`) run on it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+SHARD_BYTES = 8 << 20  # input per shard, at most (a progress step; small inputs are one shard per worker)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Lines ``[start, end)`` (bytes) of ``path``; ``index``: its place among the shards."""
+
+    path: str
+    start: int
+    end: int
+    index: int
+
+
+def split(path: str | os.PathLike[str], workers: int, shard_bytes: int | None = None) -> list[Shard]:
+    """``path`` cut into shards of about ``shard_bytes`` (default :data:`SHARD_BYTES`; at least
+    one per worker), each ending on a line break."""
+    shard_bytes = shard_bytes or SHARD_BYTES
+    size = os.path.getsize(path)
+    n = max(1, min(max(workers, math.ceil(size / shard_bytes)), max(1, size // 64)))
+    bounds = [0]
+    with open(path, "rb") as f:
+        for k in range(1, n):
+            f.seek(max(bounds[-1], k * size // n))
+            f.readline()
+            pos = f.tell()
+            if bounds[-1] < pos < size:
+                bounds.append(pos)
+    bounds.append(size)
+    return [Shard(str(path), a, b, i) for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+
+
+def lines(shard: Shard) -> Iterator[bytes]:
+    with open(shard.path, "rb") as f:
+        f.seek(shard.start)
+        pos = shard.start
+        while pos < shard.end:
+            line = f.readline()
+            if not line:
+                return
+            pos += len(line)
+            yield line
+
+
+class Executor:
+    """Runs the shard functions: in this process (one worker), or in a pool of ``workers``
+    processes (spawned, so that no thread or model of the parent is copied)."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = max(1, int(workers))
+        self._pool: Any = None
+
+    def map(self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], on_done: Callable[[int, Any], None] | None = None) -> list[Any]:
+        """``fn(*task)`` for every task, results in task order; ``on_done(i, result)`` as each
+        one finishes (in order)."""
+        out: list[Any] = []
+        if self.workers == 1 or len(tasks) <= 1:
+            results: Any = (fn(*t) for t in tasks)
+        else:
+            if self._pool is None:
+                import multiprocessing
+
+                self._pool = multiprocessing.get_context("spawn").Pool(self.workers)
+            results = self._pool.imap(_call, [(fn, t) for t in tasks])
+        try:
+            for i, r in enumerate(results):
+                out.append(r)
+                if on_done is not None:
+                    on_done(i, r)
+        except BaseException:
+            if self._pool is not None:  # a task failed (or Ctrl-C): stop the others, now
+                self._pool.terminate()
+                self._pool.join()
+                self._pool = None
+            raise
+        return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.join()
+            self._pool = None
+
+
+def _call(job: tuple[Callable[..., Any], tuple[Any, ...]]) -> Any:
+    fn, args = job
+    return fn(*args)
+
+

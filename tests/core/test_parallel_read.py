@@ -1,0 +1,58 @@
+"""A large JSONL input read by several processes, each its byte range: the same records, the same
+line numbers, the same rejections and the same first error as one process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from datagen.core import shards
+from datagen.core.errors import InputError
+from datagen.core.source import InputSpec
+
+
+def rows(n: int) -> list[str]:
+    return [json.dumps({"instruction": f"Question {k}?", "input": "", "output": f"Answer number {k}, in a few words."}) for k in range(n)]
+
+
+def read(path, workers: int, on_error: str = "raise"):
+    rejects = []
+    out = path.with_suffix(f".out{workers}")
+    n = InputSpec(str(path), on_error=on_error).write_records(out, rejects.append, workers)
+    return n, out.read_text(encoding="utf-8"), [r.to_json() for r in rejects]
+
+
+@pytest.fixture
+def small_shards(monkeypatch):
+    monkeypatch.setattr(shards, "SHARD_BYTES", 2000)  # dozens of shards: every boundary is crossed
+
+
+def test_the_same_records_and_rejections_as_one_process(tmp_path, small_shards):
+    lines = rows(300)
+    lines[0] = "\ufeff" + lines[0]  # a byte-order mark on line 1
+    lines[40] = "{not json"
+    lines[41] = ""  # a blank line
+    lines[177] = json.dumps({"instruction": "No answer field"})
+    lines[299] = json.dumps({"instrution": "typo", "output": "x"})
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert len(shards.split(src, 2)) > 10
+    one, two = read(src, 1, "skip"), read(src, 2, "skip")
+    assert one == two and one[0] == 296
+    assert [json.loads(r)["location"] for r in two[2]] == ["in.jsonl:41", "in.jsonl:178", "in.jsonl:300"]
+    assert '"origin": "in.jsonl:300"' not in two[1] and '"origin": "in.jsonl:299"' in two[1]
+
+
+def test_the_first_bad_row_in_the_file_is_the_one_raised(tmp_path, small_shards):
+    lines = rows(300)
+    lines[250] = "{not json"
+    lines[120] = json.dumps({"instruction": "x", "output": 5})
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(InputError) as one:
+        read(src, 1)
+    with pytest.raises(InputError) as two:
+        read(src, 2)
+    assert str(two.value) == str(one.value) and two.value.location.endswith("in.jsonl:121")
+    assert not list(tmp_path.glob("*.out2.*"))  # no shard left behind
