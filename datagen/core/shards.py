@@ -29,11 +29,13 @@ class Shard:
 
 
 def split(path: str | os.PathLike[str], workers: int, shard_bytes: int | None = None) -> list[Shard]:
-    """``path`` cut into shards of about ``shard_bytes`` (default :data:`SHARD_BYTES`; at least
-    one per worker), each ending on a line break."""
+    """``path`` cut into shards of about ``shard_bytes`` (default :data:`SHARD_BYTES`), each
+    ending on a line break: one shard for a file smaller than that (a pool of processes would
+    cost more than it saves), else at least one per worker."""
     shard_bytes = shard_bytes or SHARD_BYTES
     size = os.path.getsize(path)
-    n = max(1, min(max(workers, math.ceil(size / shard_bytes)), max(1, size // 64)))
+    n = math.ceil(size / shard_bytes)
+    n = max(n, workers) if n > 1 else 1
     bounds = [0]
     with open(path, "rb") as f:
         for k in range(1, n):
@@ -59,8 +61,9 @@ def lines(shard: Shard) -> Iterator[bytes]:
 
 
 class Executor:
-    """Runs the shard functions: in this process (one worker), or in a pool of ``workers``
-    processes (spawned, so that no thread or model of the parent is copied)."""
+    """Runs the shard functions: in this process (one worker, or one task), or in a pool of
+    ``workers`` processes (spawned, so that no thread or model of the parent is copied; a worker
+    that dies is an error, never a wait)."""
 
     def __init__(self, workers: int = 1) -> None:
         self.workers = max(1, int(workers))
@@ -68,38 +71,39 @@ class Executor:
 
     def map(self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], on_done: Callable[[int, Any], None] | None = None) -> list[Any]:
         """``fn(*task)`` for every task, results in task order; ``on_done(i, result)`` as each
-        one finishes (in order)."""
+        one finishes (in order). The first task to fail (in order) raises its error here."""
         out: list[Any] = []
         if self.workers == 1 or len(tasks) <= 1:
-            results: Any = (fn(*t) for t in tasks)
-        else:
-            if self._pool is None:
-                import multiprocessing
-
-                self._pool = multiprocessing.get_context("spawn").Pool(self.workers)
-            results = self._pool.imap(_call, [(fn, t) for t in tasks])
-        try:
-            for i, r in enumerate(results):
-                out.append(r)
+            for i, t in enumerate(tasks):
+                out.append(fn(*t))
                 if on_done is not None:
-                    on_done(i, r)
+                    on_done(i, out[-1])
+            return out
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        futures = [self._pool.submit(fn, *t) for t in tasks]
+        try:
+            for i, f in enumerate(futures):
+                out.append(f.result())
+                if on_done is not None:
+                    on_done(i, out[-1])
         except BaseException:
-            if self._pool is not None:  # a task failed (or Ctrl-C): stop the others, now
-                self._pool.terminate()
-                self._pool.join()
-                self._pool = None
+            self._stop(futures)  # a task failed (or Ctrl-C): stop the others, now
             raise
         return out
 
+    def _stop(self, futures: Sequence[Any]) -> None:
+        for f in futures:
+            f.cancel()
+        pool, self._pool = self._pool, None
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
+            self._pool.shutdown(wait=True)
             self._pool = None
-
-
-def _call(job: tuple[Callable[..., Any], tuple[Any, ...]]) -> Any:
-    fn, args = job
-    return fn(*args)
-
-

@@ -4,6 +4,7 @@ line numbers, the same rejections and the same first error as one process."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -40,7 +41,7 @@ def test_the_same_records_and_rejections_as_one_process(tmp_path, small_shards):
     assert len(shards.split(src, 2)) > 10
     one, two = read(src, 1, "skip"), read(src, 2, "skip")
     assert one == two and one[0] == 296
-    assert [json.loads(r)["location"] for r in two[2]] == ["in.jsonl:41", "in.jsonl:178", "in.jsonl:300"]
+    assert [Path(json.loads(r)["location"]).name for r in two[2]] == ["in.jsonl:41", "in.jsonl:178", "in.jsonl:300"]
     assert '"origin": "in.jsonl:300"' not in two[1] and '"origin": "in.jsonl:299"' in two[1]
 
 
@@ -56,3 +57,17 @@ def test_the_first_bad_row_in_the_file_is_the_one_raised(tmp_path, small_shards)
         read(src, 2)
     assert str(two.value) == str(one.value) and two.value.location.endswith("in.jsonl:121")
     assert not list(tmp_path.glob("*.out2.*"))  # no shard left behind
+
+
+def test_a_worker_that_dies_is_an_error_not_a_wait():
+    import os
+    from concurrent.futures.process import BrokenProcessPool
+
+    ex = shards.Executor(2)
+    try:
+        assert ex.map(abs, [(-1,), (-2,), (3,)]) == [1, 2, 3]  # in order, from a pool
+        with pytest.raises(BrokenProcessPool):
+            ex.map(os._exit, [(1,), (1,)])  # the process ends without a word
+        assert ex.map(abs, [(-4,), (5,)]) == [4, 5]  # a fresh pool after that
+    finally:
+        ex.close()
