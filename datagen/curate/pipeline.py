@@ -126,7 +126,8 @@ def write_input(run: Any, records: Iterable[Record] | Path, read_rejects: Sequen
                 n += 1
         records = run.part_file(0, "input.jsonl")
     else:
-        n = sum(1 for _ in open(records, "rb"))
+        with open(records, "rb") as f:
+            n = sum(1 for _ in f)
     run.write_read_part(n, read_rejects, records=records)
     return n
 

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from datagen.core.record import Record, Rejection
+from datagen.core.record import Record, RecordView, Rejection
 from datagen.core.shards import Executor, Shard, lines, split
 
 BATCH = 1024  # records parsed and annotated at a time
@@ -138,7 +138,7 @@ def keys_shard(spec: StageSpec, shard: Shard) -> tuple[int, dict[str, np.ndarray
     stale: list[int] = []
     n = 0
     for raw in batches(shard):
-        recs = parse(raw)
+        recs = [RecordView(line) for line in raw]  # the keys need no validated record
         parts.append(stage.keys(recs))
         stale.extend(n + k for k, r in enumerate(recs) if stage.name in r.flags)
         n += len(recs)
@@ -158,7 +158,7 @@ def fetch_shard(spec: StageSpec, shard: Shard, wanted: np.ndarray) -> dict[int, 
         if nxt is None:
             break
         if k == nxt:
-            out[k] = stage.fetch_view(Record.model_validate_json(line))
+            out[k] = stage.fetch_view(RecordView(line))
             nxt = next(want, None)
     return out
 
