@@ -41,7 +41,36 @@ def content_hash(messages: list[Message] | list[dict[str, str]]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-class Record(BaseModel):
+def instruction_of(messages: Sequence[Any]) -> str:
+    for m in reversed(messages):
+        if m.role == "user":
+            return m.content
+    return ""
+
+
+def response_of(messages: Sequence[Any]) -> str:
+    last = messages[-1]
+    return last.content if last.role == "assistant" else ""
+
+
+class TextViews:
+    """The text views of anything with ``messages`` (role, content): a :class:`Record` and a
+    :class:`RecordView`."""
+
+    __slots__ = ()  # the class using it has ``messages``
+
+    @property
+    def instruction(self) -> str:
+        """The last user turn: the instruction the final answer responds to."""
+        return instruction_of(self.messages)
+
+    @property
+    def response(self) -> str:
+        """The final assistant turn, or '' when the record is a prompt awaiting an answer."""
+        return response_of(self.messages)
+
+
+class Record(TextViews, BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = ""
@@ -114,15 +143,6 @@ class Record(BaseModel):
     def system(self) -> str | None:
         return self.messages[0].content if self.messages[0].role == "system" else None
 
-    @property
-    def instruction(self) -> str:
-        """The last user turn: the instruction the final answer responds to."""
-        return instruction_of(self.messages)
-
-    @property
-    def response(self) -> str:
-        """The final assistant turn, or '' when the record is a prompt awaiting an answer."""
-        return response_of(self.messages)
 
     @property
     def has_answer(self) -> bool:
@@ -138,24 +158,12 @@ class Record(BaseModel):
         return dumps_strict(self.model_dump(mode="json"))
 
 
-def instruction_of(messages: Sequence[Any]) -> str:
-    for m in reversed(messages):
-        if m.role == "user":
-            return m.content
-    return ""
-
-
-def response_of(messages: Sequence[Any]) -> str:
-    last = messages[-1]
-    return last.content if last.role == "assistant" else ""
-
-
 class Turn(NamedTuple):
     role: str
     content: str
 
 
-class RecordView:
+class RecordView(TextViews):
     """A record read back from a file this tool wrote, without validating it again (its stored id
     is its content hash): the id, scores, flags and text views that a dedup stage's keys need, at
     a seventh of the cost of :meth:`Record.model_validate_json`. Read-only: a stage that changes a
@@ -169,14 +177,6 @@ class RecordView:
         self.scores: dict[str, float] = d.get("scores") or {}
         self.flags: dict[str, Any] = d.get("flags") or {}
         self.messages = [Turn(m["role"], m["content"]) for m in d["messages"]]
-
-    @property
-    def instruction(self) -> str:
-        return instruction_of(self.messages)
-
-    @property
-    def response(self) -> str:
-        return response_of(self.messages)
 
 
 def dumps_strict(obj: Any, **kw: Any) -> str:
