@@ -7,15 +7,17 @@ record goes on, a dropped one becomes a :class:`~datagen.core.record.Rejection` 
 the reason code, the evidence and the annotated record. Every input record therefore ends in
 exactly one of ``records.jsonl`` (the last stage's survivors) or ``rejected.jsonl``.
 
-Resuming (:mod:`datagen.core.runner`): part 0 holds the read-stage rejections (bad input rows
-under ``--on-error skip``); part ``k`` holds stage ``k``'s survivors as its records and its drops
-as its rejections, sealed once the stage is finished. On a rerun, the stages with sealed parts
-are skipped and the pipeline continues from the last sealed part's survivors. ``finalize`` takes
-``records.jsonl`` from the last part only.
+Resuming (:mod:`datagen.core.runner`): part 0 holds the records read (checked, as record JSONL)
+and the read-stage rejections (bad input rows under ``--on-error skip``); part ``k`` holds stage
+``k``'s survivors as its records and its drops as its rejections, sealed once the stage is
+finished. A stage reads the part before it from disk: the streaming stages in shards
+(:mod:`.shards`), the others as a list. On a rerun, the stages with sealed parts are skipped and
+the pipeline continues from the last sealed part. ``finalize`` takes ``records.jsonl`` from the
+last part only.
 
 ``stats.json`` shows the funnel (in, out and rejections per reason, per stage; seconds per stage)
 and, under ``extra.scores.<stage>.<score>``, the distribution of every score a stage wrote, over
-the records that reached that stage (:mod:`.distribution`).
+the records that reached that stage (:func:`datagen.core.summary.distribution`).
 """
 
 from __future__ import annotations
