@@ -245,7 +245,7 @@ class StageRun:
             found = self.executor.map(fetch_shard, tasks)
             return {int(starts[s.index] + k): view for (_, s, _), part in zip(tasks, found) for k, view in part.items()}
 
-        flags = self.stage.decide(keys, fetch, self.extra)
+        flags = self.stage.decide(keys, fetch, self.extra) if starts[-1] else {}  # nothing reached the stage: nothing to decide
         del keys
         per_shard: list[dict[int, dict[str, Any]]] = [{} for _ in shards]
         for i, f in flags.items():

@@ -120,3 +120,10 @@ def test_keys_are_compact(stage):
     keys = st.keys(recs)
     per_record = sum(v.nbytes for v in keys.values()) / len(recs)
     assert per_record <= 200, per_record  # a digest or band keys, and the rank: never the text
+
+
+def test_a_stage_whose_input_is_empty(tmp_path):
+    src = write(tmp_path / "in.jsonl", [{"instruction": "Say nothing.", "input": "", "output": " "}] * 3)  # every one fails a heuristic
+    doc = run_filter(InputSpec(str(src)), tmp_path / "run", stages=STAGES, workers=1, cache_dir=tmp_path / "c")
+    assert doc["records"] == 0 and doc["rejected"] == 3
+    assert doc["stages"]["exact"]["in"] == 0 and doc["stages"]["minhash"]["in"] == 0
