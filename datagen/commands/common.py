@@ -30,14 +30,15 @@ def add_input(p: argparse.ArgumentParser, required: bool = True) -> None:
     g.add_argument("--limit", type=int, default=None, metavar="K", help="process only the first K records (try a pipeline in seconds)")
 
 
-def add_llm_args(p: argparse.ArgumentParser) -> None:
-    """The model backend's flags and the sampling flags, from :class:`~datagen.llm.LLMConfig` and
-    :class:`~datagen.llm.Sampling`."""
+def add_llm_args(p: argparse.ArgumentParser, sampling: bool = True) -> None:
+    """The model backend's flags and (``sampling``) the sampling flags, from
+    :class:`~datagen.llm.LLMConfig` and :class:`~datagen.llm.Sampling`."""
     from datagen.core.settings import add_flags
     from datagen.llm.config import LLMConfig, Sampling
 
     add_flags(p.add_argument_group("model backend"), LLMConfig)
-    add_flags(p.add_argument_group("sampling"), Sampling)
+    if sampling:
+        add_flags(p.add_argument_group("sampling"), Sampling)
 
 
 def add_run_out(p: argparse.ArgumentParser) -> None:

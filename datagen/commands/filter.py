@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, default=None, metavar="N",
                    help="processes for the heuristics, exact and MinHash stages (default: every core); the output is the same for any N")
     g.add_argument("--cache-dir", default=None, metavar="DIR", help="shared on-disk caches (embeddings, scores); default $DATAGEN_CACHE_DIR or ~/.cache/datagen")
-    add_llm_args(p)
+    add_llm_args(p, sampling=False)  # the quality stage's judge and IFD sample as their scorers say, not by flags
 
 
 def cli(args: argparse.Namespace) -> int:
