@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from datagen.commands.common import add_input, add_llm_args, add_run_out
@@ -36,6 +37,6 @@ def cli(args: argparse.Namespace) -> int:
 
     llm = llm_config(args) if "quality" in parse_stages(args.stages) else None
     doc = run_filter(InputSpec.from_args(args), args.out, stages=args.stages, config=args.config, sets=args.sets, cache_dir=args.cache_dir,
-                     force=args.force, llm=llm, minhash_engine=args.minhash_engine, workers=args.workers)
+                     force=args.force, llm=llm, minhash_engine=args.minhash_engine, workers=args.workers if args.workers is not None else (os.cpu_count() or 1))
     print(f"filter: {doc['records']} kept, {doc['rejected']} rejected -> {args.out}\n{funnel(doc)}", file=sys.stderr)
     return 0

@@ -224,8 +224,10 @@ def run_filter(source: InputSpec, out: str | Path, *, stages: str | None = None,
     comma-separated list, default all) configured by the YAML file ``config``, into the run
     directory ``out``; ``llm`` is the quality stage's judge (default: the embedded model). Returns
     the final stats; raises :class:`~datagen.core.rundir.AlreadyComplete` when ``out`` already holds
-    this run. ``workers``: processes for the streaming stages (default: every core); the output is
-    the same for any number.
+    this run. ``workers``: processes for the streaming stages and the reading of a JSONL input
+    (default 1; ``datagen filter`` gives every core); the output is the same for any number. A
+    script that asks for more than one must guard its entry point with ``if __name__ ==
+    "__main__":``, as every program that starts processes with ``spawn`` must.
 
     The input is read (and checked: a bad row stops here, before anything is written) into a
     record file beside ``out``, which becomes the run's part 0; no stage holds the whole pool but
@@ -241,7 +243,7 @@ def run_filter(source: InputSpec, out: str | Path, *, stages: str | None = None,
         cfg.minhash.engine = minhash_engine
     built_stages = build_stages(names, cfg, source=config or "config")
     read_rejects: list[Rejection] = []
-    records = read_to_file(source, Path(out), read_rejects, workers or os.cpu_count() or 1)
+    records = read_to_file(source, Path(out), read_rejects, workers or 1)
     try:
         return _filter_run(source, out, names, cfg, built_stages, records, read_rejects, config, cache_dir, force, llm, workers)
     finally:
@@ -274,7 +276,7 @@ def _filter_run(source: InputSpec, out: str | Path, names: list[str], cfg: Filte
 
     run = RunDir(out, "filter", settings, force=force)
     pipeline = FilterPipeline(built_stages, Path(cache_dir) if cache_dir else default_cache_dir(), llm_factory=llm_factory, config=cfg,
-                              workers=workers or os.cpu_count() or 1)
+                              workers=workers or 1)
     return pipeline.run(run, records, read_rejects, manifest={"config": settings["config"], "config_file": config})
 
 
