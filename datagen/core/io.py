@@ -364,6 +364,8 @@ def read_shard(path: str, span: tuple[int, int, int], fmt: str, on_error: str, r
     the bad rows skipped (``on_error="skip"``); a bad row raises as in :func:`read_records`."""
     rejects: list[Rejection] = []
     n = 0
+    # a plain file, not an atomic one: it is the parent's scratch, removed by it even when this
+    # worker is stopped mid-write (an atomic temp file would be left behind)
     with open(out, "w", encoding="utf-8") as f:
         for rec in read_records(path, fmt, on_error=on_error, on_reject=rejects.append, require_answer=require_answer, span=span):
             f.write(rec.to_json() + "\n")

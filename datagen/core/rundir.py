@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from datagen.core.errors import RunStopped, UserError
-from datagen.core.writing import atomic_open, check_output, write_json
+from datagen.core.writing import atomic_open, check_output, write_json, write_jsonl
 from datagen.core.io import iter_jsonl
 from datagen.core.record import Record, Rejection
 from datagen.core.stats import Stats
@@ -212,14 +212,8 @@ class RunDir:
         return self._part(i, suffix)
 
     def write_part(self, i: int, records: Iterable[Record], rejected: Iterable[Rejection], stats: Stats) -> None:
-        n = {}
-        for suffix, rows in (("records.jsonl", records), ("rejected.jsonl", rejected)):
-            n[suffix] = 0
-            with atomic_open(self._part(i, suffix)) as f:
-                for r in rows:
-                    f.write(r.to_json() + "\n")
-                    n[suffix] += 1
-        self.seal_part(i, stats, n["records.jsonl"], n["rejected.jsonl"])
+        n_records = write_jsonl(self._part(i, "records.jsonl"), records)
+        self.seal_part(i, stats, n_records, write_jsonl(self._part(i, "rejected.jsonl"), rejected))
 
     def seal_part(self, i: int, stats: Stats, n_records: int, n_rejected: int) -> None:
         """Seal part ``i`` whose files are written: its stats, then the marker that makes it done."""
@@ -245,9 +239,7 @@ class RunDir:
         if records is None:
             self.write_part(0, [], rejects, st)
             return
-        with atomic_open(self.part_file(0, "rejected.jsonl")) as f:
-            for r in rejects:
-                f.write(r.to_json() + "\n")
+        write_jsonl(self.part_file(0, "rejected.jsonl"), rejects)
         os.replace(records, self._part(0, "records.jsonl"))
         self.seal_part(0, st, n_read, len(rejects))
 

@@ -46,16 +46,12 @@ class InputSpec:
         rejections, the first bad row (in file order) raised, as one process reads it."""
         from datagen.core.io import file_format, read_shard
         from datagen.core.shards import Executor, split
+        from datagen.core.writing import concat_files, write_jsonl
 
         parts = split(self.path, workers) if workers > 1 and self.limit is None and Path(self.path).is_file() else []
         kind, fmt = file_format(self.path) if len(parts) > 1 else ("", None)
         if kind != "jsonl" or not (self.format or fmt):
-            n = 0
-            with open(out, "w", encoding="utf-8") as f:
-                for rec in self.iter(on_reject, require_answer):
-                    f.write(rec.to_json() + "\n")
-                    n += 1
-            return n
+            return write_jsonl(out, self.iter(on_reject, require_answer))
         first = [1]
         with open(self.path, "rb") as f:  # the number of each shard's first line
             for shard in parts[:-1]:
@@ -65,15 +61,11 @@ class InputSpec:
         executor = Executor(workers)
         try:
             results = executor.map(read_shard, tasks)
-            n = 0
-            with open(out, "w", encoding="utf-8") as f:
-                for (_, _, _, _, _, piece), (count, rejects) in zip(tasks, results):
-                    with open(piece, encoding="utf-8") as src:
-                        for line in src:
-                            f.write(line)
-                    n += count
-                    for r in rejects:
-                        on_reject(r)
+            concat_files(out, [task[-1] for task in tasks])
+            n = sum(count for count, _ in results)
+            for _, rejects in results:
+                for r in rejects:
+                    on_reject(r)
         finally:
             executor.close()
             for task in tasks:

@@ -62,6 +62,18 @@ def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> int:
     return n
 
 
+def concat_files(path: str | os.PathLike[str], parts: Iterable[str | os.PathLike[str]], remove: bool = False) -> None:
+    """``parts`` joined in order into ``path``, atomically (``remove``: each part deleted once copied)."""
+    import shutil
+
+    with atomic_open(path, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 20)
+            if remove:
+                os.unlink(part)
+
+
 def output_kind(path: str | os.PathLike[str]) -> str:
     suffix = Path(path).suffix.lower()
     return {".parquet": "parquet", ".json": "json"}.get(suffix, "jsonl")

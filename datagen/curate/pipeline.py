@@ -94,13 +94,13 @@ class FilterPipeline:
         self.workers = workers
 
     def run(self, run: Any, records: Iterable[Record] | Path, read_rejects: Sequence[Rejection] = (),
-            manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+            manifest: dict[str, Any] | None = None, n_records: int | None = None) -> dict[str, Any]:
         """Filter ``records`` (or a record-JSONL file of them, moved into the run) in ``run``
         through the runner, one part per stage, resuming after the last sealed stage; finalize it
         with the last stage's survivors as ``records.jsonl``."""
         from datagen.curate.shards import Executor
 
-        n_read = write_input(run, records, read_rejects)
+        n_read = write_input(run, records, read_rejects, n_records)
         executor = Executor(self.workers)
         step = _StagesStep(self, run, executor)
         try:
@@ -111,27 +111,23 @@ class FilterPipeline:
             executor.close()
 
 
-def write_input(run: Any, records: Iterable[Record] | Path, read_rejects: Sequence[Rejection]) -> int:
-    """Part 0: the records read (the first stage's input) and the bad rows skipped. Returns how
-    many records were read."""
+def write_input(run: Any, records: Iterable[Record] | Path, read_rejects: Sequence[Rejection], n_records: int | None = None) -> int:
+    """Part 0: the records read (the first stage's input; a file of them holds ``n_records``, counted
+    here when not given) and the bad rows skipped. Returns how many records were read."""
     if run.part_done(0):
         if isinstance(records, Path):
             records.unlink(missing_ok=True)
         return run.part_counts(0)[0]
     if not isinstance(records, Path):
-        from datagen.core.writing import atomic_open
+        from datagen.core.writing import write_jsonl
 
-        n = 0
-        with atomic_open(run.part_file(0, "input.jsonl")) as f:
-            for rec in records:
-                f.write(rec.to_json() + "\n")
-                n += 1
+        n_records = write_jsonl(run.part_file(0, "input.jsonl"), records)
         records = run.part_file(0, "input.jsonl")
-    else:
+    elif n_records is None:
         with open(records, "rb") as f:
-            n = sum(1 for _ in f)
-    run.write_read_part(n, read_rejects, records=records)
-    return n
+            n_records = sum(1 for _ in f)
+    run.write_read_part(n_records, read_rejects, records=records)
+    return n_records
 
 
 class _StagesStep:
@@ -243,14 +239,14 @@ def run_filter(source: InputSpec, out: str | Path, *, stages: str | None = None,
         cfg.minhash.engine = minhash_engine
     built_stages = build_stages(names, cfg, source=config or "config")
     read_rejects: list[Rejection] = []
-    records = read_to_file(source, Path(out), read_rejects, workers or 1)
+    records, n_records = read_to_file(source, Path(out), read_rejects, workers or 1)
     try:
-        return _filter_run(source, out, names, cfg, built_stages, records, read_rejects, config, cache_dir, force, llm, workers)
+        return _filter_run(source, out, names, cfg, built_stages, records, n_records, read_rejects, config, cache_dir, force, llm, workers)
     finally:
         records.unlink(missing_ok=True)  # moved into the run unless it stopped first
 
 
-def _filter_run(source: InputSpec, out: str | Path, names: list[str], cfg: FilterConfig, built_stages: list[FilterStage], records: Path,
+def _filter_run(source: InputSpec, out: str | Path, names: list[str], cfg: FilterConfig, built_stages: list[FilterStage], records: Path, n_records: int,
                 read_rejects: list[Rejection], config: str | None, cache_dir: str | Path | None, force: bool, llm: LLMConfig | None,
                 workers: int | None) -> dict[str, Any]:
     from datagen.core.kvcache import default_cache_dir
@@ -277,13 +273,13 @@ def _filter_run(source: InputSpec, out: str | Path, names: list[str], cfg: Filte
     run = RunDir(out, "filter", settings, force=force)
     pipeline = FilterPipeline(built_stages, Path(cache_dir) if cache_dir else default_cache_dir(), llm_factory=llm_factory, config=cfg,
                               workers=workers or 1)
-    return pipeline.run(run, records, read_rejects, manifest={"config": settings["config"], "config_file": config})
+    return pipeline.run(run, records, read_rejects, manifest={"config": settings["config"], "config_file": config}, n_records=n_records)
 
 
-def read_to_file(source: InputSpec, out: Path, rejects: list[Rejection], workers: int = 1) -> Path:
+def read_to_file(source: InputSpec, out: Path, rejects: list[Rejection], workers: int = 1) -> tuple[Path, int]:
     """The records of ``source``, read and checked (by ``workers`` processes for a large JSONL
     file), into a record file beside ``out`` (the same file system, so that the run can move it
-    in); nothing is left behind when a row is bad."""
+    in), and how many; nothing is left behind when a row is bad."""
     import tempfile
 
     where = out.resolve().parent
@@ -292,8 +288,8 @@ def read_to_file(source: InputSpec, out: Path, rejects: list[Rejection], workers
     fd, name = tempfile.mkstemp(prefix=".datagen-input-", suffix=".jsonl", dir=where)
     os.close(fd)
     try:
-        source.write_records(name, rejects.append, workers)
+        n = source.write_records(name, rejects.append, workers)
     except BaseException:
         os.unlink(name)
         raise
-    return Path(name)
+    return Path(name), n

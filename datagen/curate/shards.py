@@ -200,7 +200,7 @@ class StageRun:
     def run(self, source: Path, records: Path, rejected: Path, scratch: Path, total: int) -> ShardResult:
         """``total``: the records in ``source`` (for the progress bar)."""
         from datagen.core.progress import bar as progress_bar
-        from datagen.core.writing import atomic_open
+        from datagen.core.writing import concat_files
 
         _BUILT[self.spec.key] = self.stage  # in this process, the stage itself (a worker builds its own)
         shards = split(source, self.executor.workers)
@@ -221,13 +221,7 @@ class StageRun:
         names = list(getattr(self.stage, "score_names", ()) or ())
         out.scores = {n: np.concatenate([r.scores.get(n, np.zeros(0)) for r in results]) for n in names}
         for target, pick in ((records, 0), (rejected, 1)):
-            with atomic_open(target) as f:
-                for s in shards:
-                    path = _outputs(str(scratch), s)[pick]
-                    with open(path, encoding="utf-8") as part:
-                        for line in part:
-                            f.write(line)
-                    path.unlink()
+            concat_files(target, [_outputs(str(scratch), s)[pick] for s in shards], remove=True)
         return out
 
     def _keyed(self, shards: list[Shard], scratch: Path, tick: Callable[[int, Any], None]) -> list[ShardResult]:
