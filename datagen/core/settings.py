@@ -54,7 +54,11 @@ def field_flag(model: type[BaseModel], name: str, prefix: str = "") -> str:
     own = _extra(model.model_fields[name]).get("flag")
     if own and not prefix:
         return own
-    return flag_name(prefix + (own.removeprefix("--").replace("-", "_") if own else name))
+    return flag_name(prefix + (_key_of(own) if own else name))
+
+
+def _key_of(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
 
 
 def aliases(model: type[BaseModel]) -> dict[str, str]:
@@ -64,7 +68,7 @@ def aliases(model: type[BaseModel]) -> dict[str, str]:
     for name, info in model.model_fields.items():
         own = _extra(info).get("flag")
         if own:
-            out[own.removeprefix("--").replace("-", "_")] = name
+            out[_key_of(own)] = name
     return out
 
 
@@ -106,14 +110,10 @@ def add_flags(parser: argparse.ArgumentParser | Any, model: type[BaseModel], *, 
             kw["choices"] = typing.get_args(kind)
         elif kind in (int, float):
             kw["type"] = kind
-        elif extra.get("repeatable"):  # one value or several, each given on its own
-            kw["type"] = lambda text: [text]
-            kw["action"] = "append"
-        elif typing.get_origin(kind) in (list, tuple):  # repeatable, each comma-separated unless split: false
-            if extra.get("split", True):
-                kw["type"] = lambda text: [x.strip() for x in text.split(",") if x.strip()]
-            else:
-                kw["type"] = lambda text: [text]
+        elif extra.get("repeatable") or typing.get_origin(kind) in (list, tuple):
+            # given several times; a list's values comma-separated too, unless split: false
+            split = typing.get_origin(kind) in (list, tuple) and extra.get("split", True)
+            kw["type"] = (lambda text: [x.strip() for x in text.split(",") if x.strip()]) if split else (lambda text: [text])
             kw["action"] = "append"
         names_on_line = [flags[name] if flags and name in flags else field_flag(model, name, prefix)]
         if extra.get("short") and not prefix:
