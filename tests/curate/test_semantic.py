@@ -17,7 +17,8 @@ import pytest
 
 from datagen.curate.base import FilterContext
 from datagen.score.embeddings import EmbeddingStore, embed_text
-from datagen.curate.dedup.semantic import SemanticConfig, SemanticDedup, _greedy_dedup
+from datagen.curate.dedup.neighbors import similar_pairs
+from datagen.curate.dedup.semantic import SemanticConfig, SemanticDedup, _walk
 from datagen.core.record import Record
 from datagen.core.stats import Stats
 
@@ -66,7 +67,7 @@ def test_paraphrases_grouped_unrelated_kept(cache_dir):
         assert stage.verdict(kept) is None
         reason, evidence = stage.verdict(dup)
         assert reason == "semantic_duplicate" and evidence["duplicate_of"] == kept.id
-        assert evidence["cosine"] >= 0.95 and dup.flags["semantic_cluster"] == kept.flags["semantic_cluster"]
+        assert evidence["cosine"] >= 0.95 and kept.flags["semantic_duplicates"] == 1
     assert all(stage.verdict(r) is None for r in recs[2 * len(PAIRS) :])
 
 
@@ -74,7 +75,7 @@ def test_survivor_is_deterministic_under_shuffling_and_prefers_quality(cache_dir
     def survivors(seed: int, **cfg) -> set[str]:
         recs = fixture_records()
         random.Random(seed).shuffle(recs)
-        stage = annotate(recs, cache_dir, n_clusters=2, **cfg)
+        stage = annotate(recs, cache_dir, **cfg)
         return {r.id for r in recs if stage.verdict(r) is None}
 
     first = survivors(0)
@@ -85,7 +86,7 @@ def test_survivor_is_deterministic_under_shuffling_and_prefers_quality(cache_dir
         for r in recs:  # the record the first run dropped gets the better judge score
             r.scores["judge"] = 2.0 if r.id in first else 4.0
         random.Random(seed).shuffle(recs)
-        stage = annotate(recs, cache_dir, n_clusters=2)
+        stage = annotate(recs, cache_dir)
         return {r.id for r in recs if stage.verdict(r) is None}
 
     flipped = with_judge(0)
@@ -106,15 +107,47 @@ def test_embeddings_are_cached_across_stores(cache_dir):
     assert second.lookup(texts + ["never embedded"]) is None
 
 
-def test_greedy_dedup_compares_with_kept_records_across_blocks(monkeypatch):
-    import datagen.curate.dedup.semantic as semantic
-
-    monkeypatch.setattr(semantic, "_BLOCK", 2)
-    # a ~ b, b ~ c, a !~ c: b goes (duplicate of a), c stays because b was not kept.
+def test_a_chain_removes_only_records_matched_to_a_survivor():
+    # a ~ b, b ~ c, a !~ c: b goes (duplicate of a), c stays because b was not kept; d ~ e.
     angles = np.radians([0.0, 15.0, 30.0, 90.0, 91.0])
     vecs = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
-    dups = _greedy_dedup(vecs, threshold=float(np.cos(np.radians(20))))
+    t = float(np.cos(np.radians(20)))
+    a, b, cos = similar_pairs(vecs, t, progress=False)
+    assert list(zip(a.tolist(), b.tolist())) == [(0, 1), (1, 2), (3, 4)]
+    dups = _walk(np.arange(5), a, b, cos)
     assert set(dups) == {1, 4} and dups[1][0] == 0 and dups[4][0] == 3
+    # walked in another order (c first): b goes as c's duplicate, a stays
+    dups = _walk(np.array([1, 2, 0, 3, 4]), a, b, cos)
+    assert set(dups) == {1, 4} and dups[1][0] == 2
+
+
+def test_the_pair_searches_agree():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(300, 16)).astype(np.float32)
+    vecs = np.concatenate([base, base[:100] + rng.normal(scale=0.15, size=(100, 16)).astype(np.float32)])
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    exact = similar_pairs(vecs, 0.9, "exact", progress=False)
+    full = (vecs @ vecs.T)[np.triu_indices(len(vecs), 1)]
+    assert len(exact[0]) == int((full >= 0.9).sum()) > 90
+    ivf = similar_pairs(vecs, 0.9, "ivf", lists=8, nprobe=8, progress=False)  # every cell probed: exact
+    for x, y in zip(exact, ivf):
+        np.testing.assert_allclose(x, y, rtol=1e-5)
+    cheap = similar_pairs(vecs, 0.9, "ivf", lists=8, nprobe=1, progress=False)
+    assert set(zip(*cheap[:2])) <= set(zip(*exact[:2]))
+
+
+def test_the_cascade_finds_the_encoders_duplicates(cache_dir):
+    recs = fixture_records()
+    encoder = annotate(recs, cache_dir)
+    expected = {r.id: encoder.verdict(r) for r in recs}
+    recs = fixture_records()
+    stats = Stats()
+    stage = SemanticDedup(engine="cascade")
+    stage.annotate(recs, FilterContext(stats=stats, cache_dir=cache_dir, progress=False))
+    assert {r.id: stage.verdict(r) for r in recs} == expected
+    extra = stats.extra["semantic"]
+    assert extra["engine"] == "cascade" and extra["duplicates"] == len(PAIRS)
+    assert 2 * len(PAIRS) <= extra["candidate_records"] < len(recs)  # the unrelated records skip the encoder
 
 
 def test_config_is_strict():

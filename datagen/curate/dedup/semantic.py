@@ -1,40 +1,46 @@
-"""Semantic near-duplicate removal in the style of SemDeDup (Abbas et al., 2023).
+"""Semantic near-duplicate removal in the style of SemDeDup (Abbas et al., 2023), without its chains.
 
 1. Each record is embedded (:func:`~datagen.score.embeddings.embed_text`, all-MiniLM-L6-v2 by
    default; vectors are L2-normalised and cached on disk, so a rerun embeds nothing).
-2. The vectors are partitioned by k-means (scikit-learn ``MiniBatchKMeans``, seeded). Only pairs
-   inside one cluster are compared, which turns the all-pairs cost into about ``n * cluster size``.
-   A near-duplicate pair split across two clusters is missed; SemDeDup accepts the same trade.
-3. Inside a cluster, records are ranked by priority: the higher ``scores[score_key]`` first
-   (records without the score come after those with one), then, as in SemDeDup's
-   ``keep_hard=True``, the lower cosine similarity to the cluster centroid (the less prototypical
-   record), then the lower id. Walking that ranking, a record whose cosine similarity to an
-   already *kept* record is at least ``threshold`` is a duplicate of the most similar kept one.
+2. Every pair of records with cosine similarity >= ``threshold`` is found
+   (:mod:`~datagen.curate.dedup.neighbors`: all pairs exactly up to 50K records, a faiss IVF
+   index above that, ``search``).
+3. Records are ranked: the higher ``scores[score_key]`` first (records without the score after
+   those with one), then the lower id. Walking that ranking, a record with a pair among the
+   records already *kept* is a duplicate of the most similar of them; any other record is kept.
+   So every dropped record points at a survivor it is close to, no record goes for a chain
+   (A ~ B ~ C with A !~ C keeps C when B goes), and no two survivors are at or above the threshold.
 
-SemDeDup states its threshold as ``1 - eps`` (eps = 0.05 here gives 0.95). It removes a record when
-it is close to *any* higher-ranked record, even one removed itself; we compare with kept records
-only, so every dropped record points at a survivor it is close to, and the survivors have no pair
-at or above the threshold either way.
+Engines (``engine``):
+
+* ``encoder``: every record goes through the encoder; the decisions above exactly.
+* ``cascade``: a static model distilled from the same encoder (:mod:`~datagen.score.static`,
+  ~1,000x faster, far less exact) proposes the pairs whose static cosine is >= ``candidate_threshold``
+  (vectors centred on the pool's mean, which spreads the static model's crowded cosines); only
+  the records in a proposed pair go through the encoder, which decides those pairs at
+  ``threshold``. A duplicate pair the static model fails to propose is missed; docs/BENCHMARKS.md
+  measures how often, and the speed, against ``encoder`` on the same data.
+
+SemDeDup states its threshold as ``1 - eps`` (eps = 0.05 here gives 0.95).
 
 Off-topic answers (``min_relevance``): the instruction and the answer are also embedded on their
-own, and their cosine similarity is ``scores["relevance"]``. An answer of at least
-``relevance_min_words`` words whose relevance is below ``min_relevance`` answers something else
-(a misaligned pair, a fluent answer to another question) and is dropped as ``off_topic``. Short
-answers are not judged: a label such as "Yes" or "Bills" is far from its question in embedding
-space however right it is. Off-topic records take no part in deduplication, so a group's survivor
-is never one of them.
+own (by the encoder, whatever the engine), and their cosine similarity is ``scores["relevance"]``.
+An answer of at least ``relevance_min_words`` words whose relevance is below ``min_relevance``
+answers something else (a misaligned pair, a fluent answer to another question) and is dropped as
+``off_topic``. Short answers are not judged: a label such as "Yes" or "Bills" is far from its
+question in embedding space however right it is. Off-topic records take no part in
+deduplication, so a group's survivor is never one of them.
 
-Records are processed in id order whatever the input order, so the result does not depend on how
-the input was shuffled. Flags: ``semantic_cluster`` (every deduplicated record),
-``semantic_duplicate_of`` and ``cosine`` (the duplicates), ``off_topic`` (the off-topic ones). The
-thresholds are applied while annotating; changing one re-clusters from the cached vectors without
+The result does not depend on the input's order. Flags: ``semantic_duplicate_of`` and ``cosine``
+(the duplicates), ``semantic_duplicates`` (how many a survivor stands for), ``off_topic``. The
+thresholds are applied while annotating; changing one re-searches the cached vectors without
 running the model.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,12 +48,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from datagen.core.record import Record
 from datagen.core.text import count_words_or_chars
 from datagen.curate.base import FilterContext, Verdict
+from datagen.curate.dedup.neighbors import similar_pairs
 from datagen.score.embeddings import DEFAULT_EMBED_MODEL, EmbeddingStore, embed_text
 
 # threshold field -> (score key, "min" | "max", reason code), as the quality stage's
 THRESHOLDS: dict[str, tuple[str, str, str]] = {"min_relevance": ("relevance", "min", "off_topic")}
-_FLAGS = ("semantic_cluster", "semantic_duplicate_of", "cosine", "off_topic")
-_BLOCK = 1024  # rows of a cluster compared at once: bounds memory for very large clusters
+_FLAGS = ("semantic_cluster", "semantic_duplicate_of", "semantic_duplicates", "cosine", "off_topic")
 
 
 class SemanticConfig(BaseModel):
@@ -56,12 +62,16 @@ class SemanticConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     threshold: float = Field(0.95, gt=0, le=1, description="cosine similarity at or above which two records are duplicates (SemDeDup's 1 - eps)")
-    n_clusters: int | None = Field(None, ge=1, description="k-means clusters; default ceil(n / cluster_size)")
-    cluster_size: int = Field(1000, ge=1, description="target records per cluster when n_clusters is not set")
+    engine: Literal["encoder", "cascade"] = Field("encoder", description="encoder: every record through the encoder; cascade: a static model proposes pairs, the encoder decides them")
+    candidate_threshold: float = Field(0.6, ge=-1, le=1, description="cascade: centred static cosine at or above which a pair goes to the encoder")
+    search: Literal["auto", "exact", "ivf"] = Field("auto", description="pair search: exact (all pairs), ivf (faiss index), auto: exact up to 50K records")
+    n_clusters: int | None = Field(None, ge=1, description="ivf search: index cells; default ceil(n / cluster_size)")
+    cluster_size: int = Field(1000, ge=1, description="ivf search: target records per cell when n_clusters is not set")
+    nprobe: int = Field(8, ge=1, description="ivf search: cells each record looks in")
     batch_size: int = Field(64, ge=1, description="texts per embedding batch")
     model: str = Field(DEFAULT_EMBED_MODEL, description="embedding model: all-MiniLM-L6-v2 or a local sentence-transformers folder")
     seed: int = 0
-    score_key: str | None = Field("judge", description="record.scores key whose higher value survives a duplicate group; None: centroid rule only")
+    score_key: str | None = Field("judge", description="record.scores key whose higher value survives a duplicate group; None: lowest id")
     min_relevance: float | None = Field(0.1, ge=-1, le=1, description="instruction-answer cosine below which an answer is off_topic; None: not checked")
     relevance_min_words: int = Field(8, ge=0, description="answers shorter than this (words, CJK characters one each) are not checked for relevance")
     device: str | None = None
@@ -90,28 +100,53 @@ class SemanticDedup:
         cfg = self.config
         store = EmbeddingStore(ctx.cache_dir, cfg.model, cfg.batch_size, cfg.device)
         off_topic = self._relevance(records, store, ctx) if cfg.min_relevance is not None else 0
-        order = sorted((i for i in range(len(records)) if "off_topic" not in records[i].flags), key=lambda i: records[i].id)
-        recs = [records[i] for i in order]
+        recs = sorted((r for r in records if "off_topic" not in r.flags), key=lambda r: r.id)
         extra = ctx.stats.extra.setdefault("semantic", {})
-        extra.update(off_topic=off_topic)
-        if not recs:
-            self.embedded = store.computed
-            return
-        vectors = store.embed([embed_text(r) for r in recs], progress=ctx.progress)
+        extra.update(off_topic=off_topic, engine=cfg.engine)
+        if cfg.engine == "cascade":
+            a, b, vectors = self._cascade(recs, store, ctx, extra)
+        else:
+            vectors = store.embed([embed_text(r) for r in recs], progress=ctx.progress)
+            a, b, _ = self._pairs(vectors, cfg.threshold, ctx)
         self.embedded = store.computed
-        labels, centroids = _cluster(vectors, self._n_clusters(len(recs)), cfg.seed)
-        duplicates = 0
-        for c in range(centroids.shape[0]):
-            members = np.flatnonzero(labels == c)
-            for i in members:
-                recs[i].flags["semantic_cluster"] = int(c)
-            ranked = self._rank([recs[i] for i in members], vectors[members] @ centroids[c])
-            for j, (keeper, cos) in _greedy_dedup(vectors[members[ranked]], cfg.threshold).items():
-                dup, kept = recs[members[ranked[j]]], recs[members[ranked[keeper]]]
-                dup.flags["semantic_duplicate_of"] = kept.id
-                dup.flags["cosine"] = round(cos, 6)
-                duplicates += 1
-        extra.update(embedded=store.computed, clusters=int(centroids.shape[0]), duplicates=duplicates)
+        # one cosine for a pair whichever search found it (float64), and the threshold on it
+        cos = np.einsum("ij,ij->i", vectors[a].astype(np.float64), vectors[b].astype(np.float64)) if len(a) else np.zeros(0)
+        keep = cos >= cfg.threshold
+        a, b, cos = a[keep], b[keep], cos[keep]
+        dups = _walk(self._rank(recs), a, b, cos)
+        for j, (keeper, c) in dups.items():
+            recs[j].flags["semantic_duplicate_of"] = recs[keeper].id
+            recs[j].flags["cosine"] = round(c, 6)
+        for keeper, n in zip(*np.unique([k for k, _ in dups.values()], return_counts=True)) if dups else ():
+            recs[int(keeper)].flags["semantic_duplicates"] = int(n)
+        extra.update(embedded=store.computed, pairs=int(len(a)), duplicates=len(dups))
+
+    def _pairs(self, vectors: np.ndarray, threshold: float, ctx: FilterContext, desc: str = "semantic pairs") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        cfg = self.config
+        lists = cfg.n_clusters or math.ceil(len(vectors) / cfg.cluster_size)
+        return similar_pairs(vectors, threshold, cfg.search, lists, cfg.nprobe, cfg.seed, ctx.progress, desc)
+
+    def _cascade(self, recs: list[Record], store: EmbeddingStore, ctx: FilterContext, extra: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pairs the static model proposes, and the encoder's vectors of the records in them
+        (zero rows for the others)."""
+        from datagen.score.static import static_model
+
+        cfg = self.config
+        static = static_model(ctx.cache_dir, store.model_path(), store.model_id, progress=ctx.progress)
+        vectors = static.encode([embed_text(r) for r in recs])
+        if len(vectors):
+            vectors -= vectors.mean(axis=0)  # the shared direction crowds every static cosine near 1
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors /= np.where(norms > 0, norms, 1.0)
+        a, b, _ = self._pairs(vectors, cfg.candidate_threshold, ctx, "semantic candidates")
+        involved = np.unique(np.concatenate([a, b]))
+        extra.update(candidate_pairs=int(len(a)), candidate_records=int(len(involved)))
+        encoded = np.zeros((len(recs), 0), dtype=np.float32)
+        if len(involved):
+            enc = store.embed([embed_text(recs[i]) for i in involved], progress=ctx.progress)
+            encoded = np.zeros((len(recs), enc.shape[1]), dtype=np.float32)
+            encoded[involved] = enc
+        return a, b, encoded
 
     def _relevance(self, records: list[Record], store: EmbeddingStore, ctx: FilterContext) -> int:
         """Score every record's instruction-answer cosine; flag the off-topic ones. Returns how many."""
@@ -135,62 +170,39 @@ class SemanticDedup:
             return None
         return "semantic_duplicate", {"duplicate_of": dup, "cosine": record.flags.get("cosine"), "threshold": self.config.threshold}
 
-    def _n_clusters(self, n: int) -> int:
-        k = self.config.n_clusters or math.ceil(n / self.config.cluster_size)
-        return max(1, min(k, n))
-
-    def _rank(self, members: list[Record], centroid_sim: np.ndarray) -> np.ndarray:
-        """Member positions, survivors-to-be first: quality desc, centroid similarity asc, id asc."""
+    def _rank(self, recs: list[Record]) -> np.ndarray:
+        """The place of each record (sorted by id) in the walk: quality desc, then id asc."""
         key = self.config.score_key
 
         def priority(i: int) -> tuple[Any, ...]:
-            score = members[i].scores.get(key) if key else None
+            score = recs[i].scores.get(key) if key else None
             has = score is not None and not math.isnan(score)
-            return (not has, -score if has else 0.0, round(float(centroid_sim[i]), 6), members[i].id)
+            return (not has, -score if has else 0.0, i)
 
-        return np.array(sorted(range(len(members)), key=priority), dtype=np.int64)
-
-
-def _cluster(vectors: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(label per row, L2-normalised centroids). One cluster needs no k-means."""
-    if k == 1:
-        centroids = vectors.mean(axis=0, keepdims=True)
-        labels = np.zeros(len(vectors), dtype=np.int64)
-    else:
-        from sklearn.cluster import MiniBatchKMeans
-
-        km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=4096)
-        labels = km.fit_predict(vectors)
-        centroids = km.cluster_centers_.astype(np.float32)
-    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
-    return labels, centroids / np.where(norms > 0, norms, 1.0)
+        order = sorted(range(len(recs)), key=priority)
+        place = np.empty(len(recs), dtype=np.int64)
+        place[order] = np.arange(len(recs))
+        return place
 
 
-def _greedy_dedup(vectors: np.ndarray, threshold: float) -> dict[int, tuple[int, float]]:
-    """Walk rows in order; a row whose cosine with an earlier *kept* row is >= ``threshold`` is a
-    duplicate. Returns ``{duplicate row: (most similar kept row, cosine)}``. Works in blocks of
-    rows, so memory stays at ``block x (kept + block)`` similarities."""
-    kept: list[int] = []
-    dups: dict[int, tuple[int, float]] = {}
-    for start in range(0, len(vectors), _BLOCK):
-        block = vectors[start : start + _BLOCK]
-        prior = np.asarray(kept, dtype=np.int64)
-        to_prior = block @ vectors[prior].T if len(prior) else np.zeros((len(block), 0), np.float32)
-        within = block @ block.T
-        kept_here: list[int] = []
-        for r in range(len(block)):
-            best, best_cos = -1, -np.inf
-            if to_prior.shape[1]:
-                j = int(np.argmax(to_prior[r]))
-                best, best_cos = int(prior[j]), float(to_prior[r, j])
-            if kept_here:
-                sims = within[r, kept_here]
-                j = int(np.argmax(sims))
-                if sims[j] > best_cos:
-                    best, best_cos = start + kept_here[j], float(sims[j])
-            if best >= 0 and best_cos >= threshold:
-                dups[start + r] = (best, best_cos)
-            else:
-                kept_here.append(r)
-        kept.extend(start + r for r in kept_here)
-    return dups
+def _walk(place: np.ndarray, a: np.ndarray, b: np.ndarray, cos: np.ndarray) -> dict[int, tuple[int, float]]:
+    """The survivor rule: records walked by ``place`` (0 first); one with a pair ``(a, b, cos)``
+    among the records already kept is a duplicate of the most similar of them (on a tie, the one
+    walked first). Returns ``{duplicate: (kept record, cosine)}``; every other record is kept."""
+    if not len(a):
+        return {}
+    later = np.where(place[a] > place[b], a, b)
+    earlier = a + b - later
+    order = np.lexsort((place[earlier], -cos, place[later]))
+    later, earlier, cos = later[order], earlier[order], cos[order]
+    dropped: dict[int, tuple[int, float]] = {}
+    decided = -1
+    for k in range(len(later)):
+        r = int(later[k])
+        if r == decided:
+            continue  # its most similar kept partner came first
+        e = int(earlier[k])
+        if e not in dropped:
+            dropped[r] = (e, float(cos[k]))
+            decided = r
+    return dropped

@@ -1,0 +1,164 @@
+"""The semantic stage's engines: speed against agreement with the encoder on every record.
+
+**Data**: ``--n`` records from :mod:`bench.semantic_pool` (real sentences recombined, ~12% graded
+semantic variants, ~2% answers to another question), written once to
+``runs/bench/semantic-<n>.jsonl`` and reused, so that every run sees the same rows.
+
+**Runs** (each with an empty embedding cache, so the encoder's cost is counted; the static model is
+distilled once beforehand, its time reported apart):
+
+* dedup only (``min_relevance: null``): ``engine: encoder`` (the reference), then ``cascade`` at
+  each ``--candidates`` threshold; a static-only decision (the static model's pairs at the
+  centred-cosine threshold that drops as many records as the reference, no encoder) as the floor;
+* the whole stage (the off-topic check on): ``encoder`` and ``cascade`` at the default threshold;
+* the pair search: pairs at or above the threshold left among the reference's survivors, for the
+  exact search and for the IVF index at ``nprobe`` 1 (a k-means split) and 8.
+
+Agreement is between dropped-record sets: Jaccard, precision and recall against the reference.
+"Left" counts survivor pairs at or above the threshold under the encoder's vectors.
+
+    .venv/bin/python bench/semantic.py --n 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from datagen.core.record import Record  # noqa: E402
+from datagen.core.stats import Stats  # noqa: E402
+from datagen.curate.base import FilterContext  # noqa: E402
+from datagen.curate.dedup.neighbors import similar_pairs  # noqa: E402
+from datagen.curate.dedup.semantic import SemanticDedup, _walk  # noqa: E402
+from datagen.score.embeddings import EmbeddingStore, embed_text  # noqa: E402
+
+
+def load(n: int, seed: int) -> list[Record]:
+    path = ROOT / "runs" / "bench" / f"semantic-{n}.jsonl"
+    if not path.is_file():
+        from semantic_pool import make_pool
+
+        rows, kinds = make_pool(n, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps({**r, "kind": k}) + "\n" for r, k in zip(rows, kinds)), encoding="utf-8")
+        tmp.replace(path)
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return [Record.from_turns(r["instruction"], r["output"]) for r in rows]
+
+
+def run(records: list[Record], models: Path, embeddings: Path | None = None, **cfg) -> tuple[float, set[str], dict, Path]:
+    """(seconds, dropped ids, the stage's stats, the cache it filled) with a fresh cache (holding
+    ``embeddings`` if given)."""
+    cache = Path(tempfile.mkdtemp(prefix="sem-bench-"))
+    shutil.copytree(models, cache / "models")
+    if embeddings is not None:
+        shutil.copytree(embeddings, cache / "embeddings")
+    recs = [r.model_copy(deep=True) for r in records]
+    stage = SemanticDedup(**cfg)
+    stats = Stats()
+    t0 = time.perf_counter()
+    stage.annotate(recs, FilterContext(stats=stats, cache_dir=cache, progress=False))
+    seconds = time.perf_counter() - t0
+    return seconds, {r.id for r in recs if stage.verdict(r) is not None}, stats.extra["semantic"], cache
+
+
+def agreement(got: set[str], ref: set[str]) -> str:
+    inter = len(got & ref)
+    return (f"Jaccard {inter / max(1, len(got | ref)):.3f}, precision {inter / max(1, len(got)):.3f}, "
+            f"recall {inter / max(1, len(ref)):.3f}")
+
+
+def left_pairs(records: list[Record], dropped: set[str], vectors: dict[str, np.ndarray], threshold: float) -> int:
+    keep = [r.id for r in records if r.id not in dropped]
+    v = np.stack([vectors[i] for i in keep])
+    return len(similar_pairs(v, threshold, "exact", progress=False)[0])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--candidates", default="0.5,0.6,0.7,0.8")
+    ap.add_argument("--whole", action=argparse.BooleanOptionalAction, default=True, help="also time the whole stage (off-topic check on)")
+    args = ap.parse_args()
+    os.environ["DATAGEN_PROGRESS"] = "0"
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    records = load(args.n, args.seed)
+    records.sort(key=lambda r: r.id)
+    print(f"data: {len(records)} records ({ROOT / 'runs' / 'bench' / f'semantic-{args.n}.jsonl'})")
+
+    from datagen.score.static import static_model
+
+    models = Path(tempfile.mkdtemp(prefix="sem-models-"))
+    store = EmbeddingStore(models)
+    t0 = time.perf_counter()
+    static = static_model(models, store.model_path(), store.model_id, progress=False)
+    print(f"static model distilled in {time.perf_counter() - t0:.1f} s ({static.vectors.shape[0]} tokens x {static.dims})")
+    shutil.rmtree(models / "embeddings", ignore_errors=True)
+    models = models / "models"
+
+    t_enc, ref, st, ref_cache = run(records, models, engine="encoder", min_relevance=None)
+    print(f"\nencoder (reference): {t_enc:.1f} s, {len(records) / t_enc:.1f} records/s, {st['embedded']} texts encoded, dropped {len(ref)}")
+    ref_store = EmbeddingStore(ref_cache)
+    vecs = dict(zip([r.id for r in records], ref_store.lookup([embed_text(r) for r in records])))
+    threshold = 0.95
+    print(f"  pairs >= {threshold} left among survivors: exact search {left_pairs(records, ref, vecs, threshold)}")
+    for nprobe in (1, 8):
+        _, got, _, c = run(records, models, ref_cache / "embeddings", engine="encoder", min_relevance=None, search="ivf",
+                           nprobe=nprobe, cluster_size=max(40, len(records) // 64))
+        print(f"  ivf nprobe {nprobe}: dropped {len(got)} ({agreement(got, ref)}), left {left_pairs(records, got, vecs, threshold)}")
+        shutil.rmtree(c, ignore_errors=True)
+
+    print("\ncascade (static candidates, encoder decides):")
+    print("| candidate threshold | seconds | records/s | speed-up | texts encoded | dropped | agreement | pairs left |")
+    print("|---|---|---|---|---|---|---|---|")
+    for ct in [float(x) for x in args.candidates.split(",")]:
+        t, got, st, c = run(records, models, engine="cascade", candidate_threshold=ct, min_relevance=None)
+        print(f"| {ct} | {t:.1f} | {len(records) / t:.1f} | {t_enc / t:.1f}x | {st['embedded']} ({st['embedded'] / len(records):.0%}) | "
+              f"{len(got)} | {agreement(got, ref)} | {left_pairs(records, got, vecs, threshold)} |")
+        shutil.rmtree(c, ignore_errors=True)
+
+    # the floor: static vectors alone, at the threshold that drops as many records as the reference
+    sv = static.encode([embed_text(r) for r in records])
+    sv -= sv.mean(axis=0)
+    sv /= np.linalg.norm(sv, axis=1, keepdims=True)
+    a, b, cos = similar_pairs(sv, 0.5, progress=False)
+    place = np.arange(len(records))
+    best = None
+    for ts in np.arange(0.5, 1.0, 0.01):
+        keep = cos >= ts
+        got = {records[j].id for j in _walk(place, a[keep], b[keep], cos[keep])}
+        if best is None or abs(len(got) - len(ref)) < abs(len(best[1]) - len(ref)):
+            best = (ts, got)
+    print(f"\nstatic only (centred cosine >= {best[0]:.2f}): dropped {len(best[1])} ({agreement(best[1], ref)}), "
+          f"left {left_pairs(records, best[1], vecs, threshold)}")
+
+    if args.whole:
+        print("\nthe whole stage (off-topic check on):")
+        times = {}
+        for engine in ("encoder", "cascade"):
+            t, got, st, c = run(records, models, engine=engine)
+            times[engine] = (t, got)
+            print(f"  {engine}: {t:.1f} s, {len(records) / t:.1f} records/s, {st['embedded']} texts encoded, "
+                  f"dropped {len(got)} (off-topic {st['off_topic']}, duplicates {st['duplicates']})")
+            shutil.rmtree(c, ignore_errors=True)
+        print(f"  cascade vs encoder: {times['encoder'][0] / times['cascade'][0]:.2f}x, "
+              f"{agreement(times['cascade'][1], times['encoder'][1])}")
+    shutil.rmtree(ref_cache, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
