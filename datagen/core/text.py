@@ -31,6 +31,7 @@ _HAN_RE = re.compile(f"[{_HAN}]")
 _KANA_RE = re.compile(f"[{_KANA}]")
 _HANGUL_RE = re.compile(f"[{_HANGUL}]")
 _LATIN_RE = re.compile(r"[A-Za-z\u00c0-\u024f]")
+_ASCII_LETTER_RE = re.compile(r"[A-Za-z]")
 # One unspaced-script character, or a run of word characters that are neither '_' nor unspaced.
 _TOKEN_RE = re.compile(f"[{_UNSPACED}]|[^\\W_{_UNSPACED}]+")
 _WS_RE = re.compile(r"\s+")
@@ -82,21 +83,19 @@ def detect_language(text: str) -> str:
     without kana), ``"latin"`` (Latin letters dominate), ``"other"`` (other alphabets) or ``""``
     (no letters at all). Based on character counts; good enough to pick a length rule, not a
     language identifier."""
-    kana = len(_KANA_RE.findall(text))
-    hangul = len(_HANGUL_RE.findall(text))
-    han = len(_HAN_RE.findall(text))
-    latin = len(_LATIN_RE.findall(text))
-    letters = sum(1 for ch in text if ch.isalpha())
+    if text.isascii():  # most text: letters are Latin letters, and there is no CJK to count
+        return "latin" if _ASCII_LETTER_RE.search(text) else ""
+    letters = sum(map(str.isalpha, text))
     if not letters:
         return ""
-    cjk = kana + hangul + han
+    cjk = len(_CJK_RE.findall(text))  # kana + Hangul + Han: the three ranges are disjoint
+    latin = len(_LATIN_RE.findall(text))
     # Latin text with a few CJK terms in it stays latin; a CJK sentence with Latin names is CJK.
     if cjk and cjk * 3 >= latin:
-        if kana:
+        if _KANA_RE.search(text):
             return "ja"
-        if hangul >= han:
-            return "ko"
-        return "zh"
+        hangul = len(_HANGUL_RE.findall(text))
+        return "ko" if hangul >= cjk - hangul else "zh"
     if latin * 2 >= letters:
         return "latin"
     return "other"

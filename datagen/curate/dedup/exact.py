@@ -14,7 +14,6 @@ record is kept, never a second copy of the text.
 from __future__ import annotations
 
 import hashlib
-import re
 import sys
 import unicodedata
 from functools import lru_cache
@@ -27,19 +26,24 @@ from datagen.curate.base import FilterContext, Verdict
 from datagen.curate.config import ExactConfig
 from datagen.curate.dedup.groups import Fetch, id_hex, rank_keys, ranked, record_text
 
-_WS = re.compile(r"\s+")
-
-
 @lru_cache(maxsize=1)
 def _punctuation_table() -> dict[int, str]:
     """Every Unicode punctuation character (categories P*) -> a space, for ``str.translate``."""
     return {cp: " " for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)).startswith("P")}
 
 
+# ASCII's punctuation (category P: not the symbols $+<=>^`|~) -> a space
+_ASCII_P = bytes(c for c in range(128) if unicodedata.category(chr(c)).startswith("P"))
+_ASCII_PUNCTUATION = bytes.maketrans(_ASCII_P, b" " * len(_ASCII_P))
+
+
 def normalize(text: str) -> str:
     """NFKC, casefold, punctuation stripped, whitespace collapsed."""
-    text = unicodedata.normalize("NFKC", text).casefold().translate(_punctuation_table())
-    return _WS.sub(" ", text).strip()
+    if text.isascii():  # most text: NFKC changes nothing, casefold is lower, one byte per character
+        text = text.lower().encode("ascii").translate(_ASCII_PUNCTUATION).decode("ascii")
+    else:
+        text = unicodedata.normalize("NFKC", text).casefold().translate(_punctuation_table())
+    return " ".join(text.split())  # str.split's whitespace is re's \s: every run to one space, stripped
 
 
 def digest(text: str) -> bytes:
