@@ -10,7 +10,8 @@ distilled once beforehand, its time reported apart):
 * dedup only (``min_relevance: null``): ``engine: encoder`` (the reference), then ``cascade`` at
   each ``--candidates`` threshold; a static-only decision (the static model's pairs at the
   centred-cosine threshold that drops as many records as the reference, no encoder) as the floor;
-* the whole stage (the off-topic check on): ``encoder`` and ``cascade`` at the default threshold;
+* the whole stage (the off-topic check on): ``encoder``, and ``cascade`` at candidate threshold
+  0.6 with each ``--screens`` share of answers checked by the encoder for relevance;
 * the pair search: pairs at or above the threshold left among the reference's survivors, for the
   exact search and for the IVF index at ``nprobe`` 1 (a k-means split) and 8.
 
@@ -45,12 +46,16 @@ from datagen.curate.dedup.semantic import SemanticDedup, _walk  # noqa: E402
 from datagen.score.embeddings import EmbeddingStore, embed_text  # noqa: E402
 
 
-def load(n: int, seed: int) -> list[Record]:
-    path = ROOT / "runs" / "bench" / f"semantic-{n}.jsonl"
+def data_path(n: int, variants: float) -> Path:
+    return ROOT / "runs" / "bench" / (f"semantic-{n}.jsonl" if variants == 0.12 else f"semantic-{n}-v{variants}.jsonl")
+
+
+def load(n: int, seed: int, variants: float) -> list[Record]:
+    path = data_path(n, variants)
     if not path.is_file():
         from semantic_pool import make_pool
 
-        rows, kinds = make_pool(n, seed)
+        rows, kinds = make_pool(n, seed, variants)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps({**r, "kind": k}) + "\n" for r, k in zip(rows, kinds)), encoding="utf-8")
@@ -91,14 +96,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--candidates", default="0.5,0.6,0.7,0.8")
+    ap.add_argument("--variants", type=float, default=0.12, help="share of variant rows in the pool")
+    ap.add_argument("--candidates", default="0.6,0.7,0.8")
+    ap.add_argument("--screens", default="0.2,0.3,0.5,1", help="relevance_screen values for the whole-stage cascade runs")
     ap.add_argument("--whole", action=argparse.BooleanOptionalAction, default=True, help="also time the whole stage (off-topic check on)")
     args = ap.parse_args()
     os.environ["DATAGEN_PROGRESS"] = "0"
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-    records = load(args.n, args.seed)
+    records = load(args.n, args.seed, args.variants)
     records.sort(key=lambda r: r.id)
-    print(f"data: {len(records)} records ({ROOT / 'runs' / 'bench' / f'semantic-{args.n}.jsonl'})")
+    print(f"data: {len(records)} records ({data_path(args.n, args.variants)})")
 
     from datagen.score.static import static_model
 
@@ -147,16 +154,18 @@ def main() -> None:
           f"left {left_pairs(records, best[1], vecs, threshold)}")
 
     if args.whole:
-        print("\nthe whole stage (off-topic check on):")
-        times = {}
-        for engine in ("encoder", "cascade"):
-            t, got, st, c = run(records, models, engine=engine)
-            times[engine] = (t, got)
-            print(f"  {engine}: {t:.1f} s, {len(records) / t:.1f} records/s, {st['embedded']} texts encoded, "
-                  f"dropped {len(got)} (off-topic {st['off_topic']}, duplicates {st['duplicates']})")
+        print("\nthe whole stage (off-topic check on; cascade at candidate threshold 0.6 and each relevance_screen):")
+        t_all, ref_all, st, c = run(records, models, engine="encoder")
+        shutil.rmtree(c, ignore_errors=True)
+        print(f"  encoder: {t_all:.1f} s, {len(records) / t_all:.1f} records/s, {st['embedded']} texts encoded, "
+              f"dropped {len(ref_all)} (off-topic {st['off_topic']}, duplicates {st['duplicates']})")
+        print("| relevance_screen | seconds | records/s | speed-up | texts encoded | dropped (off-topic) | agreement |")
+        print("|---|---|---|---|---|---|---|")
+        for screen in [float(x) for x in args.screens.split(",")]:
+            t, got, st, c = run(records, models, engine="cascade", candidate_threshold=0.6, relevance_screen=screen)
+            print(f"| {screen} | {t:.1f} | {len(records) / t:.1f} | {t_all / t:.1f}x | {st['embedded']} | {len(got)} ({st['off_topic']}) | "
+                  f"{agreement(got, ref_all)} |")
             shutil.rmtree(c, ignore_errors=True)
-        print(f"  cascade vs encoder: {times['encoder'][0] / times['cascade'][0]:.2f}x, "
-              f"{agreement(times['cascade'][1], times['encoder'][1])}")
     shutil.rmtree(ref_cache, ignore_errors=True)
 
 

@@ -1,7 +1,7 @@
 """A pool with semantic near-duplicates of graded closeness, for ``bench/semantic.py``.
 
 Real sentences (the bundled seed tasks and standard-library docstrings, as in ``bench/dedup.py``)
-recombined into answers, each asked about by an instruction that quotes its opening words; about 12% of the rows are variants of an earlier row,
+recombined into answers, each asked about by an instruction that quotes its opening words; about 12% of the rows (``variants``) are variants of an earlier row,
 of four kinds from very close to loosely related, and about 2% answer another row's question:
 
 * ``reworded``: the same answer under another instruction template;
@@ -25,8 +25,9 @@ CLOSINGS = ("Hope this helps.", "Let me know if you need more detail.", "That is
 KINDS = ("reworded", "shuffled", "trimmed", "mixed")
 
 
-def make_pool(n: int, seed: int = 0) -> tuple[list[dict], list[str]]:
-    """(rows ``{instruction, input, output}``, the kind of each row: ``original`` or a variant kind)."""
+def make_pool(n: int, seed: int = 0, variants: float = 0.12) -> tuple[list[dict], list[str]]:
+    """(rows ``{instruction, input, output}``, the kind of each row: ``original`` or a variant kind);
+    ``variants``: the share of variant rows."""
     rng = random.Random(seed)
     sentences = [s.strip().rstrip(".") + "." for p in passages() for s in p.split(". ") if len(s.split()) >= 5]
     rows: list[dict] = []
@@ -35,8 +36,8 @@ def make_pool(n: int, seed: int = 0) -> tuple[list[dict], list[str]]:
     originals: list[tuple[str, list[str]]] = []  # (topic, answer sentences)
     while len(rows) < n:
         r = rng.random()
-        if originals and r < 0.12:
-            kind = KINDS[int((r / 0.12) * len(KINDS))]
+        if originals and r < variants:
+            kind = KINDS[int((r / variants) * len(KINDS))]
             topic, body = rng.choice(originals)
             instruction = rng.choice(TEMPLATES).format(topic)
             body = list(body)
@@ -50,7 +51,7 @@ def make_pool(n: int, seed: int = 0) -> tuple[list[dict], list[str]]:
                     body[i] = rng.choice(sentences)
             elif kind == "reworded":
                 instruction = rng.choice([t for t in TEMPLATES if t.format(topic) != instruction]).format(topic)
-        elif originals and r < 0.14:
+        elif originals and r < variants + 0.02:
             kind = "off_topic"
             instruction = rng.choice(TEMPLATES).format(" ".join(rng.choice(sentences).split()[:6]))
             body = rng.choice(originals)[1]

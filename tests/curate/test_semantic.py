@@ -186,3 +186,18 @@ def test_an_answer_to_another_question_is_off_topic_and_never_a_survivor(cache_d
     recs = [off]
     stage = annotate(recs, cache_dir, min_relevance=None)
     assert all(stage.verdict(r) is None and "relevance" not in r.scores and "off_topic" not in r.flags for r in recs)
+
+
+def test_the_cascade_checks_the_least_relevant_share_of_answers(cache_dir):
+    off, on = Record.from_turns(*OFF_TOPIC), Record.from_turns(*ON_TOPIC)
+    label = Record.from_turns("Sort the email into Work, Personal or Bills.\n\nYour electricity bill is due.", "Bills")
+    off_copy = Record.from_turns(OFF_TOPIC[0], OFF_TOPIC[1] + " It ended in 1799.")
+    recs = [off, on, label, off_copy]
+    stats = Stats()
+    stage = SemanticDedup(engine="cascade", relevance_screen=0.6)
+    stage.annotate(recs, FilterContext(stats=stats, cache_dir=cache_dir, progress=False))
+    # three answers are long enough to judge; the encoder checks 2 of them, the static model's least relevant
+    assert stats.extra["semantic"]["relevance_checked"] == 2
+    assert stage.verdict(off)[0] == stage.verdict(off_copy)[0] == "off_topic"
+    assert "relevance" not in on.scores and "relevance" not in label.scores
+    assert stage.verdict(on) is None and stage.verdict(label) is None

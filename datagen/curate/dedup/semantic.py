@@ -24,7 +24,9 @@ Engines (``engine``):
 SemDeDup states its threshold as ``1 - eps`` (eps = 0.05 here gives 0.95).
 
 Off-topic answers (``min_relevance``): the instruction and the answer are also embedded on their
-own (by the encoder, whatever the engine), and their cosine similarity is ``scores["relevance"]``.
+own by the encoder, and their cosine similarity is ``scores["relevance"]``. (The ``cascade``
+engine with ``relevance_screen`` below 1 checks only that share of the answers, those the static
+model finds least relevant; the others get no relevance score.)
 An answer of at least ``relevance_min_words`` words whose relevance is below ``min_relevance``
 answers something else (a misaligned pair, a fluent answer to another question) and is dropped as
 ``off_topic``. Short answers are not judged: a label such as "Yes" or "Bills" is far from its
@@ -74,6 +76,7 @@ class SemanticConfig(BaseModel):
     score_key: str | None = Field("judge", description="record.scores key whose higher value survives a duplicate group; None: lowest id")
     min_relevance: float | None = Field(0.1, ge=-1, le=1, description="instruction-answer cosine below which an answer is off_topic; None: not checked")
     relevance_min_words: int = Field(8, ge=0, description="answers shorter than this (words, CJK characters one each) are not checked for relevance")
+    relevance_screen: float = Field(1.0, gt=0, le=1, description="cascade: the share of answers, least relevant by the static model first, whose relevance the encoder checks; 1: every answer")
     device: str | None = None
 
 
@@ -126,18 +129,16 @@ class SemanticDedup:
         lists = cfg.n_clusters or math.ceil(len(vectors) / cfg.cluster_size)
         return similar_pairs(vectors, threshold, cfg.search, lists, cfg.nprobe, cfg.seed, ctx.progress, desc)
 
+    def _static(self, store: EmbeddingStore, ctx: FilterContext) -> Any:
+        from datagen.score.static import static_model
+
+        return static_model(ctx.cache_dir, store.model_path(), store.model_id, progress=ctx.progress)
+
     def _cascade(self, recs: list[Record], store: EmbeddingStore, ctx: FilterContext, extra: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The pairs the static model proposes, and the encoder's vectors of the records in them
         (zero rows for the others)."""
-        from datagen.score.static import static_model
-
         cfg = self.config
-        static = static_model(ctx.cache_dir, store.model_path(), store.model_id, progress=ctx.progress)
-        vectors = static.encode([embed_text(r) for r in recs])
-        if len(vectors):
-            vectors -= vectors.mean(axis=0)  # the shared direction crowds every static cosine near 1
-            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            vectors /= np.where(norms > 0, norms, 1.0)
+        vectors = _centred(self._static(store, ctx).encode([embed_text(r) for r in recs]))
         a, b, _ = self._pairs(vectors, cfg.candidate_threshold, ctx, "semantic candidates")
         involved = np.unique(np.concatenate([a, b]))
         extra.update(candidate_pairs=int(len(a)), candidate_records=int(len(involved)))
@@ -149,16 +150,27 @@ class SemanticDedup:
         return a, b, encoded
 
     def _relevance(self, records: list[Record], store: EmbeddingStore, ctx: FilterContext) -> int:
-        """Score every record's instruction-answer cosine; flag the off-topic ones. Returns how many."""
+        """Score the instruction-answer cosine of every record (the ``cascade`` engine with
+        ``relevance_screen < 1``: of that share of the answers long enough to judge, the least
+        relevant by the static model); flag the off-topic ones. Returns how many."""
         cfg = self.config
-        texts = [t for r in records for t in (r.instruction, r.response)]
-        vectors = store.embed(texts, progress=ctx.progress)
+        judged = [k for k, r in enumerate(records) if count_words_or_chars(r.response) >= cfg.relevance_min_words]
+        check: list[int] = list(range(len(records)))
+        if cfg.engine == "cascade" and cfg.relevance_screen < 1:
+            static = self._static(store, ctx)
+            rel = np.einsum("ij,ij->i", _centred(static.encode([records[k].instruction for k in judged])),
+                            _centred(static.encode([records[k].response for k in judged])))
+            take = math.ceil(cfg.relevance_screen * len(judged))
+            check = sorted(judged[i] for i in np.argsort(rel, kind="stable")[:take])
+        ctx.stats.extra.setdefault("semantic", {})["relevance_checked"] = len(check)
+        vectors = store.embed([t for k in check for t in (records[k].instruction, records[k].response)], progress=ctx.progress)
+        long_enough = set(judged)
         flagged = 0
-        for k, rec in enumerate(records):
-            cos = float(vectors[2 * k] @ vectors[2 * k + 1])
-            rec.scores["relevance"] = round(cos, 6)
-            if cos < cfg.min_relevance and count_words_or_chars(rec.response) >= cfg.relevance_min_words:
-                rec.flags["off_topic"] = True
+        for n, k in enumerate(check):
+            cos = float(vectors[2 * n] @ vectors[2 * n + 1])
+            records[k].scores["relevance"] = round(cos, 6)
+            if cos < cfg.min_relevance and k in long_enough:
+                records[k].flags["off_topic"] = True
                 flagged += 1
         return flagged
 
@@ -183,6 +195,16 @@ class SemanticDedup:
         place = np.empty(len(recs), dtype=np.int64)
         place[order] = np.arange(len(recs))
         return place
+
+
+def _centred(vectors: np.ndarray) -> np.ndarray:
+    """Static vectors less their mean, L2-normalised: the direction every static vector shares
+    crowds their cosines near 1; without it they spread as the encoder's do."""
+    if len(vectors):
+        vectors = vectors - vectors.mean(axis=0)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors /= np.where(norms > 0, norms, 1.0)
+    return vectors
 
 
 def _walk(place: np.ndarray, a: np.ndarray, b: np.ndarray, cos: np.ndarray) -> dict[int, tuple[int, float]]:
