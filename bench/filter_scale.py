@@ -58,12 +58,11 @@ def tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def run(data: Path, out: Path, workers: int) -> dict:
-    cmd = [sys.executable, "-m", "datagen.cli", "filter", "--input", str(data), "--out", str(out), "--force",
-           "--stages", "heuristics,exact,minhash", "--workers", str(workers)]
-    env = {**os.environ, "DATAGEN_PROGRESS": "0", "HF_HUB_OFFLINE": "1"}
+def sampled(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, int, str]:
+    """Run ``cmd``: (wall seconds, peak of the summed RSS of it and its children in bytes, sampled
+    every 50 ms, return code, stderr)."""
     t0 = time.perf_counter()
-    child = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = [0]
     done = threading.Event()
 
@@ -82,13 +81,21 @@ def run(data: Path, out: Path, workers: int) -> dict:
     wall = time.perf_counter() - t0
     done.set()
     t.join()
-    if child.returncode:
+    return wall, peak[0], child.returncode, err
+
+
+def run(data: Path, out: Path, workers: int) -> dict:
+    cmd = [sys.executable, "-m", "datagen.cli", "filter", "--input", str(data), "--out", str(out), "--force",
+           "--stages", "heuristics,exact,minhash", "--workers", str(workers)]
+    env = {**os.environ, "DATAGEN_PROGRESS": "0", "HF_HUB_OFFLINE": "1"}
+    wall, peak, rc, err = sampled(cmd, env)
+    if rc:
         sys.exit(err)
     stats = json.loads((out / "stats.json").read_text())
     digest = hashlib.sha256()
     for name in ("records.jsonl", "rejected.jsonl"):
         digest.update((out / name).read_bytes())
-    return {"wall": wall, "peak": peak[0], "kept": stats["records"], "rejected": stats["rejected"], "sha": digest.hexdigest()[:16],
+    return {"wall": wall, "peak": peak, "kept": stats["records"], "rejected": stats["rejected"], "sha": digest.hexdigest()[:16],
             "seconds": stats["extra"].get("seconds", {})}
 
 
