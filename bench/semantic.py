@@ -97,15 +97,21 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variants", type=float, default=0.12, help="share of variant rows in the pool")
+    ap.add_argument("--input", help="a record file to use instead of the generated pool (e.g. runs/real-pool/pool.jsonl)")
     ap.add_argument("--candidates", default="0.6,0.7,0.8")
     ap.add_argument("--screens", default="0.2,0.3,0.5,1", help="relevance_screen values for the whole-stage cascade runs")
     ap.add_argument("--whole", action=argparse.BooleanOptionalAction, default=True, help="also time the whole stage (off-topic check on)")
     args = ap.parse_args()
     os.environ["DATAGEN_PROGRESS"] = "0"
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-    records = load(args.n, args.seed, args.variants)
+    if args.input:
+        from datagen.core.io import read_records
+
+        records = list(read_records(args.input))
+    else:
+        records = load(args.n, args.seed, args.variants)
     records.sort(key=lambda r: r.id)
-    print(f"data: {len(records)} records ({data_path(args.n, args.variants)})")
+    print(f"data: {len(records)} records ({args.input or data_path(args.n, args.variants)})")
 
     from datagen.score.static import static_model
 
