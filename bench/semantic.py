@@ -19,6 +19,7 @@ Agreement is between dropped-record sets: Jaccard, precision and recall against 
 "Left" counts survivor pairs at or above the threshold under the encoder's vectors.
 
     .venv/bin/python bench/semantic.py --n 5000
+    .venv/bin/python bench/semantic.py --n 5000 --rounds 3 --candidates 0.8 --screens 0.3   # timing only
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -92,6 +94,29 @@ def left_pairs(records: list[Record], dropped: set[str], vectors: dict[str, np.n
     return len(similar_pairs(v, threshold, "exact", progress=False)[0])
 
 
+def timing(records: list[Record], models: Path, args: argparse.Namespace) -> None:
+    """Interleaved rounds (a change in the machine's load hits both engines); medians and the
+    median of the per-round ratios."""
+    ct, screen = float(args.candidates.split(",")[0]), float(args.screens.split(",")[0])
+    arms = {"encoder, dedup only": dict(engine="encoder", min_relevance=None),
+            f"cascade {ct}, dedup only": dict(engine="cascade", candidate_threshold=ct, min_relevance=None),
+            "encoder, whole stage": dict(engine="encoder"),
+            f"cascade {ct}, relevance_screen {screen}": dict(engine="cascade", candidate_threshold=ct, relevance_screen=screen)}
+    times: dict[str, list[float]] = {k: [] for k in arms}
+    for _ in range(args.rounds):
+        for name, cfg in arms.items():
+            t, _, _, c = run(records, models, **cfg)
+            times[name].append(t)
+            shutil.rmtree(c, ignore_errors=True)
+    for name, ts in times.items():
+        print(f"{name}: median {statistics.median(ts):.1f} s = {len(records) / statistics.median(ts):.1f} records/s "
+              f"(runs: {', '.join(f'{t:.1f}' for t in ts)})")
+    names = list(arms)
+    for base, fast in ((names[0], names[1]), (names[2], names[3])):
+        ratios = [a / b for a, b in zip(times[base], times[fast])]
+        print(f"{fast} vs {base}: median {statistics.median(ratios):.2f}x (per round: {', '.join(f'{r:.2f}' for r in ratios)})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=5000)
@@ -101,6 +126,7 @@ def main() -> None:
     ap.add_argument("--candidates", default="0.6,0.7,0.8")
     ap.add_argument("--screens", default="0.2,0.3,0.5,1", help="relevance_screen values for the whole-stage cascade runs")
     ap.add_argument("--whole", action=argparse.BooleanOptionalAction, default=True, help="also time the whole stage (off-topic check on)")
+    ap.add_argument("--rounds", type=int, default=0, help="only time: this many interleaved rounds of encoder and cascade (--candidates' first, --screens' first)")
     args = ap.parse_args()
     os.environ["DATAGEN_PROGRESS"] = "0"
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
@@ -123,6 +149,8 @@ def main() -> None:
     shutil.rmtree(models / "embeddings", ignore_errors=True)
     models = models / "models"
 
+    if args.rounds:
+        return timing(records, models, args)
     t_enc, ref, st, ref_cache = run(records, models, engine="encoder", min_relevance=None)
     print(f"\nencoder (reference): {t_enc:.1f} s, {len(records) / t_enc:.1f} records/s, {st['embedded']} texts encoded, dropped {len(ref)}")
     ref_store = EmbeddingStore(ref_cache)

@@ -65,7 +65,7 @@ class SemanticConfig(BaseModel):
 
     threshold: float = Field(0.95, gt=0, le=1, description="cosine similarity at or above which two records are duplicates (SemDeDup's 1 - eps)")
     engine: Literal["encoder", "cascade"] = Field("encoder", description="encoder: every record through the encoder; cascade: a static model proposes pairs, the encoder decides them")
-    candidate_threshold: float = Field(0.6, ge=-1, le=1, description="cascade: centred static cosine at or above which a pair goes to the encoder")
+    candidate_threshold: float = Field(0.7, ge=-1, le=1, description="cascade: centred static cosine at or above which a pair goes to the encoder")
     search: Literal["auto", "exact", "ivf"] = Field("auto", description="pair search: exact (all pairs), ivf (faiss index), auto: exact up to 50K records")
     n_clusters: int | None = Field(None, ge=1, description="ivf search: index cells; default ceil(n / cluster_size)")
     cluster_size: int = Field(1000, ge=1, description="ivf search: target records per cell when n_clusters is not set")
