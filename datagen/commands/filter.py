@@ -25,7 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--minhash-engine", choices=("auto", "datasketch", "rensa"), default=None,
                    help="MinHash signatures: datasketch, or rensa (faster; pip install 'datagen-train[fast]'; may decide pairs near the threshold differently). auto = datasketch (overrides minhash.engine)")
     g.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="processes for the heuristics, exact and MinHash stages (default: every core); the output is the same for any N")
+                   help="processes for the heuristics, exact and MinHash stages (default: every core; with --executor ray, the cluster's CPUs); "
+                        "the output is the same for any N")
+    g.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where those stages run: local processes, or Ray tasks on a cluster (pip install 'datagen-train[ray]'); the same output. "
+                        "On a cluster of several machines, --input and --out must be on a file system every node mounts at the same path (NFS, EFS, ...)")
+    g.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="the Ray cluster for --executor ray: auto (the one this machine is part of), HOST:PORT or ray://HOST:10001; default: a local one")
     g.add_argument("--cache-dir", default=None, metavar="DIR", help="shared on-disk caches (embeddings, scores); default $DATAGEN_CACHE_DIR or ~/.cache/datagen")
     add_llm_args(p, sampling=False)  # the quality stage's judge and IFD sample as their scorers say, not by flags
 
@@ -36,7 +42,9 @@ def cli(args: argparse.Namespace) -> int:
     from datagen.curate.registry import parse_stages
 
     llm = llm_config(args) if "quality" in parse_stages(args.stages) else None
+    workers = args.workers if args.workers is not None or args.executor == "ray" else (os.cpu_count() or 1)  # ray: the cluster's CPUs
     doc = run_filter(InputSpec.from_args(args), args.out, stages=args.stages, config=args.config, sets=args.sets, cache_dir=args.cache_dir,
-                     force=args.force, llm=llm, minhash_engine=args.minhash_engine, workers=args.workers if args.workers is not None else (os.cpu_count() or 1))
+                     force=args.force, llm=llm, minhash_engine=args.minhash_engine, workers=workers, executor=args.executor,
+                     ray_address=args.ray_address)
     print(f"filter: {doc['records']} kept, {doc['rejected']} rejected -> {args.out}\n{funnel(doc)}", file=sys.stderr)
     return 0

@@ -5,7 +5,8 @@ that workers read their part of one file without a second copy of it. An :class:
 functions of plain data (a shard, settings, paths) in this process or in a pool of processes,
 and returns their results in order: what the shards produce joined in shard order is the same for
 any number of workers. The filter's stages (:mod:`datagen.curate.shards`) and the reading of a
-large JSONL input (:func:`datagen.core.io.read_records_parallel`) run on it.
+large JSONL input (:func:`datagen.core.io.read_records_parallel`) run on it. A
+:class:`RayExecutor` runs the same functions as Ray tasks, on a cluster (:func:`make_executor`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
+
+from datagen.core.errors import UserError
 
 SHARD_BYTES = 8 << 20  # input per shard, at most (a progress step; small inputs are one shard per worker)
 
@@ -114,3 +118,118 @@ def _ignore_sigint() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class RayExecutor:
+    """Runs the shard functions as Ray tasks of one CPU each, with :class:`Executor`'s contract
+    (results in task order; the first failure in order raised as its own error, so that a bad
+    row is still a :class:`UserError`; no task still running once it is raised). The cluster:
+    the one this process is already connected to, or the one at ``address`` (``auto``,
+    ``HOST:PORT``, ``ray://HOST:10001``), or else a local one of ``workers`` CPUs; :meth:`close`
+    shuts down only one started here. ``workers`` (default: the cluster's CPUs) is the number of
+    shards a stage is cut into, at least; twice as many tasks are in flight, at most.
+
+    The tasks take paths, not data: every node must see the input and the run directory at the
+    same paths (a shared file system), and each task runs in the driver's working directory
+    (where the node has it), so that a relative path means what it means here. The workers
+    import this package from the directory it was imported from here (``PYTHONPATH``), which a
+    local cluster always has, and a cluster whose nodes mount the checkout, or install the
+    package, has too."""
+
+    def __init__(self, workers: int | None = None, address: str | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UserError("--executor ray needs Ray: pip install 'datagen-train[ray]'") from None
+        import logging
+
+        self._ray = ray
+        self._started = False
+        if not ray.is_initialized():
+            code = str(Path(__file__).resolve().parents[2])  # the directory that holds datagen/
+            path = os.pathsep.join(p for p in (code, os.environ.get("PYTHONPATH")) if p)
+            opts: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR, "runtime_env": {"env_vars": {"PYTHONPATH": path}}}
+            if address is None:
+                opts.update(address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False)
+            try:
+                ray.init(address=opts.pop("address", address), **opts)
+            except (ConnectionError, RuntimeError, ValueError, SystemExit) as e:  # an unreachable head exits (its code: no message)
+                what = f"--ray-address {address}: cannot connect to a Ray cluster" if address else "cannot start a local Ray cluster"
+                raise UserError(what + ("" if isinstance(e, SystemExit) else f": {e}")) from None
+            self._started = True
+        self.workers = max(1, int(workers or ray.cluster_resources().get("CPU", 1)))
+        self._task = ray.remote(num_cpus=1)(_in_dir)
+
+    def map(self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], on_done: Callable[[int, Any], None] | None = None) -> list[Any]:
+        """As :meth:`Executor.map`. At most two tasks per worker are in flight, so that a failure
+        (or Ctrl-C) stops the work within about a shard per worker: no new task starts, and the
+        ones in flight are waited for, so that none writes after this returns. They are not
+        cancelled: with Ray 2.60, ``ray.cancel`` of a task that is finishing at that moment
+        aborts the driver now and then (``Check failed: ... Tried to complete task that was not
+        pending``, in ``task_manager.cc``)."""
+        ray, cwd = self._ray, os.getcwd()
+        window = 2 * self.workers
+        refs: dict[int, Any] = {}
+
+        def submit(i: int) -> None:
+            if i < len(tasks):
+                refs[i] = self._task.remote(cwd, fn, tasks[i])
+
+        for i in range(window):
+            submit(i)
+        out: list[Any] = []
+        try:
+            for i in range(len(tasks)):
+                try:
+                    out.append(ray.get(refs.pop(i)))
+                except ray.exceptions.RayTaskError as e:
+                    cause = getattr(e, "cause", None)
+                    if not isinstance(cause, BaseException):
+                        raise
+                    raise cause from e  # its own type (a UserError reaches the CLI as one); the worker's traceback above it
+                submit(i + window)
+                if on_done is not None:
+                    on_done(i, out[-1])
+        except BaseException:
+            self._settle(list(refs.values()))
+            raise
+        return out
+
+    def _settle(self, refs: list[Any]) -> None:
+        """Wait for the tasks still in flight and drop what they return: Ray would log the error
+        of a result nobody read, after the one that matters."""
+        ray = self._ray
+        if refs:
+            ray.wait(refs, num_returns=len(refs), fetch_local=False)
+        for ref in refs:
+            try:
+                ray.get(ref)
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        if self._started:
+            self._ray.shutdown()
+            self._started = False
+
+
+def _in_dir(cwd: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """A Ray task: ``fn(*args)`` in the driver's working directory, when this node has it."""
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
+    return fn(*args)
+
+
+EXECUTORS = ("local", "ray")
+
+
+def make_executor(kind: str = "local", workers: int | None = None, address: str | None = None) -> Executor | RayExecutor:
+    """The executor ``--executor`` names: ``local`` (``workers`` processes, default 1) or
+    ``ray`` (``workers`` defaults to the cluster's CPUs; ``address``: which cluster)."""
+    if kind not in EXECUTORS:
+        raise UserError(f"unknown executor {kind!r}; expected one of {', '.join(EXECUTORS)}")
+    if workers is not None and workers < 1:
+        raise UserError("--workers must be >= 1")
+    if address is not None and kind != "ray":
+        raise UserError("--ray-address needs --executor ray")
+    return RayExecutor(workers, address) if kind == "ray" else Executor(workers or 1)

@@ -39,15 +39,18 @@ class InputSpec:
         return read_records(self.path, self.format, on_error=self.on_error, on_reject=on_reject, limit=self.limit,
                             require_answer=require_answer)
 
-    def write_records(self, out: str | Path, on_reject: Callable[[Rejection], None], workers: int = 1, require_answer: bool = True) -> int:
+    def write_records(self, out: str | Path, on_reject: Callable[[Rejection], None], workers: int = 1, require_answer: bool = True,
+                      executor: Any = None) -> int:
         """Every record, read and checked, into ``out`` (record JSONL); returns how many. A JSONL
         input of more than one shard (:mod:`datagen.core.shards`) is read by ``workers``
         processes, each its byte range: the same file, the same line numbers in errors and
-        rejections, the first bad row (in file order) raised, as one process reads it."""
+        rejections, the first bad row (in file order) raised, as one process reads it.
+        ``executor`` (the caller's, left open; its ``workers`` then count): where the shards are read."""
         from datagen.core.io import file_format, read_shard
         from datagen.core.shards import Executor, split
         from datagen.core.writing import concat_files, write_jsonl
 
+        workers = executor.workers if executor is not None else workers
         parts = split(self.path, workers) if workers > 1 and self.limit is None and Path(self.path).is_file() else []
         kind, fmt = file_format(self.path) if len(parts) > 1 else ("", None)
         if kind != "jsonl" or not (self.format or fmt):
@@ -58,16 +61,17 @@ class InputSpec:
                 first.append(first[-1] + f.read(shard.end - shard.start).count(b"\n"))
         tasks = [(self.path, (s.start, s.end, first[k]), self.format or fmt, self.on_error, require_answer, f"{out}.{k}")
                  for k, s in enumerate(parts)]
-        executor = Executor(workers)
+        pool = executor if executor is not None else Executor(workers)
         try:
-            results = executor.map(read_shard, tasks)
+            results = pool.map(read_shard, tasks)
             concat_files(out, [task[-1] for task in tasks])
             n = sum(count for count, _ in results)
             for _, rejects in results:
                 for r in rejects:
                     on_reject(r)
         finally:
-            executor.close()
+            if pool is not executor:
+                pool.close()
             for task in tasks:
                 Path(task[-1]).unlink(missing_ok=True)
         if n == 0 and not any(rejects for _, rejects in results):

@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
-from datagen.core.errors import UserError
 from datagen.core.runner import Batch, Context, SealedPart, Written, run_step
 from datagen.core.record import Record, Rejection
 from datagen.core.stats import Stats
@@ -80,10 +79,11 @@ def run_stage(stage: FilterStage, records: list[Record], ctx: FilterContext) -> 
 class FilterPipeline:
     """Selected stages, in order, over a :class:`~datagen.core.rundir.RunDir`. The stages that
     stream (heuristics, exact, MinHash: :mod:`.shards`) run over the previous part on disk, in
-    ``workers`` processes; the others get the previous part's records as a list."""
+    ``workers`` processes (or on ``executor``, the caller's: see
+    :func:`~datagen.core.shards.make_executor`); the others get the previous part's records as a list."""
 
     def __init__(self, stages: Sequence[FilterStage], cache_dir: Path, llm_factory: Callable[[], Any] | None = None, progress: bool = True,
-                 config: FilterConfig | None = None, workers: int = 1) -> None:
+                 config: FilterConfig | None = None, workers: int = 1, executor: Any = None) -> None:
         from datagen.curate.config import FilterConfig
 
         self.stages = list(stages)
@@ -92,6 +92,7 @@ class FilterPipeline:
         self.progress = progress
         self.config = config or FilterConfig()
         self.workers = workers
+        self.executor = executor
 
     def run(self, run: Any, records: Iterable[Record] | Path, read_rejects: Sequence[Rejection] = (),
             manifest: dict[str, Any] | None = None, n_records: int | None = None) -> dict[str, Any]:
@@ -101,14 +102,15 @@ class FilterPipeline:
         from datagen.curate.shards import Executor
 
         n_read = write_input(run, records, read_rejects, n_records)
-        executor = Executor(self.workers)
+        executor = self.executor if self.executor is not None else Executor(self.workers)
         step = _StagesStep(self, run, executor)
         try:
             # each stage shows its own progress; a bar over the stages would only draw over it
             return run_step(run, step, total=len(self.stages), read=(n_read, read_rejects), progress=False,
                             pending=step.pending, manifest=manifest, records_from_last=True)
         finally:
-            executor.close()
+            if executor is not self.executor:
+                executor.close()
 
 
 def write_input(run: Any, records: Iterable[Record] | Path, read_rejects: Sequence[Rejection], n_records: int | None = None) -> int:
@@ -215,7 +217,8 @@ def funnel(stats: dict[str, Any]) -> str:
 
 def run_filter(source: InputSpec, out: str | Path, *, stages: str | None = None, config: str | None = None, sets: Sequence[str] = (),
                cache_dir: str | Path | None = None, force: bool = False, llm: LLMConfig | None = None,
-               minhash_engine: str | None = None, workers: int | None = None) -> dict[str, Any]:
+               minhash_engine: str | None = None, workers: int | None = None, executor: str = "local",
+               ray_address: str | None = None) -> dict[str, Any]:
     """``datagen filter`` as a function: the records of ``source`` through ``stages`` (a
     comma-separated list, default all) configured by the YAML file ``config``, into the run
     directory ``out``; ``llm`` is the quality stage's judge (default: the embedded model). Returns
@@ -223,32 +226,39 @@ def run_filter(source: InputSpec, out: str | Path, *, stages: str | None = None,
     this run. ``workers``: processes for the streaming stages and the reading of a JSONL input
     (default 1; ``datagen filter`` gives every core); the output is the same for any number. A
     script that asks for more than one must guard its entry point with ``if __name__ ==
-    "__main__":``, as every program that starts processes with ``spawn`` must.
+    "__main__":``, as every program that starts processes with ``spawn`` must. ``executor="ray"``
+    runs the same work as Ray tasks on the cluster at ``ray_address`` (default: the one this
+    process is connected to, else a local one), ``workers`` defaulting to its CPUs; the output is
+    the same bytes (:class:`~datagen.core.shards.RayExecutor`). Neither ``workers`` nor
+    ``executor`` is part of the run's settings: a run started with one resumes with another.
 
     The input is read (and checked: a bad row stops here, before anything is written) into a
     record file beside ``out``, which becomes the run's part 0; no stage holds the whole pool but
     the model stages (semantic, quality), which get their input as a list."""
+    from datagen.core.shards import make_executor
     from datagen.curate.config import load_config
     from datagen.curate.registry import build_stages, parse_stages
 
     names = parse_stages(stages)
-    if workers is not None and workers < 1:
-        raise UserError("--workers must be >= 1")
     cfg = load_config(config, sets)
     if minhash_engine:
         cfg.minhash.engine = minhash_engine
     built_stages = build_stages(names, cfg, source=config or "config")
-    read_rejects: list[Rejection] = []
-    records, n_records = read_to_file(source, Path(out), read_rejects, workers or 1)
+    pool = make_executor(executor, workers, ray_address)  # one for the read and every stage: a cluster is joined once
     try:
-        return _filter_run(source, out, names, cfg, built_stages, records, n_records, read_rejects, config, cache_dir, force, llm, workers)
+        read_rejects: list[Rejection] = []
+        records, n_records = read_to_file(source, Path(out), read_rejects, pool)
+        try:
+            return _filter_run(source, out, names, cfg, built_stages, records, n_records, read_rejects, config, cache_dir, force, llm, pool)
+        finally:
+            records.unlink(missing_ok=True)  # moved into the run unless it stopped first
     finally:
-        records.unlink(missing_ok=True)  # moved into the run unless it stopped first
+        pool.close()
 
 
 def _filter_run(source: InputSpec, out: str | Path, names: list[str], cfg: FilterConfig, built_stages: list[FilterStage], records: Path, n_records: int,
                 read_rejects: list[Rejection], config: str | None, cache_dir: str | Path | None, force: bool, llm: LLMConfig | None,
-                workers: int | None) -> dict[str, Any]:
+                executor: Any) -> dict[str, Any]:
     from datagen.core.kvcache import default_cache_dir
     from datagen.core.rundir import RunDir
     from datagen.llm import LLMConfig, make_llm
@@ -272,14 +282,14 @@ def _filter_run(source: InputSpec, out: str | Path, names: list[str], cfg: Filte
 
     run = RunDir(out, "filter", settings, force=force)
     pipeline = FilterPipeline(built_stages, Path(cache_dir) if cache_dir else default_cache_dir(), llm_factory=llm_factory, config=cfg,
-                              workers=workers or 1)
+                              executor=executor)
     return pipeline.run(run, records, read_rejects, manifest={"config": settings["config"], "config_file": config}, n_records=n_records)
 
 
-def read_to_file(source: InputSpec, out: Path, rejects: list[Rejection], workers: int = 1) -> tuple[Path, int]:
-    """The records of ``source``, read and checked (by ``workers`` processes for a large JSONL
-    file), into a record file beside ``out`` (the same file system, so that the run can move it
-    in), and how many; nothing is left behind when a row is bad."""
+def read_to_file(source: InputSpec, out: Path, rejects: list[Rejection], executor: Any) -> tuple[Path, int]:
+    """The records of ``source``, read and checked (on ``executor`` for a large JSONL file), into
+    a record file beside ``out`` (the same file system, so that the run can move it in), and how
+    many; nothing is left behind when a row is bad."""
     import tempfile
 
     where = out.resolve().parent
@@ -288,7 +298,7 @@ def read_to_file(source: InputSpec, out: Path, rejects: list[Rejection], workers
     fd, name = tempfile.mkstemp(prefix=".datagen-input-", suffix=".jsonl", dir=where)
     os.close(fd)
     try:
-        n = source.write_records(name, rejects.append, workers)
+        n = source.write_records(name, rejects.append, executor=executor)
     except BaseException:
         os.unlink(name)
         raise
