@@ -73,7 +73,7 @@ def test_the_first_failure_in_order_keeps_its_type(cluster):
 @needs_ray
 def test_every_stage_gives_the_local_output(tmp_path, monkeypatch, cluster):
     src = write(tmp_path / "in.jsonl", pool())
-    stages, sets = "heuristics,exact,minhash,semantic,quality", ["quality.scorers=[complexity]"]  # quality without a model
+    stages, sets = "heuristics,exact,minhash,semantic,quality", ["quality.scorers=[complexity_features]"]  # quality without a model (complexity asks the judge LLM)
     run_filter(InputSpec(str(src)), tmp_path / "local", stages=stages, sets=sets, workers=1, cache_dir=tmp_path / "c1")
     want = outputs(tmp_path / "local")
     assert want[2]["stages"]["exact"]["rejected_total"] >= 40 and want[2]["stages"]["minhash"]["rejected_total"] >= 40
