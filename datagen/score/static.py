@@ -79,10 +79,18 @@ def static_model(cache_dir: str | Path, encoder_path: str | Path, encoder_id: st
     from datagen.score.embeddings import _folder
 
     folder = Path(cache_dir) / "models" / f"static-{_folder(encoder_id)}"
-    meta = folder / "meta.json"
-    if not meta.is_file() or json.loads(meta.read_text(encoding="utf-8")).get("format") != FORMAT:
+    if not _valid(folder):
         distill(encoder_path, folder, encoder_id, progress=progress)
     return StaticEncoder(folder)
+
+
+def _valid(folder: Path) -> bool:
+    """A complete static model of this format (its meta.json is written last)."""
+    meta = folder / "meta.json"
+    try:
+        return json.loads(meta.read_text(encoding="utf-8")).get("format") == FORMAT
+    except (OSError, ValueError):
+        return False
 
 
 def distill(encoder_path: str | Path, out: str | Path, encoder_id: str, dims: int = PCA_DIMS, progress: bool = True) -> Path:
@@ -132,6 +140,9 @@ def distill(encoder_path: str | Path, out: str | Path, encoder_id: str, dims: in
         tokenizer.backend_tokenizer.save(str(tmp / "tokenizer.json"))
         meta: dict[str, Any] = {"format": FORMAT, "encoder": encoder_id, "dims": dims, "tokens": len(ids), "sif_a": SIF_A}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        if _valid(out):  # another process distilled it meanwhile: keep theirs, which may be in use
+            shutil.rmtree(tmp)
+            return out
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
