@@ -36,6 +36,7 @@ PCA_DIMS = 256
 SIF_A = 1e-4  # the smoothing constant of the SIF weight a / (a + p(token))
 _BATCH = 512  # tokens per forward pass while distilling
 MAX_TOKENS = 512  # tokens of a text that count (the rest is ignored, as an encoder would truncate)
+_CHUNK = 512  # texts encoded at once: at most 512 x 512 token vectors gathered (256 MiB at 256 dims)
 
 
 class StaticEncoder:
@@ -58,9 +59,14 @@ class StaticEncoder:
         return int(self.vectors.shape[1])
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """float32 ``(len(texts), dims)``, rows L2-normalised."""
-        if not texts:
-            return np.zeros((0, self.dims), dtype=np.float32)
+        """float32 ``(len(texts), dims)``, rows L2-normalised; in chunks of :data:`_CHUNK` texts,
+        so that the gathered token vectors stay small whatever the number of texts."""
+        out = np.zeros((len(texts), self.dims), dtype=np.float32)
+        for start in range(0, len(texts), _CHUNK):
+            out[start : start + _CHUNK] = self._encode(texts[start : start + _CHUNK])
+        return out
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         ids = np.fromiter((i for e in encodings for i in e.ids), dtype=np.int64, count=int(lengths.sum()))
