@@ -136,6 +136,15 @@ def test_the_pair_searches_agree():
     assert set(zip(*cheap[:2])) <= set(zip(*exact[:2]))
 
 
+def test_the_index_search_decides_as_the_exact_one(cache_dir):
+    recs = fixture_records()
+    exact = annotate(recs, cache_dir, search="exact")
+    want = {r.id: exact.verdict(r) for r in recs}
+    recs = fixture_records()
+    ivf = annotate(recs, cache_dir, search="ivf")  # faiss, through the stage's own settings
+    assert {r.id: ivf.verdict(r) for r in recs} == want
+
+
 def test_the_cascade_finds_the_encoders_duplicates(cache_dir):
     recs = fixture_records()
     encoder = annotate(recs, cache_dir)
