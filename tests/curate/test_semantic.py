@@ -163,6 +163,8 @@ def test_config_is_strict():
     with pytest.raises(ValueError):
         SemanticConfig(treshold=0.9)
     assert SemanticDedup(threshold=0.9).describe()["threshold"] == 0.9
+    with pytest.raises(ValueError, match="needs engine: cascade"):
+        SemanticConfig(relevance_screen=0.3)
 
 
 OFF_TOPIC = (

@@ -45,7 +45,7 @@ import math
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from datagen.core.record import Record
 from datagen.core.text import count_words_or_chars
@@ -78,6 +78,12 @@ class SemanticConfig(BaseModel):
     relevance_min_words: int = Field(8, ge=0, description="answers shorter than this (words, CJK characters one each) are not checked for relevance")
     relevance_screen: float = Field(1.0, gt=0, le=1, description="cascade: the share of answers, least relevant by the static model first, whose relevance the encoder checks; 1: every answer")
     device: str | None = None
+
+    @model_validator(mode="after")
+    def _screen_needs_the_cascade(self) -> "SemanticConfig":
+        if self.relevance_screen < 1 and self.engine != "cascade":
+            raise ValueError("relevance_screen below 1 needs engine: cascade (the static model picks the answers to check)")
+        return self
 
 
 class SemanticDedup:
