@@ -32,7 +32,7 @@ from datagen.curate.base import FilterContext  # noqa: E402
 from datagen.score.embeddings import EmbeddingStore, embed_text  # noqa: E402
 from datagen.curate.stages.quality import QualityStage  # noqa: E402
 from datagen.curate.dedup.neighbors import similar_pairs  # noqa: E402
-from datagen.curate.dedup.semantic import _walk  # noqa: E402
+from datagen.curate.dedup.groups import survivor_walk  # noqa: E402
 from datagen.core.record import Record  # noqa: E402
 from datagen.core.stats import Stats  # noqa: E402
 
@@ -77,7 +77,7 @@ def bench_dedup(n: int, cluster_size: int) -> float:
     for search in ("exact", "ivf"):
         t = time.perf_counter()
         a, b, cos = similar_pairs(vecs, 0.95, search, lists=max(1, n // cluster_size), progress=False)
-        found = len(_walk(np.arange(n), a, b, cos))
+        found = len(survivor_walk(np.arange(n), a, b, cos))
         times[search] = time.perf_counter() - t
         print(f"semantic dedup of {n} vectors, {search} search: {times[search]:.1f} s, {found} duplicates (planted {len(planted)})")
     return times["ivf"]

@@ -44,7 +44,8 @@ from datagen.core.record import Record  # noqa: E402
 from datagen.core.stats import Stats  # noqa: E402
 from datagen.curate.base import FilterContext  # noqa: E402
 from datagen.curate.dedup.neighbors import similar_pairs  # noqa: E402
-from datagen.curate.dedup.semantic import SemanticDedup, _walk  # noqa: E402
+from datagen.curate.dedup.groups import survivor_walk  # noqa: E402
+from datagen.curate.dedup.semantic import SemanticDedup  # noqa: E402
 from datagen.score.embeddings import EmbeddingStore, embed_text  # noqa: E402
 
 
@@ -181,7 +182,7 @@ def main() -> None:
     best = None
     for ts in np.arange(0.5, 1.0, 0.01):
         keep = cos >= ts
-        got = {records[j].id for j in _walk(place, a[keep], b[keep], cos[keep])}
+        got = {records[j].id for j in survivor_walk(place, a[keep], b[keep], cos[keep])}
         if best is None or abs(len(got) - len(ref)) < abs(len(best[1]) - len(ref)):
             best = (ts, got)
     print(f"\nstatic only (centred cosine >= {best[0]:.2f}): dropped {len(best[1])} ({agreement(best[1], ref)}), "

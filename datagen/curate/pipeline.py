@@ -78,12 +78,12 @@ def run_stage(stage: FilterStage, records: list[Record], ctx: FilterContext) -> 
 
 class FilterPipeline:
     """Selected stages, in order, over a :class:`~datagen.core.rundir.RunDir`. The stages that
-    stream (heuristics, exact, MinHash: :mod:`.shards`) run over the previous part on disk, in
-    ``workers`` processes (or on ``executor``, the caller's: see
-    :func:`~datagen.core.shards.make_executor`); the others get the previous part's records as a list."""
+    stream (heuristics, exact, MinHash: :mod:`.shards`) run over the previous part on disk, on
+    ``executor`` (the caller's, left open: see :func:`~datagen.core.shards.make_executor`; default:
+    this process); the others get the previous part's records as a list."""
 
     def __init__(self, stages: Sequence[FilterStage], cache_dir: Path, llm_factory: Callable[[], Any] | None = None, progress: bool = True,
-                 config: FilterConfig | None = None, workers: int = 1, executor: Any = None) -> None:
+                 config: FilterConfig | None = None, executor: Any = None) -> None:
         from datagen.curate.config import FilterConfig
 
         self.stages = list(stages)
@@ -91,7 +91,6 @@ class FilterPipeline:
         self.llm_factory = llm_factory
         self.progress = progress
         self.config = config or FilterConfig()
-        self.workers = workers
         self.executor = executor
 
     def run(self, run: Any, records: Iterable[Record] | Path, read_rejects: Sequence[Rejection] = (),
@@ -102,7 +101,7 @@ class FilterPipeline:
         from datagen.curate.shards import Executor
 
         n_read = write_input(run, records, read_rejects, n_records)
-        executor = self.executor if self.executor is not None else Executor(self.workers)
+        executor = self.executor if self.executor is not None else Executor(1)
         step = _StagesStep(self, run, executor)
         try:
             # each stage shows its own progress; a bar over the stages would only draw over it

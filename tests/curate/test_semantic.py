@@ -18,7 +18,8 @@ import pytest
 from datagen.curate.base import FilterContext
 from datagen.score.embeddings import EmbeddingStore, embed_text
 from datagen.curate.dedup.neighbors import similar_pairs
-from datagen.curate.dedup.semantic import SemanticConfig, SemanticDedup, _walk
+from datagen.curate.dedup.groups import survivor_walk as _walk
+from datagen.curate.dedup.semantic import SemanticConfig, SemanticDedup
 from datagen.core.record import Record
 from datagen.core.stats import Stats
 

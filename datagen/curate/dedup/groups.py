@@ -30,7 +30,7 @@ def record_text(record: Record, which: str) -> str:
 def survivor_rank(record: Record, score_key: str | None) -> tuple[int, float, str]:
     """Sort key: the smallest key survives (has the score, highest score, lowest id)."""
     score = record.scores.get(score_key) if score_key else None
-    if score is None:
+    if score is None or score != score:  # none, or NaN
         return (1, 0.0, record.id)
     return (0, -float(score), record.id)
 
@@ -47,10 +47,11 @@ Fetch = Callable[[np.ndarray], dict[int, Any]]
 
 # -- the same rule over compact keys (a record's rank without the record) ------------------------
 def rank_keys(records: Sequence[Record], score_key: str | None) -> dict[str, np.ndarray]:
-    """What :func:`survivor_rank` needs of each record, as arrays: whether it has the score, the
-    score, and the id as an integer (ids are 16 hex digits, so the integer order is the id
-    order): 17 bytes a record, wherever the record itself is."""
+    """What :func:`survivor_rank` needs of each record, as arrays: whether it has the score (a
+    NaN is none), the score, and the id as an integer (ids are 16 hex digits, so the integer
+    order is the id order): 17 bytes a record, wherever the record itself is."""
     scores = [r.scores.get(score_key) if score_key else None for r in records]
+    scores = [None if s is not None and s != s else s for s in scores]  # NaN: no score
     return {
         "has_score": np.array([s is not None for s in scores], dtype=bool),
         "score": np.array([float(s) if s is not None else 0.0 for s in scores], dtype=np.float64),
@@ -64,6 +65,30 @@ def ranked(keys: dict[str, np.ndarray], members: np.ndarray) -> np.ndarray:
     members = np.asarray(members, dtype=np.int64)
     order = np.lexsort((members, keys["id"][members], -keys["score"][members], ~keys["has_score"][members]))
     return members[order]
+
+
+def survivor_walk(place: np.ndarray, a: np.ndarray, b: np.ndarray, sim: np.ndarray) -> dict[int, tuple[int, float]]:
+    """The survivor rule over verified pairs ``(a[k], b[k])`` of similarity ``sim[k]``, without
+    chains: records are walked by ``place`` (an index's position in the walk, best first); one
+    with a pair among the records already kept is a duplicate of the most similar of them (a tie:
+    the one walked first); any other is kept. Returns ``{duplicate: (kept record, similarity)}``."""
+    if not len(a):
+        return {}
+    later = np.where(place[a] > place[b], a, b)
+    earlier = a + b - later
+    order = np.lexsort((place[earlier], -np.asarray(sim, dtype=np.float64), place[later]))
+    later, earlier, sim = later[order], earlier[order], np.asarray(sim)[order]
+    dropped: dict[int, tuple[int, float]] = {}
+    decided = -1
+    for k in range(len(later)):
+        r = int(later[k])
+        if r == decided:
+            continue  # its most similar kept partner came first
+        e = int(earlier[k])
+        if e not in dropped:  # every pair of ``e`` as the later one came before: it is decided
+            dropped[r] = (e, float(sim[k]))
+            decided = r
+    return dropped
 
 
 def id_hex(keys: dict[str, np.ndarray], i: int) -> str:

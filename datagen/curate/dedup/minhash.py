@@ -29,6 +29,7 @@ shuffle the input and the same records are marked with the same flags.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -36,7 +37,7 @@ import numpy as np
 from datagen.core.record import Record
 from datagen.curate.base import FilterContext, Verdict
 from datagen.curate.config import MinHashConfig
-from datagen.curate.dedup.groups import Fetch, id_hex, rank_keys, ranked, record_text
+from datagen.curate.dedup.groups import Fetch, id_hex, rank_keys, ranked, record_text, survivor_walk
 from datagen.curate.dedup.lsh import LSHParams, error_areas, optimal_params
 from datagen.core.progress import bar as progress_bar
 from datagen.curate.dedup.shingles import Shingler, jaccard
@@ -174,33 +175,22 @@ class MinHashDedup:
         """The flags of the records among the verified pairs at or above the threshold (the
         survivor rule of the module docstring), by index; ``stats`` gets the counts."""
         t = self.config.threshold
-        near: dict[int, list[tuple[int, float]]] = {}
-        n = 0
-        for i, j, jac in checked:
-            if jac < t:
-                continue
-            n += 1
-            near.setdefault(i, []).append((j, jac))
-            near.setdefault(j, []).append((i, jac))
-        order = [int(i) for i in ranked(keys, np.array(sorted(near), dtype=np.int64))] if near else []
-        position = {i: k for k, i in enumerate(order)}
-        kept: set[int] = set()
-        removed_for: dict[int, int] = {}
-        out: dict[int, dict[str, Any]] = {}
-        for i in order:
-            matches = [(jac, b) for b, jac in near[i] if b in kept]
-            if not matches:
-                kept.add(i)
-                continue
-            jac, b = min(matches, key=lambda m: (-m[0], position[m[1]]))  # the closest kept record (ties: the better one)
-            out[i] = {"duplicate_of": id_hex(keys, b), "jaccard": round(jac, 4)}
-            removed_for[b] = removed_for.get(b, 0) + 1
-        for b, k in removed_for.items():
-            out[b] = {"duplicates": k}
+        pairs = [(i, j, jac) for i, j, jac in checked if jac >= t]
+        n = len(pairs)
+        a = np.array([p[0] for p in pairs], dtype=np.int64)
+        b = np.array([p[1] for p in pairs], dtype=np.int64)
+        members = np.unique(np.concatenate([a, b]))
+        place = np.zeros(int(members[-1]) + 1 if n else 0, dtype=np.int64)
+        place[ranked(keys, members)] = np.arange(len(members))
+        dups = survivor_walk(place, a, b, np.array([p[2] for p in pairs], dtype=np.float64))
+        out: dict[int, dict[str, Any]] = {i: {"duplicate_of": id_hex(keys, k), "jaccard": round(jac, 4)} for i, (k, jac) in dups.items()}
+        removed_for = Counter(k for k, _ in dups.values())
+        for k, count in removed_for.items():
+            out[k] = {"duplicates": count}
         # kept although a verified near-duplicate: every such match was removed itself, for a
         # better record it is not close to (union-find would have dropped it through the chain)
-        stats["kept_with_matches"] = sum(1 for i in kept if i not in removed_for)
-        stats["removed"] = len(near) - len(kept)
+        stats["kept_with_matches"] = sum(1 for i in members.tolist() if i not in dups and i not in removed_for)
+        stats["removed"] = len(dups)
         stats["verified_pairs"] = n
         return out
 

@@ -42,6 +42,7 @@ running the model.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any, Literal
 
 import numpy as np
@@ -50,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from datagen.core.record import Record
 from datagen.core.text import count_words_or_chars
 from datagen.curate.base import FilterContext, Verdict
+from datagen.curate.dedup.groups import rank_keys, ranked, survivor_walk
 from datagen.curate.dedup.neighbors import similar_pairs
 from datagen.score.embeddings import DEFAULT_EMBED_MODEL, EmbeddingStore, embed_text
 
@@ -95,6 +97,7 @@ class SemanticDedup:
     def __init__(self, config: SemanticConfig | None = None, **overrides: Any) -> None:
         self.config = SemanticConfig.model_validate({**(config.model_dump() if config else {}), **overrides})
         self.embedded = 0  # texts the last annotate sent through the model (cache misses)
+        self._static_model: tuple[tuple[str, str], Any] | None = None
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, **self.config.model_dump()}
@@ -122,12 +125,14 @@ class SemanticDedup:
         cos = np.einsum("ij,ij->i", vectors[a].astype(np.float64), vectors[b].astype(np.float64)) if len(a) else np.zeros(0)
         keep = cos >= cfg.threshold
         a, b, cos = a[keep], b[keep], cos[keep]
-        dups = _walk(self._rank(recs), a, b, cos)
+        place = np.empty(len(recs), dtype=np.int64)  # the walk: quality desc, then id (recs are in id order)
+        place[ranked(rank_keys(recs, cfg.score_key), np.arange(len(recs)))] = np.arange(len(recs))
+        dups = survivor_walk(place, a, b, cos)
         for j, (keeper, c) in dups.items():
             recs[j].flags["semantic_duplicate_of"] = recs[keeper].id
             recs[j].flags["cosine"] = round(c, 6)
-        for keeper, n in zip(*np.unique([k for k, _ in dups.values()], return_counts=True)) if dups else ():
-            recs[int(keeper)].flags["semantic_duplicates"] = int(n)
+        for keeper, n in Counter(k for k, _ in dups.values()).items():
+            recs[keeper].flags["semantic_duplicates"] = n
         extra.update(embedded=store.computed, pairs=int(len(a)), duplicates=len(dups))
 
     def _pairs(self, vectors: np.ndarray, threshold: float, ctx: FilterContext, desc: str = "semantic pairs") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -136,9 +141,13 @@ class SemanticDedup:
         return similar_pairs(vectors, threshold, cfg.search, lists, cfg.nprobe, cfg.seed, ctx.progress, desc)
 
     def _static(self, store: EmbeddingStore, ctx: FilterContext) -> Any:
+        """The static model, loaded (or distilled) once for both of its uses in a run."""
         from datagen.score.static import static_model
 
-        return static_model(ctx.cache_dir, store.model_path(), store.model_id, progress=ctx.progress)
+        key = (str(ctx.cache_dir), store.model_id)
+        if self._static_model is None or self._static_model[0] != key:
+            self._static_model = (key, static_model(ctx.cache_dir, store.model_path(), store.model_id, progress=ctx.progress))
+        return self._static_model[1]
 
     def _cascade(self, recs: list[Record], store: EmbeddingStore, ctx: FilterContext, extra: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The pairs the static model proposes, and the encoder's vectors of the records in them
@@ -188,20 +197,6 @@ class SemanticDedup:
             return None
         return "semantic_duplicate", {"duplicate_of": dup, "cosine": record.flags.get("cosine"), "threshold": self.config.threshold}
 
-    def _rank(self, recs: list[Record]) -> np.ndarray:
-        """The place of each record (sorted by id) in the walk: quality desc, then id asc."""
-        key = self.config.score_key
-
-        def priority(i: int) -> tuple[Any, ...]:
-            score = recs[i].scores.get(key) if key else None
-            has = score is not None and not math.isnan(score)
-            return (not has, -score if has else 0.0, i)
-
-        order = sorted(range(len(recs)), key=priority)
-        place = np.empty(len(recs), dtype=np.int64)
-        place[order] = np.arange(len(recs))
-        return place
-
 
 def _centred(vectors: np.ndarray) -> np.ndarray:
     """Static vectors less their mean, L2-normalised: the direction every static vector shares
@@ -211,26 +206,3 @@ def _centred(vectors: np.ndarray) -> np.ndarray:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors /= np.where(norms > 0, norms, 1.0)
     return vectors
-
-
-def _walk(place: np.ndarray, a: np.ndarray, b: np.ndarray, cos: np.ndarray) -> dict[int, tuple[int, float]]:
-    """The survivor rule: records walked by ``place`` (0 first); one with a pair ``(a, b, cos)``
-    among the records already kept is a duplicate of the most similar of them (on a tie, the one
-    walked first). Returns ``{duplicate: (kept record, cosine)}``; every other record is kept."""
-    if not len(a):
-        return {}
-    later = np.where(place[a] > place[b], a, b)
-    earlier = a + b - later
-    order = np.lexsort((place[earlier], -cos, place[later]))
-    later, earlier, cos = later[order], earlier[order], cos[order]
-    dropped: dict[int, tuple[int, float]] = {}
-    decided = -1
-    for k in range(len(later)):
-        r = int(later[k])
-        if r == decided:
-            continue  # its most similar kept partner came first
-        e = int(earlier[k])
-        if e not in dropped:
-            dropped[r] = (e, float(cos[k]))
-            decided = r
-    return dropped
