@@ -21,7 +21,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--set", action="append", default=[], dest="sets", metavar="STAGE.KEY=VALUE",
                    help="one stage setting, its value parsed as YAML (repeatable; above --config): --set minhash.threshold=0.8")
     g.add_argument("--stages", default=None, metavar="LIST",
-                   help="comma-separated subset of heuristics,exact,minhash,semantic,quality (default: all), always run in that order")
+                   help="comma-separated subset of heuristics,pii,exact,minhash,semantic,quality (default: all but pii), always run in that order")
+    g.add_argument("--pii", choices=("flag", "drop", "redact"), default=None,
+                   help="add the pii stage (e-mail, phone, IP, card, IBAN, API keys) with this action (overrides pii.action): "
+                        "flag with masked evidence, drop (reason pii_<kind>), or redact with placeholders such as <EMAIL_ADDRESS>")
     g.add_argument("--minhash-engine", choices=("auto", "datasketch", "rensa"), default=None,
                    help="MinHash signatures: datasketch, or rensa (faster; pip install 'datagen-train[fast]'; may decide pairs near the threshold differently). auto = datasketch (overrides minhash.engine)")
     g.add_argument("--workers", type=int, default=None, metavar="N",
@@ -42,8 +45,11 @@ def cli(args: argparse.Namespace) -> int:
     from datagen.curate.registry import parse_stages
 
     llm = llm_config(args) if "quality" in parse_stages(args.stages) else None
+    stages, sets = args.stages, args.sets
+    if args.pii:
+        stages, sets = ",".join(parse_stages(args.stages) + ["pii"]), [*args.sets, f"pii.action={args.pii}"]
     workers = args.workers if args.workers is not None or args.executor == "ray" else (os.cpu_count() or 1)  # ray: the cluster's CPUs
-    doc = run_filter(InputSpec.from_args(args), args.out, stages=args.stages, config=args.config, sets=args.sets, cache_dir=args.cache_dir,
+    doc = run_filter(InputSpec.from_args(args), args.out, stages=stages, config=args.config, sets=sets, cache_dir=args.cache_dir,
                      force=args.force, llm=llm, minhash_engine=args.minhash_engine, workers=workers, executor=args.executor,
                      ray_address=args.ray_address)
     print(f"filter: {doc['records']} kept, {doc['rejected']} rejected -> {args.out}\n{funnel(doc)}", file=sys.stderr)

@@ -69,8 +69,23 @@ class MinHashConfig(Section):
         return self
 
 
+class PiiConfig(Section):
+    """Personal data and secrets (:mod:`datagen.core.pii`): flagged with masked evidence, dropped, or redacted."""
+
+    kinds: list[Literal["api_key", "email", "iban", "credit_card", "ip_address", "phone"]] = Field(
+        default_factory=lambda: ["api_key", "email", "iban", "credit_card", "ip_address", "phone"], min_length=1,
+        description="what to look for: api_key (keys, tokens, private keys), email, iban, credit_card, ip_address, phone")
+    action: Literal["flag", "drop", "redact"] = Field("flag", description="flag: flags with evidence, nothing dropped; drop: reason pii_<kind>; "
+                                                     "redact: each match replaced by <EMAIL_ADDRESS>, <PHONE_NUMBER>... and the record kept, its old id in meta.redacted_from")
+    roles: list[Literal["system", "user", "assistant"]] = Field(default_factory=lambda: ["system", "user", "assistant"], min_length=1,
+                                                                description="the turns to scan")
+    private_ips: bool = Field(False, description="count private, loopback, documentation and reserved IP addresses and public DNS resolvers too")
+    max_evidence: int = Field(3, ge=1, description="matches shown (masked) per kind in the evidence")
+
+
 class FilterConfig(Section):
     heuristics: HeuristicsConfig = Field(default_factory=HeuristicsConfig)
+    pii: PiiConfig = Field(default_factory=PiiConfig)
     exact: ExactConfig = Field(default_factory=ExactConfig)
     minhash: MinHashConfig = Field(default_factory=MinHashConfig)
     semantic: dict[str, Any] = Field(default_factory=dict)

@@ -18,8 +18,9 @@ from datagen.core.errors import UserError
 from datagen.curate.base import FilterStage
 from datagen.curate.config import FilterConfig, validate_section
 
-STAGE_ORDER = ("heuristics", "exact", "minhash", "semantic", "quality")
-DEFAULT_STAGES = ",".join(STAGE_ORDER)
+STAGE_ORDER = ("heuristics", "pii", "exact", "minhash", "semantic", "quality")
+OPT_IN = ("pii",)  # run only when named (--stages, --pii)
+DEFAULT_STAGES = ",".join(s for s in STAGE_ORDER if s not in OPT_IN)
 # name -> (module, stage class, config model)
 LAZY = {
     "semantic": ("datagen.curate.dedup.semantic", "SemanticDedup", "SemanticConfig"),
@@ -43,6 +44,10 @@ def build_stage(name: str, cfg: FilterConfig, source: str = "config") -> FilterS
         from datagen.curate.stages.heuristics import Heuristics
 
         return Heuristics(cfg.heuristics)
+    if name == "pii":
+        from datagen.curate.stages.pii import PiiStage
+
+        return PiiStage(cfg.pii)
     if name == "exact":
         from datagen.curate.dedup.exact import ExactDedup
 
