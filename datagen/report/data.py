@@ -106,7 +106,7 @@ def browser(index: Index, dims: dict[str, dict[str, str]] | None = None, max_cha
         lin = []
         for pid, found in lineage(index, e.id):
             lin.append([pid, preview(index.entries[pid].instruction, 100) if found else ""])
-        meta = {k: e.meta[k] for k in ("operation", "round", "root_id", "teacher", "origin", "location") if k in e.meta}
+        meta = {k: e.meta[k] for k in ("operation", "round", "root_id", "teacher", "origin", "location", "redacted_from") if k in e.meta}
         details.append({
             "m": msgs, "x": dropped, "s": e.scores, "f": _compact(e.record.get("flags") or {}),
             "e": [[ev.run, ev.status, ev.stage, ev.reason, _compact(ev.evidence)] for ev in e.events],

@@ -97,6 +97,11 @@ class Index:
 
     entries: dict[str, Entry]
     runs: list[str]
+    aliases: dict[str, str] = field(default_factory=dict)  # an id before redaction -> the id after
+
+    def resolve(self, rid: str) -> str:
+        """The id the record ``rid`` is known by now (after any redaction)."""
+        return resolve(self.aliases, rid)
 
     @property
     def primary(self) -> str:
@@ -124,10 +129,16 @@ def build_index(runs: Sequence[Run]) -> Index:
     kept records, so when one conversation was both kept and rejected (identical copies), kept
     wins; across runs, the later run's event and content come last."""
     entries: dict[str, Entry] = {}
+    aliases: dict[str, str] = {}
 
     def add(rec: dict[str, Any], ev: Event) -> None:
         rid = str(rec.get("id") or "")
         e = entries.get(rid)
+        before = (rec.get("meta") or {}).get("redacted_from")
+        if e is None and isinstance(before, str) and resolve(aliases, before) in entries:
+            old = resolve(aliases, before)
+            e = entries[rid] = entries.pop(old)
+            e.id, aliases[old] = rid, rid
         if e is None:
             entries[rid] = Entry(rid, rec, [ev])
         else:
@@ -140,7 +151,15 @@ def build_index(runs: Sequence[Run]) -> Index:
             add(_row_record(row, run.label, n), ev)
         for rec in run.records:
             add(rec, Event(run.label, "kept"))
-    return Index(entries, [r.label for r in runs])
+    return Index(entries, [r.label for r in runs], aliases)
+
+
+def resolve(aliases: dict[str, str], rid: str) -> str:
+    seen = {rid}
+    while rid in aliases and aliases[rid] not in seen:
+        rid = aliases[rid]
+        seen.add(rid)
+    return rid
 
 
 def lineage(index: Index, rid: str, limit: int = 50) -> list[tuple[str, bool]]:
@@ -150,12 +169,12 @@ def lineage(index: Index, rid: str, limit: int = 50) -> list[tuple[str, bool]]:
     chain: list[tuple[str, bool]] = []
     seen = {rid}
     e = index.entries.get(rid)
-    pid = e.parent_id if e else None
+    pid = index.resolve(e.parent_id) if e and e.parent_id else None
     while pid and pid not in seen and len(chain) < limit:
         parent = index.entries.get(pid)
         chain.append((pid, parent is not None))
         if parent is None:
             break
         seen.add(pid)
-        pid = parent.parent_id
+        pid = index.resolve(parent.parent_id) if parent.parent_id else None
     return chain
