@@ -58,6 +58,8 @@ _FILE_TLDS = {"png", "jpg", "jpeg", "gif", "svg", "webp", "js", "ts", "css", "py
 
 def _email(text: str, m: re.Match) -> str | None:
     domain, tld = m.group(1).lower(), m.group(2).lower()
+    if text.startswith(":", m.end()) and m.end() + 1 < len(text) and not text[m.end() + 1].isspace():
+        return None  # git@github.com:org/repo.git: an SSH remote, user@host:path
     if tld in _RESERVED_TLDS or tld in _FILE_TLDS or any(domain == d or domain.endswith("." + d) for d in _EXAMPLE_DOMAINS):
         return None
     return "email"
@@ -73,6 +75,9 @@ _PHONE = re.compile(
     rf"{_EDGE_R}")
 
 
+_SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
+
+
 def _digits(s: str) -> int:
     return sum(c.isdigit() for c in s)
 
@@ -80,6 +85,8 @@ def _digits(s: str) -> int:
 def _phone(text: str, m: re.Match) -> tuple[str, int, int] | None:
     rule = next(r for r in ("intl", "nanp", "trunk", "ctx") if m.group(r) is not None)
     lo, hi = {"intl": (8, 15), "nanp": (10, 11), "trunk": (9, 12), "ctx": (7, 15)}[rule]
+    if rule == "trunk" and _SSN_SHAPE.fullmatch(m.group(rule)):
+        return None  # 078-05-1120: the shape of a US social security number, never a phone's
     return (rule, *m.span(rule)) if lo <= _digits(m.group(rule)) <= hi else None
 
 
@@ -186,22 +193,24 @@ def _iban(text: str, m: re.Match) -> tuple[str, int] | None:
 
 
 # -- API keys, tokens, private keys ------------------------------------------------------------------
-_TOKENS = re.compile(
-    r"(?P<aws>\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b)"
-    r"|(?P<github>\b(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{40,255})\b)"
-    r"|(?P<openai>(?<![\w-])sk-(?:proj-|svcacct-|admin-|ant-(?:api|admin)\d\d-)?[A-Za-z0-9_\-]{20,}(?![\w-]))"
-    r"|(?P<slack>\bxox[abposre]-[0-9A-Za-z\-]{10,}|https://hooks\.slack\.com/services/[A-Za-z0-9_/]{20,})"
-    r"|(?P<google>\bAIza[0-9A-Za-z_\-]{35}(?![\w-]))"
-    r"|(?P<stripe>\b(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{20,}\b)"
-    r"|(?P<huggingface>\bhf_[A-Za-z0-9]{30,}\b)"
-    r"|(?P<npm>\bnpm_[A-Za-z0-9]{36}\b)"
-    r"|(?P<jwt>\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,})"
-    r"|(?P<private_key>-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?:[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|[\s\S]*))")
+TOKEN_RULES = {  # rule -> (literals one of which a match holds: the cheap test first, pattern)
+    "aws": (("AKIA", "ASIA", "ABIA", "ACCA"), r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"),
+    "github": (("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), r"\b(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{40,255})\b"),
+    "openai": (("sk-",), r"(?<![\w-])sk-(?:proj-|svcacct-|admin-|ant-(?:api|admin)\d\d-)?[A-Za-z0-9_\-]{20,}(?![\w-])"),
+    "slack": (("xox", "hooks.slack.com"), r"\bxox[abposre]-[0-9A-Za-z\-]{10,}|https://hooks\.slack\.com/services/[A-Za-z0-9_/]{20,}"),
+    "google": (("AIza",), r"\bAIza[0-9A-Za-z_\-]{35}(?![\w-])"),
+    "stripe": (("_live_", "_test_"), r"\b(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{20,}\b"),
+    "huggingface": (("hf_",), r"\bhf_[A-Za-z0-9]{30,}\b"),
+    "npm": (("npm_",), r"\bnpm_[A-Za-z0-9]{36}\b"),
+    "jwt": (("eyJ",), r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
+    "private_key": (("PRIVATE KEY",), r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+                    r"(?:[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|[\s\S]*)"),
+}
 _SECRET_NAME = r"[A-Za-z0-9_\-]*(?:api[_\-]?key|apikey|secret|token|passw(?:or)?d|access[_\-]?key|auth[_\-]?key|credentials?)[A-Za-z0-9_\-]*"
 _ASSIGNED = re.compile(
     rf"(?i)(?:(?<![\w\-]){_SECRET_NAME}[\"']?\s*(?::=|=>|[:=])\s*(?P<q>[\"']?)|\bbearer\s+(?P<b>))"
     r"(?P<v>[A-Za-z0-9_\-+/=.~]{16,512})(?(q)(?P=q)|(?![\w\-+/=.~]))")
-_SECRET_HINT = re.compile(r"(?i)key|secret|token|passw|bearer|credential")
+_SECRET_WORDS = ("key", "secret", "token", "passw", "bearer", "credential")
 _PLACEHOLDER = re.compile(r"(?i)your|example|xxxx|placeholder|changeme|dummy|redacted|sample|fake|test_?key|\*{3}|\.{3}|^(.)\1+$")
 _DOTTED_NAME = re.compile(r"^[A-Za-z_][\w\-]*(?:\.[A-Za-z_][\w\-]*)+$")
 
@@ -222,6 +231,10 @@ def random_enough(value: str) -> bool:
     return entropy(value) >= 3.0
 
 
+_TOKENS = re.compile("|".join(f"(?P<{rule}>{rx})" for rule, (_, rx) in TOKEN_RULES.items()))
+_TOKEN_LITERALS = tuple(x for lits, _ in TOKEN_RULES.values() for x in lits)
+
+
 def _token(text: str, m: re.Match) -> str | None:
     rule = m.lastgroup or ""
     if rule == "openai" and not random_enough(m.group(0)[3:]):
@@ -239,20 +252,38 @@ def _assigned(text: str, m: re.Match) -> tuple[str, int, int] | None:
 
 
 # -- finding -----------------------------------------------------------------------------------------
-_LONG_DIGITS = re.compile(r"\d[\d ().\-/]{5,}\d")  # a phone, a card or an IBAN has one
+# Cheap tests that a text may hold a kind at all: a literal first character lets re skip ahead
+_LONG_DIGITS = re.compile(r"\d[\d ().\-/]{5,}\d").search  # a phone, a card or an IBAN has one
+_V4_HINT = re.compile(r"\.\d{1,3}\.\d{1,3}\.").search
+_V6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:").search
 
 
-def _scan(kind: str, private_ips: bool) -> list[tuple[re.Pattern, Callable]]:
-    """(pattern, judge) pairs of ``kind``: a judge returns the rule, or (rule, end), or (rule,
-    start, end), or None to refuse the candidate."""
-    return {
-        "email": [(_EMAIL, _email)],
-        "phone": [(_PHONE, _phone)],
-        "ip_address": [(_IPV4, lambda t, m: _ip(t, m, private_ips)), (_IPV6, lambda t, m: _ip(t, m, private_ips))],
-        "credit_card": [(_CARD, _card)],
-        "iban": [(_IBAN, _iban)],
-        "api_key": [(_TOKENS, _token), (_ASSIGNED, _assigned)],
-    }[kind]
+class Scan(NamedTuple):
+    kind: str
+    hint: Callable[[str], object]  # a cheap test: false when the pattern cannot match
+    pattern: re.Pattern
+    judge: Callable[[str, re.Match], object]  # the rule, (rule, end), (rule, start, end), or None: no match
+
+
+def _has(*literals: str) -> Callable[[str], bool]:
+    return lambda text: any(x in text for x in literals)
+
+
+def _secret_words(text: str) -> bool:
+    low = text.lower()
+    return any(w in low for w in _SECRET_WORDS)
+
+
+def _scans(kind: str, private_ips: bool) -> list[Scan]:
+    if kind == "email":
+        return [Scan(kind, _has("@"), _EMAIL, _email)]
+    if kind == "ip_address":
+        judge = lambda t, m: _ip(t, m, private_ips)  # noqa: E731
+        return [Scan(kind, _V4_HINT, _IPV4, judge), Scan(kind, _V6_HINT, _IPV6, judge)]
+    if kind == "api_key":
+        return [Scan(kind, _has(*_TOKEN_LITERALS), _TOKENS, _token), Scan(kind, _secret_words, _ASSIGNED, _assigned)]
+    pattern, judge = {"phone": (_PHONE, _phone), "credit_card": (_CARD, _card), "iban": (_IBAN, _iban)}[kind]
+    return [Scan(kind, _LONG_DIGITS, pattern, judge)]
 
 
 class Detector:
@@ -264,36 +295,24 @@ class Detector:
         if unknown:
             raise ValueError(f"unknown PII kind {sorted(unknown)[0]!r}; expected some of {', '.join(KINDS)}")
         self.kinds = [k for k in KINDS if k in wanted]
-        self.scans = {k: _scan(k, private_ips) for k in self.kinds}
-
-    def _wanted(self, kind: str, text: str, digits: bool) -> bool:
-        """Cheap prefilters: no '@', no e-mail; no digit run, no phone, card or IBAN; ..."""
-        if kind == "email":
-            return "@" in text
-        if kind in ("phone", "credit_card", "iban"):
-            return digits
-        if kind == "ip_address":
-            return "." in text or ":" in text
-        return True
+        self.scans = [s for k in self.kinds for s in _scans(k, private_ips)]
 
     def find(self, text: str) -> list[Match]:
-        if not text:
-            return []
-        digits = _LONG_DIGITS.search(text) is not None
         found: list[Match] = []
-        for kind in self.kinds:
-            if not self._wanted(kind, text, digits):
+        hints: dict[int, object] = {}  # one test, shared by the scans that ask it (the digit run)
+        for scan in self.scans:
+            key = id(scan.hint)
+            if key not in hints:
+                hints[key] = bool(text) and scan.hint(text)
+            if not hints[key]:
                 continue
-            for pattern, judge in self.scans[kind]:
-                if kind == "api_key" and pattern is _ASSIGNED and not _SECRET_HINT.search(text):
+            for m in scan.pattern.finditer(text):
+                got = scan.judge(text, m)
+                if got is None:
                     continue
-                for m in pattern.finditer(text):
-                    got = judge(text, m)
-                    if got is None:
-                        continue
-                    rule, start, end = (got, m.start(), m.end()) if isinstance(got, str) else \
-                        ((got[0], m.start(), got[1]) if len(got) == 2 else got)
-                    found.append(Match(kind, rule, start, end))
+                rule, start, end = (got, m.start(), m.end()) if isinstance(got, str) else \
+                    ((got[0], m.start(), got[1]) if len(got) == 2 else got)
+                found.append(Match(scan.kind, rule, start, end))
         return _without_overlaps(found)
 
 
