@@ -76,6 +76,7 @@ _PHONE = re.compile(
 
 
 _SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
+_DATE_SHAPE = re.compile(r"\d{4}([./\-])\d\d?\1\d\d?|\d\d?([./\-])\d\d?\2\d{4}")
 
 
 def _digits(s: str) -> int:
@@ -87,6 +88,8 @@ def _phone(text: str, m: re.Match) -> tuple[str, int, int] | None:
     lo, hi = {"intl": (8, 15), "nanp": (10, 11), "trunk": (9, 12), "ctx": (7, 15)}[rule]
     if rule == "trunk" and _SSN_SHAPE.fullmatch(m.group(rule)):
         return None  # 078-05-1120: the shape of a US social security number, never a phone's
+    if rule == "ctx" and _DATE_SHAPE.fullmatch(m.group(rule)):
+        return None  # "call on 2024-01-15"
     return (rule, *m.span(rule)) if lo <= _digits(m.group(rule)) <= hi else None
 
 

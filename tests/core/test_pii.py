@@ -32,7 +32,7 @@ NEGATIVES = {
               "npm i @types/node", "git clone https://github.com/org/repo.git"],
     "phone": ["on 2024-01-15 at 10:30:45", "version 1.2.3 and 10.0.19041.1", "ISBN 978-3-16-148410-0", "order #123456789",
               "UUID 123e4567-e89b-12d3-a456-426614174000", "x = 3.14159265358979", "SSN-like 123-45-6789", "15/01/2024 and 01.02.2024",
-              "1,234,567.89 dollars", "between 1990-2000", "ids 1234567 8901234"],
+              "1,234,567.89 dollars", "between 1990-2000", "ids 1234567 8901234", "call on 2024-01-15", "phone bill of 15.01.2024"],
     "ip_address": ["router 192.168.0.1 and 10.0.0.1", "docs 192.0.2.10, 198.51.100.7, 203.0.113.5", "DNS 8.8.8.8 and 1.1.1.1",
                    "version 2.4.1.3", "numpy 1.26.4", "OID 1.3.6.1.4.1", "loopback 127.0.0.1 ::1", "2001:db8::1 in the RFC",
                    "a[1::2] and x[::3]", "12:30:45", "MAC 00:1A:2B:3C:4D:5E", "std::vector<int>", "dead::beef", "224.0.0.251 mDNS"],
