@@ -209,7 +209,8 @@ TOKEN_RULES = {  # rule -> (literals one of which a match holds: the cheap test 
     "private_key": (("PRIVATE KEY",), r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
                     r"(?:[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|[\s\S]*)"),
 }
-_SECRET_NAME = r"[A-Za-z0-9_\-]*(?:api[_\-]?key|apikey|secret|token|passw(?:or)?d|access[_\-]?key|auth[_\-]?key|credentials?)[A-Za-z0-9_\-]*"
+# the name around the word is bounded: an unbounded one costs quadratic time on a long identifier
+_SECRET_NAME = r"[A-Za-z0-9_\-]{0,40}?(?:api[_\-]?key|apikey|secret|token|passw(?:or)?d|access[_\-]?key|auth[_\-]?key|credentials?)[A-Za-z0-9_\-]{0,40}"
 _ASSIGNED = re.compile(
     rf"(?i)(?:(?<![\w\-]){_SECRET_NAME}[\"']?\s*(?::=|=>|[:=])\s*(?P<q>[\"']?)|\bbearer\s+(?P<b>))"
     r"(?P<v>[A-Za-z0-9_\-+/=.~]{16,512})(?(q)(?P=q)|(?![\w\-+/=.~]))")

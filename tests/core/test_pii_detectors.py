@@ -99,3 +99,10 @@ def test_redact_and_mask():
     assert pii.mask("credit_card", "4111 1111 1111 1111") == "\u20261111"
 
     assert all(re.fullmatch(r"<[A-Z_]+>", p) for p in pii.PLACEHOLDERS.values()) and set(pii.PLACEHOLDERS) == set(pii.KINDS)
+
+
+@pytest.mark.timeout(60)  # a hang guard: an unbounded name pattern took minutes on the first case
+@pytest.mark.parametrize("text", ["secret_" * 14000 + "=1", "1 " * 50000, "+1" + " 1" * 50000, "a@" + "b." * 50000,
+                                  "-----BEGIN RSA PRIVATE KEY-----\n" * 3000, "(212) " * 16000, "1:2:" * 25000 + "::"])
+def test_long_adversarial_texts_finish(text):
+    assert len(pii.find(text)) <= 1
