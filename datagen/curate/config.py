@@ -75,7 +75,7 @@ class PiiConfig(Section):
     kinds: list[Literal["api_key", "email", "iban", "credit_card", "ip_address", "phone"]] = Field(
         default_factory=lambda: ["api_key", "email", "iban", "credit_card", "ip_address", "phone"], min_length=1,
         description="what to look for: api_key (keys, tokens, private keys), email, iban, credit_card, ip_address, phone")
-    action: Literal["flag", "drop", "redact"] = Field("flag", description="flag: flags with evidence, nothing dropped; drop: reason pii_<kind>; "
+    action: Literal["flag", "drop", "redact"] = Field("flag", description="flag: flags with evidence, nothing dropped; drop: reason pii_<kind>, the copy in rejected.jsonl redacted; "
                                                      "redact: each match replaced by <EMAIL_ADDRESS>, <PHONE_NUMBER>... and the record kept, its old id in meta.redacted_from")
     roles: list[Literal["system", "user", "assistant"]] = Field(default_factory=lambda: ["system", "user", "assistant"], min_length=1,
                                                                 description="the turns to scan")

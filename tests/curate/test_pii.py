@@ -69,6 +69,11 @@ def test_drop_rejects_with_the_first_kind_and_its_evidence(tmp_path, cli, src):
     first = rejected[0]["evidence"]
     assert first["kind"] == "email" and first["kinds"] == ["email", "credit_card", "phone"] and first["count"] == 1
     assert first["matches"][0]["text"] == "j\u2026.com" and first["matches"][0]["role"] == "user"
+    # the dropped copy is redacted too: no output of the run holds the values
+    out = "".join((tmp_path / "run" / name).read_text() for name in ("records.jsonl", "rejected.jsonl", "stats.json", "manifest.json"))
+    assert not [s for s in SECRETS if s in out]
+    assert rejected[0]["record"]["messages"][0]["content"] == "Draft a reply to <EMAIL_ADDRESS> about her refund."
+    assert [x["record"]["meta"]["redacted_from"] for x in rejected] == [content_hash(r["messages"]) for r in rows()[:3]]
     assert json.loads((tmp_path / "run" / "stats.json").read_text())["stages"]["pii"]["rejected"] == {"pii_api_key": 1, "pii_email": 1, "pii_iban": 1}
 
 

@@ -6,12 +6,14 @@ the first ``max_evidence`` matches: role, turn, start, end, rule and the matched
 that ``rejected.jsonl`` is no leak itself) and the score ``pii_matches``. Then, by ``action``:
 
 * ``flag`` (default): nothing else; the verdict keeps every record.
-* ``drop``: the verdict drops a record with reason ``pii_<kind>`` (its first kind) and the evidence.
 * ``redact``: each match is replaced by its placeholder (``<EMAIL_ADDRESS>``, ``<PHONE_NUMBER>``,
   ``<IP_ADDRESS>``, ``<CREDIT_CARD>``, ``<IBAN>``, ``<API_KEY>``) and the record kept. Its messages
   change, so its id (a content hash) does too: ``meta["redacted_from"]`` keeps the id it had
   before its first redaction, which the report follows, and ``flags["pii_redacted"]`` counts the
   replacements per kind. The evidence's spans are those of the text before redaction.
+* ``drop``: the verdict drops a record with reason ``pii_<kind>`` (its first kind) and the
+  evidence. The copy that goes to ``rejected.jsonl`` (and from there into the report) is redacted
+  as above, so that no output of the run holds the values; the input still does.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ class PiiStage:
         return {k: out[k] for k in pii.KINDS if k in out}
 
     def annotate(self, records: list[Record], ctx: FilterContext | None) -> None:
-        """Flags every record; under ``redact``, replaces the redacted ones in ``records``."""
+        """Flags every record; under ``redact`` and ``drop``, replaces the records with PII in
+        ``records`` by their redacted copies."""
         with progress_bar(len(records), self.name, show=ctx is None or ctx.progress, leave=False) as bar:
             for i, rec in enumerate(records):
                 for key in FLAGS:
@@ -65,7 +68,7 @@ class PiiStage:
                     evidence = self.evidence(rec, found)
                     rec.flags[self.name] = list(evidence)
                     rec.flags["pii_evidence"] = evidence
-                    if self.config.action == "redact":
+                    if self.config.action != "flag":
                         records[i] = redacted(rec, found)
                 bar.update(1)
 
