@@ -4,7 +4,8 @@
 kind            placeholder          what counts
 ==============  ===================  ==============================================================
 email           ``<EMAIL_ADDRESS>``  an address, except at reserved example domains (example.com,
-                                     .test, .invalid, .localhost...) and image names (icon@2x.png)
+                                     .test, .invalid, .localhost...), image names (icon@2x.png)
+                                     and SSH remotes (git@github.com:org/repo.git)
 phone           ``<PHONE_NUMBER>``   +CC international (8-15 digits); North American (NXX) NXX-XXXX;
                                      national with a trunk 0 and separators (9-12 digits); any
                                      number after "phone", "tel", "mobile", "fax", "call"
@@ -19,7 +20,8 @@ api_key         ``<API_KEY>``        prefixed tokens (AWS AKIA/ASIA, GitHub ghp_
                                      OpenAI/Anthropic sk-, Slack xox*, Google AIza, Stripe
                                      sk_live_, Hugging Face hf_, npm, JWTs), private key blocks,
                                      and random-looking values assigned to a key, token, secret or
-                                     password name (``api_key = "..."``, ``Bearer ...``)
+                                     password name (``api_key = "..."``, ``Bearer ...``); not
+                                     placeholders (YOUR_API_KEY, AKIAIOSFODNN7EXAMPLE, <token>)
 ==============  ===================  ==============================================================
 
 A version (1.2.3, 10.0.19041.1), a date, an ISBN, a UUID, a hash or a numeric id is none of these:
@@ -53,7 +55,7 @@ class Match(NamedTuple):
 _EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+([A-Za-z]{2,24}))(?![\w-]|\.[A-Za-z0-9])")
 _EXAMPLE_DOMAINS = ("example.com", "example.org", "example.net", "example.edu")
 _RESERVED_TLDS = {"example", "test", "invalid", "localhost", "local"}
-_FILE_TLDS = {"png", "jpg", "jpeg", "gif", "svg", "webp", "js", "ts", "css", "py", "json", "html", "txt", "md", "pdf"}
+_FILE_TLDS = {"png", "jpg", "jpeg", "gif", "svg", "webp", "js", "ts", "css", "json", "html", "txt", "pdf"}  # not .py, .md: countries
 
 
 def _email(text: str, m: re.Match) -> str | None:

@@ -106,3 +106,7 @@ def test_redact_and_mask():
                                   "-----BEGIN RSA PRIVATE KEY-----\n" * 3000, "(212) " * 16000, "1:2:" * 25000 + "::"])
 def test_long_adversarial_texts_finish(text):
     assert len(pii.find(text)) <= 1
+
+
+def test_country_domains_that_look_like_file_names_are_addresses():
+    assert [m.kind for m in pii.find("escribe a ana@correo.com.py o a ion@mail.md")] == ["email", "email"]
