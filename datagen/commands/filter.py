@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -22,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="one stage setting, its value parsed as YAML (repeatable; above --config): --set minhash.threshold=0.8")
     g.add_argument("--stages", default=None, metavar="LIST",
                    help="comma-separated subset of heuristics,exact,minhash,semantic,quality (default: all), always run in that order")
+    g.add_argument("--languages", default=None, metavar="LIST",
+                   help="keep only records whose instruction and response are in these languages (ISO 639-1 codes: en,zh); "
+                        "the others are dropped as language_not_allowed (overrides heuristics.languages)")
     g.add_argument("--minhash-engine", choices=("auto", "datasketch", "rensa"), default=None,
                    help="MinHash signatures: datasketch, or rensa (faster; pip install 'datagen-train[fast]'; may decide pairs near the threshold differently). auto = datasketch (overrides minhash.engine)")
     g.add_argument("--workers", type=int, default=None, metavar="N",
@@ -43,6 +47,8 @@ def cli(args: argparse.Namespace) -> int:
 
     llm = llm_config(args) if "quality" in parse_stages(args.stages) else None
     workers = args.workers if args.workers is not None or args.executor == "ray" else (os.cpu_count() or 1)  # ray: the cluster's CPUs
+    if args.languages is not None:  # a JSON list: YAML would read the code "no" as false
+        args.sets = [*args.sets, f"heuristics.languages={json.dumps(args.languages.split(','))}"]
     doc = run_filter(InputSpec.from_args(args), args.out, stages=args.stages, config=args.config, sets=args.sets, cache_dir=args.cache_dir,
                      force=args.force, llm=llm, minhash_engine=args.minhash_engine, workers=workers, executor=args.executor,
                      ray_address=args.ray_address)
