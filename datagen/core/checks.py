@@ -22,7 +22,9 @@
 
 A response's language is judged only when it has ``min_letters`` letters outside code (an answer
 "42" or "OK" says nothing about language); a text whose language the model is unsure of (below
-``min_confidence``) is not judged either.
+``min_confidence``) is not judged either, except that ``language_mismatch`` then still compares
+the writing systems (:func:`datagen.core.text.detect_language`): "Describe Tokyo." (too short for
+the model) answered in Japanese is a mismatch.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 
 from datagen.core.langid import Language, identify
 from datagen.core.record import Record
-from datagen.core.text import tokens
+from datagen.core.text import detect_language, tokens
 
 Evidence = dict[str, Any] | None
 
@@ -214,11 +216,23 @@ def prose(text: str) -> str:
 def language_mismatch(f: Facts, min_letters: int, min_confidence: float = LANGUAGE_MIN_CONFIDENCE) -> Evidence:
     if _TRANSLATE.search(f.instruction):
         return None
+    if f.response_letters < min_letters:
+        return None
     langs = f.languages(min_letters, min_confidence)
     li, lr = langs.get("instruction"), langs.get("response")
-    if li is None or lr is None or li.code == lr.code or any({li.code, lr.code} <= fam for fam in _SAME_FAMILY):
+    if li is not None and lr is not None:
+        if _differ(li.code, lr.code):
+            return {"instruction": li.code, "response": lr.code, "confidence": [round(li.confidence, 3), round(lr.confidence, 3)]}
         return None
-    return {"instruction": li.code, "response": lr.code, "confidence": [round(li.confidence, 3), round(lr.confidence, 3)]}
+    # the model is unsure of one of them ("Describe Tokyo."): different writing systems still tell
+    si, sr = detect_language(prose(f.instruction)[:_LANG_CHARS]), detect_language(f.response_prose)
+    if si and sr and _differ(si, sr):
+        return {"instruction": si, "response": sr, "by": "script"}
+    return None
+
+
+def _differ(a: str, b: str) -> bool:
+    return a != b and not any({a, b} <= fam for fam in _SAME_FAMILY)
 
 
 def language_not_allowed(f: Facts, allowed: frozenset[str], min_letters: int, min_confidence: float = LANGUAGE_MIN_CONFIDENCE) -> Evidence:
