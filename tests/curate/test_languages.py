@@ -69,6 +69,7 @@ def test_keep_list_end_to_end_with_evidence_and_report_breakdown(tmp_path, cli):
     groups = {g.key: (g.total, g.curated, dict(g.reasons)) for g in data.breakdowns(data.build_index(data.load_runs([out])))["language"]}
     assert groups == {"en": (2, 2, {}), "zh": (1, 1, {}), "ru": (1, 0, {"heuristics: language_not_allowed": 1}),
                       "fr": (1, 0, {"heuristics: language_not_allowed": 1})}
+    assert [h.score for h in data.build([out], embeddings=False).histograms] == ["response_words"]  # the lengths' distribution
     # with the mismatch check on (the default), the French answer to an English question is a mismatch first
     out2 = tmp_path / "run2"
     assert cli("filter", "--input", src, "--out", out2, "--stages", "heuristics").returncode == 0
