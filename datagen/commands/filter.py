@@ -42,12 +42,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def cli(args: argparse.Namespace) -> int:
     from datagen.commands.common import llm_config
+    from datagen.core.errors import UserError
     from datagen.curate.pipeline import funnel, run_filter
     from datagen.curate.registry import parse_stages
 
     llm = llm_config(args) if "quality" in parse_stages(args.stages) else None
     workers = args.workers if args.workers is not None or args.executor == "ray" else (os.cpu_count() or 1)  # ray: the cluster's CPUs
     if args.languages is not None:  # a JSON list: YAML would read the code "no" as false
+        if "heuristics" not in parse_stages(args.stages):
+            raise UserError("--languages: the keep-list is a check of the heuristics stage, which --stages leaves out")
         args.sets = [*args.sets, f"heuristics.languages={json.dumps(args.languages.split(','))}"]
     doc = run_filter(InputSpec.from_args(args), args.out, stages=args.stages, config=args.config, sets=args.sets, cache_dir=args.cache_dir,
                      force=args.force, llm=llm, minhash_engine=args.minhash_engine, workers=workers, executor=args.executor,

@@ -81,11 +81,12 @@ def test_keep_list_end_to_end_with_evidence_and_report_breakdown(tmp_path, cli):
     (["--languages", "english"], "heuristics.languages: Value error, 'english' is not a language code"),
     (["--set", "heuristics.length_unit=tokens", "--set", "heuristics.tokenizer=/no/such/model"], "heuristics.tokenizer: model '/no/such/model'"),
     (["--set", "heuristics.length_unit=letters"], "heuristics.length_unit"),
+    (["--languages", "en", "--stages", "exact"], "--languages: the keep-list is a check of the heuristics stage"),
 ])
 def test_config_errors_exit_2_before_any_output(tmp_path, cli, flags, message):
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps(rows()[0]) + "\n", encoding="utf-8")
-    r = cli("filter", "--input", src, "--out", tmp_path / "run", "--stages", "heuristics", *flags)
+    r = cli("filter", "--input", src, "--out", tmp_path / "run", *(flags if "--stages" in flags else ["--stages", "heuristics", *flags]))
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "run").exists()
 
