@@ -20,6 +20,9 @@
   neighbours (Norwegian and Danish, Indonesian and Malay, Serbian, Croatian and Bosnian).
 * ``language_not_allowed``: the instruction or the response is in a language outside a keep-list.
 
+An instruction's language is that of its first paragraph when the model is sure of it (a text it
+quotes below may be in another language), else that of the whole instruction.
+
 A response's language is judged only when it has ``min_letters`` letters outside code (an answer
 "42" or "OK" says nothing about language); a text whose language the model is unsure of (below
 ``min_confidence``) is not judged either, except that ``language_mismatch`` then still compares
@@ -119,7 +122,16 @@ class Facts:
 
     @cached_property
     def instruction_language(self) -> Language:
-        return identify(prose(self.instruction)[:_LANG_CHARS])
+        """The language the instruction asks in: that of its first paragraph when the model is sure
+        of it, since a text quoted below it ("Classify the language of this text:\n\nObrigado...")
+        may be in another; else the language of the whole."""
+        text = prose(self.instruction)[:_LANG_CHARS]
+        head, blank, rest = text.strip().partition("\n\n")
+        if blank and rest.strip():
+            first = identify(head)
+            if first.code and first.confidence >= LANGUAGE_MIN_CONFIDENCE:
+                return first
+        return identify(text)
 
     @cached_property
     def response_prose(self) -> str:

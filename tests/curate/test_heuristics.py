@@ -148,7 +148,11 @@ def test_language_mismatch_tells_languages_of_one_script_apart():
     for ins, resp in [("Translate into French: the cat sleeps.", "Le chat dort sur le canapé depuis ce matin, comme toujours."),
                       ("Écris une fonction Python qui additionne une liste.", "```python\ndef total(values):\n    return sum(values)\n```"),
                       ("Quelle est la capitale de la France ?", "Paris."),
-                      ("请介绍一下东京。", "東京は日本の首都で、世界でも有数の大都市です。")]:
+                      ("请介绍一下东京。", "東京は日本の首都で、世界でも有数の大都市です。"),
+                      # the instruction asks in its first paragraph, in English; the text it quotes is French
+                      ("Summarize the following review in one sentence.\n\nLe restaurant était bruyant, mais les plats étaient "
+                       "délicieux et le service très attentionné. Nous reviendrons avec plaisir.",
+                       "The restaurant was noisy, but the food was delicious and the service attentive.")]:
         assert "language_mismatch" not in Heuristics(HeuristicsConfig()).flag(Record.from_turns(ins, resp)), ins
 
 
@@ -168,6 +172,10 @@ def test_language_keep_list_evidence_and_flag():
     stage.annotate(recs, ctx=None)  # type: ignore[arg-type]
     assert [r.flags["language"] for r in recs] == ["zh", "en", "en"]
     assert [stage.verdict(r) and stage.verdict(r)[0] for r in recs] == [None, None, "empty_response"]
+    # an English instruction that quotes a Portuguese text to classify is English
+    quoted = Record.from_turns("Identify the language of the text. Choose from: English, Spanish, French, German, Italian, "
+                               "Portuguese.\n\nObrigado pela ajuda, vejo você amanhã.", "Portuguese")
+    assert stage.flag(quoted) == {} and quoted.flags["language"] == "en"
 
 
 @pytest.mark.parametrize("bad", ["english", "e1", "", []])
