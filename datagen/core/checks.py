@@ -35,6 +35,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import islice
 from typing import Any
 
 from datagen.core.langid import Language, identify
@@ -137,10 +138,10 @@ class Facts:
     def response_prose(self) -> str:
         return prose(self.response)[:_LANG_CHARS]
 
-    @cached_property
-    def response_letters(self) -> int:
-        """Letters in the response outside code (in its first characters)."""
-        return len(_LETTER.findall(self.response_prose))
+    def response_has_letters(self, n: int) -> bool:
+        """Whether the response has ``n`` letters outside code (in its first characters); stops
+        counting at ``n``."""
+        return next(islice(_LETTER.finditer(self.response_prose), n - 1, None), None) is not None
 
     @cached_property
     def response_language(self) -> Language:
@@ -152,7 +153,7 @@ class Facts:
         out = {}
         if self.instruction_language.code and self.instruction_language.confidence >= min_confidence:
             out["instruction"] = self.instruction_language
-        if self.response_letters >= min_letters and self.response_language.code and self.response_language.confidence >= min_confidence:
+        if self.response_has_letters(min_letters) and self.response_language.code and self.response_language.confidence >= min_confidence:
             out["response"] = self.response_language
         return out
 
@@ -228,7 +229,7 @@ def prose(text: str) -> str:
 def language_mismatch(f: Facts, min_letters: int, min_confidence: float = LANGUAGE_MIN_CONFIDENCE) -> Evidence:
     if _TRANSLATE.search(f.instruction):
         return None
-    if f.response_letters < min_letters:
+    if not f.response_has_letters(min_letters):
         return None
     langs = f.languages(min_letters, min_confidence)
     li, lr = langs.get("instruction"), langs.get("response")
