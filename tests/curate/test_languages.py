@@ -11,6 +11,7 @@ from datagen.core.record import Record
 from datagen.core.text import count_words_or_chars, detect_language
 from datagen.curate.config import HeuristicsConfig
 from datagen.curate.stages.heuristics import Heuristics
+from datagen.curate.stages.tokens import count
 
 from conftest import DATA
 
@@ -107,5 +108,8 @@ def test_token_lengths_count_a_cjk_text_by_the_students_tokenizer():
     zh2 = Record.from_turns("介绍一下长城。", ZH)
     kept.annotate([zh2], ctx=None)  # type: ignore[arg-type]
     assert kept.verdict(zh2) is None and "response_tokens" not in zh2.scores
+    # the Rust backend's counts are the tokenizer's own
+    texts = [ZH, EN, "", "def f(x):\n    return x  # 注释"]
+    assert count(stage.tokenizer, texts) == [len(ids) for ids in stage.tokenizer(texts, add_special_tokens=False)["input_ids"]]
     # flag() alone counts too (one record)
     assert Heuristics(tokens).flag(Record.from_turns("介绍一下长城。", ZH)) == {"response_too_long": {"tokens": int(zh.scores["response_tokens"]), "max": 60}}
