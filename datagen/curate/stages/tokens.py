@@ -33,7 +33,7 @@ def load(name: str | None) -> Any:
 def count(tokenizer: Any, texts: Sequence[str]) -> list[int]:
     """Tokens in each of ``texts`` (no special tokens added). A fast tokenizer's Rust backend is
     called directly, without offsets (``encode_batch_fast``, where the installed tokenizers has
-    it): the same counts as ``tokenizer(texts)``, in about half the time (docs/BENCHMARKS.md)."""
+    it): the same counts as ``tokenizer(texts)``, without building Python lists of ids."""
     if not texts:
         return []
     backend = getattr(tokenizer, "backend_tokenizer", None)
