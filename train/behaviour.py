@@ -23,8 +23,8 @@ them over a prompt set. Each kind, in the order of :data:`KINDS`:
   first three ("The capital of France is", "You will need flour, sugar,"), as a short answer
   without a full stop ("The capital of France is Paris") is common and complete.
 * ``repetition``: a degenerate loop, by either of two rules over the answer's prose (below).
-* ``wrong_language``: :func:`datagen.core.checks.language_mismatch`: the answer's script
-  (:func:`datagen.core.text.detect_language`, code removed) differs from the prompt's, Chinese and
+* ``wrong_language``: :func:`datagen.core.checks.language_mismatch`: the answer's language
+  (:func:`datagen.core.langid.identify`, code removed) differs from the prompt's, Chinese and
   Japanese not told apart; never when the prompt asks for a translation or names a language ("in
   French", "translate", 用英文), and only when the answer has :data:`LANGUAGE_MIN_LETTERS` letters
   outside code and the prompt :data:`PROMPT_MIN_LETTERS` ("42" or "OK" says nothing about language).

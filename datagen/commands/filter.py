@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -25,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pii", choices=("flag", "drop", "redact"), default=None,
                    help="add the pii stage (e-mail, phone, IP, card, IBAN, API keys) with this action (overrides pii.action): "
                         "flag with masked evidence, drop (reason pii_<kind>), or redact with placeholders such as <EMAIL_ADDRESS>")
+    g.add_argument("--languages", default=None, metavar="LIST",
+                   help="keep only records whose instruction and response are in these languages (ISO 639-1 codes: en,zh); "
+                        "the others are dropped as language_not_allowed (overrides heuristics.languages)")
     g.add_argument("--minhash-engine", choices=("auto", "datasketch", "rensa"), default=None,
                    help="MinHash signatures: datasketch, or rensa (faster; pip install 'datagen-train[fast]'; may decide pairs near the threshold differently). auto = datasketch (overrides minhash.engine)")
     g.add_argument("--workers", type=int, default=None, metavar="N",
@@ -41,6 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def cli(args: argparse.Namespace) -> int:
     from datagen.commands.common import llm_config
+    from datagen.core.errors import UserError
     from datagen.curate.pipeline import funnel, run_filter
     from datagen.curate.registry import parse_stages
 
@@ -49,6 +54,10 @@ def cli(args: argparse.Namespace) -> int:
     if args.pii:
         stages, sets = ",".join(parse_stages(args.stages) + ["pii"]), [*args.sets, f"pii.action={args.pii}"]
     workers = args.workers if args.workers is not None or args.executor == "ray" else (os.cpu_count() or 1)  # ray: the cluster's CPUs
+    if args.languages is not None:  # a JSON list: YAML would read the code "no" as false
+        if "heuristics" not in parse_stages(args.stages):
+            raise UserError("--languages: the keep-list is a check of the heuristics stage, which --stages leaves out")
+        sets = [*sets, f"heuristics.languages={json.dumps(args.languages.split(','))}"]
     doc = run_filter(InputSpec.from_args(args), args.out, stages=stages, config=args.config, sets=sets, cache_dir=args.cache_dir,
                      force=args.force, llm=llm, minhash_engine=args.minhash_engine, workers=workers, executor=args.executor,
                      ray_address=args.ray_address)

@@ -13,17 +13,32 @@
   an operator, a comma or a word such as "the", "of", "and"; or on a letter or digit at the end of
   a running-text line of 6 words or more, not a list item, table row or heading. A short last
   line is a signature ("Warmly,\nSam"), a name or a label ("Answer: A) Treaty of Paris").
-* ``language_mismatch``: the instruction and the response are written in different scripts
-  (:func:`datagen.core.text.detect_language`, code removed first), unless the instruction asks for a
-  translation or names the answer's language. Chinese and Japanese are not told apart (kanji).
+* ``language_mismatch``: the instruction and the response are in different languages
+  (:func:`datagen.core.langid.identify`, code removed first), each identified with at least
+  ``min_confidence``, unless the instruction asks for a translation or names the answer's language.
+  Chinese and Japanese are not told apart (kanji), nor languages the model confuses with their
+  neighbours (Norwegian and Danish, Indonesian and Malay, Serbian, Croatian and Bosnian).
+* ``language_not_allowed``: the instruction or the response is in a language outside a keep-list.
+
+An instruction's language is that of its first paragraph when the model is sure of it (a text it
+quotes below may be in another language), else that of the whole instruction.
+
+A response's language is judged only when it has ``min_letters`` letters outside code (an answer
+"42" or "OK" says nothing about language); a text whose language the model is unsure of (below
+``min_confidence``) is not judged either, except that ``language_mismatch`` then still compares
+the writing systems (:func:`datagen.core.text.detect_language`): "Describe Tokyo." (too short for
+the model) answered in Japanese is a mismatch.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import islice
 from typing import Any
 
+from datagen.core.langid import Language, identify
 from datagen.core.record import Record
 from datagen.core.text import detect_language, tokens
 
@@ -34,6 +49,7 @@ Evidence = dict[str, Any] | None
 REFUSAL_MAX_WORDS = 80  # a refusal phrase counts anywhere in a response this short
 TRUNCATED_MIN_WORDS = 40  # ending mid-sentence counts only in responses at least this long
 LANGUAGE_MIN_LETTERS = 20  # letters (outside code) a response needs before its language is judged
+LANGUAGE_MIN_CONFIDENCE = 0.5  # the model's confidence a language needs before it is judged
 
 _CANNOT = r"(?:i (?:cannot|can'?t|can not|won'?t|will not|am unable to|am not able to|won'?t be able to)|i'?m (?:unable|not able) to)"
 _REFUSAL_STRONG = (
@@ -66,13 +82,15 @@ _CODE_BLOCK = re.compile(r"```.*?(```|$)|~~~.*?(~~~|$)|`[^`\n]*`", re.DOTALL)
 _MID_SENTENCE = re.compile(r"[\w,，、]$")
 _STRUCTURED_LINE = re.compile(r"^\s*([-*+•|#>]|\d+[.)]\s)")
 _TRANSLATE = re.compile(
-    r"translat|翻译|译成|译为|翻成|英文|英语|中文|汉语|日语|日文|韩语|韩文"
-    r"|\b(?:in|into|to) (?:english|chinese|mandarin|japanese|korean|french|spanish|german|russian|italian|portuguese|arabic)\b",
+    r"translat|翻译|译成|译为|翻成|英文|英语|中文|汉语|日语|日文|韩语|韩文|翻訳|英語|번역|영어"
+    r"|\b(?:in|into|to) (?:english|chinese|mandarin|japanese|korean|french|spanish|german|russian|italian|portuguese|arabic)\b"
+    r"|traduc|tradui|übersetz|auf (?:englisch|deutsch)|en (?:inglés|español|anglais|français)|перев[оеё]д|по-английски|по-русски",
     re.IGNORECASE,
 )
-_SAME_FAMILY = {frozenset({"zh", "ja"})}
+# languages not told apart: kanji are Han characters; the model confuses these neighbours
+_SAME_FAMILY = (frozenset({"zh", "ja"}), frozenset({"no", "nn", "da"}), frozenset({"id", "ms"}), frozenset({"sr", "hr", "bs", "sh"}))
 _LETTER = re.compile(r"[^\W\d_]")
-_LANG_CHARS = 3000  # the script of a text is plain from its first few thousand characters
+_LANG_CHARS = 3000  # the language of a text is plain from its first few thousand characters
 
 
 @dataclass
@@ -102,6 +120,42 @@ class Facts:
     @property
     def instruction_words(self) -> int:
         return len(self.instruction_tokens)
+
+    @cached_property
+    def instruction_language(self) -> Language:
+        """The language the instruction asks in: that of its first paragraph when the model is sure
+        of it, since a text quoted below it ("Classify the language of this text:\n\nObrigado...")
+        may be in another; else the language of the whole."""
+        text = prose(self.instruction)[:_LANG_CHARS]
+        head, blank, rest = text.strip().partition("\n\n")
+        if blank and rest.strip():
+            first = identify(head)
+            if first.code and first.confidence >= LANGUAGE_MIN_CONFIDENCE:
+                return first
+        return identify(text)
+
+    @cached_property
+    def response_prose(self) -> str:
+        return prose(self.response)[:_LANG_CHARS]
+
+    def response_has_letters(self, n: int) -> bool:
+        """Whether the response has ``n`` letters outside code (in its first characters); stops
+        counting at ``n``."""
+        return next(islice(_LETTER.finditer(self.response_prose), n - 1, None), None) is not None
+
+    @cached_property
+    def response_language(self) -> Language:
+        return identify(self.response_prose)
+
+    def languages(self, min_letters: int, min_confidence: float) -> dict[str, Language]:
+        """Field -> language, for the fields whose language is judged: the instruction when the
+        model is sure enough, the response when it also has ``min_letters`` letters outside code."""
+        out = {}
+        if self.instruction_language.code and self.instruction_language.confidence >= min_confidence:
+            out["instruction"] = self.instruction_language
+        if self.response_has_letters(min_letters) and self.response_language.code and self.response_language.confidence >= min_confidence:
+            out["response"] = self.response_language
+        return out
 
 
 def refusal(f: Facts, max_words: int) -> Evidence:
@@ -172,13 +226,31 @@ def prose(text: str) -> str:
     return _CODE_BLOCK.sub(" ", text)
 
 
-def language_mismatch(f: Facts, min_letters: int) -> Evidence:
+def language_mismatch(f: Facts, min_letters: int, min_confidence: float = LANGUAGE_MIN_CONFIDENCE) -> Evidence:
     if _TRANSLATE.search(f.instruction):
         return None
-    resp = prose(f.response)[:_LANG_CHARS]
-    if len(_LETTER.findall(resp)) < min_letters:
+    if not f.response_has_letters(min_letters):
         return None
-    li, lr = detect_language(prose(f.instruction)[:_LANG_CHARS]), detect_language(resp)
-    if not li or not lr or li == lr or frozenset({li, lr}) in _SAME_FAMILY:
+    langs = f.languages(min_letters, min_confidence)
+    li, lr = langs.get("instruction"), langs.get("response")
+    if li is not None and lr is not None:
+        if _differ(li.code, lr.code):
+            return {"instruction": li.code, "response": lr.code, "confidence": [round(li.confidence, 3), round(lr.confidence, 3)]}
         return None
-    return {"instruction": li, "response": lr}
+    # the model is unsure of one of them ("Describe Tokyo."): different writing systems still tell
+    si, sr = detect_language(prose(f.instruction)[:_LANG_CHARS]), detect_language(f.response_prose)
+    if si and sr and _differ(si, sr):
+        return {"instruction": si, "response": sr, "by": "script"}
+    return None
+
+
+def _differ(a: str, b: str) -> bool:
+    return a != b and not any({a, b} <= fam for fam in _SAME_FAMILY)
+
+
+def language_not_allowed(f: Facts, allowed: frozenset[str], min_letters: int, min_confidence: float = LANGUAGE_MIN_CONFIDENCE) -> Evidence:
+    """The first judged field (instruction, then response) whose language is not in ``allowed``."""
+    for name, lang in f.languages(min_letters, min_confidence).items():
+        if lang.code not in allowed:
+            return {"field": name, **lang.evidence(), "allowed": sorted(allowed)}
+    return None

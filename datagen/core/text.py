@@ -88,17 +88,32 @@ def detect_language(text: str) -> str:
     letters = sum(map(str.isalpha, text))
     if not letters:
         return ""
-    cjk = len(_CJK_RE.findall(text))  # kana + Hangul + Han: the three ranges are disjoint
-    latin = len(_LATIN_RE.findall(text))
-    # Latin text with a few CJK terms in it stays latin; a CJK sentence with Latin names is CJK.
-    if cjk and cjk * 3 >= latin:
-        if _KANA_RE.search(text):
-            return "ja"
-        hangul = len(_HANGUL_RE.findall(text))
-        return "ko" if hangul >= cjk - hangul else "zh"
-    if latin * 2 >= letters:
+    cjk = cjk_language(text)
+    if cjk is not None:
+        return cjk[0]
+    if len(_LATIN_RE.findall(text)) * 2 >= letters:
         return "latin"
     return "other"
+
+
+def cjk_language(text: str) -> tuple[str, float] | None:
+    """``("ja" | "ko" | "zh", share)`` when CJK characters dominate ``text``'s letters, else None:
+    Japanese with any kana, Korean when Hangul is most of the CJK, else Chinese. A CJK character
+    weighs as three Latin letters, so Latin text with a few CJK terms in it is not CJK while a CJK
+    sentence with Latin names is; ``share`` is the CJK weight over all (0.5 at the boundary, 1 for
+    pure CJK)."""
+    cjk = len(_CJK_RE.findall(text))  # kana + Hangul + Han: the three ranges are disjoint
+    if not cjk:
+        return None
+    latin = len(_LATIN_RE.findall(text))
+    if cjk * 3 < latin:
+        return None
+    if _KANA_RE.search(text):
+        code = "ja"
+    else:
+        hangul = len(_HANGUL_RE.findall(text))
+        code = "ko" if hangul >= cjk - hangul else "zh"
+    return code, cjk * 3 / (cjk * 3 + latin)
 
 
 def normalize_space(text: str) -> str:

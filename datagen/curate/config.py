@@ -10,16 +10,19 @@ they run; their sections are checked there, by the stage class's own ``Config`` 
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import field_validator
 
 from datagen.core import checks
 
 from datagen.core.errors import UserError
 
 TextField = Literal["instruction+response", "instruction", "response", "conversation"]
+_LANGUAGE_CODE = re.compile(r"[a-z]{2,3}")
 
 
 class Section(BaseModel):
@@ -40,7 +43,25 @@ class HeuristicsConfig(Section):
     truncated_min_words: int = Field(checks.TRUNCATED_MIN_WORDS, ge=1, description="ending mid-sentence counts only in responses at least this long")
     language_mismatch: bool = True
     language_min_letters: int = Field(checks.LANGUAGE_MIN_LETTERS, ge=1, description="letters (outside code) a response needs before its language is judged")
+    language_min_confidence: float = Field(checks.LANGUAGE_MIN_CONFIDENCE, ge=0, le=1, description="the language model's confidence a text's language needs before it is judged")
+    languages: Optional[list[str]] = Field(None, description="keep-list of language codes (ISO 639-1: en, zh, ja...; 'en,zh' or a list): a record whose instruction or response is in another language is dropped (language_not_allowed)")
+    length_unit: Literal["words", "tokens"] = Field("words", description="what min/max_response_words count: words (CJK characters one each) or tokens of heuristics.tokenizer")
+    tokenizer: Optional[str] = Field(None, description="the tokenizer for length_unit: tokens: an embedded model's name or a local model folder (default: the trainer's default model)")
     blacklisted_task: bool = Field(False, description="Self-Instruct's blacklist (image, file, map, graph...): for generated instructions; off by default, it would drop 'hash map' tasks")
+
+    @field_validator("languages", mode="before")
+    @classmethod
+    def _language_list(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [x for x in (p.strip() for p in v.split(",")) if x]
+        if isinstance(v, list):
+            bad = [x for x in v if not (isinstance(x, str) and _LANGUAGE_CODE.fullmatch(x.strip().lower()))]
+            if bad:
+                raise ValueError(f"{bad[0]!r} is not a language code (two or three letters: en, zh, ja...)")
+            if not v:
+                raise ValueError("name at least one language, or leave it out")
+            v = [x.strip().lower() for x in v]
+        return v
 
 
 class ExactConfig(Section):

@@ -270,6 +270,22 @@ def load_model_and_tokenizer(
     return model, tokenizer
 
 
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of a model (see :func:`resolve_model`), offline, without its weights.
+
+    Raises:
+        LLMError: the model cannot be found, or its tokenizer cannot be loaded.
+    """
+    from transformers import AutoTokenizer
+
+    path = resolve_model(name_or_path)
+    try:
+        with _quiet_loading_bars():
+            return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise LLMError(f"cannot load the tokenizer in {path}: {e}") from e
+
+
 @contextmanager
 def _quiet_loading_bars() -> Iterator[None]:
     """Hide transformers' per-load progress bars (a 2 s load needs none); restore them after."""

@@ -22,7 +22,7 @@ from datagen.report.figures import (
     Cluster, DetectionCurve, EmbeddingMap, Group, Histogram, Threshold, breakdowns, detection_curve, dimensions,
     duplicate_clusters, embedding_map, embedding_settings, histogram, thresholds,
 )
-from datagen.report.index import MAX_TEXT_CHARS, PREVIEW_CHARS, QUALITY_SCORES, Event, Index, build_index, last_turn, lineage
+from datagen.report.index import LENGTH_SCORES, MAX_TEXT_CHARS, PREVIEW_CHARS, QUALITY_SCORES, Event, Index, build_index, last_turn, lineage
 from datagen.report.runs import FunnelRow, Run, funnel, load_runs
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ def build(paths: Sequence[str | Path], cache_dir: Path | None = None, train: str
     index = build_index(runs)
     dims = {e.id: dimensions(e) for e in index}
     limits = thresholds(runs)
-    hists = [h for h in (histogram(index, s, limits) for s in QUALITY_SCORES) if h is not None]
+    hists = [h for h in (histogram(index, s, limits) for s in QUALITY_SCORES + LENGTH_SCORES) if h is not None]
     emb, note = None, "embedding map not requested"
     if embeddings:
         model, cached_at = embedding_settings(runs)

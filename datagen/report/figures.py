@@ -223,7 +223,12 @@ LANGUAGE_SAMPLE = 200  # characters of the instruction the language guess looks 
 
 
 def language(e: Entry) -> str:
-    """:func:`datagen.core.text.detect_language` of the instruction's beginning."""
+    """The language the heuristics stage identified (``flags.language``: en, zh...), else the
+    writing system of the instruction's beginning (:func:`datagen.core.text.detect_language`:
+    latin, zh, ja, ko, other) for a record that stage never saw."""
+    found = (e.record.get("flags") or {}).get("language")
+    if isinstance(found, str):
+        return found or NONE_LABEL
     return detect_language(e.instruction[:LANGUAGE_SAMPLE]) or NONE_LABEL
 
 

@@ -34,7 +34,8 @@ MAX_MAP_POINTS = 5000  # embedding map points (evenly thinned beyond this)
 REASON_SLOTS = (0, 1, 3, 4, 5, 6, 8, 9, 7)  # palette slots for rejection reasons: no green (c2), which means kept
 SCORE_TITLES = {"judge": "quality (judge, 1-5)", "ifd": "IFD (instruction-following difficulty)",
                 "complexity": "complexity (judge, 1-6)", "complexity_features": "complexity features (0-1)",
-                "relevance": "relevance (instruction-answer cosine)"}
+                "relevance": "relevance (instruction-answer cosine)",
+                "response_words": "answer length (words, a CJK character one)", "response_tokens": "answer length (tokens)"}
 
 _JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 

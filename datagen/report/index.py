@@ -18,6 +18,7 @@ MAX_TEXT_CHARS = 4000  # text kept per record in the report (the run directory k
 PREVIEW_CHARS = 160  # instruction shown per row of the record browser
 NONE_LABEL = "(none)"
 QUALITY_SCORES = ("judge", "ifd", "complexity", "complexity_features", "relevance")
+LENGTH_SCORES = ("response_words", "response_tokens")  # the heuristics stage's (tokens with length_unit: tokens)
 DEDUP_KINDS = {"exact": "exact", "minhash": "minhash", "semantic": "semantic", "select": "too similar"}
 
 

@@ -25,10 +25,11 @@ FIXTURES = {
     "echoes_instruction": Record.from_turns("Name a large animal that lives in the sea", "Name a large animal that lives in the sea"),
     "truncated": Record.from_turns("Write a long explanation.", LONG_EN, meta={"finish_reason": "length"}),
     "language_mismatch": Record.from_turns("请介绍一下长城的历史。", "The Great Wall was built over many centuries to protect the northern borders of China."),
+    "language_not_allowed": Record.from_turns("Расскажи о Москве.", "Москва — столица России и крупнейший город страны, основанный в двенадцатом веке."),
     "blacklisted_task": Record.from_turns("Draw a picture of a cat sitting on a mat.", "Here is a description of a cat sitting on a mat."),
 }
 
-CFG = HeuristicsConfig(min_response_words=2, max_response_words=100, blacklisted_task=True)
+CFG = HeuristicsConfig(min_response_words=2, max_response_words=100, blacklisted_task=True, languages=["en", "zh"])
 
 
 def codes(rec: Record, cfg: HeuristicsConfig = CFG) -> list[str]:
@@ -135,3 +136,52 @@ def test_checks_can_be_switched_off():
                            language_mismatch=False, blacklisted_task=False, empty_response=False)
     for code, rec in FIXTURES.items():
         assert codes(rec.model_copy(deep=True), off) == [], code
+
+
+# -- languages ------------------------------------------------------------------------------------
+def test_language_mismatch_tells_languages_of_one_script_apart():
+    ev = Heuristics(HeuristicsConfig()).flag(Record.from_turns(
+        "Describe the city of Paris in a few sentences.",
+        "Paris est la capitale de la France. Elle est célèbre pour la tour Eiffel et le musée du Louvre."))["language_mismatch"]
+    assert ev["instruction"] == "en" and ev["response"] == "fr" and min(ev["confidence"]) >= 0.5
+    # a translation request, an answer that is code, a short answer: not judged
+    for ins, resp in [("Translate into French: the cat sleeps.", "Le chat dort sur le canapé depuis ce matin, comme toujours."),
+                      ("Écris une fonction Python qui additionne une liste.", "```python\ndef total(values):\n    return sum(values)\n```"),
+                      ("Quelle est la capitale de la France ?", "Paris."),
+                      ("请介绍一下东京。", "東京は日本の首都で、世界でも有数の大都市です。"),
+                      # the instruction asks in its first paragraph, in English; the text it quotes is French
+                      ("Summarize the following review in one sentence.\n\nLe restaurant était bruyant, mais les plats étaient "
+                       "délicieux et le service très attentionné. Nous reviendrons avec plaisir.",
+                       "The restaurant was noisy, but the food was delicious and the service attentive.")]:
+        assert "language_mismatch" not in Heuristics(HeuristicsConfig()).flag(Record.from_turns(ins, resp)), ins
+
+
+def test_language_keep_list_evidence_and_flag():
+    stage = Heuristics(HeuristicsConfig(languages="en, ZH"))  # a comma-separated string, any case
+    assert stage.config.languages == ["en", "zh"]
+    ru = FIXTURES["language_not_allowed"].model_copy(deep=True)
+    stage.annotate([ru], ctx=None)  # type: ignore[arg-type]
+    reason, ev = stage.verdict(ru)
+    assert reason == "language_not_allowed"
+    assert ev["field"] == "instruction" and ev["language"] == "ru" and ev["confidence"] >= 0.5 and ev["allowed"] == ["en", "zh"]
+    assert ru.flags["language"] == "ru"
+    # kept: both languages allowed; a code-only answer is judged by its instruction only
+    recs = [Record.from_turns("介绍一下长城。", "长城是中国古代修建的军事防御工程，绵延数千公里，是世界上最著名的建筑之一。"),
+            Record.from_turns("Write a function that sums a list.", "```python\ndef total(xs):\n    return sum(xs)\n```"),
+            Record.from_turns("Say something.", " ")]
+    stage.annotate(recs, ctx=None)  # type: ignore[arg-type]
+    assert [r.flags["language"] for r in recs] == ["zh", "en", "en"]
+    assert [stage.verdict(r) and stage.verdict(r)[0] for r in recs] == [None, None, "empty_response"]
+    # an English instruction that quotes a Portuguese text to classify is English
+    quoted = Record.from_turns("Identify the language of the text. Choose from: English, Spanish, French, German, Italian, "
+                               "Portuguese.\n\nObrigado pela ajuda, vejo você amanhã.", "Portuguese")
+    assert stage.flag(quoted) == {} and quoted.flags["language"] == "en"
+
+
+@pytest.mark.parametrize("bad", ["english", "e1", "", []])
+def test_language_codes_are_checked(bad):
+    from datagen.core.errors import UserError
+    from datagen.curate.config import validate_section
+
+    with pytest.raises(UserError, match="heuristics.languages"):
+        validate_section(HeuristicsConfig, {"languages": bad}, "filter.yaml", "heuristics")

@@ -186,7 +186,9 @@ def test_repetition_thresholds():
 def test_wrong_language():
     assert kinds("Tell me a joke about cats, please.", "为什么猫不喜欢玩扑克？因为丛林里有太多猎豹了，它们总是作弊。") == {"wrong_language"}
     ev = defects(ONLY["wrong_language"])["wrong_language"]
-    assert "zh" in ev and "latin" in ev
+    assert ev == "prompt zh, answer en"
+    # languages of one script are told apart
+    assert kinds("Describe the city of Paris in two sentences.", "Paris est la capitale de la France. Elle est célèbre pour la tour Eiffel.") == {"wrong_language"}
     assert kinds("介绍一下长城", "The Great Wall was built over many centuries to protect the northern borders.") == {"wrong_language"}
     assert kinds("Describe Tokyo.", "東京は日本の首都で、世界でも有数の大都市です。たくさんの人が住んでいます。") == {"wrong_language"}
     # Chinese and Japanese share the Han characters: not told apart
