@@ -21,7 +21,7 @@ CASES = [
     ("blank_lines_only.jsonl", 1, None, "file is empty"),
     ("not_utf8.jsonl", 2, None, "not valid UTF-8"),
     ("unknown_role_sharegpt.jsonl", 2, "conversations[1].from", "unknown role 'bot'"),
-    ("unknown_role_messages.jsonl", 2, "messages[1].role", "unknown role 'tool'"),
+    ("unknown_role_messages.jsonl", 2, "messages[1].role", "unknown role 'bot'"),
     ("no_assistant_turn.jsonl", 2, "messages", "no assistant turn"),
 ]
 
