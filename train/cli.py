@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-prompts", type=int, default=32, metavar="N", help="how many prompts to answer (the behavioural defect rates are shares of these)")
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--max-length", type=int, default=None, help="truncate gold samples to this many tokens")
-    p.add_argument("--format", choices=("alpaca", "sharegpt", "messages", "record"), default=None, help="gold-set format (default: detected)")
+    p.add_argument("--format", choices=("alpaca", "sharegpt", "messages", "record", "dolly", "ultrachat", "prompt-completion"), default=None, help="gold-set format (default: detected)")
     p.add_argument("--limit", type=int, default=None, metavar="K", help="score only the first K gold records")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default=None, help="cpu, cuda... (default: cuda if available)")

@@ -57,7 +57,7 @@ class TrainConfig(BaseModel):
     )
 
     # -- data ----------------------------------------------------------------------------------------
-    data_format: Literal["alpaca", "sharegpt", "messages", "record"] | None = Field(None, description="input format (default: detected from the first row)")
+    data_format: Literal["alpaca", "sharegpt", "messages", "record", "dolly", "ultrachat", "prompt-completion"] | None = Field(None, description="input format (default: detected from the first row)")
     limit: int | None = Field(None, ge=1, description="train on the first N records only")
     on_error: Literal["raise", "skip"] = Field("raise", description="bad input rows: stop with an error naming the line, or skip them (counted in the manifest)")
     max_length: int = Field(1024, ge=8, description="longest sample in tokens; longer samples are truncated, and packed bins hold this many tokens")

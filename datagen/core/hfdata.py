@@ -29,7 +29,7 @@ def input_files(spec: str, split: str | None = None) -> list[Path]:
     """The files ``spec`` names, in reading order (see the module's doc)."""
     repo_id = hub_id(spec)
     if repo_id is not None:
-        return cached_files(repo_id, split)
+        return cached_files(repo_id, split, bare=not spec.startswith("hf:"))
     p = Path(spec)
     if p.is_dir():
         return folder_files(p, split)
@@ -95,12 +95,14 @@ def hub_cache() -> Path:
     return Path(os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE") or _hf_home() / "hub")
 
 
-def cached_files(repo_id: str, split: str | None) -> list[Path]:
-    """The files of one split of ``repo_id`` in the datasets cache, else in the hub cache."""
+def cached_files(repo_id: str, split: str | None, bare: bool = False) -> list[Path]:
+    """The files of one split of ``repo_id`` in the datasets cache, else in the hub cache
+    (``bare``: the id was given without ``hf:``, so it may have been meant as a path)."""
     for where, found in ((datasets_cache(), _prepared(repo_id)), (hub_cache(), _downloaded(repo_id))):
         if found:
             return sorted(found[_pick(sorted(found), split, f"{repo_id} (in {where})")])
-    raise UserError(f"--input hf:{repo_id}: not in the local Hugging Face cache (looked in {datasets_cache()} and {hub_cache()}; "
+    what = f"{repo_id}: no such file or folder, and as a dataset id it is" if bare else f"--input hf:{repo_id}:"
+    raise UserError(f"{what} not in the local Hugging Face cache (looked in {datasets_cache()} and {hub_cache()}; "
                     f"set HF_HOME, HF_DATASETS_CACHE or HF_HUB_CACHE if it lives elsewhere); datasets are read offline, never "
                     f"downloaded: fetch it first (huggingface-cli download --repo-type dataset {repo_id}), or pass a file or folder")
 

@@ -358,7 +358,7 @@ def read_records(
             rec = read_row(obj, fmt, require_answer=require_answer)
         except FieldError as fe:
             if fmt is not None:
-                fe = explain(fe, obj, fmt, detected=not given)
+                fe = explain(fe, obj, fmt, detected=not given, require_answer=require_answer)
             err = row_error(p, kind, lineno, item, fe.field, fe.message)
             err.code = fe.code  # type: ignore[attr-defined]
             if not skip:

@@ -175,13 +175,13 @@ SYNONYMS = {"output": ("response", "completion", "answer", "target"), "response"
 SELF_EXPLAINED = ("tool_calls", "prompt_with_answer", "unknown_role")  # their message names the fix
 
 
-def explain(err: FieldError, obj: Any, fmt: str, detected: bool) -> FieldError:
+def explain(err: FieldError, obj: Any, fmt: str, detected: bool, require_answer: bool = True) -> FieldError:
     """``err`` with the format the row was read as and the fix: ``--format X`` where the row
-    looks like another format, ``--map a=b`` where it holds the missing field under another name,
+    reads as another format, ``--map a=b`` where it holds the missing field under another name,
     ``datagen distill`` for a prompt with no answer."""
     fixes = []
     alt = detect(obj)
-    if alt is not None and alt != fmt:
+    if alt is not None and alt != fmt and _reads(obj, alt, require_answer):
         fixes.append(f"this row looks like {alt}: --format {alt}")
     missing = err.field.split("[")[0].split(".")[0]
     if err.code == "missing_field" and isinstance(obj, dict) and missing not in obj:
@@ -194,6 +194,14 @@ def explain(err: FieldError, obj: Any, fmt: str, detected: bool) -> FieldError:
         fixes.append("another shape? --format X, or rename fields with --map src=dst")
     how = "detected from the first row" if detected else "as --format says"
     return FieldError(err.field, f"{err.message} (read as {fmt}, {how}{'; ' if fixes else ''}{'; or '.join(fixes)})", err.code)
+
+
+def _reads(obj: Any, fmt: str, require_answer: bool) -> bool:
+    try:
+        read_row(obj, fmt, require_answer)
+    except (FieldError, ValueError):
+        return False
+    return True
 
 
 # -- --map and --roles -------------------------------------------------------------------------

@@ -23,6 +23,8 @@ CASES = [
     ("unknown_role_sharegpt.jsonl", 2, "conversations[1].from", "unknown role 'bot'"),
     ("unknown_role_messages.jsonl", 2, "messages[1].role", "unknown role 'bot'"),
     ("no_assistant_turn.jsonl", 2, "messages", "no assistant turn"),
+    ("tool_calls.jsonl", 2, "messages[1].tool_calls", "calls tools"),
+    ("dolly_among_alpaca.jsonl", 2, "output", "(read as alpaca, detected from the first row; this row looks like dolly: --format dolly; or --map response=output)"),
 ]
 
 
