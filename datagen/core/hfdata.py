@@ -33,6 +33,8 @@ def input_files(spec: str, split: str | None = None) -> list[Path]:
     p = Path(spec)
     if p.is_dir():
         return folder_files(p, split)
+    if split is not None and p.is_file():
+        raise UserError(f"--split {split}: {p} is a file; --split picks a split of a DatasetDict folder or of a cached dataset")
     return [p]
 
 
@@ -119,7 +121,9 @@ def _prepared(repo_id: str) -> dict[str, list[Path]]:
     if len(configs) > 1:
         raise UserError(f"hf:{repo_id} (in {base}) has the configurations {', '.join(configs)}; pass the .arrow file "
                         "of the one you want as --input")
-    prepared = [d for d in base.glob("*/*/*") if d.is_dir() and any(d.glob("*.arrow"))]
+    # VERSION/HASH folders that hold Arrow files; HASH.incomplete is one load_dataset did not finish
+    prepared = [d for config in configs for d in (base / config).glob("*/*")
+                if d.is_dir() and not d.name.endswith(".incomplete") and any(d.glob("*.arrow"))]
     if not prepared:
         return {}
     newest = max(prepared, key=lambda d: d.stat().st_mtime)

@@ -75,6 +75,16 @@ def test_a_dataset_dict_needs_its_split(cli, tmp_path):
     assert len(read_out(out)) == 1
 
 
+def test_split_of_a_single_file_is_refused(tmp_path):
+    from datagen.core.errors import UserError
+    from datagen.core.io import read_records
+
+    src = tmp_path / "a.jsonl"
+    src.write_text(json.dumps({"instruction": "a", "output": "b"}) + "\n")
+    with pytest.raises(UserError, match="--split train: .* is a file"):
+        list(read_records(src, split="train"))
+
+
 def test_a_plain_directory_is_refused(cli, tmp_path):
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "x.jsonl").write_text("{}\n")
@@ -115,6 +125,9 @@ def hub_snapshot(root, repo_id, files):
 
 def test_a_dataset_id_from_the_datasets_cache(cli, tmp_path):
     prepared_cache(tmp_path / "dc", "databricks/dolly-mini", {"train": DOLLY, "test": DOLLY[:1]})
+    unfinished = tmp_path / "dc" / "databricks___dolly-mini" / "default" / "0.0.0" / "99ff.incomplete"
+    unfinished.mkdir()
+    (unfinished / "dolly-mini-train.arrow").write_bytes(b"")  # a load_dataset that was stopped: never read
     env = {"HF_DATASETS_CACHE": str(tmp_path / "dc"), "HF_HUB_CACHE": str(tmp_path / "hc")}
     out = tmp_path / "out.jsonl"
     r = cli("convert", "--input", "hf:databricks/dolly-mini", "--to", "alpaca", "--out", out, env=env)

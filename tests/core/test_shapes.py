@@ -8,7 +8,9 @@ import pytest
 from datagen.core.errors import FieldError, InputError, UserError
 from datagen.core.formats import to_row
 from datagen.core.io import read_records
+from datagen.core.formats import detect_format
 from datagen.core.shapes import RowMap, detect, explain, read_row
+from test_formats import ALPACA, MESSAGES, SEED, SHAREGPT
 
 DOLLY = {"instruction": "When did Virgin Australia start operating?", "context": "Virgin Australia commenced services on 31 August 2000.",
          "response": "On 31 August 2000.", "category": "closed_qa"}
@@ -26,6 +28,15 @@ ARENA_HARD = {"question_id": "q1", "category": "arena-hard-v0.1", "cluster": "c"
 WIZARDLM_TEST = {"idx": 1, "Skills": "Math", "Difficulty": 3, "Instruction": "Solve x^2 = 4."}
 TRL_PROMPT_ONLY = {"prompt": [{"role": "user", "content": "What color is the sky?"}]}
 PROMPTS = [KOALA, VICUNA, MT_BENCH, ARENA_HARD, WIZARDLM_TEST, TRL_PROMPT_ONLY]
+
+
+def test_detection_is_unchanged_for_the_core_formats_and_one_shape_per_fixture():
+    for row in ALPACA + SHAREGPT + MESSAGES + SEED:
+        assert detect(row) == detect_format(row)
+    shapes = {"dolly": [DOLLY], "ultrachat": [ULTRACHAT], "messages": [ULTRACHAT_200K], "prompt-completion": [TRL_PLAIN, TRL_CHAT], "prompt": PROMPTS}
+    for fmt, rows in shapes.items():
+        assert [detect(r) for r in rows] == [fmt] * len(rows)
+    assert detect({"text": "a web page"}) is None  # a pretraining document is no prompt
 
 
 def test_dolly_context_joins_the_instruction_and_category_is_kept():
