@@ -5,9 +5,10 @@ equal) are written as JSONL, as Parquet, as a ``save_to_disk`` folder (Arrow), a
 JSONL, and as JSONL whose columns need ``--map``; each is read whole with
 :func:`datagen.core.io.read_records` and every record checked equal to the JSONL reading. The
 JSONL reading of this tree is also timed against ``datagen/core/io.py`` at ``--baseline`` (loaded
-from ``git show``, same process, same files). Each timing is the median of ``--repeat`` runs.
+from ``git show``, same process, same files). Each timing is the median of ``--repeat`` runs, the
+cases taken in turn within each run.
 
-    .venv/bin/python bench/read_inputs.py --baseline 530bfd7 --n 20000
+    .venv/bin/python bench/read_inputs.py --baseline 530bfd7 --n 20000 --repeat 5
 """
 
 from __future__ import annotations
@@ -38,15 +39,6 @@ def rows(n: int) -> list[dict]:
         inst = s["instances"][0]
         out.append({"instruction": f"{s['instruction']} ({i})", "input": inst["input"], "output": inst["output"]})
     return out
-
-
-def timed(fn, repeat: int) -> tuple[float, list]:
-    times, out = [], []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def main() -> None:
@@ -81,20 +73,22 @@ def main() -> None:
         ("JSONL (dolly)", lambda: list(read_records(dolly))),
         ("JSONL with --map question=instruction,answer=output", lambda: list(read_records(renamed, mapping=RowMap.parse("question=instruction,answer=output", None)))),
     ]
-    base, ref = None, None
-    print(f"{args.n} records, median of {args.repeat}")
+    # round robin, so that a change in the machine's load falls on every case alike
+    times: dict[str, list[float]] = {name: [] for name, _ in cases}
+    ref = None
+    for _ in range(args.repeat):
+        for name, fn in cases:
+            t0 = time.perf_counter()
+            recs = fn()
+            times[name].append(time.perf_counter() - t0)
+            msgs = [[(m.role, m.content) for m in r.messages] for r in recs]
+            ref = msgs if ref is None else ref
+            assert msgs == ref, name  # every kind reads the same conversations
+    base = statistics.median(times["JSONL (alpaca)"])
+    print(f"{args.n} records, median of {args.repeat} (round robin)")
     print("| input | seconds | records/s | vs JSONL (this tree) |\n|---|---|---|---|")
-    results = []
-    for name, fn in cases:
-        sec, recs = timed(fn, args.repeat)
-        msgs = [[(m.role, m.content) for m in r.messages] for r in recs]
-        if ref is None:
-            ref = msgs
-        assert msgs == ref, name  # every kind reads the same conversations
-        results.append((name, sec))
-        if name == "JSONL (alpaca)":
-            base = sec
-    for name, sec in results:
+    for name, ts in times.items():
+        sec = statistics.median(ts)
         print(f"| {name} | {sec:.3f} | {args.n / sec:,.0f} | {sec / base:.2f}x |")
 
 

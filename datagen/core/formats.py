@@ -12,6 +12,7 @@ silently keeping ``"instrution"`` would lose the instruction.
 from __future__ import annotations
 
 import difflib
+import functools
 from typing import Any, Callable
 
 from datagen.core.errors import FieldError, field_path
@@ -80,15 +81,23 @@ def _type_name(v: Any) -> str:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _closest(key: str, known: tuple[str, ...], cutoff: float) -> str | None:
+    """The known field ``key`` looks like a misspelling of (remembered: the same extra fields
+    come back on every row of a file)."""
+    close = difflib.get_close_matches(key, known, n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
 def _check_keys(obj: dict[str, Any], fmt: str, required: tuple[str, ...], known: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Reject misspelt fields and missing required ones; return the unknown fields to keep.
     ``known``: the format's fields (default: those of :data:`_KNOWN`)."""
     known = known or _KNOWN[fmt]
     extra = {k: v for k, v in obj.items() if k not in known}
     for k in extra:
-        close = difflib.get_close_matches(k, known, n=1, cutoff=0.75)
-        if close and close[0] not in obj:
-            raise FieldError(k, f"unknown field (did you mean '{close[0]}'?)", "unknown_field")
+        close = _closest(k, known, 0.75)
+        if close and close not in obj:
+            raise FieldError(k, f"unknown field (did you mean '{close}'?)", "unknown_field")
     for k in required:
         if k not in obj:
             raise FieldError(k, f"missing required field for {fmt} format", "missing_field")
@@ -190,9 +199,9 @@ def _parse_turns(turns: Any, where: str, role_key: str, text_key: str, role_map:
             if k in TOOL_KEYS:
                 raise FieldError(f"{w}.{k}", TOOL_REFUSAL, "tool_calls")
             if k not in (role_key, text_key, "name", "weight", "loss"):
-                close = difflib.get_close_matches(k, (role_key, text_key), n=1, cutoff=0.6)
-                if close and close[0] not in t:
-                    raise FieldError(f"{w}.{k}", f"unknown field (did you mean '{close[0]}'?)")
+                close = _closest(k, (role_key, text_key), 0.6)
+                if close and close not in t:
+                    raise FieldError(f"{w}.{k}", f"unknown field (did you mean '{close}'?)")
         role = _str(t, role_key, f"{w}.{role_key}")
         if role not in role_map:
             if role in TOOL_ROLES:

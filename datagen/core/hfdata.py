@@ -38,6 +38,19 @@ def input_files(spec: str, split: str | None = None) -> list[Path]:
     return [p]
 
 
+def input_digest(spec: str, split: str | None = None) -> str:
+    """sha256 of what ``spec`` names: a file's bytes; over the names and digests of its files for
+    a folder or a dataset id (an edited input is a different run)."""
+    import hashlib
+
+    from datagen.core.rundir import file_digest
+
+    files = input_files(spec, split)
+    if files == [Path(spec)]:
+        return file_digest(spec)
+    return hashlib.sha256("".join(f"{f.name}:{file_digest(f)}\n" for f in files).encode()).hexdigest()
+
+
 def hub_id(spec: str) -> str | None:
     """The dataset id of ``hf:ORG/NAME``, or of a bare ``ORG/NAME`` that is no path."""
     if spec.startswith("hf:"):

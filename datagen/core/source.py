@@ -5,7 +5,6 @@ settings they decide."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -98,13 +97,8 @@ class InputSpec:
         """What of a run's settings the records it reads decide: the file and its sha256 (an
         edited input is a different run; a folder or a dataset id: over the files read), the
         format, ``--limit`` and ``--on-error``, and ``--split``, ``--map``, ``--roles`` when given."""
-        from datagen.core.hfdata import input_files
-        from datagen.core.rundir import file_digest
+        from datagen.core.hfdata import input_digest
 
-        files = input_files(self.path, self.split)
-        if files == [Path(self.path)]:
-            digest = file_digest(self.path)
-        else:
-            digest = hashlib.sha256("".join(f"{f.name}:{file_digest(f)}\n" for f in files).encode()).hexdigest()
+        digest = input_digest(self.path, self.split)
         given = {k: v for k, v in (("split", self.split), ("map", self.columns), ("roles", self.roles)) if v}
         return {key: self.path, f"{key}_sha256": digest, "format": self.format, "limit": self.limit, "on_error": self.on_error, **given}
