@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 
 from datagen.core.errors import FieldError, InputError, UserError, field_path, printable
 from datagen.core.formats import misspelt_field
+from datagen.core.hfdata import input_files
 from datagen.core.record import Record, Rejection
 from datagen.core.shapes import INPUT_FORMATS, RowMap, describe, detect, explain, read_row
 
@@ -313,8 +314,6 @@ def read_records(
     ``mapping`` (``--map``, ``--roles``) renames each row's fields and roles before it is read.
     ``detected``: ``fmt`` was detected by the caller (from the file's first row), not given.
     """
-    from datagen.core.hfdata import input_files
-
     if fmt is not None and fmt not in INPUT_FORMATS:
         raise UserError(f"unknown format {fmt!r}; expected one of {', '.join(INPUT_FORMATS)}")
     skip = on_error == "skip"
