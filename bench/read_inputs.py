@@ -4,6 +4,7 @@
 equal) are written as JSONL, as Parquet, as a ``save_to_disk`` folder (Arrow), as Dolly-shaped
 JSONL, and as JSONL whose columns need ``--map``; each is read whole with
 :func:`datagen.core.io.read_records` and every record checked equal to the JSONL reading. The
+conversion of the parsed rows to records alone is timed too: what no reader can save. The
 JSONL reading of this tree is also timed against ``datagen/core/io.py`` at ``--baseline`` (loaded
 from ``git show``, same process, same files). Each timing is the median of ``--repeat`` runs, the
 cases taken in turn within each run.
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from hot_paths import old_module  # noqa: E402
 
 from datagen.core.io import read_records  # noqa: E402
-from datagen.core.shapes import RowMap  # noqa: E402
+from datagen.core.shapes import RowMap, read_row  # noqa: E402
 
 
 def rows(n: int) -> list[dict]:
@@ -72,6 +73,7 @@ def main() -> None:
         ("save_to_disk folder (Arrow)", lambda: list(read_records(tmp / "alpaca_folder"))),
         ("JSONL (dolly)", lambda: list(read_records(dolly))),
         ("JSONL with --map question=instruction,answer=output", lambda: list(read_records(renamed, mapping=RowMap.parse("question=instruction,answer=output", None)))),
+        ("the conversion alone (rows parsed already)", lambda: [read_row(r, "alpaca") for r in data]),
     ]
     # round robin, so that a change in the machine's load falls on every case alike
     times: dict[str, list[float]] = {name: [] for name, _ in cases}

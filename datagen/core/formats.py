@@ -25,6 +25,7 @@ SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistan
                   # the assistant's name in dumps of other chat services (ShareGPT, Gemini): unambiguous
                   "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "model": "assistant"}
 SHAREGPT_OUT = {"user": "human", "assistant": "gpt", "system": "system"}
+OPENAI_ROLES = {**{r: r for r in ROLES}, "developer": "system"}  # OpenAI's newer name for the system message
 
 _KNOWN = {
     "alpaca": ("instruction", "input", "output", "system", "history"),
@@ -226,7 +227,7 @@ def from_sharegpt(obj: dict[str, Any], require_answer: bool = True) -> Record:
 
 def from_messages(obj: dict[str, Any], require_answer: bool = True) -> Record:
     extra = _check_keys(obj, "messages", ("messages",))
-    msgs = _parse_turns(obj["messages"], "messages", "role", "content", {r: r for r in ROLES})
+    msgs = _parse_turns(obj["messages"], "messages", "role", "content", OPENAI_ROLES)
     check_conversation(msgs, "messages", require_answer)
     return Record(**_with_extra({"messages": msgs}, extra))
 

@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 from datagen.core import formats
 from datagen.core.errors import FieldError, UserError
-from datagen.core.formats import _check_keys, _parse_turns, _str, _type_name, _with_extra, check_conversation
-from datagen.core.record import ROLES, Message, Record
+from datagen.core.formats import OPENAI_ROLES, _check_keys, _parse_turns, _str, _type_name, _with_extra, check_conversation
+from datagen.core.record import Message, Record
 
 SHAPES = ("dolly", "ultrachat", "prompt-completion", "prompt")
 INPUT_FORMATS = formats.FORMATS + SHAPES
@@ -32,7 +32,6 @@ PROMPT_KEYS = ("prompt", "question", "instruction", "Instruction", "turns", "tex
 ANSWER_KEYS = ("output", "response", "completion", "answer", "chosen", "target")
 _KNOWN = {"dolly": ("instruction", "context", "response", "system"), "ultrachat": ("data",),
           "prompt-completion": ("prompt", "completion")}
-_OPENAI_ROLES = {r: r for r in ROLES}
 
 
 # -- detection ---------------------------------------------------------------------------------
@@ -93,7 +92,7 @@ def _side(obj: dict[str, Any], key: str, role: str) -> list[Message]:
     if isinstance(v, str):
         return [Message(role=role, content=v)]
     if isinstance(v, list):
-        return _parse_turns(v, key, "role", "content", _OPENAI_ROLES)
+        return _parse_turns(v, key, "role", "content", OPENAI_ROLES)
     raise FieldError(key, f"expected a string or an array of messages, got {_type_name(v)}", "wrong_type")
 
 
@@ -120,7 +119,7 @@ def _prompt_text(obj: dict[str, Any], key: str) -> list[Message]:
             raise FieldError("turns[0]", f"expected a string or {{content}}, got {_type_name(v[0])}")
         return [Message(role="user", content=first)]
     if key == "prompt" and isinstance(v, list):  # TRL conversational prompt-only
-        msgs = _parse_turns(v, "prompt", "role", "content", _OPENAI_ROLES)
+        msgs = _parse_turns(v, "prompt", "role", "content", OPENAI_ROLES)
         check_conversation(msgs, "prompt", require_answer=False)
         return msgs
     return [Message(role="user", content=_str(obj, key, key))]

@@ -119,6 +119,11 @@ def test_sharegpt_dumps_of_other_services():
     assert [m.role for m in read_row(mapped, "sharegpt").messages] == ["user", "assistant"]
 
 
+def test_openai_developer_messages_are_system_messages():
+    rec = read_row({"messages": [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}, "messages")
+    assert rec.system == "Be brief."
+
+
 TOOL_CALL = {"messages": [
     {"role": "user", "content": "Weather in Paris?"},
     {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Paris\"}"}}]},
