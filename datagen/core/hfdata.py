@@ -10,6 +10,7 @@ dataset in neither is an error that says where it looked. Nothing is ever downlo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -41,9 +42,7 @@ def input_files(spec: str, split: str | None = None) -> list[Path]:
 def input_digest(spec: str, split: str | None = None) -> str:
     """sha256 of what ``spec`` names: a file's bytes; over the names and digests of its files for
     a folder or a dataset id (an edited input is a different run)."""
-    import hashlib
-
-    from datagen.core.rundir import file_digest
+    from datagen.core.rundir import file_digest  # rundir reads through io, which reads through this module
 
     files = input_files(spec, split)
     if files == [Path(spec)]:
@@ -55,7 +54,7 @@ def hub_id(spec: str) -> str | None:
     """The dataset id of ``hf:ORG/NAME``, or of a bare ``ORG/NAME`` that is no path."""
     if spec.startswith("hf:"):
         if not _ID.match(spec[3:]):
-            raise UserError(f"--input {spec}: expected hf:ORG/NAME (a dataset id on the Hugging Face hub)")
+            raise UserError(f"{spec}: expected hf:ORG/NAME (a dataset id on the Hugging Face hub)")
         return spec[3:]
     if "/" in spec and _ID.match(spec) and not Path(spec).exists() and not spec.lower().endswith(FILE_SUFFIXES):
         return spec
@@ -116,7 +115,7 @@ def cached_files(repo_id: str, split: str | None, bare: bool = False) -> list[Pa
     for where, found in ((datasets_cache(), _prepared(repo_id)), (hub_cache(), _downloaded(repo_id))):
         if found:
             return sorted(found[_pick(sorted(found), split, f"{repo_id} (in {where})")])
-    what = f"{repo_id}: no such file or folder, and as a dataset id it is" if bare else f"--input hf:{repo_id}:"
+    what = f"{repo_id}: no such file or folder, and as a dataset id it is" if bare else f"hf:{repo_id}:"
     raise UserError(f"{what} not in the local Hugging Face cache (looked in {datasets_cache()} and {hub_cache()}; "
                     f"set HF_HOME, HF_DATASETS_CACHE or HF_HUB_CACHE if it lives elsewhere); datasets are read offline, never "
                     f"downloaded: fetch it first (huggingface-cli download --repo-type dataset {repo_id}), or pass a file or folder")
