@@ -39,6 +39,14 @@ def test_a_save_to_disk_folder_and_its_arrow_file(cli, tmp_path):
     assert read_out(tmp_path / "b.jsonl") == rows
 
 
+def test_no_file_of_a_dataset_folder_is_overwritten(cli, tmp_path):
+    folder = save(DOLLY, tmp_path / "dolly")
+    before = (folder / "state.json").read_bytes()
+    r = cli("convert", "--input", folder, "--to", "alpaca", "--out", folder / "state.json")
+    assert r.returncode == 2 and "is inside the input folder" in r.stderr
+    assert (folder / "state.json").read_bytes() == before
+
+
 def test_an_arrow_file_in_the_file_format(tmp_path):
     import pyarrow as pa
 
