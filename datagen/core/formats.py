@@ -207,8 +207,8 @@ def _parse_turns(turns: Any, where: str, role_key: str, text_key: str, role_map:
         if role not in role_map:
             if role in TOOL_ROLES:
                 raise FieldError(f"{w}.{role_key}", f"role '{role}' is a tool's result; {TOOL_REFUSAL}", "tool_calls")
-            raise FieldError(f"{w}.{role_key}", f"unknown role '{role}' (expected one of {', '.join(role_map)}; "
-                             f"--roles {role}=assistant maps it)", "unknown_role")
+            raise FieldError(f"{w}.{role_key}", f"unknown role '{role}' (expected one of {', '.join(role_map)}); "
+                             f"--roles {role}=assistant maps it", "unknown_role")
         if text_key not in t:
             raise FieldError(f"{w}.{text_key}", "missing required field")
         msgs.append(Message(role=role_map[role], content=_text_content(t[text_key], f"{w}.{text_key}")))
