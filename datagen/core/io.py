@@ -382,7 +382,7 @@ def _rows(files: list[Path], on_bad: Callable[[InputError, str], None] | None, s
 def _unknown_format(p: Path, kind: str, lineno: int, item: int | None, obj: Any, skip: bool) -> InputError:
     hint = misspelt_field(obj)
     if hint and not skip:
-        return row_error(p, kind, lineno, item, hint[0], f"unknown field (did you mean '{hint[1]}'?)")
+        return row_error(p, kind, lineno, item, hint[0], f"unknown field (did you mean '{hint[1]}'?); --map {hint[0]}={hint[1]} renames it")
     keys = ", ".join(sorted(obj)) if isinstance(obj, dict) else type(obj).__name__
     err = row_error(p, kind, lineno, item, None, f"cannot tell the format from the fields ({keys}); expected {describe()}; "
                     "pass --format, or rename fields with --map src=dst")

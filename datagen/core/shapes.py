@@ -2,7 +2,8 @@
 
 * ``dolly``: ``{instruction, context, response, category}`` (databricks-dolly-15k); ``context``
   joins the instruction as alpaca's ``input`` does, ``category`` is kept in ``meta.extra``.
-* ``ultrachat``: ``{id, data: [user, assistant, user, ...]}``, alternating strings (UltraChat).
+* ``ultrachat``: ``{id, data: [user, assistant, user, ...]}``, alternating strings (UltraChat; LIMA's
+  ``{conversations: [...], source}`` too).
 * ``prompt-completion``: TRL's ``{prompt, completion}``, both strings or both lists of messages.
 * ``prompt``: a prompt with no answer (Koala ``{prompt}``, Vicuna ``{question_id, text}``, MT-Bench
   ``{turns: [...]}``, the WizardLM test set ``{idx, Instruction}``, TRL's prompt-only
@@ -30,8 +31,7 @@ INPUT_FORMATS = formats.FORMATS + SHAPES
 
 PROMPT_KEYS = ("prompt", "question", "instruction", "Instruction", "turns", "text")  # the first present is the prompt
 ANSWER_KEYS = ("output", "response", "completion", "answer", "chosen", "target")
-_KNOWN = {"dolly": ("instruction", "context", "response", "system"), "ultrachat": ("data",),
-          "prompt-completion": ("prompt", "completion")}
+_KNOWN = {"dolly": ("instruction", "context", "response", "system"), "prompt-completion": ("prompt", "completion")}
 
 
 # -- detection ---------------------------------------------------------------------------------
@@ -42,6 +42,9 @@ def detect(obj: Any) -> str | None:
         return None
     if "instruction" in obj and "response" in obj and "output" not in obj and "instances" not in obj:
         return "dolly"
+    turns = obj.get("conversations")
+    if isinstance(turns, list) and turns and isinstance(turns[0], str):  # LIMA: ShareGPT's key, UltraChat's strings
+        return "ultrachat"
     fmt = formats.detect_format(obj)
     if fmt is not None:
         return fmt
@@ -55,7 +58,7 @@ def detect(obj: Any) -> str | None:
 
 
 def describe() -> str:
-    return (formats.describe_formats() + ", dolly {instruction, context, response}, ultrachat {data: [user, assistant, ...]}, "
+    return (formats.describe_formats() + ", dolly {instruction, context, response}, ultrachat {data or conversations: [user, assistant, ...]}, "
             "prompt-completion {prompt, completion}, prompt (no answer: {prompt}, {question}, {turns}, {Instruction})")
 
 
@@ -74,16 +77,18 @@ def from_dolly(obj: dict[str, Any], require_answer: bool = True) -> Record:
 
 
 def from_ultrachat(obj: dict[str, Any], require_answer: bool = True) -> Record:
-    extra = _check_keys(obj, "ultrachat", ("data",), _KNOWN["ultrachat"])
-    data = obj["data"]
+    """UltraChat's ``data``, or LIMA's ``conversations``: alternating strings."""
+    key = "conversations" if "data" not in obj and "conversations" in obj else "data"
+    extra = _check_keys(obj, "ultrachat", (key,), (key,))
+    data = obj[key]
     if not isinstance(data, list) or not data:
-        raise FieldError("data", f"expected a non-empty array of turns (user, assistant, user, ...), got {_type_name(data) if data else 'an empty array'}")
+        raise FieldError(key, f"expected a non-empty array of turns (user, assistant, user, ...), got {_type_name(data) if data else 'an empty array'}")
     msgs = []
     for i, text in enumerate(data):
         if not isinstance(text, str):
-            raise FieldError(f"data[{i}]", f"expected a string (turns alternate user, assistant), got {_type_name(text)}")
+            raise FieldError(f"{key}[{i}]", f"expected a string (turns alternate user, assistant), got {_type_name(text)}")
         msgs.append(Message(role="user" if i % 2 == 0 else "assistant", content=text))
-    check_conversation(msgs, "data", require_answer)
+    check_conversation(msgs, key, require_answer)
     return Record(**_with_extra({"messages": msgs}, extra))
 
 

@@ -15,6 +15,7 @@ from test_formats import ALPACA, MESSAGES, SEED, SHAREGPT
 DOLLY = {"instruction": "When did Virgin Australia start operating?", "context": "Virgin Australia commenced services on 31 August 2000.",
          "response": "On 31 August 2000.", "category": "closed_qa"}
 ULTRACHAT = {"id": "0", "data": ["How do I boil an egg?", "Put it in boiling water for 8 minutes.", "And soft?", "6 minutes."]}
+LIMA = {"conversations": ["Can brain cells move?", "Yes, some can migrate.", "How far?", "Long distances, in development."], "source": "stackexchange"}
 ULTRACHAT_200K = {"prompt": "How do I boil an egg?", "prompt_id": "ab12",
                   "messages": [{"role": "user", "content": "How do I boil an egg?"}, {"role": "assistant", "content": "8 minutes."}]}
 TRL_PLAIN = {"prompt": "The sky is", "completion": " blue."}
@@ -33,7 +34,7 @@ PROMPTS = [KOALA, VICUNA, MT_BENCH, ARENA_HARD, WIZARDLM_TEST, TRL_PROMPT_ONLY]
 def test_detection_is_unchanged_for_the_core_formats_and_one_shape_per_fixture():
     for row in ALPACA + SHAREGPT + MESSAGES + SEED:
         assert detect(row) == detect_format(row)
-    shapes = {"dolly": [DOLLY], "ultrachat": [ULTRACHAT], "messages": [ULTRACHAT_200K], "prompt-completion": [TRL_PLAIN, TRL_CHAT], "prompt": PROMPTS}
+    shapes = {"dolly": [DOLLY], "ultrachat": [ULTRACHAT, LIMA], "messages": [ULTRACHAT_200K], "prompt-completion": [TRL_PLAIN, TRL_CHAT], "prompt": PROMPTS}
     for fmt, rows in shapes.items():
         assert [detect(r) for r in rows] == [fmt] * len(rows)
     assert detect({"text": "a web page"}) is None  # a pretraining document is no prompt
@@ -54,6 +55,9 @@ def test_ultrachat_turns_alternate_and_ultrachat_200k_reads_as_messages():
     rec = read_row(ULTRACHAT, "ultrachat")
     assert [m.role for m in rec.messages] == ["user", "assistant", "user", "assistant"] and rec.response == "6 minutes."
     assert rec.meta["extra"] == {"id": "0"}
+    assert detect(LIMA) == "ultrachat"  # LIMA: ShareGPT's key, UltraChat's strings
+    rec = read_row(LIMA, "ultrachat")
+    assert [m.role for m in rec.messages] == ["user", "assistant"] * 2 and rec.meta["extra"] == {"source": "stackexchange"}
     assert detect(ULTRACHAT_200K) == "messages"
     rec = read_row(ULTRACHAT_200K, "messages")
     assert rec.response == "8 minutes." and rec.meta["extra"] == {"prompt": "How do I boil an egg?", "prompt_id": "ab12"}
