@@ -32,6 +32,9 @@ RUN_FLAGS: tuple[tuple[str, str, type, str], ...] = (
     ("--eval-split", "eval_split", str, "held-out fraction (0.05) or an eval data file"),
     ("--save-steps", "save_steps", int, "checkpoint every N steps"),
     ("--seed", "seed", int, "seed for init, data order and dropout"),
+    ("--split", "data_split", str, "the split of a DatasetDict folder or of --data hf:ORG/NAME"),
+    ("--map", "data_map", str, "rename columns before reading: response=output,context=input"),
+    ("--roles", "data_roles", str, "rename turn roles before reading: bot=assistant"),
 )
 
 
@@ -40,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("run", help="fine-tune: full, LoRA, DoRA or QLoRA; packed batches; checkpoints and --resume")
-    p.add_argument("--data", required=True, metavar="FILE", help="training records (any datagen format: alpaca, sharegpt, messages, record)")
+    p.add_argument("--data", required=True, metavar="FILE", help="training records (any datagen input: a file, a save_to_disk folder or hf:ORG/NAME; any format it reads)")
     p.add_argument("--out", "-o", required=True, metavar="DIR", type=out_dir, help="output folder: checkpoints, the model or adapter, train_manifest.json, metrics.json")
     _add_config_args(p)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out (a larger --max-steps trains further)")
@@ -67,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-prompts", type=int, default=32, metavar="N", help="how many prompts to answer (the behavioural defect rates are shares of these)")
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--max-length", type=int, default=None, help="truncate gold samples to this many tokens")
-    p.add_argument("--format", choices=("alpaca", "sharegpt", "messages", "record"), default=None, help="gold-set format (default: detected)")
+    p.add_argument("--format", choices=("alpaca", "sharegpt", "messages", "record", "dolly", "ultrachat", "prompt-completion"), default=None, help="gold-set format (default: detected)")
     p.add_argument("--limit", type=int, default=None, metavar="K", help="score only the first K gold records")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default=None, help="cpu, cuda... (default: cuda if available)")

@@ -57,7 +57,10 @@ class TrainConfig(BaseModel):
     )
 
     # -- data ----------------------------------------------------------------------------------------
-    data_format: Literal["alpaca", "sharegpt", "messages", "record"] | None = Field(None, description="input format (default: detected from the first row)")
+    data_format: Literal["alpaca", "sharegpt", "messages", "record", "dolly", "ultrachat", "prompt-completion"] | None = Field(None, description="input format (default: detected from the first row)")
+    data_split: str | None = Field(None, description="the split to read from a DatasetDict folder or a cached dataset (--data hf:ORG/NAME)")
+    data_map: str | None = Field(None, description="rename columns before the format is detected: response=output,context=input")
+    data_roles: str | None = Field(None, description="rename turn roles before reading: bot=assistant,customer=user")
     limit: int | None = Field(None, ge=1, description="train on the first N records only")
     on_error: Literal["raise", "skip"] = Field("raise", description="bad input rows: stop with an error naming the line, or skip them (counted in the manifest)")
     max_length: int = Field(1024, ge=8, description="longest sample in tokens; longer samples are truncated, and packed bins hold this many tokens")

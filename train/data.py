@@ -270,11 +270,13 @@ def end_of_turn_token(tokenizer: PreTrainedTokenizerBase) -> str:
 # -- loading -----------------------------------------------------------------------------------
 def read_training_records(
     path: str, *, fmt: str | None = None, limit: int | None = None, on_error: str = "raise",
+    split: str | None = None, columns: str | None = None, roles: str | None = None,
 ) -> tuple[list[Record], list[dict[str, Any]]]:
-    """Read and validate the records of ``path`` (any format :func:`datagen.core.io.read_records`
-    reads), before any model is loaded: ``(records, problems)``, a problem per bad row skipped with
+    """Read and validate the records of ``path`` (any input :class:`datagen.core.source.InputSpec`
+    reads; ``split``, ``columns``, ``roles``: its ``--split``, ``--map``, ``--roles``), before any
+    model is loaded: ``(records, problems)``, a problem per bad row skipped with
     ``on_error="skip"``. Raises InputError on a bad row with ``on_error="raise"``."""
-    from datagen.core.io import read_records
+    from datagen.core.source import InputSpec
 
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -283,7 +285,7 @@ def read_training_records(
     def rejected(rej: Any) -> None:
         problems.append({"record_id": None, "origin": rej.location, "reason": rej.reason, "message": rej.evidence.get("error", "")})
 
-    records = list(read_records(path, fmt, on_error=on_error, on_reject=rejected if on_error == "skip" else None, limit=limit))
+    records = InputSpec(str(path), fmt, limit, on_error, split, columns, roles).read(rejected)
     return records, problems
 
 

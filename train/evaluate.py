@@ -119,7 +119,8 @@ def generation_items(records: Sequence[Record], answers: Sequence[Answer]) -> li
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Everything ``train eval`` measures, as a JSON-ready dict."""
     from datagen.llm.local import LocalLLM
-    from datagen.core.rundir import file_digest, package_versions
+    from datagen.core.hfdata import input_digest, input_files
+    from datagen.core.rundir import package_versions
 
     from .data import load_samples
     from .model import load_merged
@@ -127,7 +128,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     started = time.time()
     src = Path(args.model)
     for label, path in (("--data", args.data), ("--prompts", args.prompts)):
-        if path and not Path(path).is_file():
+        if path and not all(f.is_file() for f in input_files(path)):  # a file, a save_to_disk folder, hf:ORG/NAME
             raise UserError(f"{label} {path}: no such file")
     with _plain_model_folder(src, args.base) as folder:
         model, tokenizer = load_merged(folder, device=args.device or _default_device())
@@ -138,7 +139,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         mine = answer(LocalLLM(str(folder), batch_size=args.batch_size, device=args.device), records, args.max_new_tokens)
     results: dict[str, Any] = {
         "model": str(src),
-        "data": {"path": args.data, "sha256": file_digest(args.data), "samples": len(samples), "rejected": len(rejected)},
+        "data": {"path": args.data, "sha256": input_digest(args.data), "samples": len(samples), "rejected": len(rejected)},
         **loss.to_dict(),
         "behaviour": {"max_new_tokens": args.max_new_tokens, **summarize(mine)},
         "generations": generation_items(records, mine),

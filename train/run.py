@@ -115,8 +115,10 @@ def run(cfg: TrainConfig, data: str, out: str, *, resume: bool = False, force: b
 
 
 def _check_data_paths(cfg: TrainConfig, data: str) -> None:
-    for label, path in (("--data", data), ("eval_split", cfg.eval_split if isinstance(cfg.eval_split, str) else None)):
-        if path is not None and not Path(path).is_file():
+    from datagen.core.hfdata import input_files
+
+    for label, path, split in (("--data", data, cfg.data_split), ("eval_split", cfg.eval_split if isinstance(cfg.eval_split, str) else None, None)):
+        if path is not None and not all(f.is_file() for f in input_files(path, split)):
             raise UserError(f"{label} {path}: no such file")
 
 
@@ -126,9 +128,10 @@ def read_data(cfg: TrainConfig, data: str) -> list[Any]:
     ``(records, problems)`` pair for each."""
     from .data import read_training_records
 
-    out = [read_training_records(data, fmt=cfg.data_format, limit=cfg.limit, on_error=cfg.on_error)]
+    mapping = {"columns": cfg.data_map, "roles": cfg.data_roles}
+    out = [read_training_records(data, fmt=cfg.data_format, limit=cfg.limit, on_error=cfg.on_error, split=cfg.data_split, **mapping)]
     if isinstance(cfg.eval_split, str):
-        out.append(read_training_records(cfg.eval_split, fmt=cfg.data_format, on_error=cfg.on_error))
+        out.append(read_training_records(cfg.eval_split, fmt=cfg.data_format, on_error=cfg.on_error, **mapping))
     return out
 
 
@@ -302,16 +305,17 @@ def _manifest(
     started: float,
     checkpoint: Path | None,
 ) -> dict[str, Any]:
-    from datagen.core.rundir import file_digest, package_versions
+    from datagen.core.hfdata import input_digest
+    from datagen.core.rundir import package_versions
 
     from .packing import expected_padding
 
     model = trainer.model
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    inputs = {"data": {"path": str(data), "sha256": file_digest(data)}}
+    inputs = {"data": {"path": str(data), "sha256": input_digest(str(data), cfg.data_split)}}
     if isinstance(cfg.eval_split, str):
-        inputs["eval"] = {"path": cfg.eval_split, "sha256": file_digest(cfg.eval_split)}
+        inputs["eval"] = {"path": cfg.eval_split, "sha256": input_digest(cfg.eval_split)}
     return {
         "command": "train run",
         "status": "complete",

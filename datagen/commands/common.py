@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from datagen.core.cli import out_dir
 from datagen.core.record import Record, Rejection
+from datagen.core.shapes import INPUT_FORMATS
 from datagen.core.source import InputSpec
 
 if TYPE_CHECKING:
@@ -18,16 +19,25 @@ if TYPE_CHECKING:
 
 def add_input(p: argparse.ArgumentParser, required: bool = True) -> None:
     g = p.add_argument_group("input")
-    g.add_argument("--input", "-i", required=required, metavar="FILE", help="JSONL, JSON array or Parquet file")
-    g.add_argument(
-        "--format", choices=("alpaca", "sharegpt", "messages", "seed", "record"), default=None,
-        help="input format (default: detected from the first row)",
-    )
+    g.add_argument("--input", "-i", required=required, metavar="FILE",
+                   help="JSONL, JSON array, Parquet or Arrow file, a folder saved by datasets' save_to_disk, "
+                        "or hf:ORG/NAME from the local Hugging Face cache (offline)")
+    add_row_mapping(g)
     g.add_argument(
         "--on-error", choices=("raise", "skip"), default="raise",
         help="bad input rows: stop with an error naming file, line and field (default), or skip them into rejected.jsonl",
     )
     g.add_argument("--limit", type=int, default=None, metavar="K", help="process only the first K records (try a pipeline in seconds)")
+
+
+def add_row_mapping(g: Any) -> None:
+    """``--format``, ``--split``, ``--map`` and ``--roles``: how the rows of an input are read."""
+    g.add_argument("--format", choices=INPUT_FORMATS, default=None, help="input format (default: detected from the first row)")
+    g.add_argument("--split", default=None, metavar="NAME", help="the split to read from a DatasetDict folder or a cached dataset with several")
+    g.add_argument("--map", default=None, metavar="SRC=DST,...",
+                   help="rename columns before the format is detected: --map response=output,context=input")
+    g.add_argument("--roles", default=None, metavar="SRC=DST,...",
+                   help="rename turn roles (from/role) before reading: --roles bot=assistant,customer=user")
 
 
 def add_llm_args(p: argparse.ArgumentParser, sampling: bool = True) -> None:

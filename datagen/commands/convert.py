@@ -33,6 +33,8 @@ def cli(args: argparse.Namespace) -> int:
     for label, path in (("--out", out), ("the rejects file", rej_path)):
         if same_file(args.input, path):
             raise UserError(f"{label} {path} is the input file; choose another path (inputs are never overwritten)")
+        if Path(args.input).is_dir() and Path(args.input).resolve() in Path(path).resolve().parents:  # a save_to_disk folder
+            raise UserError(f"{label} {path} is inside the input folder {args.input}; choose a path outside it (inputs are never overwritten)")
     if same_file(out, rej_path):
         raise UserError(f"--out {out} and --rejected {rej_path} are the same file; choose another --rejected")
     rejected: list[Rejection] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from datagen.commands.common import add_llm_args, add_settings_source, settings_from
+from datagen.commands.common import add_llm_args, add_row_mapping, add_settings_source, settings_from
 from datagen.core.cli import out_dir
 from datagen.core.settings import add_flags
 from datagen.generate.evol_instruct import EQUALITY_TEMPLATE, EvolInstruct, Settings
@@ -16,7 +16,7 @@ HELP = "Evol-Instruct: evolve instructions in depth and breadth over several rou
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", default="seeds/175.jsonl", metavar="FILE",
                    help="instructions to evolve: a Self-Instruct seed-task file (instruction + input) or any records file (alpaca, sharegpt, messages, record: its last user turn); default: the bundled seeds/175.jsonl")
-    p.add_argument("--format", choices=("alpaca", "sharegpt", "messages", "seed", "record"), default=None, help="format of --seeds (default: detected)")
+    add_row_mapping(p)
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="bad rows in --seeds: stop with an error, or skip them into rejected.jsonl")
     p.add_argument("--limit", type=int, default=None, metavar="K", help="evolve only the first K instructions")
     p.add_argument("--out", "-o", required=True, metavar="DIR", type=out_dir, help="run directory (records.jsonl, rejected.jsonl, stats.json, manifest.json)")
@@ -33,7 +33,7 @@ def cli(args: argparse.Namespace) -> int:
     from datagen.core.assets import resolve_seed_file
     from datagen.commands.common import input_settings
     from datagen.core.errors import UserError
-    from datagen.core.io import read_records
+    from datagen.core.source import InputSpec
     from datagen.llm import make_llm
     from datagen.core.record import Rejection
     from datagen.core.rundir import RunDir
@@ -48,7 +48,7 @@ def cli(args: argparse.Namespace) -> int:
 
     seeds_path = resolve_seed_file(args.seeds)
     read_rejects: list[Rejection] = []
-    pool = list(read_records(seeds_path, args.format, on_error=args.on_error, on_reject=read_rejects.append, limit=args.limit, require_answer=False))
+    pool = InputSpec.from_args(args, seeds_path).read(read_rejects.append, require_answer=False)
     settings = {
         **input_settings(args, seeds_path, key="seeds"), "rounds": s.rounds, "operations": list(ops), "answer": s.answer,
         "chunk_size": s.chunk_size, "llm": {"backend": cfg.backend, "model": cfg.model, "base_url": cfg.base_url},

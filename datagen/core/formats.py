@@ -12,6 +12,7 @@ silently keeping ``"instrution"`` would lose the instruction.
 from __future__ import annotations
 
 import difflib
+import functools
 from typing import Any, Callable
 
 from datagen.core.errors import FieldError, field_path
@@ -20,8 +21,11 @@ from datagen.core.record import ROLES, Message, Record
 FORMATS = ("record", "messages", "sharegpt", "alpaca", "seed")
 EXPORT_FORMATS = ("record", "messages", "sharegpt", "alpaca")
 
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
+                  # the assistant's name in dumps of other chat services (ShareGPT, Gemini): unambiguous
+                  "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "model": "assistant"}
 SHAREGPT_OUT = {"user": "human", "assistant": "gpt", "system": "system"}
+OPENAI_ROLES = {**{r: r for r in ROLES}, "developer": "system"}  # OpenAI's newer name for the system message
 
 _KNOWN = {
     "alpaca": ("instruction", "input", "output", "system", "history"),
@@ -78,14 +82,23 @@ def _type_name(v: Any) -> str:
     )
 
 
-def _check_keys(obj: dict[str, Any], fmt: str, required: tuple[str, ...]) -> dict[str, Any]:
-    """Reject misspelt fields and missing required ones; return the unknown fields to keep."""
-    known = _KNOWN[fmt]
+@functools.lru_cache(maxsize=4096)
+def _closest(key: str, known: tuple[str, ...], cutoff: float) -> str | None:
+    """The known field ``key`` looks like a misspelling of (remembered: the same extra fields
+    come back on every row of a file)."""
+    close = difflib.get_close_matches(key, known, n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
+def _check_keys(obj: dict[str, Any], fmt: str, required: tuple[str, ...], known: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Reject misspelt fields and missing required ones; return the unknown fields to keep.
+    ``known``: the format's fields (default: those of :data:`_KNOWN`)."""
+    known = known or _KNOWN[fmt]
     extra = {k: v for k, v in obj.items() if k not in known}
     for k in extra:
-        close = difflib.get_close_matches(k, known, n=1, cutoff=0.75)
-        if close and close[0] not in obj:
-            raise FieldError(k, f"unknown field (did you mean '{close[0]}'?)", "unknown_field")
+        close = _closest(k, known, 0.75)
+        if close and close not in obj:
+            raise FieldError(k, f"unknown field (did you mean '{close}'?)", "unknown_field")
     for k in required:
         if k not in obj:
             raise FieldError(k, f"missing required field for {fmt} format", "missing_field")
@@ -165,6 +178,14 @@ def from_alpaca(obj: dict[str, Any], require_answer: bool = True) -> Record:
     return Record(**_with_extra({"messages": msgs, "meta": meta}, extra))
 
 
+# Tool calls and their results have no place in the record schema (text turns only): such a
+# conversation is refused whole, never read with its calls dropped.
+TOOL_KEYS = ("tool_calls", "function_call", "tool_call_id")
+TOOL_ROLES = ("tool", "function", "ipython", "observation", "function_call")
+TOOL_REFUSAL = ("the conversation calls tools: records hold text turns only (system, user, assistant), so a tool call or "
+                "a tool's result cannot be kept; --on-error skip sends such rows to the rejects as tool_calls")
+
+
 def _parse_turns(turns: Any, where: str, role_key: str, text_key: str, role_map: dict[str, str]) -> list[Message]:
     if not isinstance(turns, list):
         raise FieldError(where, f"expected an array of turns, got {_type_name(turns)}")
@@ -176,13 +197,18 @@ def _parse_turns(turns: Any, where: str, role_key: str, text_key: str, role_map:
         if not isinstance(t, dict):
             raise FieldError(w, f"expected an object, got {_type_name(t)}")
         for k in t:
+            if k in TOOL_KEYS:
+                raise FieldError(f"{w}.{k}", TOOL_REFUSAL, "tool_calls")
             if k not in (role_key, text_key, "name", "weight", "loss"):
-                close = difflib.get_close_matches(k, (role_key, text_key), n=1, cutoff=0.6)
-                if close and close[0] not in t:
-                    raise FieldError(f"{w}.{k}", f"unknown field (did you mean '{close[0]}'?)")
+                close = _closest(k, (role_key, text_key), 0.6)
+                if close and close not in t:
+                    raise FieldError(f"{w}.{k}", f"unknown field (did you mean '{close}'?)")
         role = _str(t, role_key, f"{w}.{role_key}")
         if role not in role_map:
-            raise FieldError(f"{w}.{role_key}", f"unknown role '{role}' (expected one of {', '.join(role_map)})", "unknown_role")
+            if role in TOOL_ROLES:
+                raise FieldError(f"{w}.{role_key}", f"role '{role}' is a tool's result; {TOOL_REFUSAL}", "tool_calls")
+            raise FieldError(f"{w}.{role_key}", f"unknown role '{role}' (expected one of {', '.join(role_map)}); "
+                             f"--roles {role}=assistant maps it", "unknown_role")
         if text_key not in t:
             raise FieldError(f"{w}.{text_key}", "missing required field")
         msgs.append(Message(role=role_map[role], content=_text_content(t[text_key], f"{w}.{text_key}")))
@@ -201,7 +227,7 @@ def from_sharegpt(obj: dict[str, Any], require_answer: bool = True) -> Record:
 
 def from_messages(obj: dict[str, Any], require_answer: bool = True) -> Record:
     extra = _check_keys(obj, "messages", ("messages",))
-    msgs = _parse_turns(obj["messages"], "messages", "role", "content", {r: r for r in ROLES})
+    msgs = _parse_turns(obj["messages"], "messages", "role", "content", OPENAI_ROLES)
     check_conversation(msgs, "messages", require_answer)
     return Record(**_with_extra({"messages": msgs}, extra))
 

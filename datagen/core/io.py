@@ -1,4 +1,6 @@
-"""Reading records: JSONL, JSON arrays and Parquet in, any of the formats of :mod:`datagen.core.formats`.
+"""Reading records: JSONL, JSON arrays, Parquet and Arrow in (a ``save_to_disk`` folder and a
+cached dataset id through :mod:`datagen.core.hfdata`), any of the formats of
+:mod:`datagen.core.formats` and the shapes of :mod:`datagen.core.shapes`.
 
 Readers stream, locate every problem precisely (file, line or row, field) and either raise an
 :class:`InputError` or, with ``on_error="skip"``, hand the bad row to a rejection callback and
@@ -14,8 +16,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from datagen.core.errors import FieldError, InputError, UserError, field_path, printable
-from datagen.core.formats import FORMATS, describe_formats, detect_format, misspelt_field, to_record
+from datagen.core.formats import misspelt_field
+from datagen.core.hfdata import input_files
 from datagen.core.record import Record, Rejection
+from datagen.core.shapes import INPUT_FORMATS, RowMap, describe, detect, explain, read_row
 
 RejectFn = Callable[[Rejection], None]
 
@@ -199,20 +203,42 @@ def _iter_json_array(path: Path) -> Iterator[Row]:
 
 
 def _iter_parquet(path: Path) -> Iterator[Row]:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         pf = pq.ParquetFile(str(path))
     except Exception as e:  # pyarrow raises several types for a corrupt file
         raise InputError(str(path), None, None, f"not a readable Parquet file: {e}") from None
+    return _batch_rows(path, pf.iter_batches(batch_size=4096), "Parquet")
+
+
+def _iter_arrow(path: Path) -> Iterator[Row]:
+    """An Arrow IPC file: the stream format ``datasets`` writes, or the file format."""
+    import pyarrow as pa
+
+    try:
+        source = pa.memory_map(str(path))
+        if source.read(6) == b"ARROW1":
+            reader = pa.ipc.open_file(source)
+            batches: Iterator[Any] = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        else:
+            source.seek(0)
+            batches = iter(pa.ipc.open_stream(source))
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise InputError(str(path), None, None, f"not a readable Arrow file (IPC stream or file format): {str(e)[:200]}") from None
+    return _batch_rows(path, batches, "Arrow")
+
+
+def _batch_rows(path: Path, batches: Iterator[Any], what: str) -> Iterator[Row]:
+    """The rows of Arrow record batches, numbered from 1, checked as JSON rows are."""
+    import pyarrow as pa
+
     row = 0
-    batches = pf.iter_batches(batch_size=4096)
     while True:
         try:
             batch = next(batches, None)
         except (pa.ArrowException, OSError, ValueError) as e:  # a corrupt page behind an intact footer
-            raise InputError(str(path), None, None, f"corrupt Parquet data after row {row}: {str(e)[:200]}") from None
+            raise InputError(str(path), None, None, f"corrupt {what} data after row {row}: {str(e)[:200]}") from None
         if batch is None:
             return
         for obj in batch.to_pylist():
@@ -231,34 +257,37 @@ def _iter_parquet(path: Path) -> Iterator[Row]:
 
 
 def _kind(path: Path) -> str:
-    if path.suffix.lower() == ".parquet":
-        return "parquet"
     with open(path, "rb") as f:
-        head = f.read(4096).lstrip(b"\xef\xbb\xbf").lstrip()
+        head = f.read(4096)
+    if path.suffix.lower() == ".parquet" or head.startswith(b"PAR1"):
+        return "parquet"
+    if path.suffix.lower() == ".arrow" or head.startswith((b"ARROW1", b"\xff\xff\xff\xff")):
+        return "arrow"
+    head = head.lstrip(b"\xef\xbb\xbf").lstrip()
     return "array" if head.startswith(b"[") else "jsonl"
 
 
 def open_rows(path: str | os.PathLike[str], on_bad: Callable[[InputError, str], None] | None = None,
               span: tuple[int, int, int] | None = None) -> tuple[str, Iterator[Row]]:
-    """The raw rows of a JSONL, JSON-array or Parquet file: ``(kind, rows)``. Checks first that the
+    """The raw rows of a JSONL, JSON-array, Parquet or Arrow file: ``(kind, rows)``. Checks first that the
     file exists, is a file and can be read; every problem is a located :class:`InputError` or a
     :class:`UserError`. ``on_bad`` receives bad JSONL lines instead of raising."""
     p = Path(path)
     if not p.exists():
         raise UserError(f"{p}: no such file")
     if p.is_dir():
-        raise UserError(f"{p}: is a directory; expected a JSONL, JSON or Parquet file")
+        raise UserError(f"{p}: is a directory; expected a JSONL, JSON, Parquet or Arrow file")
     try:
         kind = _kind(p)
     except OSError as e:
         raise UserError(f"{p}: cannot be read ({e.strerror or e})") from None
     if kind == "jsonl":
         return kind, _iter_jsonl(p, on_bad, span)
-    return kind, _iter_json_array(p) if kind == "array" else _iter_parquet(p)
+    return kind, {"array": _iter_json_array, "parquet": _iter_parquet, "arrow": _iter_arrow}[kind](p)
 
 
 def row_error(path: Path, kind: str, line: int, item: int | None, field: str | None, message: str) -> InputError:
-    return InputError(str(path), line, field, message, "row" if kind == "parquet" else "line", item=item)
+    return InputError(str(path), line, field, message, "row" if kind in ("parquet", "arrow") else "line", item=item)
 
 
 # -- records -----------------------------------------------------------------------------------
@@ -271,20 +300,26 @@ def read_records(
     limit: int | None = None,
     require_answer: bool = True,
     span: tuple[int, int, int] | None = None,
+    split: str | None = None,
+    mapping: RowMap | None = None,
+    detected: bool = False,
 ) -> Iterator[Record]:
-    """Stream Records from a file in any supported format.
+    """Stream Records from a file, a ``save_to_disk`` folder or a cached dataset id
+    (:func:`datagen.core.hfdata.input_files`; ``split``: a DatasetDict's) in any supported format.
 
     ``fmt`` None detects the format from the first row. ``on_error="skip"`` sends each bad row to
     ``on_reject`` as a :class:`Rejection` (stage "read") instead of raising. ``limit`` stops after
     that many good records. ``span`` ``(start, end, first line)`` reads only those bytes of a
     JSONL file, numbering its lines from ``first line`` (one shard of a parallel read).
+    ``mapping`` (``--map``, ``--roles``) renames each row's fields and roles before it is read.
+    ``detected``: ``fmt`` was detected by the caller (from the file's first row), not given.
     """
-    p = Path(path)
-    if fmt is not None and fmt not in FORMATS:
-        raise UserError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if fmt is not None and fmt not in INPUT_FORMATS:
+        raise UserError(f"unknown format {fmt!r}; expected one of {', '.join(INPUT_FORMATS)}")
     skip = on_error == "skip"
     if skip and on_reject is None:
         raise ValueError("on_error='skip' needs on_reject")
+    given = fmt is not None and not detected
 
     n_bad = 0
 
@@ -302,41 +337,57 @@ def read_records(
             )
         )
 
-    kind, rows = open_rows(p, bad if skip else None, span)
     seen_any = False
     good = 0
-    for lineno, item, obj in rows:
+    for p, kind, lineno, item, raw in _rows(input_files(str(path), split), bad if skip else None, span):
         seen_any = True
         if limit is not None and good >= limit:
             return
-        if fmt is None:
-            fmt_here = detect_format(obj)
-            if fmt_here is None:
-                hint = misspelt_field(obj)
-                if hint and not skip:
-                    raise row_error(p, kind, lineno, item, hint[0], f"unknown field (did you mean '{hint[1]}'?)")
-                keys = ", ".join(sorted(obj)) if isinstance(obj, dict) else type(obj).__name__
-                err = row_error(p, kind, lineno, item, None, f"cannot tell the format from the fields ({keys}); expected {describe_formats()}; or pass --format")
-                err.code = "unknown_format"  # type: ignore[attr-defined]
-                if not skip:
-                    raise err
-                bad(err, obj)
-                continue
-            fmt = fmt_here
+        obj = raw
         try:
-            rec = to_record(obj, fmt, require_answer=require_answer)
+            obj = mapping.apply(raw) if mapping else raw
+            if fmt is None:
+                fmt = detect(obj)
+                if fmt is None:
+                    err = _unknown_format(p, kind, lineno, item, obj, skip)
+                    if not skip:
+                        raise err
+                    bad(err, raw)
+                    continue
+            rec = read_row(obj, fmt, require_answer=require_answer)
         except FieldError as fe:
+            if fmt is not None:
+                fe = explain(fe, obj, fmt, detected=not given, require_answer=require_answer)
             err = row_error(p, kind, lineno, item, fe.field, fe.message)
             err.code = fe.code  # type: ignore[attr-defined]
             if not skip:
                 raise err from None
-            bad(err, obj)
+            bad(err, raw)
             continue
         rec.meta.setdefault("origin", f"{p.name}:{lineno}")
         good += 1
         yield rec
     if not seen_any and not n_bad and span is None:
-        raise InputError(str(p), 1, None, "file is empty: no records")
+        raise InputError(str(path), 1, None, "file is empty: no records")
+
+
+def _rows(files: list[Path], on_bad: Callable[[InputError, str], None] | None, span: tuple[int, int, int] | None) -> Iterator[tuple[Path, str, int, int | None, Any]]:
+    """``(file, kind, line or row, item, value)`` of every row of ``files``, in order."""
+    for f in files:
+        kind, rows = open_rows(f, on_bad, span)
+        for lineno, item, obj in rows:
+            yield f, kind, lineno, item, obj
+
+
+def _unknown_format(p: Path, kind: str, lineno: int, item: int | None, obj: Any, skip: bool) -> InputError:
+    hint = misspelt_field(obj)
+    if hint and not skip:
+        return row_error(p, kind, lineno, item, hint[0], f"unknown field (did you mean '{hint[1]}'?); --map {hint[0]}={hint[1]} renames it")
+    keys = ", ".join(sorted(obj)) if isinstance(obj, dict) else type(obj).__name__
+    err = row_error(p, kind, lineno, item, None, f"cannot tell the format from the fields ({keys}); expected {describe()}; "
+                    "pass --format, or rename fields with --map src=dst")
+    err.code = "unknown_format"  # type: ignore[attr-defined]
+    return err
 
 
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
@@ -347,19 +398,20 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
 
 
-def file_format(path: str | os.PathLike[str]) -> tuple[str, str | None]:
+def file_format(path: str | os.PathLike[str], mapping: RowMap | None = None) -> tuple[str, str | None]:
     """``(kind, format)`` of a file from its first row (format None when it cannot be told, or
     there is no good first row: a serial read then says why)."""
     try:
         kind, rows = open_rows(path, lambda err, raw: None)
         for _, _, obj in rows:
-            return kind, detect_format(obj)
-    except (InputError, UserError):
+            return kind, detect(mapping.apply(obj) if mapping else obj)
+    except (InputError, UserError, FieldError):
         pass
     return "unknown", None
 
 
-def read_shard(path: str, span: tuple[int, int, int], fmt: str, on_error: str, require_answer: bool, out: str) -> tuple[int, list[Rejection]]:
+def read_shard(path: str, span: tuple[int, int, int], fmt: str, on_error: str, require_answer: bool, out: str,
+               mapping: RowMap | None = None, detected: bool = False) -> tuple[int, list[Rejection]]:
     """The records of one byte range of a JSONL file into ``out`` (record JSONL): how many, and
     the bad rows skipped (``on_error="skip"``); a bad row raises as in :func:`read_records`."""
     rejects: list[Rejection] = []
@@ -367,7 +419,8 @@ def read_shard(path: str, span: tuple[int, int, int], fmt: str, on_error: str, r
     # a plain file, not an atomic one: it is the parent's scratch, removed by it even when this
     # worker is stopped mid-write (an atomic temp file would be left behind)
     with open(out, "w", encoding="utf-8") as f:
-        for rec in read_records(path, fmt, on_error=on_error, on_reject=rejects.append, require_answer=require_answer, span=span):
+        for rec in read_records(path, fmt, on_error=on_error, on_reject=rejects.append, require_answer=require_answer, span=span,
+                                mapping=mapping, detected=detected):
             f.write(rec.to_json() + "\n")
             n += 1
     return n, rejects

@@ -21,8 +21,12 @@ CASES = [
     ("blank_lines_only.jsonl", 1, None, "file is empty"),
     ("not_utf8.jsonl", 2, None, "not valid UTF-8"),
     ("unknown_role_sharegpt.jsonl", 2, "conversations[1].from", "unknown role 'bot'"),
-    ("unknown_role_messages.jsonl", 2, "messages[1].role", "unknown role 'tool'"),
+    ("unknown_role_messages.jsonl", 2, "messages[1].role", "unknown role 'bot'"),
     ("no_assistant_turn.jsonl", 2, "messages", "no assistant turn"),
+    ("tool_calls.jsonl", 2, "messages[1].tool_calls", "calls tools"),
+    ("ultrachat_turn_not_text.jsonl", 2, "data[1]", "expected a string (turns alternate user, assistant), got int (read as ultrachat"),
+    ("prompt_completion_mixed.jsonl", 2, "completion", "must both be strings or both arrays of messages (read as prompt-completion"),
+    ("dolly_among_alpaca.jsonl", 2, "output", "(read as alpaca, detected from the first row; this row looks like dolly: --format dolly; or --map response=output)"),
 ]
 
 

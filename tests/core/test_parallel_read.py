@@ -71,3 +71,25 @@ def test_a_worker_that_dies_is_an_error_not_a_wait():
         assert ex.map(abs, [(-4,), (5,)]) == [4, 5]  # a fresh pool after that
     finally:
         ex.close()
+
+
+def test_map_and_the_detected_format_cross_to_the_workers(tmp_path, small_shards):
+    lines = [json.dumps({"question": f"Question {k}?", "answer": f"Answer number {k}, in a few words."}) for k in range(300)]
+    lines[120] = json.dumps({"question": "x"})
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def read_mapped(workers: int, on_error: str):
+        rejects = []
+        out = src.with_suffix(f".out{workers}")
+        spec = InputSpec(str(src), on_error=on_error, columns="question=instruction,answer=output")
+        return spec.write_records(out, rejects.append, workers), out.read_text(encoding="utf-8"), [r.to_json() for r in rejects]
+
+    one, two = read_mapped(1, "skip"), read_mapped(2, "skip")
+    assert one == two and one[0] == 299 and '"content": "Answer number 299, in a few words."' in two[1]
+    assert "read as alpaca, detected from the first row" in json.loads(two[2][0])["evidence"]["error"]
+    with pytest.raises(InputError) as e1:
+        read_mapped(1, "raise")
+    with pytest.raises(InputError) as e2:
+        read_mapped(2, "raise")
+    assert str(e2.value) == str(e1.value) and e2.value.location.endswith("in.jsonl:121")

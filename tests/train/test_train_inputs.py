@@ -1,0 +1,42 @@
+"""``train run`` reads what datagen reads: a ``save_to_disk`` folder and its split, with ``--map``
+and ``--roles``; the manifest's digest covers the folder's files."""
+
+import pytest
+
+from datagen.core.errors import UserError
+from train.config import TrainConfig
+from train.run import _check_data_paths, read_data
+
+ROWS = [{"question": f"What is {i} plus {i}?", "answer": f"It is {2 * i}."} for i in range(3)]
+
+
+def test_a_dataset_folder_with_split_and_map(tmp_path):
+    import datasets
+
+    folder = tmp_path / "dd"
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(ROWS), "test": datasets.Dataset.from_list(ROWS[:1])}).save_to_disk(str(folder))
+    cfg = TrainConfig(data_split="train", data_map="question=instruction,answer=output")
+    _check_data_paths(cfg, str(folder))
+    [(records, problems)] = read_data(cfg, str(folder))
+    assert [r.response for r in records] == [r["answer"] for r in ROWS] and problems == []
+    with pytest.raises(UserError, match="pick one with --split"):
+        read_data(TrainConfig(data_map="question=instruction,answer=output"), str(folder))
+    with pytest.raises(UserError, match="no such file"):
+        _check_data_paths(cfg, str(tmp_path / "missing.jsonl"))
+
+
+def test_roles_are_renamed(tmp_path):
+    import json
+
+    src = tmp_path / "chats.jsonl"
+    src.write_text(json.dumps({"conversations": [{"from": "customer", "value": "Hi"}, {"from": "agent", "value": "Hello"}]}) + "\n")
+    [(records, _)] = read_data(TrainConfig(data_roles="customer=user,agent=assistant"), str(src))
+    assert [m.role for m in records[0].messages] == ["user", "assistant"]
+
+
+def test_the_reading_flags_are_on_train_run():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "train.cli", "run", "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and all(flag in r.stdout for flag in ("--split", "--map", "--roles"))
