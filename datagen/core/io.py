@@ -271,6 +271,7 @@ def read_records(
     limit: int | None = None,
     require_answer: bool = True,
     span: tuple[int, int, int] | None = None,
+    check: Callable[[Record], None] | None = None,
 ) -> Iterator[Record]:
     """Stream Records from a file in any supported format.
 
@@ -278,6 +279,8 @@ def read_records(
     ``on_reject`` as a :class:`Rejection` (stage "read") instead of raising. ``limit`` stops after
     that many good records. ``span`` ``(start, end, first line)`` reads only those bytes of a
     JSONL file, numbering its lines from ``first line`` (one shard of a parallel read).
+    ``check`` may refuse a record (a :class:`FieldError`) as a bad row: what the output format
+    cannot hold, located like any other input error.
     """
     p = Path(path)
     if fmt is not None and fmt not in FORMATS:
@@ -325,6 +328,8 @@ def read_records(
             fmt = fmt_here
         try:
             rec = to_record(obj, fmt, require_answer=require_answer)
+            if check is not None:
+                check(rec)
         except FieldError as fe:
             err = row_error(p, kind, lineno, item, fe.field, fe.message)
             err.code = fe.code  # type: ignore[attr-defined]
