@@ -178,7 +178,7 @@ def render(*, n: int, data_file: str, name: str, runs: Sequence[dict[str, Any]],
             "with its evidence)."]
     for i, run in enumerate(runs, 1):
         m = run["manifest"]
-        where = f" (`{run['dir']}`)" if run.get("dir") else ""
+        where = f" (`{Path(run['dir']).name}`)" if run.get("dir") else ""
         out += ["", f"### {i}. {m.get('command', 'step')}{where}", "", "```", command_line(m), "```", ""]
         out += _funnel(run)
         if m.get("finished"):
