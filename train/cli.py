@@ -32,6 +32,7 @@ RUN_FLAGS: tuple[tuple[str, str, type, str], ...] = (
     ("--eval-split", "eval_split", str, "held-out fraction (0.05) or an eval data file"),
     ("--save-steps", "save_steps", int, "checkpoint every N steps"),
     ("--seed", "seed", int, "seed for init, data order and dropout"),
+    ("--limit", "limit", int, "train on the first K records only (try a recipe in seconds)"),
 )
 
 
