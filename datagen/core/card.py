@@ -17,11 +17,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from datagen.core.record import Record
+from datagen.core.record import Record, RecordView
 
 CARD = "README.md"
 MARKER = "<!-- written by datagen: rewritten with the run; edit a copy -->"
 LANGUAGE_SAMPLE = 10_000  # records whose writing system is counted
+SCRIPT_CHARS = 2_000  # of each text: enough to tell its writing system
 IDENTIFIED = {"zh": "zh", "ja": "ja", "ko": "ko"}  # scripts that name one language
 SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"),
          (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
@@ -86,7 +87,7 @@ def source_models(runs: Sequence[dict[str, Any]]) -> list[tuple[str, str, str]]:
     return out
 
 
-def writing_systems(records: Iterable[Record]) -> Counter[str]:
+def writing_systems(records: Iterable[Record | RecordView]) -> Counter[str]:
     """The writing system of the first :data:`LANGUAGE_SAMPLE` records' answers (prompts when none)."""
     from datagen.core.text import detect_language
 
@@ -94,7 +95,7 @@ def writing_systems(records: Iterable[Record]) -> Counter[str]:
     for i, rec in enumerate(records):
         if i >= LANGUAGE_SAMPLE:
             break
-        counts[detect_language(rec.response or rec.instruction) or "none"] += 1
+        counts[detect_language((rec.response or rec.instruction)[:SCRIPT_CHARS]) or "none"] += 1
     return counts
 
 
@@ -201,11 +202,9 @@ def write_card(path: Path, text: str) -> bool:
 
 def run_card(folder: Path, manifest: dict[str, Any], stats: dict[str, Any]) -> bool:
     """The card of a finished run directory: its ``records.jsonl``, and every run that made it."""
-    from datagen.core.io import iter_jsonl
-
-    def sample() -> Iterable[Record]:
-        for row in iter_jsonl(folder / "records.jsonl"):
-            yield Record.model_validate(row)
+    def sample() -> Iterable[RecordView]:
+        with open(folder / "records.jsonl", encoding="utf-8") as f:
+            yield from (RecordView(line) for line in f if line.strip())
 
     runs = upstream(manifest.get("settings") or {}) + [{"manifest": manifest, "stats": stats}]
     text = render(n=int(stats.get("records", 0)), data_file="records.jsonl", name=folder.resolve().name, runs=runs,
