@@ -3,8 +3,9 @@
 * ``datasets.load_dataset`` reads every export (JSONL, JSON array, Parquet).
 * TRL (installed with the dev extra) renders the prompt-completion rows with its own
   ``trl.data_utils.apply_chat_template``, as ``SFTTrainer`` does before tokenizing.
-* LLaMA-Factory is not installed: it pins its own torch, transformers and datasets ranges and pulls
-  gradio, so it cannot share this environment. Its converter contract is reproduced below from its
+* LLaMA-Factory is not installed: ``pip install --dry-run llamafactory`` (0.9.5) would replace this
+  environment's torch (2.14.1), transformers (5.6.0, its ceiling), datasets (4.0.0), peft and
+  accelerate, and pull gradio, so it cannot share the environment the trainer runs in. Its converter contract is reproduced below from its
   documentation (data/README.md) and ``src/llamafactory/data/converter.py``: a dataset is loaded
   with ``datasets`` by file extension, ``dataset_info.json`` names the columns and tags, and a
   column the entry does not declare is never read.
