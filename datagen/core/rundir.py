@@ -294,8 +294,8 @@ class RunDir:
         parts: Sequence[int] | None = None,
     ) -> dict[str, Any]:
         """Concatenate the sealed parts into the final files, write stats.json, the dataset card
-        (README.md) and, last, manifest.json. Safe to repeat if interrupted: parts are removed only afterwards. ``parts``
-        (or ``n_parts``: 0 .. n-1) names the parts; default: every sealed one.
+        (README.md) and, last, manifest.json. Safe to repeat if interrupted: parts are removed only
+        afterwards. ``parts`` (or ``n_parts``: 0 .. n-1) names the parts; default: every sealed one.
 
         ``records_from`` takes ``records.jsonl`` from that one part instead of all of them: for a
         pipeline whose parts are successive stages, the last part's records are the survivors
