@@ -12,6 +12,7 @@ Nothing is invented: a licence or a language that no one stated is written as un
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections import Counter
 from pathlib import Path
@@ -108,12 +109,18 @@ def languages_of(scripts: Counter[str]) -> list[str]:
     return sorted(IDENTIFIED[s] for s in named)
 
 
+_URL_SECRETS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]*@|(?P<query>\?\S*)", re.I)
+
+
 def command_line(manifest: dict[str, Any]) -> str:
+    """The command as typed, for a card that may be published: URLs without credentials
+    (``user:pass@``) or query strings."""
     argv = list(manifest.get("argv") or [])
     if not argv:
         return str(manifest.get("command", ""))
     if argv[0] in ("cli.py", "__main__.py", "datagen"):  # `python -m datagen.cli` names its file
         argv[0] = "datagen"
+    argv = [_URL_SECRETS.sub(lambda m: m["scheme"] or "", a) if "://" in a else a for a in argv]
     return shlex.join(argv)
 
 

@@ -66,7 +66,8 @@ def test_card_names_models_reasons_and_languages():
         {"dir": "/x/gen", "manifest": {"command": "self-instruct", "argv": ["datagen", "self-instruct", "--num", "5"],
                                        "models": {"generator": {"backend": "local", "model_id": "HuggingFaceTB/SmolLM2-135M-Instruct"}}},
          "stats": {"stages": {"self-instruct": {"in": 9, "out": 5, "rejected": {"too_similar": 3, "refusal": 1}}}}},
-        {"manifest": {"command": "filter", "models": {"judge": {"backend": "openai", "model": "judge-7b"}}},
+        {"manifest": {"command": "filter", "models": {"judge": {"backend": "openai", "model": "judge-7b"}},
+                      "argv": ["cli.py", "filter", "--base-url", "https://user:secret@judge.example:8000/v1?token=abc"]},
          "stats": {"stages": {"quality": {"in": 5, "out": 4, "rejected": {"low_quality": 1}}}}},
     ]
     text = render(n=4, data_file="records.jsonl", name="demo", runs=runs, scripts=Counter({"zh": 3, "ja": 1}))
@@ -76,6 +77,7 @@ def test_card_names_models_reasons_and_languages():
     assert "| filter | judge | `judge-7b` |" in text
     assert "| self-instruct | 9 | 5 | 4 | too_similar (3), refusal (1) |" in text
     assert "datagen self-instruct --num 5" in text
+    assert "datagen filter --base-url https://judge.example:8000/v1\n" in text and "secret" not in text and "token" not in text
     assert languages_of(Counter({"latin": 9, "zh": 1})) == []  # Latin script names no language
 
 
