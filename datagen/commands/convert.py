@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def cli(args: argparse.Namespace) -> int:
     from datagen.core.exports import DATASET_INFO, TRAINER_FORMATS, alpaca_merged, check_export, export_row, read_dataset_info, write_dataset_info
-    from datagen.core.writing import atomic_open, check_output, output_kind, rejects_path, same_file, write_records, write_rows
+    from datagen.core.writing import atomic_open, check_output, output_kind, rejects_path, write_records, write_rows
 
     out = check_output(args.out, directory=False)
     rej_path = Path(args.rejected) if args.rejected else rejects_path(out)
@@ -57,13 +57,7 @@ def cli(args: argparse.Namespace) -> int:
     if card is not None:
         check_output(card, "--card", directory=False)
         written.append(("--card", card))
-    for label, path in written:
-        if same_file(args.input, path):
-            raise UserError(f"{label} {path} is the input file; choose another path (inputs are never overwritten)")
-    for i, (label, path) in enumerate(written):
-        for other, path2 in written[i + 1:]:
-            if same_file(path, path2):
-                raise UserError(f"{label} {path} and {other} {path2} are the same file; choose another path")
+    _refuse_clashes(args.input, written)
     if info:
         read_dataset_info(out.parent / DATASET_INFO)  # a damaged one is refused before any work
     if card is not None and card.exists():
@@ -94,23 +88,25 @@ def cli(args: argparse.Namespace) -> int:
         path, name = write_dataset_info(out, args.to, records)
         msg += f"; LLaMA-Factory entry '{name}' in {path}"
     if card is not None:
-        _write_card(args, card, out, records, rejected)
+        from datagen.core.card import export_card
+        from datagen.core.stats import Stats
+
+        export_card(card, out, records, Stats.of_read(len(records), (r.reason for r in rejected)).to_dict(), input=str(args.input),
+                    argv=[os.path.basename(sys.argv[0])] + sys.argv[1:], license=args.license, languages=args.language)
         msg += f"; dataset card {card}"
     print(msg, file=sys.stderr)
     return 0
 
 
-def _write_card(args: argparse.Namespace, card: Path, out: Path, records: list, rejected: list[Rejection]) -> None:
-    from datagen.core.card import render, upstream, write_card, writing_systems
-    from datagen.core.stats import Stats
 
-    st = Stats()
-    st.seen("read", len(records) + len(rejected))
-    st.kept("read", len(records))
-    for r in rejected:
-        st.rejected("read", r.reason)
-    step = {"manifest": {"command": "convert", "argv": [os.path.basename(sys.argv[0])] + sys.argv[1:]}, "stats": st.to_dict()}
-    text = render(n=len(records), data_file=os.path.relpath(out, card.parent), name=out.name.split(".")[0],
-                  runs=upstream({"input": str(args.input)}) + [step], scripts=writing_systems(records),
-                  license=args.license, languages=args.language)
-    write_card(card, text)
+def _refuse_clashes(input_path: str, written: list[tuple[str, Path]]) -> None:
+    """Before any work: no output may be the input, nor another output."""
+    from datagen.core.writing import same_file
+
+    for label, path in written:
+        if same_file(input_path, path):
+            raise UserError(f"{label} {path} is the input file; choose another path (inputs are never overwritten)")
+    for i, (label, path) in enumerate(written):
+        for other, path2 in written[i + 1:]:
+            if same_file(path, path2):
+                raise UserError(f"{label} {path} and {other} {path2} are the same file; choose another path")

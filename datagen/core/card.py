@@ -207,6 +207,18 @@ def write_card(path: Path, text: str) -> bool:
     return True
 
 
+def export_card(path: Path, out: Path, records: Sequence[Record], stats: dict[str, Any], *, input: str, argv: list[str],
+                license: str | None = None, languages: Sequence[str] | None = None) -> bool:
+    """The card of an export (``datagen convert --card``): the file ``out``, the runs that made its
+    ``input``, and the conversion (``stats``: its read stage; ``argv``: its command line)."""
+    import os
+
+    step = {"manifest": {"command": "convert", "argv": argv}, "stats": stats}
+    text = render(n=len(records), data_file=os.path.relpath(out, path.parent), name=out.name.split(".")[0],
+                  runs=upstream({"input": input}) + [step], scripts=writing_systems(records), license=license, languages=languages)
+    return write_card(path, text)
+
+
 def run_card(folder: Path, manifest: dict[str, Any], stats: dict[str, Any]) -> bool:
     """The card of a finished run directory: its ``records.jsonl``, and every run that made it."""
     def sample() -> Iterable[RecordView]:

@@ -235,11 +235,7 @@ class RunDir:
         records read (record JSONL), becomes the part's records when given (moved in). Written once."""
         if self.part_done(0):
             return
-        st = Stats()
-        st.seen("read", n_read + len(rejects))
-        st.kept("read", n_read)
-        for r in rejects:
-            st.rejected("read", r.reason)
+        st = Stats.of_read(n_read, (r.reason for r in rejects))
         if records is None:
             self.write_part(0, [], rejects, st)
             return
