@@ -35,6 +35,7 @@ RUN_FLAGS: tuple[tuple[str, str, type, str], ...] = (
     ("--split", "data_split", str, "the split of a DatasetDict folder or of --data hf:ORG/NAME"),
     ("--map", "data_map", str, "rename columns before reading: response=output,context=input"),
     ("--roles", "data_roles", str, "rename turn roles before reading: bot=assistant"),
+    ("--limit", "limit", int, "train on the first K records only (try a recipe in seconds)"),
 )
 
 

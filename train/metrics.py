@@ -19,10 +19,13 @@ that is not the pad token; chat templates never emit the pad token (``<|endoftex
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 if TYPE_CHECKING:
     import torch
@@ -158,6 +161,7 @@ class CountingTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.add_callback(_RestoreLossSums(self))
         self.resumed_loss_sums = False
+        numeric_log_lines(self)
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
         if not self.loss_chunk_tokens or return_outputs or "labels" not in inputs:
@@ -211,3 +215,34 @@ class _RestoreLossSums(TrainerCallback):
         t._total_loss_scalar = saved["total_loss_scalar"]
         t._globalstep_last_logged = saved["globalstep_last_logged"]
         t.resumed_loss_sums = True
+
+
+# -- log lines -------------------------------------------------------------------------------------
+def log_line(logs: dict[str, Any]) -> str:
+    """One training log as a JSON object whose numbers are numbers, floats to 4 significant
+    digits (the Trainer's own printers write them as strings: ``{'loss': '0.9819'}``)."""
+    return json.dumps({k: float(f"{v:.4g}") if isinstance(v, float) and math.isfinite(v) else v
+                       for k, v in logs.items() if k != "total_flos"})
+
+
+class _ProgressLogs(ProgressCallback):
+    """The Trainer's progress bar, its log lines written by :func:`log_line`."""
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        if state.is_world_process_zero and self.training_bar is not None and logs:
+            self.training_bar.write(log_line(logs))
+
+
+class _PrintLogs(PrinterCallback):
+    """Without a progress bar: each log line printed by :func:`log_line`."""
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        if state.is_local_process_zero and logs:
+            print(log_line(logs), flush=True)
+
+
+def numeric_log_lines(trainer: Trainer) -> None:
+    """Replace the Trainer's log printer (a progress bar's or a plain one) with ours, in place."""
+    for theirs, ours in ((ProgressCallback, _ProgressLogs), (PrinterCallback, _PrintLogs)):
+        if trainer.pop_callback(theirs) is not None:
+            trainer.add_callback(ours)

@@ -131,7 +131,7 @@ def _load_4bit(cfg: TrainConfig, rt: Runtime) -> tuple[PreTrainedModel, PreTrain
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-    from datagen.llm.models import resolve_model
+    from datagen.llm.models import quiet_loading, resolve_model
 
     path = resolve_model(cfg.model)
     compute = torch.bfloat16 if rt.bf16 else torch.float16
@@ -139,10 +139,11 @@ def _load_4bit(cfg: TrainConfig, rt: Runtime) -> tuple[PreTrainedModel, PreTrain
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute,
     )
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(
-        path, quantization_config=quant, dtype=compute, device_map={"": local_rank}, attn_implementation=rt.attn_implementation,
-    )
+    with quiet_loading():
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, quantization_config=quant, dtype=compute, device_map={"": local_rank}, attn_implementation=rt.attn_implementation,
+        )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
@@ -235,28 +236,29 @@ def load_merged(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from datagen.llm.models import resolve_model
+    from datagen.llm.models import quiet_loading, resolve_model
 
     folder = Path(path)
     if not (folder / "config.json").is_file() and not is_adapter_dir(folder):
         raise UserError(f"{folder}: not a model folder (no config.json) nor an adapter folder (no {ADAPTER_CONFIG})")
-    try:
-        if is_adapter_dir(folder):
-            from peft import PeftModel
+    with quiet_loading():
+        try:
+            if is_adapter_dir(folder):
+                from peft import PeftModel
 
-            model = AutoModelForCausalLM.from_pretrained(resolve_model(base or adapter_base(folder)), dtype=torch.float32)
-            tokenizer = AutoTokenizer.from_pretrained(folder)
-            if len(tokenizer) > model.get_input_embeddings().num_embeddings:  # turn tokens added in training
-                model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-            with _peft_quietly():
-                model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
-        else:
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-            tokenizer = AutoTokenizer.from_pretrained(folder)
-    except LLMError as e:
-        raise UserError(str(e)) from None
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot load {folder}: {e}") from None
+                model = AutoModelForCausalLM.from_pretrained(resolve_model(base or adapter_base(folder)), dtype=torch.float32)
+                tokenizer = AutoTokenizer.from_pretrained(folder)
+                if len(tokenizer) > model.get_input_embeddings().num_embeddings:  # turn tokens added in training
+                    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+                with _peft_quietly():
+                    model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+            else:
+                model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+                tokenizer = AutoTokenizer.from_pretrained(folder)
+        except LLMError as e:
+            raise UserError(str(e)) from None
+        except (OSError, ValueError) as e:
+            raise UserError(f"cannot load {folder}: {e}") from None
     model.to(device=device, dtype=getattr(torch, dtype))
     model.eval()
     model.config.use_cache = True

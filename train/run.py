@@ -346,5 +346,7 @@ def cli(args: Any) -> int:
     metrics = run(cfg, args.data, args.out, resume=args.resume, force=args.force)
     if int(os.environ.get("RANK", "0")) == 0:
         shown = {k: metrics[k] for k in ("train_loss", "eval_loss", "tokens_per_s", "padding_waste") if k in metrics}
-        print(f"trained model written to {args.out}: {shown}")
+        from .metrics import log_line
+
+        print(f"trained model written to {args.out}: {log_line(shown)}")
     return 0

@@ -35,7 +35,7 @@ def curate(s: AblationSettings) -> Path:
             f.write(DEFAULT_FILTER_CONFIG)
     filtered, selected = base / "filter", base / "select"
     steps = (
-        (filtered, lambda: run_filter(InputSpec(s.pool), filtered, stages=s.stages, config=config, cache_dir=s.cache_dir, force=s.force)),
+        (filtered, lambda: run_filter(InputSpec(s.pool, limit=s.limit), filtered, stages=s.stages, config=config, cache_dir=s.cache_dir, force=s.force)),
         (selected, lambda: run_select(InputSpec(str(filtered / "records.jsonl")), selected, budget=s.budget, score=s.select_score,
                                       tau=s.tau, cache_dir=s.cache_dir, force=s.force)),
     )
@@ -45,6 +45,13 @@ def curate(s: AblationSettings) -> Path:
         except AlreadyComplete:
             print(f"ablate: {out} already complete", file=sys.stderr)
     return selected / "records.jsonl"
+
+
+def read_pool(s: AblationSettings) -> list[Record]:
+    """The pool's records (its first ``--limit`` ones)."""
+    from datagen.core.io import read_records
+
+    return list(read_records(s.pool, limit=s.limit))
 
 
 def random_arm(pool: Sequence[Record], n: int, seed: int) -> list[Record]:
@@ -61,7 +68,7 @@ def build_arms(s: AblationSettings, seeds: Sequence[int]) -> dict[str, list[Arm]
     from datagen.core.rundir import file_digest
 
     curated = curate(s)
-    pool = list(read_records(s.pool))
+    pool = read_pool(s)
     n = sum(1 for _ in read_records(curated))
     if n < s.budget:
         print(f"ablate: the filter left only {n} records for a budget of {s.budget}; every arm gets {n}", file=sys.stderr)
@@ -83,5 +90,10 @@ def build_arms(s: AblationSettings, seeds: Sequence[int]) -> dict[str, list[Arm]
             write_records(path, drawn)  # cheap and deterministic: always rewritten
             arms[name].append(Arm(name, k, path, len(drawn), file_digest(path)))
     if s.full:
-        arms["full"] = [Arm("full", k, Path(s.pool), len(pool), file_digest(s.pool)) for k in seeds]
+        path = Path(s.pool)
+        if s.limit is not None:  # the pool as the other arms saw it
+            path = s.out / "arms" / "full" / "records.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_records(path, pool)
+        arms["full"] = [Arm("full", k, path, len(pool), file_digest(path)) for k in seeds]
     return arms

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from datagen.report.ablation import BASELINE
-from datagen.ablate.arms import build_arms
+from datagen.ablate.arms import build_arms, read_pool
 from datagen.ablate.runs import judge_llm, answer_limit, eval_arm, eval_base, judge_arm, train_arm, train_config
 from datagen.ablate.settings import AblationSettings
 from datagen.ablate.summary import behaviour_row, composition, curation_summary, paired_defects, paired_loss, summarize
@@ -65,7 +65,7 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
         if name != BASELINE:
             arms_doc[name]["paired_vs_random"] = paired_loss(evals, name, seeds)
             arms_doc[name]["paired_defects_vs_random"] = paired_defects(evals, name, seeds)
-    pool_records = list(read_records(s.pool))
+    pool_records = read_pool(s)
     # each arm's records, read once for the defect accounting and the composition (a shared file once)
     draws = {name: [list(read_records(path)) for path in dict.fromkeys(a.path for a in group)] for name, group in arms.items()}
     doc = {

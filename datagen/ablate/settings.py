@@ -22,7 +22,7 @@ DEFAULT_FILTER_CONFIG = "quality:\n  scorers: [complexity_features]\n"
 DEFAULT_SELECT_SCORE = "complexity_features"
 # the flags' groups in --help, each a list of AblationSettings' fields
 GROUPS = {
-    "data": ("pool", "gold", "budget", "out", "force"),
+    "data": ("pool", "gold", "budget", "limit", "out", "force"),
     "curated arm": ("stages", "filter_config", "select_score", "tau", "cache_dir"),
     "training": ("recipe", "sets", "steps", "seeds", "filtered", "removed", "full"),
     "evaluation": ("answer_prompts", "judge_prompts", "max_new_tokens", "judge_model", "batch_size", "device", "llm_cache"),
@@ -47,6 +47,8 @@ class AblationSettings(BaseModel):
     pool: str = Field(description="the record pool every arm is built from (any input format)", json_schema_extra={"metavar": "FILE"})
     gold: str = Field(description="gold set: held-out loss on its answers, judged answers to its prompts", json_schema_extra={"metavar": "FILE"})
     budget: int = Field(ge=1, description="records per arm (the random arm matches the curated arm's size if the filter leaves fewer)")
+    limit: int | None = Field(None, ge=1, json_schema_extra={"metavar": "K"}, description=(
+        "use only the first K records of the pool (try an ablation in minutes)"))
     out: Path = Field(description="ablation directory (arms/, runs/, judge/, ablation.json, report.html)",
                       json_schema_extra={"metavar": "DIR", "short": "-o"})
     force: bool = Field(False, description="redo steps whose settings changed instead of refusing", json_schema_extra={"negatable": False})

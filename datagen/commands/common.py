@@ -65,8 +65,9 @@ def llm_config(args: argparse.Namespace):
     return build(LLMConfig, flags=given(args, LLMConfig))
 
 
-def read_input(args: argparse.Namespace, on_reject: Callable[[Rejection], None], require_answer: bool = True) -> list[Record]:
-    return InputSpec.from_args(args).read(on_reject, require_answer)
+def read_input(args: argparse.Namespace, on_reject: Callable[[Rejection], None], require_answer: bool = True,
+               check: Callable[[Record], None] | None = None) -> list[Record]:
+    return InputSpec.from_args(args).read(on_reject, require_answer, check)
 
 
 def input_settings(args: argparse.Namespace, path: str | Path | None = None, key: str = "input") -> dict[str, Any]:

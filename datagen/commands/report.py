@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None, metavar="DIR",
                    help="embedding cache for the map (default: the one the runs used, else $DATAGEN_CACHE_DIR or ~/.cache/datagen); no model is ever loaded")
     p.add_argument("--no-map", action="store_true", help="skip the embedding map (reads no embedding cache)")
+    p.add_argument("--limit", type=int, default=None, metavar="K",
+                   help="read only the first K records and rejections of each run (a quick look at a large run; the funnel stays whole)")
 
 
 def cli(args: argparse.Namespace) -> int:
@@ -33,7 +35,7 @@ def cli(args: argparse.Namespace) -> int:
     if args.text:
         from datagen.report.text import ablation_summary, summary
 
-        text = summary(data.load_runs(args.dirs))
+        text = summary(data.load_runs(args.dirs, args.limit))
         if args.ablation:
             from datagen.report.ablation_file import read_ablation
 
@@ -44,7 +46,7 @@ def cli(args: argparse.Namespace) -> int:
 
     t0 = time.time()
     report = data.build(args.dirs, cache_dir=Path(args.cache_dir) if args.cache_dir else None, train=args.train,
-                        eval_path=args.eval_path, embeddings=not args.no_map, ablation=args.ablation)
+                        eval_path=args.eval_path, embeddings=not args.no_map, ablation=args.ablation, limit=args.limit)
     out = Path(args.out) if args.out else Path(args.dirs[-1]) / "report.html"
     html.write(report, out, title=args.title)
     size = out.stat().st_size

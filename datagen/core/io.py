@@ -303,6 +303,7 @@ def read_records(
     split: str | None = None,
     mapping: RowMap | None = None,
     detected: bool = False,
+    check: Callable[[Record], None] | None = None,
 ) -> Iterator[Record]:
     """Stream Records from a file, a ``save_to_disk`` folder or a cached dataset id
     (:func:`datagen.core.hfdata.input_files`; ``split``: a DatasetDict's) in any supported format.
@@ -313,6 +314,8 @@ def read_records(
     JSONL file, numbering its lines from ``first line`` (one shard of a parallel read).
     ``mapping`` (``--map``, ``--roles``) renames each row's fields and roles before it is read.
     ``detected``: ``fmt`` was detected by the caller (from the file's first row), not given.
+    ``check`` may refuse a record (a :class:`FieldError`) as a bad row: what the output format
+    cannot hold, located like any other input error.
     """
     if fmt is not None and fmt not in INPUT_FORMATS:
         raise UserError(f"unknown format {fmt!r}; expected one of {', '.join(INPUT_FORMATS)}")
@@ -355,6 +358,8 @@ def read_records(
                     bad(err, raw)
                     continue
             rec = read_row(obj, fmt, require_answer=require_answer)
+            if check is not None:
+                check(rec)
         except FieldError as fe:
             if fmt is not None:
                 fe = explain(fe, obj, fmt, detected=not given, require_answer=require_answer)

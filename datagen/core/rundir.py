@@ -1,6 +1,7 @@
 """The run directory: resumable, atomic, self-describing.
 
-Every command writes ``records.jsonl``, ``rejected.jsonl``, ``stats.json`` and ``manifest.json``.
+Every command writes ``records.jsonl``, ``rejected.jsonl``, ``stats.json`` and ``manifest.json``,
+and a dataset card, ``README.md`` (:mod:`datagen.core.card`).
 While it works, finished pieces go to ``.parts/`` as numbered parts, each written atomically and
 sealed by a ``.done`` marker written last. Interrupt the command at any point (Ctrl-C, kill -9, a
 crash) and run it again: sealed parts are kept, the unsealed one is redone, and nothing is lost or
@@ -23,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from datagen.core.card import CARD, ours as card_ours, run_card
 from datagen.core.errors import RunStopped, UserError
 from datagen.core.writing import atomic_open, check_output, write_json, write_jsonl
 from datagen.core.io import iter_jsonl
@@ -193,6 +195,8 @@ class RunDir:
         """Remove what this tool writes in the directory (never anything else)."""
         for name in OUTPUTS + ("report.html",):
             (self.path / name).unlink(missing_ok=True)
+        if card_ours(self.path / CARD):
+            (self.path / CARD).unlink()
         shutil.rmtree(self.parts, ignore_errors=True)
 
     # -- parts -------------------------------------------------------------------------------
@@ -231,11 +235,7 @@ class RunDir:
         records read (record JSONL), becomes the part's records when given (moved in). Written once."""
         if self.part_done(0):
             return
-        st = Stats()
-        st.seen("read", n_read + len(rejects))
-        st.kept("read", n_read)
-        for r in rejects:
-            st.rejected("read", r.reason)
+        st = Stats.of_read(n_read, (r.reason for r in rejects))
         if records is None:
             self.write_part(0, [], rejects, st)
             return
@@ -268,6 +268,9 @@ class RunDir:
             raise
 
     def write_manifest(self, manifest: dict[str, Any], status: str) -> None:
+        write_json(self.path / "manifest.json", self._manifest_doc(manifest, status))
+
+    def _manifest_doc(self, manifest: dict[str, Any], status: str) -> dict[str, Any]:
         doc = {
             "command": self.command,
             "status": status,
@@ -280,15 +283,15 @@ class RunDir:
         doc.update(manifest)
         if status == "complete":
             doc["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        write_json(self.path / "manifest.json", doc)
+        return doc
 
     def finalize(
         self, manifest: dict[str, Any], stats: Stats | None = None, n_parts: int | None = None, records_from: int | None = None,
         parts: Sequence[int] | None = None,
     ) -> dict[str, Any]:
-        """Concatenate the sealed parts into the final files, write stats.json and, last,
-        manifest.json. Safe to repeat if interrupted: parts are removed only afterwards. ``parts``
-        (or ``n_parts``: 0 .. n-1) names the parts; default: every sealed one.
+        """Concatenate the sealed parts into the final files, write stats.json, the dataset card
+        (README.md) and, last, manifest.json. Safe to repeat if interrupted: parts are removed only
+        afterwards. ``parts`` (or ``n_parts``: 0 .. n-1) names the parts; default: every sealed one.
 
         ``records_from`` takes ``records.jsonl`` from that one part instead of all of them: for a
         pipeline whose parts are successive stages, the last part's records are the survivors
@@ -310,7 +313,9 @@ class RunDir:
         doc = {"command": self.command, "records": n_rec, "rejected": n_rej, **doc}
         doc["extra"]["wall_seconds_this_invocation"] = round(time.time() - self.started, 3)
         write_json(self.path / "stats.json", doc)
-        self.write_manifest(manifest, "complete")
+        final = self._manifest_doc(manifest, "complete")
+        run_card(self.path, final, doc)  # README.md: the dataset card, from the files just written
+        write_json(self.path / "manifest.json", final)
         shutil.rmtree(self.parts, ignore_errors=True)
         self.release()
         return doc

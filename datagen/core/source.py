@@ -39,17 +39,20 @@ class InputSpec:
     def mapping(self) -> RowMap | None:
         return RowMap.parse(self.columns, self.roles)
 
-    def read(self, on_reject: Callable[[Rejection], None], require_answer: bool = True) -> list[Record]:
-        return list(self.iter(on_reject, require_answer))
+    def read(self, on_reject: Callable[[Rejection], None], require_answer: bool = True,
+             check: Callable[[Record], None] | None = None) -> list[Record]:
+        return list(self.iter(on_reject, require_answer, check))
 
-    def iter(self, on_reject: Callable[[Rejection], None], require_answer: bool = True) -> Iterator[Record]:
-        """The records one at a time (a bad row raises, or goes to ``on_reject``, when reached)."""
+    def iter(self, on_reject: Callable[[Rejection], None], require_answer: bool = True,
+             check: Callable[[Record], None] | None = None) -> Iterator[Record]:
+        """The records one at a time (a bad row raises, or goes to ``on_reject``, when reached;
+        ``check`` refuses a record as a bad row: :func:`datagen.core.io.read_records`)."""
         from datagen.core.io import read_records
 
         if self.limit is not None and self.limit < 1:
             raise UserError("--limit must be >= 1")
         return read_records(self.path, self.format, on_error=self.on_error, on_reject=on_reject, limit=self.limit,
-                            require_answer=require_answer, split=self.split, mapping=self.mapping)
+                            require_answer=require_answer, split=self.split, mapping=self.mapping, check=check)
 
     def write_records(self, out: str | Path, on_reject: Callable[[Rejection], None], workers: int = 1, require_answer: bool = True,
                       executor: Any = None) -> int:

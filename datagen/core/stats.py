@@ -5,7 +5,7 @@ free-form extras. Every part of a run directory holds one; :mod:`datagen.core.ru
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, Iterable
 
 
 class Stats:
@@ -17,6 +17,17 @@ class Stats:
 
     def stage(self, name: str) -> dict[str, Any]:
         return self.stages.setdefault(name, {"in": 0, "out": 0, "rejected": Counter()})
+
+    @classmethod
+    def of_read(cls, n_read: int, reasons: Iterable[str]) -> Stats:
+        """The ``read`` stage's ledger: ``n_read`` records read, and a bad row skipped per reason."""
+        st = cls()
+        reasons = list(reasons)
+        st.seen("read", n_read + len(reasons))
+        st.kept("read", n_read)
+        for reason in reasons:
+            st.rejected("read", reason)
+        return st
 
     def seen(self, stage: str, n: int = 1) -> None:
         self.stage(stage)["in"] += n

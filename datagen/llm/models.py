@@ -256,7 +256,7 @@ def load_model_and_tokenizer(
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     try:
-        with _quiet_loading_bars():
+        with quiet_loading():
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or default_dtype(device))
     except (OSError, ValueError) as e:
@@ -287,18 +287,20 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
 
 
 @contextmanager
-def _quiet_loading_bars() -> Iterator[None]:
-    """Hide transformers' per-load progress bars (a 2 s load needs none); restore them after."""
+def quiet_loading() -> Iterator[None]:
+    """Hide transformers' per-load progress bars ("Loading weights": a 2 s load needs none) and
+    its load-time notices below errors; restore both after. Our own progress is not affected."""
     from transformers.utils import logging as hf_logging
 
-    if not hf_logging.is_progress_bar_enabled():
-        yield
-        return
+    bars, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity(max(level, hf_logging.ERROR))
     try:
         yield
     finally:
-        hf_logging.enable_progress_bar()
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _local_folder(name_or_path: str) -> Path:
@@ -381,7 +383,7 @@ def _convert_gguf(emb: Embedded, gguf: Path, out_dir: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with _quiet_loading_bars():
+    with quiet_loading():
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     if emb.instruct and not tokenizer.chat_template:

@@ -139,13 +139,15 @@ class ReportData:
 
 
 def build(paths: Sequence[str | Path], cache_dir: Path | None = None, train: str | Path | None = None,
-          eval_path: str | Path | None = None, embeddings: bool = True, ablation: str | Path | dict[str, Any] | None = None) -> ReportData:
+          eval_path: str | Path | None = None, embeddings: bool = True, ablation: str | Path | dict[str, Any] | None = None,
+          limit: int | None = None) -> ReportData:
     """Read the run directories (pipeline order) and compute every view. ``ablation`` is an
-    ablation directory, its ``ablation.json``, or the document itself (as ``datagen ablate`` has it)."""
+    ablation directory, its ``ablation.json``, or the document itself (as ``datagen ablate`` has it).
+    ``limit``: the record views read only the first K records and rejections of each run."""
     from datagen.report.ablation_file import parse_ablation, read_ablation
     from datagen.report.training import read_eval, read_training
 
-    runs = load_runs(paths)
+    runs = load_runs(paths, limit)
     abl = None if ablation is None else parse_ablation(ablation) if isinstance(ablation, dict) else read_ablation(ablation)
     index = build_index(runs)
     dims = {e.id: dimensions(e) for e in index}
@@ -161,6 +163,9 @@ def build(paths: Sequence[str | Path], cache_dir: Path | None = None, train: str
         emb, note = embedding_map(index, cache_dir, model)
     warnings = [f"{r.label}: the run is not complete (status {r.manifest.get('status', 'unknown')!r}); its files may be partial"
                 for r in runs if not r.complete]
+    if limit is not None:
+        warnings.append(f"--limit {limit}: the records, figures and browser show the first {limit} records and rejections of each run; "
+                        "the funnel counts the whole runs")
     return ReportData(
         runs=runs, funnel=funnel(runs), totals=index.totals(), histograms=hists, thresholds=limits,
         detection=detection_curve(runs), clusters=duplicate_clusters(index), breakdowns=breakdowns(index, dims),

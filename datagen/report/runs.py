@@ -40,12 +40,14 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def _read_jsonl(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    rows = []
+    rows: list[dict[str, Any]] = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
+            if limit is not None and len(rows) >= limit:
+                break
             if not line.strip():
                 continue
             try:
@@ -55,9 +57,10 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def load_run(path: str | Path, label: str | None = None) -> Run:
+def load_run(path: str | Path, label: str | None = None, limit: int | None = None) -> Run:
     """Read a run directory. It needs ``stats.json`` or ``manifest.json``; missing record files
-    read as empty (an unfinished run)."""
+    read as empty (an unfinished run). ``limit``: only the first K rows of each record file (the
+    funnel still counts the whole run)."""
     p = Path(path)
     if not p.is_dir():
         raise UserError(f"{p}: no such directory")
@@ -66,10 +69,10 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
         raise UserError(f"{p}: not a datagen run directory (no stats.json or manifest.json)")
     manifest = read_json(man_p) if man_p.is_file() else {}
     stats = read_json(stats_p) if stats_p.is_file() else {}
-    return Run(p, label or p.name, manifest, stats, _read_jsonl(p / "records.jsonl"), _read_jsonl(p / "rejected.jsonl"))
+    return Run(p, label or p.name, manifest, stats, _read_jsonl(p / "records.jsonl", limit), _read_jsonl(p / "rejected.jsonl", limit))
 
 
-def load_runs(paths: Sequence[str | Path]) -> list[Run]:
+def load_runs(paths: Sequence[str | Path], limit: int | None = None) -> list[Run]:
     """Read the run directories in pipeline order, labelling each by its directory name (made
     unique with its parent's name when two are alike)."""
     paths = [Path(p) for p in paths]
@@ -80,7 +83,9 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
         while label in labels:
             label += "'"
         labels.append(label)
-    return [load_run(p, lab) for p, lab in zip(paths, labels)]
+    if limit is not None and limit < 1:
+        raise UserError("--limit must be >= 1")
+    return [load_run(p, lab, limit) for p, lab in zip(paths, labels)]
 
 
 # -- funnel ------------------------------------------------------------------------------------

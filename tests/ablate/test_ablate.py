@@ -56,6 +56,16 @@ def test_arms_have_equal_sizes_and_are_reproducible(tmp_path):
     assert len({a.sha256 for a in first["curated"]}) == 1  # one selection for every seed
 
 
+def test_limit_builds_every_arm_from_the_first_k_pool_records(tmp_path):
+    s = _settings(tmp_path, budget=4, limit=12, stages="heuristics,exact,quality", full=True, cache_dir=str(tmp_path / "cache"))
+    arms = build_arms(s, [0, 1])
+    first = {r.id for r in _pool(30)[:12]}
+    drawn = {name: {r.id for a in group for r in read_records(a.path)} for name, group in arms.items()}
+    assert drawn["full"] == first and drawn["random"] <= first and drawn["curated"] <= first
+    assert json.loads((s.out / "arms" / "curated" / "filter" / "stats.json").read_text())["stages"]["read"]["in"] == 12
+    assert {a.size for a in arms["full"]} == {12} and arms["full"][0].path != Path(s.pool)
+
+
 def _arms_over_refusals(tmp_path: Path, **arm: bool) -> tuple[AblationSettings, dict, set[str]]:
     """The real filter and select (no model stage but the embedding for select's diversity) over
     24 clean records and 8 refusals; the settings, the arms of seeds 0 and 1, the refusals' ids."""

@@ -214,3 +214,19 @@ def test_answer_nll_prefers_the_matching_instruction(llm):
     assert empty.tokens == 0 and math.isnan(empty.nll)
     with pytest.raises(ValueError):
         llm.answer_nll([CAPITAL], [answer, answer])
+
+
+@pytest.mark.slow
+def test_model_loads_print_no_transformers_bars_or_notices(capfd):
+    from transformers.utils import logging as hf_logging
+
+    from datagen.llm.models import load_model_and_tokenizer, resolve_model
+    from train.model import load_merged
+
+    hf_logging.enable_progress_bar()
+    level = hf_logging.get_verbosity()
+    load_model_and_tokenizer("smollm2", device="cpu")
+    load_merged(resolve_model("smollm2"))  # `train eval` and `train merge` load through this one
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "it/s" not in err, err
+    assert hf_logging.is_progress_bar_enabled() and hf_logging.get_verbosity() == level  # restored after

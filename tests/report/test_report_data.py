@@ -273,3 +273,19 @@ def test_the_semantic_stages_relevance_threshold_is_drawn():
                                                     {"name": "quality", "scorers": ["complexity_features"], "max_ifd": 1.0}]}, {}, [], [])
     # quality's max_ifd is not drawn: that run did not score IFD
     assert [(t.score, t.bound, t.value, t.origin) for t in data.thresholds([run])] == [("relevance", "min", 0.1, "filter: semantic.min_relevance")]
+
+
+def test_limit_reads_the_first_k_records_of_each_run_and_keeps_the_whole_funnel(runs, cli, tmp_path):
+    paths, _, loaded = runs
+    limited = data.load_runs(paths, limit=1)
+    for whole, part in zip(loaded, limited):
+        assert part.records == whole.records[:1] and part.rejected == whole.rejected[:1]
+    assert data.funnel(limited) == data.funnel(loaded)
+    report = data.build(paths, embeddings=False, limit=1)
+    assert len(report.index) < len(data.build(paths, embeddings=False).index)
+    assert any("--limit 1" in w for w in report.warnings)
+    out = tmp_path / "limited.html"
+    r = cli("report", *paths, "--limit", "1", "--no-map", "--out", out)
+    assert r.returncode == 0 and out.is_file() and "--limit 1" in r.stderr, r.stderr
+    r = cli("report", *paths, "--limit", "0", "--text")
+    assert r.returncode == 2 and "--limit must be >= 1" in r.stderr and "Traceback" not in r.stderr

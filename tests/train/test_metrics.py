@@ -36,3 +36,25 @@ def test_a_log_line_gets_tokens_per_second_and_padding_waste():
     assert state.log_history[-1]["tokens_per_s"] == 1.0  # the Trainer's copy too
     cb.on_log(args, state, None, logs={"eval_loss": 2.0})  # not a training line: nothing counted
     assert cb.summary() == {"train_tokens": 2, "padding_waste": 0.5, "tokens_per_s": 1.0}
+
+
+def test_log_lines_keep_numbers_as_numbers(tmp_path, capsys):
+    import json
+
+    from transformers import Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from train.metrics import CountingTrainer, log_line
+
+    line = log_line({"loss": 0.98187, "learning_rate": 2e-4, "epoch": 1.0, "step": 3, "total_flos": 1e12, "mfu": float("nan")})
+    assert line.startswith('{"loss": 0.9819, "learning_rate": 0.0002, "epoch": 1.0, "step": 3')
+    assert "total_flos" not in line and "'" not in line
+    for tqdm in (True, False):  # with a progress bar, and without
+        args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, disable_tqdm=not tqdm)
+        trainer = CountingTrainer(model=torch.nn.Linear(2, 2), args=args)
+        printers = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, (PrinterCallback, ProgressCallback))]
+        assert len(printers) == 1 and type(printers[0]) not in (PrinterCallback, ProgressCallback)
+        assert isinstance(Trainer(model=torch.nn.Linear(2, 2), args=args).callback_handler.callbacks[-1], (PrinterCallback, ProgressCallback))
+    state = trainer.state
+    printers[0].on_log(args, state, trainer.control, logs={"loss": 0.98187, "grad_norm": 1.5})
+    assert json.loads(capsys.readouterr().out) == {"loss": 0.9819, "grad_norm": 1.5}

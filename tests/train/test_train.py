@@ -77,6 +77,19 @@ def test_precedence_defaults_recipe_set_flags(tmp_path):
     assert build_config(None, [], {"eval_split": "gold.jsonl"}).eval_split == "gold.jsonl"
 
 
+def test_limit_flag_reads_only_the_first_k_records(tiny_data):
+    from train.cli import build_parser, config_flags
+    from train.run import read_data
+
+    args = build_parser().parse_args(["run", "--data", str(tiny_data), "--out", "unused", "--limit", "3"])
+    cfg = build_config(args.config, args.sets, config_flags(args))
+    assert cfg.limit == 3
+    [(records, problems)] = read_data(cfg, str(tiny_data))
+    assert [r.instruction for r in records] == [q for q, _ in TINY[:3]] and not problems
+    r = run_train("run", "--data", tiny_data, "--out", "unused", "--limit", "0")
+    assert r.returncode == 2 and "limit" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_bad_values_name_key_and_source(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("lora_r: 0\n")
