@@ -6,7 +6,8 @@ them (in, out and the top reasons per stage) with the command lines.
 Every finished run directory gets one (:meth:`datagen.core.rundir.RunDir.finalize`), and
 ``datagen convert --card`` writes one beside an export. A run reads the runs before it from its
 input: an input ``DIR/records.jsonl`` beside a finished ``DIR/manifest.json`` is the previous step.
-Nothing is invented: a licence or a language that no one stated is written as unknown, with a note.
+Nothing is invented: a licence that no one stated is written as unknown, with a note; the languages
+are identified (:mod:`datagen.core.langid`) and the card says how.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from datagen.core.record import Record, RecordView
 
 CARD = "README.md"
 MARKER = "<!-- written by datagen: rewritten with the run; edit a copy -->"
-LANGUAGE_SAMPLE = 10_000  # records whose writing system is counted
-SCRIPT_CHARS = 2_000  # of each text: enough to tell its writing system
-IDENTIFIED = {"zh": "zh", "ja": "ja", "ko": "ko"}  # scripts that name one language
+LANGUAGE_SAMPLE = 10_000  # records whose language is counted
+SCRIPT_CHARS = 2_000  # of each text: enough to tell its language
+MIN_CONFIDENCE = 0.5  # the identification a language is counted from (as heuristics.language_min_confidence)
+MIN_SHARE = 0.02  # of the identified records, for a language to be listed in the card's metadata
 SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"),
          (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
 MAX_CHAIN = 32
@@ -88,25 +90,31 @@ def source_models(runs: Sequence[dict[str, Any]]) -> list[tuple[str, str, str]]:
     return out
 
 
-def writing_systems(records: Iterable[Record | RecordView]) -> Counter[str]:
-    """The writing system of the first :data:`LANGUAGE_SAMPLE` records' answers (prompts when none)."""
-    from datagen.core.text import detect_language
+def language_counts(records: Iterable[Record | RecordView]) -> Counter[str]:
+    """The language of the first :data:`LANGUAGE_SAMPLE` records' answers (prompts when none):
+    ``flags.language`` where the filter's heuristics wrote it, else identified here
+    (:func:`datagen.core.langid.identify`); ``"none"`` for a text without letters or one the
+    model is unsure of."""
+    from datagen.core.langid import identify
 
     counts: Counter[str] = Counter()
     for i, rec in enumerate(records):
         if i >= LANGUAGE_SAMPLE:
             break
-        counts[detect_language((rec.response or rec.instruction)[:SCRIPT_CHARS]) or "none"] += 1
+        code = (rec.flags or {}).get("language")
+        if not isinstance(code, str) or not code:
+            found = identify((rec.response or rec.instruction)[:SCRIPT_CHARS])
+            code = found.code if found.confidence >= MIN_CONFIDENCE else ""
+        counts[code or "none"] += 1
     return counts
 
 
-def languages_of(scripts: Counter[str]) -> list[str]:
-    """ISO codes when every record's script names its language (Chinese, Japanese, Korean); else
-    none: a Latin-script text may be English or French, and the card does not guess."""
-    named = [s for s in scripts if s != "none"]
-    if not named or any(s not in IDENTIFIED for s in named):
-        return []
-    return sorted(IDENTIFIED[s] for s in named)
+def languages_of(counts: Counter[str]) -> list[str]:
+    """The languages of at least :data:`MIN_SHARE` of the identified records, most frequent
+    first (a stray answer in another language does not make the dataset multilingual)."""
+    named = {code: c for code, c in counts.items() if code != "none"}
+    total = sum(named.values())
+    return [code for code, c in sorted(named.items(), key=lambda kv: (-kv[1], kv[0])) if total and c / total >= MIN_SHARE]
 
 
 _URL_SECRETS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]*@|(?P<query>\?\S*)", re.I)
@@ -149,27 +157,29 @@ def _funnel(run: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render(*, n: int, data_file: str, name: str, runs: Sequence[dict[str, Any]], scripts: Counter[str],
+def render(*, n: int, data_file: str, name: str, runs: Sequence[dict[str, Any]], counts: Counter[str],
            license: str | None = None, languages: Sequence[str] | None = None) -> str:
     """The card's text. ``runs``: every step that made the data, oldest first, each ``{"manifest",
     "stats"}`` (``"dir"`` optional)."""
     import yaml
 
     models = source_models(runs)
-    langs = list(languages) if languages else languages_of(scripts)
+    langs = list(languages) if languages else languages_of(counts)
     meta = front_matter(n=n, data_file=data_file, name=name, license=license, languages=langs,
                         synthetic=any(run["manifest"].get("command") in GENERATORS for run in runs))
-    total = sum(scripts.values()) or 1
-    shares = ", ".join(f"{s} {100 * c / total:.0f}%" for s, c in scripts.most_common())
+    total = sum(counts.values()) or 1
+    shares = ", ".join(f"{s} {100 * c / total:.0f}%" for s, c in counts.most_common())
     out = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(), "---", MARKER, "", f"# {name}", "",
            f"{n} records in `{data_file}`, for supervised fine-tuning; made with datagen.", "", "## Summary", ""]
     out.append(f"- **Records:** {n} ({size_category(n)})")
+    sample = min(n, LANGUAGE_SAMPLE)
     if languages:
-        out.append(f"- **Languages:** {', '.join(languages)} (as stated; writing systems counted: {shares or 'none'})")
+        out.append(f"- **Languages:** {', '.join(languages)} (as stated; identified in {sample} records: {shares or 'none'})")
     elif langs:
-        out.append(f"- **Languages:** {', '.join(langs)} (from the writing system of {min(n, LANGUAGE_SAMPLE)} records: {shares})")
+        out.append(f"- **Languages:** {', '.join(langs)} (identified in {sample} records by fastText lid.176 and the writing "
+                   f"system: {shares}; listed at {MIN_SHARE:.0%} or more)")
     else:
-        out.append(f"- **Languages:** not identified (writing systems of {min(n, LANGUAGE_SAMPLE)} records: {shares or 'none'}); "
+        out.append(f"- **Languages:** not identified (identified in {sample} records: {shares or 'none'}); "
                    "state them in the `language` field")
     if license:
         out.append(f"- **Licence:** {license} (as stated)")
@@ -215,7 +225,7 @@ def export_card(path: Path, out: Path, records: Sequence[Record], stats: dict[st
 
     step = {"manifest": {"command": "convert", "argv": argv}, "stats": stats}
     text = render(n=len(records), data_file=os.path.relpath(out, path.parent), name=out.name.split(".")[0],
-                  runs=upstream({"input": input}) + [step], scripts=writing_systems(records), license=license, languages=languages)
+                  runs=upstream({"input": input}) + [step], counts=language_counts(records), license=license, languages=languages)
     return write_card(path, text)
 
 
@@ -227,5 +237,5 @@ def run_card(folder: Path, manifest: dict[str, Any], stats: dict[str, Any]) -> b
 
     runs = upstream(manifest.get("settings") or {}) + [{"manifest": manifest, "stats": stats}]
     text = render(n=int(stats.get("records", 0)), data_file="records.jsonl", name=folder.resolve().name, runs=runs,
-                  scripts=writing_systems(sample()))
+                  counts=language_counts(sample()))
     return write_card(folder / CARD, text)

@@ -37,7 +37,8 @@ def test_every_finished_run_has_a_card_the_hub_and_datasets_read(cli, tmp_path):
     first = filter_run(cli, SEEDS, tmp_path / "first")
     second = filter_run(cli, first / "records.jsonl", tmp_path / "second")
     meta, body = front_matter(second / "README.md")
-    assert meta["license"] == "unknown" and "language" not in meta  # nobody stated them: not invented
+    assert meta["license"] == "unknown"  # nobody stated it: not invented
+    assert meta["language"] == ["en", "zh"]  # identified (8 English seed tasks, 1 Chinese), and the card says how
     assert meta["size_categories"] == ["n<1K"] and set(meta["size_categories"]) <= HUB_SIZES
     assert meta["task_categories"] == ["text-generation"] and "synthetic" not in meta["tags"]
     assert meta["configs"] == [{"config_name": "default", "data_files": [{"split": "train", "path": "records.jsonl"}]}]
@@ -49,7 +50,7 @@ def test_every_finished_run_has_a_card_the_hub_and_datasets_read(cli, tmp_path):
     assert body.index("### 1. filter (`first`)") < body.index("### 2. filter")
     assert f"datagen filter --input {SEEDS} --out {tmp_path / 'first'}" in body
     assert "| heuristics | 9 | 9 | 0 | - |" in body
-    assert "Licence:** not stated" in body and "Languages:** not identified" in body
+    assert "Licence:** not stated" in body and "Languages:** en, zh (identified in 9 records by fastText lid.176" in body
 
 
 def test_a_readme_someone_else_wrote_is_kept(cli, tmp_path):
@@ -70,15 +71,30 @@ def test_card_names_models_reasons_and_languages():
                       "argv": ["cli.py", "filter", "--base-url", "https://user:secret@judge.example:8000/v1?token=abc"]},
          "stats": {"stages": {"quality": {"in": 5, "out": 4, "rejected": {"low_quality": 1}}}}},
     ]
-    text = render(n=4, data_file="records.jsonl", name="demo", runs=runs, scripts=Counter({"zh": 3, "ja": 1}))
+    text = render(n=4, data_file="records.jsonl", name="demo", runs=runs, counts=Counter({"zh": 3, "ja": 1}))
     meta = yaml.safe_load(text.split("---\n")[1])
-    assert meta["language"] == ["ja", "zh"] and "synthetic" in meta["tags"] and "self-instruct" in GENERATORS
+    assert meta["language"] == ["zh", "ja"] and "synthetic" in meta["tags"] and "self-instruct" in GENERATORS
     assert "| self-instruct | generator | `HuggingFaceTB/SmolLM2-135M-Instruct` |" in text
     assert "| filter | judge | `judge-7b` |" in text
     assert "| self-instruct | 9 | 5 | 4 | too_similar (3), refusal (1) |" in text
     assert "datagen self-instruct --num 5" in text
     assert "datagen filter --base-url https://judge.example:8000/v1\n" in text and "secret" not in text and "token" not in text
-    assert languages_of(Counter({"latin": 9, "zh": 1})) == []  # Latin script names no language
+    assert languages_of(Counter({"en": 97, "fr": 3, "none": 40})) == ["en", "fr"]
+    assert languages_of(Counter({"en": 99, "fr": 1})) == ["en"]  # a stray answer does not make it bilingual
+    assert languages_of(Counter({"none": 5})) == []
+
+
+def test_card_languages_from_the_records():
+    from datagen.core.card import language_counts
+    from datagen.core.record import Message, Record
+
+    def rec(q, a, **flags):
+        return Record(messages=[Message(role="user", content=q), Message(role="assistant", content=a)], flags=flags)
+
+    counts = language_counts([rec("Explain photosynthesis.", "Plants turn light, water and carbon dioxide into sugar and oxygen."),
+                              rec("Explique la photosynthese.", "Les plantes transforment la lumiere en energie chimique."),
+                              rec("x", "y", language="de"), rec("1 + 1", "2")])
+    assert counts == {"en": 1, "fr": 1, "de": 1, "none": 1}  # flags.language where the filter wrote it
 
 
 @pytest.mark.parametrize("n,label", [(0, "n<1K"), (999, "n<1K"), (1000, "1K<n<10K"), (250_000, "100K<n<1M"), (2_000_000_000, "1B<n<10B")])
