@@ -21,7 +21,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--set", action="append", default=[], dest="sets", metavar="STAGE.KEY=VALUE",
                    help="one stage setting, its value parsed as YAML (repeatable; above --config): --set minhash.threshold=0.8")
     g.add_argument("--stages", default=None, metavar="LIST",
-                   help="comma-separated subset of heuristics,exact,minhash,semantic,quality (default: all), always run in that order")
+                   help="comma-separated subset of heuristics,decontaminate,exact,minhash,semantic,quality (default: all but decontaminate, which --decontaminate adds), always run in that order")
+    g.add_argument("--decontaminate", nargs="+", default=None, metavar="FILE",
+                   help="benchmark files (JSONL, JSON, Parquet or text lines; the prompt field found or named by decontaminate.field): "
+                        "adds the decontaminate stage, which drops records sharing n-grams with, or paraphrasing, their prompts")
     g.add_argument("--minhash-engine", choices=("auto", "datasketch", "rensa"), default=None,
                    help="MinHash signatures: datasketch, or rensa (faster; pip install 'datagen-train[fast]'; may decide pairs near the threshold differently). auto = datasketch (overrides minhash.engine)")
     g.add_argument("--workers", type=int, default=None, metavar="N",
@@ -45,6 +48,6 @@ def cli(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None or args.executor == "ray" else (os.cpu_count() or 1)  # ray: the cluster's CPUs
     doc = run_filter(InputSpec.from_args(args), args.out, stages=args.stages, config=args.config, sets=args.sets, cache_dir=args.cache_dir,
                      force=args.force, llm=llm, minhash_engine=args.minhash_engine, workers=workers, executor=args.executor,
-                     ray_address=args.ray_address)
+                     ray_address=args.ray_address, decontaminate=args.decontaminate or ())
     print(f"filter: {doc['records']} kept, {doc['rejected']} rejected -> {args.out}\n{funnel(doc)}", file=sys.stderr)
     return 0

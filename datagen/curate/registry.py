@@ -18,12 +18,14 @@ from datagen.core.errors import UserError
 from datagen.curate.base import FilterStage
 from datagen.curate.config import FilterConfig, validate_section
 
-STAGE_ORDER = ("heuristics", "exact", "minhash", "semantic", "quality")
-DEFAULT_STAGES = ",".join(STAGE_ORDER)
+STAGE_ORDER = ("heuristics", "decontaminate", "exact", "minhash", "semantic", "quality")
+OPT_IN = ("decontaminate",)  # not in the default list: it needs benchmark files (--decontaminate, decontaminate.files)
+DEFAULT_STAGES = ",".join(s for s in STAGE_ORDER if s not in OPT_IN)
 # name -> (module, stage class, config model)
 LAZY = {
     "semantic": ("datagen.curate.dedup.semantic", "SemanticDedup", "SemanticConfig"),
     "quality": ("datagen.curate.stages.quality", "QualityStage", "QualityConfig"),
+    "decontaminate": ("datagen.curate.stages.decontaminate", "Decontaminate", "DecontaminateConfig"),
 }
 
 
