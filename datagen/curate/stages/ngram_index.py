@@ -90,9 +90,9 @@ class NgramIndex:
             hit_gram.append(g[pos])
             hit_pos.append(pos)
             hit_len.append(np.full(len(pos), k, dtype=np.int64))
-        t, g = np.concatenate(hit_text), np.concatenate(hit_gram)
-        if not len(t):
+        if not hit_text or not sum(map(len, hit_text)):
             return out
+        t, g = np.concatenate(hit_text), np.concatenate(hit_gram)
         pos, klen = np.concatenate(hit_pos), np.concatenate(hit_len)
         # each distinct (text, n-gram) once, then expanded to the items that hold the n-gram
         _, first = np.unique(np.stack([t.astype(np.uint64), g]), axis=1, return_index=True)

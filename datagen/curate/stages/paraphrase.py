@@ -5,8 +5,9 @@ Two engines, as the semantic stage has (:mod:`datagen.curate.dedup.semantic`):
 * ``encoder``: every text and every item through the sentence encoder (all-MiniLM-L6-v2 by
   default); each text's most similar item and its cosine. Exact, and slow on a CPU.
 * ``cascade``: the static model distilled from the same encoder (:mod:`datagen.score.static`)
-  embeds every text and every item (vectors centred on the items' mean, which spreads the static
-  model's crowded cosines); the items at a centred static cosine >= ``candidate_threshold``, at
+  embeds every text and every item (vectors centred on a mean, which spreads the static model's
+  crowded cosines: the mean over the items and the bundled seed tasks' texts, so that a large
+  benchmark's own topic is taken out and a small one still has a reference); the items at a centred static cosine >= ``candidate_threshold``, at
   most ``top_k`` a text, are candidates, and only the texts and items of a candidate pair go
   through the encoder, whose cosine decides. A paraphrase the static model fails to propose is
   missed: docs/BENCHMARKS.md measures how often.
@@ -34,6 +35,19 @@ def centred(vectors: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return out / np.where(norms > 0, norms, 1.0)
 
 
+def reference_texts() -> list[str]:
+    """The bundled seed tasks' instructions and answers: everyday prompts of many kinds."""
+    import json
+
+    from datagen.core.assets import seeds_dir
+
+    out: list[str] = []
+    for line in (seeds_dir() / "175.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        out += [row["instruction"]] + [inst["output"] for inst in row["instances"]]
+    return out
+
+
 class ParaphraseCheck:
     """``check(texts)``: for each text, ``(item index, encoder cosine)`` of the most similar
     item (cascade: among its candidates), or None."""
@@ -52,7 +66,7 @@ class ParaphraseCheck:
 
             self.static: Any = static_model(cache_dir, self.store.model_path(), self.store.model_id, progress=progress)
             vectors = self.static.encode(self.items)
-            self.mean = vectors.mean(axis=0)
+            self.mean = np.vstack([vectors, self.static.encode(reference_texts())]).mean(axis=0)
             self.item_vectors = centred(vectors, self.mean)
         else:
             self.item_vectors = self.store.embed(self.items, progress=progress)
