@@ -5,7 +5,7 @@ prompts: the even-numbered bundled seed tasks (instruction and input) and the go
 questions (``bench/data/gold.jsonl``), 128 items, padded to ``--bench-items`` with sentences of
 sympy's and networkx's docstrings (8 to 80 words; the filler makes the index the size of a real
 evaluation suite and gives false matches a chance). A sentence that shares a 13-word run with a
-standard-library docstring (sympy quotes some) is left out: the pool's clean records are built from
+standard-library docstring, or is found whole in one (sympy quotes some), is left out: the pool's clean records are built from
 those, and text copied into both would be a real overlap, not a false one.
 
 The pool (``pool.jsonl``, ``--n`` records) holds:
@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from dedup import docstrings  # noqa: E402
 
 from datagen.core.record import Record  # noqa: E402
+from datagen.core.text import tokens  # noqa: E402
 from datagen.curate.dedup.shingles import Shingler  # noqa: E402
 
 PREFIXES = ("Answer the following question.", "Here is a task for you:", "Please help me with this.", "Question:",
@@ -168,13 +169,18 @@ def corpus(bench_items: int, seed: int) -> tuple[list[str], list[str]]:
         passages += [" ".join(words[i:i + 50]) for i in range(0, len(words), 50) if len(words[i:i + 50]) >= 12]
     sh = Shingler(13)
     copied = {int(h) for p in passages for h in sh(p)}  # sympy quotes some standard-library docstrings
+    joined = " " + " | ".join(" ".join(tokens(p)) for p in passages) + " "
+
+    def quoted(s: str) -> bool:  # a 13-word run, or a whole shorter sentence, found in a passage
+        toks = tokens(s)
+        return f" {' '.join(toks)} " in joined if len(toks) < 13 else any(int(h) in copied for h in sh(s))
     docs = sorted(set(package_docstrings()))
     random.Random(seed).shuffle(docs)
     sentences: list[str] = []
     seen: set[str] = set()
     for d in docs:
         for s in re.split(r"(?<=[.?!])\s+", " ".join(d.split())):
-            if 8 <= len(s.split()) <= 80 and s not in seen and ">>>" not in s and not any(int(h) in copied for h in sh(s)):
+            if 8 <= len(s.split()) <= 80 and s not in seen and ">>>" not in s and not quoted(s):
                 seen.add(s)
                 sentences.append(s)
         if len(sentences) >= bench_items:

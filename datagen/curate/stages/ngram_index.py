@@ -44,27 +44,60 @@ class NgramIndex:
     def __init__(self, texts: Sequence[str], n: int, min_tokens: int) -> None:
         self.n = n
         self.shingler = Shingler(n)
-        grams: list[np.ndarray] = []
+        toks = [tokens(t) for t in texts]
+        th, text_of, starts, lengths = self._tokens(toks)
+        indexed = lengths >= min_tokens
+        hs: list[np.ndarray] = []
         owners: list[np.ndarray] = []
-        self.counts = np.zeros(len(texts), dtype=np.int64)  # distinct n-grams per item (0: not indexed)
-        short: set[int] = set()
-        for i, text in enumerate(texts):
-            toks = tokens(text)
-            if len(toks) < min_tokens:
-                continue
-            k = min(n, len(toks))
-            g = np.unique(self.shingler._ngrams(self.shingler._token_hashes(toks), k))
-            grams.append(g)
-            owners.append(np.full(len(g), i, dtype=np.int64))
-            self.counts[i] = len(g)
-            if k < n:
-                short.add(k)
-        h = np.concatenate(grams) if grams else np.zeros(0, dtype=np.uint64)
-        o = np.concatenate(owners) if owners else np.zeros(0, dtype=np.int64)
+        g, t, _ = self._windows(th, text_of, n)
+        hs.append(g[indexed[t]])
+        owners.append(t[indexed[t]])
+        short = sorted({int(k) for k in lengths[indexed & (lengths < n)]}, reverse=True)
+        for k in short:  # an item shorter than n: one n-gram, the whole item
+            items = (indexed & (lengths == k)).nonzero()[0]
+            hs.append(self.shingler._ngrams(th, k)[starts[items]])
+            owners.append(items)
+        h, o = np.concatenate(hs), np.concatenate(owners)
         order = np.lexsort((o, h))
-        self.hashes, self.owners = h[order], o[order]
-        self.lengths = [n] + sorted(short, reverse=True)  # window lengths a text is hashed in
+        h, o = h[order], o[order]
+        first = np.concatenate(([True], (h[1:] != h[:-1]) | (o[1:] != o[:-1])))  # each (n-gram, item) once
+        self.hashes, self.owners = h[first], o[first]
+        self.counts = np.bincount(self.owners, minlength=len(texts))  # distinct n-grams per item (0: not indexed)
+        self.lengths = [n] + short  # window lengths a text is hashed in
         self.indexed = int((self.counts > 0).sum())
+        # a bit per slot of the hashes' low bits (about 64 slots per n-gram): most windows of a text
+        # are ruled out by one lookup in a few MB instead of a binary search over the index
+        bits = min(max(16, int(np.ceil(np.log2(max(len(self.hashes), 1) * 64)))), 30)
+        self.mask = np.uint64((1 << bits) - 1)
+        self.filter = np.zeros(1 << (bits - 3), dtype=np.uint8)
+        slot = self.hashes & self.mask
+        np.bitwise_or.at(self.filter, slot >> np.uint64(3), (np.uint8(1) << (slot & np.uint64(7)).astype(np.uint8)))
+
+    def _tokens(self, toks: list[list[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(token hashes of all texts end to end, the text of each token, each text's first token, lengths)."""
+        lengths = np.fromiter(map(len, toks), dtype=np.int64, count=len(toks))
+        th = self.shingler._token_hashes([t for ts in toks for t in ts])
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+        return th, np.repeat(np.arange(len(toks)), lengths), starts, lengths
+
+    def _windows(self, th: np.ndarray, text_of: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(hash, text, position) of every window of ``k`` tokens that lies within one text."""
+        if len(th) < k:
+            return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        g = self.shingler._ngrams(th, k)
+        pos = (text_of[: len(g)] == text_of[k - 1:]).nonzero()[0]
+        return g[pos], text_of[pos], pos
+
+    def _known(self, g: np.ndarray) -> np.ndarray:
+        """Which of the hashes ``g`` are in the index: the bit filter first, then a binary search."""
+        slot = g & self.mask
+        maybe = ((self.filter[slot >> np.uint64(3)] >> (slot & np.uint64(7)).astype(np.uint8)) & 1).astype(bool)
+        cand = maybe.nonzero()[0]
+        idx = np.searchsorted(self.hashes, g[cand])
+        found = self.hashes[np.minimum(idx, len(self.hashes) - 1)] == g[cand]
+        out = np.zeros(len(g), dtype=bool)
+        out[cand[found]] = True
+        return out
 
     def match(self, texts: Sequence[str]) -> list[Match | None]:
         """For each text, the item it shares the largest share of n-grams with (ties: more shared
@@ -73,23 +106,15 @@ class NgramIndex:
         if not len(self.hashes) or not texts:
             return out
         toks = [tokens(t) for t in texts]
-        lengths = np.fromiter(map(len, toks), dtype=np.int64, count=len(toks))
-        th = self.shingler._token_hashes([t for ts in toks for t in ts])
-        text_of = np.repeat(np.arange(len(texts)), lengths)
-        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        th, text_of, starts, _ = self._tokens(toks)
         hit_text, hit_gram, hit_pos, hit_len = [], [], [], []
         for k in self.lengths:
-            if len(th) < k:
-                continue
-            g = self.shingler._ngrams(th, k)
-            inside = text_of[: len(g)] == text_of[k - 1:]  # windows within one text
-            idx = np.searchsorted(self.hashes, g)
-            found = inside & (self.hashes[np.minimum(idx, len(self.hashes) - 1)] == g)
-            pos = found.nonzero()[0]
-            hit_text.append(text_of[pos])
-            hit_gram.append(g[pos])
-            hit_pos.append(pos)
-            hit_len.append(np.full(len(pos), k, dtype=np.int64))
+            g, t, pos = self._windows(th, text_of, k)
+            found = self._known(g)
+            hit_text.append(t[found])
+            hit_gram.append(g[found])
+            hit_pos.append(pos[found])
+            hit_len.append(np.full(int(found.sum()), k, dtype=np.int64))
         if not hit_text or not sum(map(len, hit_text)):
             return out
         t, g = np.concatenate(hit_text), np.concatenate(hit_gram)
