@@ -264,3 +264,37 @@ def test_an_interrupted_run_resumes_without_running_the_stage_again(tmp_path, be
     for name in ("records.jsonl", "rejected.jsonl"):
         assert (out / name).read_text() == (tmp_path / "clean" / name).read_text(), name
     assert json.loads((out / "rejected.jsonl").read_text().splitlines()[0])["reason"] == "benchmark_overlap"
+
+
+def test_the_index_counts_shared_ngrams_as_sets_of_word_tuples_do():
+    import random
+
+    from datagen.curate.stages.ngram_index import NgramIndex
+
+    rng = random.Random(7)
+    vocab = "a b c d e f g h".split()  # a small vocabulary: many shared n-grams, several items per n-gram
+    items = [" ".join(rng.choices(vocab, k=rng.randint(2, 12))) for _ in range(60)]
+    texts = [" ".join(rng.choices(vocab, k=rng.randint(0, 30))) for _ in range(200)] + [items[3], "x " + items[9] + " y"]
+    n, min_tokens = 4, 3
+    index = NgramIndex(items, n, min_tokens)
+
+    def grams(words, k):
+        return {tuple(words[i:i + k]) for i in range(len(words) - k + 1)}
+
+    for text, got in zip(texts, index.match(texts)):
+        words = text.split()
+        best = None
+        for j, item in enumerate(items):
+            iw = item.split()
+            if len(iw) < min_tokens:
+                continue
+            mine = grams(iw, min(n, len(iw)))
+            shared = len(mine & grams(words, min(n, len(iw))))
+            key = (shared / len(mine), shared, -j)
+            if shared and (best is None or key > best[0]):
+                best = (key, j, shared, len(mine))
+        if best is None:
+            assert got is None, text
+        else:
+            assert (got.item, got.shared, got.item_ngrams) == best[1:], text
+            assert got.ngram in text and len(got.ngram.split()) == min(n, len(items[got.item].split()))
