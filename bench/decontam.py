@@ -256,7 +256,8 @@ def run(out: Path, name: str, workers: int, sets: list[str], static_cache: Path)
         for line in f:
             r = json.loads(line)
             dropped[r["record"]["id"]] = r["reason"]
-    return {"seconds": secs, "peak_rss_mib": rss, "dropped": dropped}
+    stage_secs = json.loads((run_dir / "stats.json").read_text())["extra"]["seconds"]["decontaminate"]
+    return {"seconds": secs, "stage_seconds": stage_secs, "peak_rss_mib": rss, "dropped": dropped}
 
 
 def score(kinds: dict[str, str], dropped: dict[str, str]) -> dict:
@@ -311,7 +312,8 @@ def main() -> None:
         for w in args.workers:
             r = run(out, f"{name}-w{w}", w, CONFIGS[name] + args.sets, static_cache)
             s = score(kinds, r["dropped"])
-            print(f"\n== {name} workers={w}: {r['seconds']:.1f}s, {n / r['seconds']:.0f} records/s, peak RSS {r['peak_rss_mib']:.0f} MiB")
+            print(f"\n== {name} workers={w}: {r['seconds']:.1f}s, {n / r['seconds']:.0f} records/s (the stage: {r['stage_seconds']:.1f}s, "
+                  f"{n / r['stage_seconds']:.0f} records/s), peak RSS {r['peak_rss_mib']:.0f} MiB")
             print(f"precision {s['precision']:.4f} ({s['tp']} plants, {s['fp']} clean records dropped)")
             for k, (h, t, why) in s["recall"].items():
                 print(f"  recall {k:<16} {h:>4}/{t:<4} = {h / t:.3f}  {why}")
