@@ -132,14 +132,11 @@ def paraphrase_rule(text: str, rng: random.Random) -> str:
 def package_docstrings(packages: tuple[str, ...] = FILLER_PACKAGES) -> list[str]:
     """The docstrings (over 80 characters) of the modules, classes and functions of ``packages``
     and their submodules."""
-    import importlib
     import pkgutil
-    import warnings
 
-    warnings.simplefilter("ignore")
     out: list[str] = []
     for name in packages:
-        root = importlib.import_module(name)
+        root = _try_import(name)
         mods = [root] + [m for m in (_try_import(i.name) for i in pkgutil.walk_packages(root.__path__, name + ".")
                                      if ".tests" not in i.name and not i.name.endswith(".this")) if m is not None]
         for mod in mods:
@@ -152,11 +149,14 @@ def package_docstrings(packages: tuple[str, ...] = FILLER_PACKAGES) -> list[str]
 
 def _try_import(name: str):
     import importlib
+    import warnings
 
-    try:
-        return importlib.import_module(name)
-    except Exception:
-        return None
+    with warnings.catch_warnings():  # sympy turns its deprecation warnings back on as it imports
+        warnings.simplefilter("ignore")
+        try:
+            return importlib.import_module(name)
+        except Exception:
+            return None
 
 
 def corpus(bench_items: int, seed: int) -> tuple[list[str], list[str]]:
