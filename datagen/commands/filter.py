@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--minhash-engine", choices=("auto", "datasketch", "rensa"), default=None,
                    help="MinHash signatures: datasketch, or rensa (faster; pip install 'datagen-train[fast]'; may decide pairs near the threshold differently). auto = datasketch (overrides minhash.engine)")
     g.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="processes for the heuristics, exact and MinHash stages (default: every core; with --executor ray, the cluster's CPUs); "
+                   help="processes for the heuristics, decontaminate, exact and MinHash stages (default: every core; with --executor ray, the cluster's CPUs); "
                         "the output is the same for any N")
     g.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="where those stages run: local processes, or Ray tasks on a cluster (pip install 'datagen-train[ray]'); the same output. "
