@@ -111,6 +111,7 @@ class FilterConfig(Section):
     minhash: MinHashConfig = Field(default_factory=MinHashConfig)
     semantic: dict[str, Any] = Field(default_factory=dict)
     quality: dict[str, Any] = Field(default_factory=dict)
+    decontaminate: dict[str, Any] = Field(default_factory=dict)  # datagen.curate.stages.decontaminate:DecontaminateConfig
 
 
 def _describe(err: dict[str, Any], model: type[BaseModel], prefix: str) -> str:

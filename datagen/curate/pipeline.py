@@ -1,6 +1,6 @@
 """``datagen filter``: run curation stages in order, each annotating then deciding.
 
-Stage ``k`` (1-based, in the canonical order heuristics, exact, minhash, semantic, quality, of
+Stage ``k`` (1-based, in the canonical order heuristics, decontaminate, exact, minhash, semantic, quality, of
 those selected) receives the survivors of stage ``k-1``. It annotates all of them
 (:meth:`~datagen.curate.base.FilterStage.annotate`), then its ``verdict`` splits them: a kept
 record goes on, a dropped one becomes a :class:`~datagen.core.record.Rejection` carrying the stage,
@@ -174,7 +174,7 @@ class _StagesStep:
         from datagen.curate.shards import StageRun, StageSpec
 
         st, name = ctx.stats, stage.name
-        sr = StageRun(stage, StageSpec(name, self.pipeline.config.model_dump(mode="json")), self.executor, self.pipeline.progress)
+        sr = StageRun(stage, StageSpec(name, self.pipeline.config.model_dump(mode="json"), str(self.pipeline.cache_dir)), self.executor, self.pipeline.progress)
         res = sr.run(self.run.part_file(k - 1, "records.jsonl"), self.run.part_file(k, "records.jsonl"),
                      self.run.part_file(k, "rejected.jsonl"), self.run.part_file(k, "shards"), self.current[0])
         st.seen(name, res.n_in)
@@ -209,7 +209,7 @@ def funnel(stats: dict[str, Any]) -> str:
     for name, s in stats["stages"].items():
         reasons = sorted(s["rejected"].items(), key=lambda kv: (-kv[1], kv[0]))
         why = ", ".join(f"{r} {c}" for r, c in reasons[:4]) + (", ..." if len(reasons) > 4 else "")
-        line = f"  {name:<12} {s['in']:>8} -> {s['out']}"
+        line = f"  {name:<13} {s['in']:>8} -> {s['out']}"
         lines.append(line + (f"  (-{s['rejected_total']}: {why})" if s["rejected_total"] else ""))
     return "\n".join(lines)
 
@@ -217,7 +217,7 @@ def funnel(stats: dict[str, Any]) -> str:
 def run_filter(source: InputSpec, out: str | Path, *, stages: str | None = None, config: str | None = None, sets: Sequence[str] = (),
                cache_dir: str | Path | None = None, force: bool = False, llm: LLMConfig | None = None,
                minhash_engine: str | None = None, workers: int | None = None, executor: str = "local",
-               ray_address: str | None = None) -> dict[str, Any]:
+               ray_address: str | None = None, decontaminate: Sequence[str] = (), pii: str | None = None) -> dict[str, Any]:
     """``datagen filter`` as a function: the records of ``source`` through ``stages`` (a
     comma-separated list, default all) configured by the YAML file ``config``, into the run
     directory ``out``; ``llm`` is the quality stage's judge (default: the embedded model). Returns
@@ -228,7 +228,10 @@ def run_filter(source: InputSpec, out: str | Path, *, stages: str | None = None,
     "__main__":``, as every program that starts processes with ``spawn`` must. ``executor="ray"``
     runs the same work as Ray tasks on the cluster at ``ray_address`` (default: the one this
     process is connected to, else a local one), ``workers`` defaulting to its CPUs; the output is
-    the same bytes (:class:`~datagen.core.shards.RayExecutor`). Neither ``workers`` nor
+    the same bytes (:class:`~datagen.core.shards.RayExecutor`). ``decontaminate``: benchmark files
+    added to ``decontaminate.files``, and the stage added to ``stages`` (a config file with
+    ``decontaminate.files`` adds it too when ``stages`` is not given). ``pii``: the pii stage's
+    action (``flag``, ``drop``, ``redact``), the stage added to ``stages``. Neither ``workers`` nor
     ``executor`` is part of the run's settings: a run started with one resumes with another.
 
     The input is read (and checked: a bad row stops here, before anything is written) into a
@@ -240,6 +243,14 @@ def run_filter(source: InputSpec, out: str | Path, *, stages: str | None = None,
 
     names = parse_stages(stages)
     cfg = load_config(config, sets)
+    if decontaminate:
+        listed = cfg.decontaminate.get("files") or []
+        cfg.decontaminate["files"] = (listed if isinstance(listed, list) else [listed]) + [str(f) for f in decontaminate]
+    if decontaminate or (stages is None and cfg.decontaminate.get("files")):
+        names = parse_stages(",".join(names + ["decontaminate"]))
+    if pii:
+        cfg.pii.action = pii
+        names = parse_stages(",".join(names + ["pii"]))
     if minhash_engine:
         cfg.minhash.engine = minhash_engine
     built_stages = build_stages(names, cfg, source=config or "config")

@@ -18,13 +18,14 @@ from datagen.core.errors import UserError
 from datagen.curate.base import FilterStage
 from datagen.curate.config import FilterConfig, validate_section
 
-STAGE_ORDER = ("heuristics", "pii", "exact", "minhash", "semantic", "quality")
-OPT_IN = ("pii",)  # run only when named (--stages, --pii)
+STAGE_ORDER = ("heuristics", "pii", "decontaminate", "exact", "minhash", "semantic", "quality")
+OPT_IN = ("pii", "decontaminate")  # run only when named (--stages, --pii; --decontaminate or decontaminate.files)
 DEFAULT_STAGES = ",".join(s for s in STAGE_ORDER if s not in OPT_IN)
 # name -> (module, stage class, config model)
 LAZY = {
     "semantic": ("datagen.curate.dedup.semantic", "SemanticDedup", "SemanticConfig"),
     "quality": ("datagen.curate.stages.quality", "QualityStage", "QualityConfig"),
+    "decontaminate": ("datagen.curate.stages.decontaminate", "Decontaminate", "DecontaminateConfig"),
 }
 
 

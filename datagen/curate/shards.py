@@ -44,6 +44,7 @@ class StageSpec:
 
     name: str
     config: dict[str, Any]
+    cache_dir: str = os.devnull  # the on-disk caches a stage may use (not part of what it is)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -91,11 +92,11 @@ def _outputs(out_dir: str, shard: Shard) -> tuple[Path, Path]:
     return Path(out_dir) / f"{shard.index:06d}.records.jsonl", Path(out_dir) / f"{shard.index:06d}.rejected.jsonl"
 
 
-def _context() -> Any:
+def _context(cache_dir: str = os.devnull) -> Any:
     from datagen.core.stats import Stats
     from datagen.curate.base import FilterContext
 
-    return FilterContext(stats=Stats(), cache_dir=Path(os.devnull), progress=False)
+    return FilterContext(stats=Stats(), cache_dir=Path(cache_dir), progress=False)
 
 
 def _decide_and_write(stage: Any, recs: Sequence[Record], kept_f: Any, rej_f: Any, res: ShardResult) -> None:
@@ -121,7 +122,7 @@ def filter_shard(spec: StageSpec, shard: Shard, out_dir: str) -> ShardResult:
     with open(kept_path, "w", encoding="utf-8") as kept_f, open(rej_path, "w", encoding="utf-8") as rej_f:
         for raw in batches(shard):
             recs = parse(raw)
-            stage.annotate(recs, _context())
+            stage.annotate(recs, _context(spec.cache_dir))
             res.n_in += len(recs)
             for n in names:
                 values[n].extend(r.scores[n] for r in recs if n in r.scores)
