@@ -280,7 +280,7 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
 
     path = resolve_model(name_or_path)
     try:
-        with _quiet_loading_bars():
+        with quiet_loading():
             return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as e:
         raise LLMError(f"cannot load the tokenizer in {path}: {e}") from e
