@@ -91,11 +91,14 @@ def heldout_loss(model: Any, tokenizer: Any, samples: Sequence[Sample], batch_si
 
 
 # -- prompts and answers ------------------------------------------------------------------------------
-def load_prompts(path: str, limit: int | None) -> list[Record]:
-    """Records whose prompt (everything before the final assistant turn) is asked."""
-    from datagen.core.io import read_records
+def load_prompts(path: str, limit: int | None, split: str | None = None, columns: str | None = None,
+                 roles: str | None = None) -> list[Record]:
+    """Records whose prompt (everything before the final assistant turn) is asked (``split``,
+    ``columns``, ``roles``: ``--split``, ``--map``, ``--roles``)."""
+    from datagen.core.source import InputSpec
 
-    return list(read_records(path, limit=limit, require_answer=False))
+    # on_error "raise": a bad row raises (located), so no rejection ever reaches the callback
+    return InputSpec(str(path), None, limit, "raise", split, columns, roles).read(lambda _: None, require_answer=False)
 
 
 def answer(llm: LLM, records: Sequence[Record], max_new_tokens: int) -> list[Answer]:
@@ -122,7 +125,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from datagen.core.hfdata import input_digest, input_files
     from datagen.core.rundir import package_versions
 
-    from .data import load_samples
+    from .data import load_samples, read_training_records
     from .model import load_merged
 
     started = time.time()
@@ -130,16 +133,19 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     for label, path in (("--data", args.data), ("--prompts", args.prompts)):
         if path and not all(f.is_file() for f in input_files(path)):  # a file, a save_to_disk folder, hf:ORG/NAME
             raise UserError(f"{label} {path}: no such file")
+    mapping = {"split": args.split, "columns": args.map, "roles": args.roles}
+    # both read (and checked) before any model is loaded: a bad row fails in a second, not after the load
+    gold = read_training_records(args.data, fmt=args.format, limit=args.limit, **mapping)
+    records = load_prompts(args.prompts or args.data, args.n_prompts, **mapping)
     with _plain_model_folder(src, args.base) as folder:
         model, tokenizer = load_merged(folder, device=args.device or _default_device())
-        samples, rejected = load_samples(args.data, tokenizer, fmt=args.format, limit=args.limit, max_length=args.max_length)
+        samples, rejected = load_samples(args.data, tokenizer, fmt=args.format, limit=args.limit, max_length=args.max_length, records=gold)
         loss = heldout_loss(model, tokenizer, samples, batch_size=args.batch_size)
         del model
-        records = load_prompts(args.prompts or args.data, args.n_prompts)
         mine = answer(LocalLLM(str(folder), batch_size=args.batch_size, device=args.device), records, args.max_new_tokens)
     results: dict[str, Any] = {
         "model": str(src),
-        "data": {"path": args.data, "sha256": input_digest(args.data), "samples": len(samples), "rejected": len(rejected)},
+        "data": {"path": args.data, "sha256": input_digest(args.data, args.split), "samples": len(samples), "rejected": len(rejected)},
         **loss.to_dict(),
         "behaviour": {"max_new_tokens": args.max_new_tokens, **summarize(mine)},
         "generations": generation_items(records, mine),

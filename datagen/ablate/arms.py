@@ -91,7 +91,7 @@ def build_arms(s: AblationSettings, seeds: Sequence[int]) -> dict[str, list[Arm]
             arms[name].append(Arm(name, k, path, len(drawn), file_digest(path)))
     if s.full:
         path = Path(s.pool)
-        if s.limit is not None:  # the pool as the other arms saw it
+        if s.limit is not None or not path.is_file():  # the pool as the other arms saw it (a dataset folder or id: as records)
             path = s.out / "arms" / "full" / "records.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
             write_records(path, pool)

@@ -21,17 +21,19 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
     from datagen.core.errors import UserError
     from datagen.core.io import read_records
     from datagen.core.writing import write_json
-    from datagen.core.rundir import file_digest, package_versions
+    from datagen.core.rundir import package_versions
+
+    from datagen.core.hfdata import input_digest, input_files
 
     for label, path in (("--pool", s.pool), ("--gold", s.gold)):
-        if not Path(path).is_file():
+        if not all(f.is_file() for f in input_files(path)):  # a file, a save_to_disk folder, hf:ORG/NAME
             raise UserError(f"{label} {path}: no such file")
     if s.budget < 1 or s.seeds < 1:
         raise UserError("--budget and --seeds must be >= 1")
     started = time.time()
     seeds = list(range(s.seeds))
     arms = build_arms(s, seeds)
-    gold_sha = file_digest(s.gold)
+    gold_sha = input_digest(s.gold)
     if s.max_new_tokens is None and s.answer_prompts > 0:
         s.max_new_tokens = answer_limit(s)
         print(f"ablate: answers may run to {s.max_new_tokens} new tokens (twice the longest gold answer)", file=sys.stderr)

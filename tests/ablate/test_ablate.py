@@ -347,3 +347,16 @@ def test_composition_reports_language_shares_and_answer_length_per_draw():
     assert c["random"]["share_zh"]["count"] == 2 and c["random"]["share_zh"]["mean"] == 0.25  # (0.5 + 0) / 2
     assert c["random"]["share_zh"]["min"] == 0.0 and c["random"]["share_zh"]["max"] == 0.5
     assert c["gold"]["answer_words"]["mean"] == pytest.approx((3 * 7 + 6 / 1.6) / 4)  # 7 words; 6 characters
+
+
+def test_the_pool_may_be_a_dataset_folder(tmp_path):
+    import datasets
+
+    folder = tmp_path / "pool-folder"
+    rows = [{"instruction": r.instruction, "input": "", "output": r.response} for r in _pool(12)]
+    datasets.Dataset.from_list(rows).save_to_disk(str(folder))
+    s = AblationSettings(pool=str(folder), gold=str(folder), budget=4, out=tmp_path / "out", stages="heuristics,exact,quality",
+                         full=True, cache_dir=str(tmp_path / "cache"))
+    arms = build_arms(s, [0])
+    assert {r.id for r in read_records(arms["full"][0].path)} == {r.id for r in _pool(12)}  # the folder's records, as a file
+    assert {a.size for a in arms["random"]} == {arms["curated"][0].size}
