@@ -12,23 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-
-
-def median_seconds(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from timing import timed  # noqa: E402
 
 
 def main() -> None:
@@ -48,8 +38,8 @@ def main() -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     stats = json.loads((out / "stats.json").read_text())
     copy = out / ".copy.jsonl"
-    card = median_seconds(lambda: run_card(out, manifest, stats), args.repeat)
-    concat = median_seconds(lambda: concat_files(copy, [out / "records.jsonl"]), args.repeat)
+    card = timed(lambda: run_card(out, manifest, stats), args.repeat)[0]
+    concat = timed(lambda: concat_files(copy, [out / "records.jsonl"]), args.repeat)[0]
     copy.unlink()
     mb = (out / "records.jsonl").stat().st_size / 1e6
     print(f"{args.n} records ({mb:.0f} MB records.jsonl), medians of {args.repeat}:")

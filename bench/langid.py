@@ -31,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from timing import timed  # noqa: E402
 
 from datagen.core import langid  # noqa: E402
 from datagen.core.text import detect_language  # noqa: E402
@@ -59,15 +61,6 @@ def scores(rows: list[dict], predicted: list[str]) -> dict:
                   tp[lang] / (tp[lang] + fn[lang]) if tp[lang] + fn[lang] else 0.0) for lang in labels}
     acc = sum(tp.values()) / len(rows)
     return {"per": per, "accuracy": acc, "kinds": {k: sum(v) / len(v) for k, v in by_kind.items()}}
-
-
-def timed(fn, repeat: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def lingua_method(codes: list[str] | None = None):

@@ -28,9 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import statistics
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -39,6 +37,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+from timing import timed  # noqa: E402
 
 os.environ.setdefault("DATAGEN_PROGRESS", "0")
 
@@ -156,15 +155,6 @@ def records(n: int, docs: list[dict], seed: int = 1) -> tuple[list, set[int]]:
     return out, mixed
 
 
-def timed(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def speed(n: int, repeat: int, docs: list[dict]) -> None:
     from datagen.curate.config import HeuristicsConfig, PiiConfig
     from datagen.curate.stages.heuristics import Heuristics
@@ -186,7 +176,7 @@ def speed(n: int, repeat: int, docs: list[dict]) -> None:
     print("| run | seconds | records/s | against the heuristics stage |")
     print("|---|---|---|---|")
     for name, fn in runs.items():
-        s = timed(fn, repeat)
+        s = timed(fn, repeat)[0]
         base = base or s
         print(f"| {name} | {s:.2f} | {n / s:,.0f} | {s / base:.2f}x the time |")
     found = Counter(k for r in recs for k in r.flags.get("pii", []))

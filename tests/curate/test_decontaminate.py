@@ -231,21 +231,7 @@ def test_stage_selection_and_config_section(tmp_path, bench):
 
 
 def test_an_interrupted_run_resumes_without_running_the_stage_again(tmp_path, bench):
-    class Interrupt:
-        name, score_names = "quality", ()
-
-        def annotate(self, records, ctx):
-            raise KeyboardInterrupt
-
-        def verdict(self, record):
-            return None
-
-        def describe(self):
-            return {"name": self.name}
-
-    class KeepAll(Interrupt):
-        def annotate(self, records, ctx):
-            pass
+    from tests.stages import Interrupt, KeepAll
 
     cfg = FilterConfig(decontaminate={"files": [str(bench)], "embedding": False})
     recs = [Record.from_turns(GSM, "72"), Record.from_turns("Why is exercise good for you?", ANSWER)]

@@ -16,6 +16,7 @@ from datagen.core.rundir import RunDir
 from datagen.core.stats import Stats
 
 from conftest import ROOT
+from tests.stages import Interrupt, KeepAll
 
 EN = ("Regular exercise strengthens the heart and lungs, improves mood and sleep, and lowers the risk "
       "of many chronic diseases such as diabetes and high blood pressure.")
@@ -161,28 +162,6 @@ def test_registry_order_and_missing_modules(monkeypatch):
 
 
 # -- resumption ------------------------------------------------------------------------------
-class Interrupt:
-    """A test-only stage that raises KeyboardInterrupt while annotating."""
-
-    name = "quality"
-    score_names = ()
-
-    def annotate(self, records, ctx):
-        raise KeyboardInterrupt
-
-    def verdict(self, record):
-        return None
-
-    def describe(self):
-        return {"name": self.name}
-
-
-class KeepAll(Interrupt):
-    def annotate(self, records, ctx):
-        for r in records:
-            r.scores["quality"] = float(len(r.response))
-
-
 def pipeline(last, tmp_path):
     cfg = FilterConfig()
     return FilterPipeline(registry.build_stages(["heuristics", "exact", "minhash"], cfg) + [last], tmp_path / "cache", progress=False)
