@@ -10,6 +10,7 @@ records that pass the screen; the records are read again, by offset, only to be 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import IO, Any, Iterator, Sequence
 
@@ -40,10 +41,9 @@ class Pool:
         f.seek(int(self.offsets[i]))
         return f.readline().rstrip(b"\n")
 
-    def record(self, f: IO[bytes], i: int) -> Any:
-        from datagen.core.record import Record
-
-        return Record.model_validate_json(self.line(f, i))
+    def row(self, f: IO[bytes], i: int) -> dict[str, Any]:
+        """Record ``i`` as the JSON object its line holds (the file's lines are ``Record.to_json()``)."""
+        return json.loads(self.line(f, i))
 
     def score_dicts(self, rows: Sequence[int] | np.ndarray) -> Iterator[dict[str, float]]:
         """Each of ``rows``' scores as the record holds them (absent ones left out)."""

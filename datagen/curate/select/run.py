@@ -339,7 +339,10 @@ class _Selected:
         yield Batch(self.outcome, 1)
 
     def process(self, batch: Batch, ctx: Context) -> Written:
-        from datagen.core.record import Rejection
+        """The selected records with their ``flags["select"]``, and every rejection, written as
+        ``Record.to_json`` and ``Rejection.to_json`` write them, from the JSON of the pool's lines
+        (no second validation of each record)."""
+        from datagen.core.record import dumps_strict
         from datagen.core.runner import Written
         from datagen.core.writing import atomic_open
 
@@ -349,11 +352,13 @@ class _Selected:
         with open(o.pool.path, "rb") as f:
             with atomic_open(self.run.part_file(1, "records.jsonl")) as out:
                 for row, info in o.picked:
-                    rec = o.pool.record(f, row)
-                    out.write(rec.model_copy(update={"flags": {**rec.flags, "select": info}}).to_json() + "\n")
+                    rec = o.pool.row(f, row)
+                    rec["flags"] = {**rec["flags"], "select": info}
+                    out.write(dumps_strict(rec) + "\n")
             with atomic_open(self.run.part_file(1, "rejected.jsonl")) as out:
                 for row, stage, reason, evidence in o.rejections():
-                    out.write(Rejection(stage=stage, reason=reason, evidence=evidence, record=o.pool.record(f, row)).to_json() + "\n")
+                    rec = {k: v for k, v in o.pool.row(f, row).items() if v is not None}  # Rejection.to_json: exclude_none
+                    out.write(dumps_strict({"stage": stage, "reason": reason, "evidence": evidence, "record": rec}) + "\n")
                     n_rejected += 1
         return Written(len(o.picked), n_rejected)
 
