@@ -71,7 +71,8 @@ def run(code: str, pool: Path, cache: Path, out: Path, budget: int, tau: float, 
     cmd = [sys.executable, "-m", "datagen.cli", "select", "--input", str(pool), "--out", str(out), "--cache-dir", str(cache),
            "--budget", str(budget), "--tau", str(tau), "--no-embed", "--force", *extra]
     t0 = time.time()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # cwd: the pool's folder, since ``python -m`` puts the working directory before PYTHONPATH
+    proc = subprocess.Popen(cmd, env=env, cwd=pool.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
     stderr = proc.stderr.read() if proc.stderr else ""
     if status != 0:
