@@ -18,9 +18,17 @@ from datagen.core.record import Record
 from datagen.core.rundir import AlreadyComplete
 from datagen.core.source import InputSpec
 from datagen.curate.select.run import Cluster, run_select
-from test_ray_executor import cluster, needs_ray, scale_rows  # noqa: F401  (cluster: the module's Ray fixture)
+from test_ray_executor import needs_ray, scale_rows
 from test_select import make_records, write
 from test_shards import outputs
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local cluster of 2 CPUs, started by the executor; the runs below join it."""
+    ex = core_shards.make_executor("ray", workers=2)
+    yield
+    ex.close()
 
 
 def scored_pool(n: int) -> list[Record]:
@@ -47,7 +55,7 @@ def cached_vectors(cache: Path) -> dict[str, np.ndarray]:
 
 
 @needs_ray
-def test_select_on_ray_gives_the_local_run(tmp_path, monkeypatch, cluster):  # noqa: F811
+def test_select_on_ray_gives_the_local_run(tmp_path, monkeypatch, cluster):
     recs = scored_pool(300)
     assert len({r.id for r in recs}) < len(recs)  # repeated conversations
     src = write(tmp_path / "in.jsonl", recs)
@@ -77,7 +85,7 @@ def test_select_on_ray_gives_the_local_run(tmp_path, monkeypatch, cluster):  # n
 
 
 @needs_ray
-def test_a_bad_row_scanned_on_the_cluster_leaves_nothing(tmp_path, monkeypatch, cluster):  # noqa: F811
+def test_a_bad_row_scanned_on_the_cluster_leaves_nothing(tmp_path, monkeypatch, cluster):
     rows = [r.to_json() for r in scored_pool(100)]
     rows[70] = json.dumps({"instruction": "x", "output": 5})
     src = tmp_path / "in.jsonl"
