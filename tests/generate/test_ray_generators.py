@@ -1,7 +1,7 @@
-"""``datagen distill --executor ray``: the chunks answered (and judged) by Ray tasks on a real local
-cluster, each sending its requests to a real OpenAI-compatible server on 127.0.0.1; the driver's
-request cache and parts give the local run's records, and an interrupted run resumes with either
-executor."""
+"""``datagen distill`` and ``datagen evolve`` with ``--executor ray``: the chunks answered (and
+judged) by Ray tasks on a real local cluster, each sending its requests to a real
+OpenAI-compatible server on 127.0.0.1; the driver's request cache and parts give the local run's
+records, and an interrupted run resumes with either executor."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from datagen.core.io import iter_jsonl
 from datagen.core.record import Record
 from datagen.core.rundir import RunDir
 from datagen.generate import distill as d
+from datagen.generate import evol_instruct as ev
 from datagen.llm import LLMConfig, make_llm
-from datagen.llm.base import GenParams
+from datagen.llm.base import ChatRequest, GenParams
 from datagen.score.judge import JudgeSelector
 from openai_server import OpenAIServer
 from scripted import Interrupting
+from test_evolve import SEEDS, pool_of, script
 
 try:
     import ray
@@ -30,6 +32,9 @@ PROMPTS = [f"Name a use of the number {k}." for k in range(10)]  # 5 chunks of 2
 
 
 def reply(message: str) -> str:
+    if any(k in message for k in SEEDS):  # Evol-Instruct's rewrites, judgements and answers, as test_evolve scripts them
+        out = script(ChatRequest.of([("user", message)]), None)
+        return "   " if isinstance(out, Exception) else out
     if message.startswith(JUDGE_MARK):
         return str(1 + len(message) % 5)  # a rating that depends on the answer shown
     return f"Sure ({len(message) % 7}): {message}"
@@ -132,6 +137,29 @@ def test_an_interrupted_ray_run_resumes_locally_and_a_local_one_on_ray(tmp_path,
     dist.run(run, records())
     assert len(srv.chat_requests) == before
     assert files(tmp_path / "b") == want
+
+
+@needs_ray
+def test_evolve_rounds_on_ray_give_the_local_run(tmp_path, env):
+    ex, srv = env
+    pool = pool_of(tmp_path)
+
+    def make(cache: str):
+        cfg = LLMConfig(backend="openai", model="m", base_url=srv.url, cache=str(tmp_path / cache))
+        llm, params = make_llm(cfg), GenParams(max_tokens=64, seed=0)
+        teacher = d.Teacher(llm, params, "Be helpful.", {"name": "distill/system", "sha": "x"})
+        return ev.EvolInstruct(llm, params, teacher=teacher, rounds=2, chunk_size=3, progress=False), cfg
+
+    evol, _ = make("c0")
+    evol.run(RunDir(tmp_path / "local", "evolve", {"t": 1}), pool)
+    want = files(tmp_path / "local")
+    assert want[0].count("\n") >= 2 and "no_information_gain" in want[1]
+    evol, cfg = make("c1")
+    run = RunDir(tmp_path / "ray", "evolve", {"t": 1})
+    report = evol.answer_on(ex, cfg, run)
+    evol.run(run, pool)
+    assert report["tasks"] == 6  # 3 chunks in each of 2 rounds, round 2's from round 1's survivors
+    assert files(tmp_path / "ray") == want
 
 
 def test_what_ray_cannot_honour_is_refused_before_anything_starts(tmp_path, cli):
