@@ -164,8 +164,13 @@ class _Matrix:
         import numpy as np
 
         v = np.frombuffer(blob, dtype=np.float32)
-        if self.array.shape[1] != len(v):
+        if self.array.shape[1] == 0:
             self.array = np.zeros((self.n, len(v)), dtype=np.float32)
+        elif self.array.shape[1] != len(v):
+            from datagen.core.errors import UserError
+
+            raise UserError(f"the embedding cache holds vectors of {self.array.shape[1]} and of {len(v)} dimensions for one model: "
+                            "remove its folder under --cache-dir/embeddings and run again")
         self.array[i] = v
 
 
