@@ -36,7 +36,7 @@ def add_executor_args(p: argparse.ArgumentParser, what: str) -> None:
     g = p.add_argument_group("executor")
     g.add_argument("--executor", choices=("local", "ray"), default="local",
                    help=f"{what}: in local processes, or as Ray tasks on a cluster (pip install 'datagen-train[ray]'); the same output. "
-                        "On a cluster of several machines, --input, --out and --cache-dir must be on a file system every node mounts at the same path")
+                        "On a cluster of several machines, --input and --out must be on a file system every node mounts at the same path")
     g.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="the Ray cluster for --executor ray: auto (the one this machine is part of), HOST:PORT or ray://HOST:10001; default: a local one")
     g.add_argument("--workers", type=int, default=None, metavar="N",
