@@ -92,10 +92,11 @@ def digest(out: Path) -> dict:
 def compare(a: dict, b: dict) -> str:
     if a["sha"] == b["sha"]:
         return "the same bytes"
-    same = a["kept"] == b["kept"] and a["rejected"] == b["rejected"]
+    same = a["kept"] == b["kept"]
+    differ = sum(x != y for x, y in zip(a["rejected"], b["rejected"])) + abs(len(a["rejected"]) - len(b["rejected"]))
     diff = max((abs(x - y) for x, y in zip(a["cosines"], b["cosines"]) if x is not None and y is not None), default=0.0)
-    return (f"{'the same' if same else 'DIFFERENT'} selection, order and rejections (ids, reasons, nearest ids); "
-            f"cosines within {diff:.1e}")
+    return (f"{'the same' if same else 'a DIFFERENT'} selection and order; {differ} of {len(a['rejected'])} rejections differ "
+            f"in (id, reason, nearest selected id); cosines within {diff:.1e}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=int, default=1000)
     p.add_argument("--tau", type=float, default=0.9)
     p.add_argument("--code", action="append", required=True, metavar="NAME=DIR", help="a tree to run (repeatable)")
-    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--repeat", type=int, default=1, help="rounds; 0: only compare the outputs of an earlier run in --work")
     p.add_argument("--work", default=None, help="where the pool and its cache go (kept and reused); default a temp dir")
     p.add_argument("--extra", default="", help="more select flags, for every tree")
     p.add_argument("--make", action="store_true", help=argparse.SUPPRESS)
@@ -128,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {r + 1} {name}: {res}", file=sys.stderr)
     digests = {name: digest(work / f"out-{name}") for name in trees}
     base = next(iter(trees))
+    if not a.repeat:  # the outputs already there, compared
+        for name in trees:
+            print(json.dumps({"tree": name, "output_sha": digests[name]["sha"], "vs_" + base: compare(digests[base], digests[name])}))
+        return 0
     for name in trees:
         secs = [t["seconds"] for t in times[name]]
         cpu = [t["cpu_s"] for t in times[name]]
