@@ -40,6 +40,19 @@ def add_row_mapping(g: Any) -> None:
                    help="rename turn roles (from/role) before reading: --roles bot=assistant,customer=user")
 
 
+def add_executor_args(p: argparse.ArgumentParser, what: str) -> None:
+    """``--executor``, ``--ray-address`` and ``--workers``: where ``what`` runs
+    (:func:`datagen.core.shards.make_executor`); the output is the same on either."""
+    g = p.add_argument_group("executor")
+    g.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help=f"{what}: in local processes, or as Ray tasks on a cluster (pip install 'datagen-train[ray]'); the same output. "
+                        "On a cluster of several machines, --input and --out must be on a file system every node mounts at the same path")
+    g.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="the Ray cluster for --executor ray: auto (the one this machine is part of), HOST:PORT or ray://HOST:10001; default: a local one")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="local processes (default 1), or with --executor ray how many tasks the work is cut into at least (default: the cluster's CPUs)")
+
+
 def add_llm_args(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     """The model backend's flags and (``sampling``) the sampling flags, from
     :class:`~datagen.llm.LLMConfig` and :class:`~datagen.llm.Sampling`."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from datagen.commands.common import add_input, add_llm_args, add_run_out, add_settings_source, settings_from
+from datagen.commands.common import add_executor_args, add_input, add_llm_args, add_run_out, add_settings_source, settings_from
 from datagen.core.record import Rejection
 from datagen.core.settings import add_flags
 from datagen.generate.distill import Distill, Settings, Teacher, load_system_prompt, load_template
@@ -22,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("distillation (YAML --config < --set KEY=VALUE < these flags)")
     add_settings_source(g)
     add_flags(g, Settings)
+    add_executor_args(p, "the teacher's (and judge's) requests, a task per chunk of prompts, sent from the cluster; the parts are written here")
 
 
 def cli(args: argparse.Namespace) -> int:
@@ -29,6 +30,7 @@ def cli(args: argparse.Namespace) -> int:
     from datagen.commands.common import input_settings, read_input
     from datagen.llm import make_llm
     from datagen.core.rundir import RunDir
+    from datagen.core.shards import make_executor
 
     s, cfg, sampling = settings_from(args, Settings, LLMConfig, Sampling)
     params = sampling.params()
@@ -42,10 +44,22 @@ def cli(args: argparse.Namespace) -> int:
         "params": params.to_dict(), "system_prompt": template, "n": s.n, "chunk_size": s.chunk_size,
         "judge": {"template": {"name": judge_template.name, "sha": judge_template.sha}, "params": RATING_PARAMS.to_dict()} if judge_template else None,
     }
-    llm = make_llm(cfg)  # before the run directory: a server that does not serve --model is refused first
-    run = RunDir(args.out, "distill", settings, force=args.force)
-    selector = JudgeSelector(llm, judge_template) if judge_template else None
-    distill = Distill(Teacher(llm, params, system, template), n=s.n, selector=selector, chunk_size=s.chunk_size)
-    summary = distill.run(run, records, read_rejects, manifest={"llm_config": cfg.to_manifest()})
+    if args.executor == "ray":
+        from datagen.generate.remote import check_config
+
+        check_config(cfg)
+    executor = make_executor(args.executor, args.workers, args.ray_address) if args.executor == "ray" else None
+    try:
+        llm = make_llm(cfg)  # before the run directory: a server that does not serve --model is refused first
+        run = RunDir(args.out, "distill", settings, force=args.force)
+        selector = JudgeSelector(llm, judge_template) if judge_template else None
+        distill = Distill(Teacher(llm, params, system, template), n=s.n, selector=selector, chunk_size=s.chunk_size)
+        manifest = {"llm_config": cfg.to_manifest()}
+        if executor is not None:
+            manifest["executor"] = distill.answer_on(executor, cfg, run, records)
+    finally:
+        if executor is not None:
+            executor.close()
+    summary = distill.run(run, records, read_rejects, manifest=manifest)
     print(f"distill: {summary['records']} answers, {summary['rejected']} rejected -> {args.out}", file=sys.stderr)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from datagen.commands.common import add_llm_args, add_row_mapping, add_settings_source, settings_from
+from datagen.commands.common import add_executor_args, add_llm_args, add_row_mapping, add_settings_source, settings_from
 from datagen.core.cli import out_dir
 from datagen.core.settings import add_flags
 from datagen.generate.evol_instruct import EQUALITY_TEMPLATE, EvolInstruct, Settings
@@ -25,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_settings_source(g)
     add_flags(g, Settings)
     add_llm_args(p)
+    add_executor_args(p, "each round's chunks: a task per chunk sends its requests from the cluster; the parts are written here")
 
 
 def cli(args: argparse.Namespace) -> int:
@@ -37,6 +38,7 @@ def cli(args: argparse.Namespace) -> int:
     from datagen.llm import make_llm
     from datagen.core.record import Rejection
     from datagen.core.rundir import RunDir
+    from datagen.core.shards import make_executor
     from datagen.generate.distill import Teacher, load_system_prompt
 
     if args.limit is not None and args.limit < 1:
@@ -55,11 +57,23 @@ def cli(args: argparse.Namespace) -> int:
         "params": params.to_dict(), "system_prompt": template,
         "prompt_templates": {f"evol/{op}": prompts.load(f"evol/{op}").sha for op in ops} | {EQUALITY_TEMPLATE: prompts.load(EQUALITY_TEMPLATE).sha},
     }
-    llm = make_llm(cfg)  # before the run directory: a server that does not serve --model is refused first
-    run = RunDir(args.out, "evolve", settings, force=args.force)
-    teacher = Teacher(llm, params, system, template) if s.answer else None
-    evol = EvolInstruct(llm, params, teacher=teacher, operations=ops, rounds=s.rounds, chunk_size=s.chunk_size)
-    summary = evol.run(run, pool, read_rejects, manifest={"llm_config": cfg.to_manifest()})
+    if args.executor == "ray":
+        from datagen.generate.remote import check_config
+
+        check_config(cfg)
+    executor = make_executor(args.executor, args.workers, args.ray_address) if args.executor == "ray" else None
+    try:
+        llm = make_llm(cfg)  # before the run directory: a server that does not serve --model is refused first
+        run = RunDir(args.out, "evolve", settings, force=args.force)
+        teacher = Teacher(llm, params, system, template) if s.answer else None
+        evol = EvolInstruct(llm, params, teacher=teacher, operations=ops, rounds=s.rounds, chunk_size=s.chunk_size)
+        manifest = {"llm_config": cfg.to_manifest()}
+        if executor is not None:
+            manifest["executor"] = evol.answer_on(executor, cfg, run)  # filled in round by round
+        summary = evol.run(run, pool, read_rejects, manifest=manifest)
+    finally:
+        if executor is not None:
+            executor.close()
     overall = summary["extra"]["pass_rate"]["overall"]
     by_op = ", ".join(f"{op} {v['passed']}/{v['tried']}" for op, v in summary["extra"]["pass_rate"]["by_operation"].items())
     print(

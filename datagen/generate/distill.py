@@ -232,9 +232,27 @@ class Distill:
     def run(self, run: Any, records: Sequence[Record], read_rejects: Sequence[Rejection] = (), manifest: dict[str, Any] | None = None) -> dict[str, Any]:
         """Answer ``records`` in ``run`` (a :class:`~datagen.core.rundir.RunDir`) through the runner,
         one part per ``chunk_size`` prompts, resuming from its sealed parts. Returns the final stats."""
-        step = _DistillStep(self, [records[i:i + self.chunk_size] for i in range(0, len(records), self.chunk_size)])
+        step = _DistillStep(self, self._chunks(records))
         return run_step(run, step, total=len(records), read=(len(records), read_rejects), llms=[self.teacher.llm],
                         progress=self.progress, manifest=manifest)
+
+    def _chunks(self, records: Sequence[Record]) -> list[Sequence[Record]]:
+        return [records[i:i + self.chunk_size] for i in range(0, len(records), self.chunk_size)]
+
+    def answer_on(self, executor: Any, cfg: Any, run: Any, records: Sequence[Record]) -> dict[str, Any]:
+        """Before :meth:`run`, under ``--executor ray``: the chunks of ``records`` not sealed in
+        ``run`` answered by tasks on ``executor`` (:mod:`datagen.generate.remote`), each a backend
+        built from ``cfg``, their completions stored in the teacher's request cache. Returns
+        what the tasks did, for the manifest."""
+        from datagen.generate.remote import answer_chunks
+
+        chunks = self._chunks(records)
+        pending = [i for i in range(len(chunks)) if not run.part_done(i + 1)]  # part 0 holds the read
+        judge = self.selector.describe().get("template", {}).get("name") if self.selector is not None and self.n > 1 else None
+        spec = {"params": self.teacher.params.to_dict(), "system": self.teacher.system_prompt, "template": self.teacher.template,
+                "n": self.n, "judge": judge}
+        return answer_chunks(executor, self.teacher.llm, cfg, answer_remote, spec, chunks, pending,
+                             lambda chunk: [r for rec in chunk for r in self.teacher.requests(rec, self.n)], self.teacher.params, self.progress)
 
     def describe(self) -> dict[str, Any]:
         """The manifest's account of the run: models, sampling seed, n, selector, prompt templates."""
@@ -267,6 +285,23 @@ class _DistillStep:
 
     def manifest(self) -> dict[str, Any]:
         return self.distill.describe()
+
+
+def answer_remote(cfg: Any, spec: dict[str, Any], rows: list[str]) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, float]]:
+    """A task of :meth:`Distill.answer_on`: one chunk of prompts (record JSON lines) answered, and
+    judged when ``spec["n"]`` > 1, by a backend built from ``cfg``; returns the usable
+    completions with their request keys, and the backend's usage."""
+    from datagen.core import prompts
+    from datagen.generate.remote import Recorder
+    from datagen.llm import make_llm
+    from datagen.score.judge import JudgeSelector
+
+    llm = Recorder(make_llm(cfg))
+    params = GenParams(**spec["params"])
+    selector = JudgeSelector(llm, prompts.load(spec["judge"])) if spec["judge"] else None
+    distill = Distill(Teacher(llm, params, spec["system"], spec["template"]), n=spec["n"], selector=selector, progress=False)
+    distill.answer_chunk([Record.model_validate_json(r) for r in rows], Context(STAGE))
+    return llm.recorded, llm.usage.to_dict()
 
 
 def _token_counts(what: str, usages: list[dict[str, int]]) -> dict[str, int]:

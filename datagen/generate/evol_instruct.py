@@ -36,7 +36,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict, deque
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -104,6 +104,7 @@ class EvolInstruct:
     rounds: int = 4
     chunk_size: int = 32
     progress: bool = True
+    before_round: Callable[[int, int, list[Sequence[Record]]], None] | None = None  # (round, its first part, its chunks)
 
     def __post_init__(self) -> None:
         from datagen.core import prompts
@@ -129,6 +130,14 @@ class EvolInstruct:
         return random.Random(f"evol|{self.seed}|{round_no}|{parent_id}").choice(self.operations)
 
     # -- one part: evolve a chunk of the pool --------------------------------------------------
+    def evolve_requests(self, round_no: int, chunk: Sequence[Record]) -> list[ChatRequest]:
+        """The chunk's first requests: one rewrite per member, by the operation it draws."""
+        reqs = []
+        for parent in chunk:
+            prompt = self.templates[self.pick(round_no, parent.id)].render(instruction=parent.instruction)
+            reqs.append(ChatRequest.of([("user", prompt)], seed=derive_seed(self.seed, round_no, parent.id, "evolve")))
+        return reqs
+
     def evolve_chunk(self, round_no: int, chunk: Sequence[Record], seen: dict[str, str], ctx: Context) -> tuple[list[Record], list[Record]]:
         """Returns (survivors, the chunk's members for the next pool); rejections and counts go
         to ``ctx``. ``seen`` (normalized instruction -> record id) grows by the survivors."""
@@ -142,10 +151,7 @@ class EvolInstruct:
             a.rejection = Rejection(stage=STAGE, reason=reason, evidence=ev, record=record if record is not None else a.candidate)
 
         # 1. evolve
-        reqs = []
-        for a in attempts:
-            prompt = self.templates[a.op].render(instruction=a.parent.instruction)
-            reqs.append(ChatRequest.of([("user", prompt)], seed=derive_seed(self.seed, round_no, a.parent.id, "evolve")))
+        reqs = self.evolve_requests(round_no, chunk)
         for a, comp in zip(attempts, self.llm.generate(reqs, self.evolve_params)):
             if not comp.ok:
                 reject(a, "evolution_llm_error", {"error": comp.error})
@@ -277,6 +283,30 @@ class EvolInstruct:
         return run_step(run, step, total=len(pool) * self.rounds, read=(len(pool), read_rejects),
                         llms=[self.llm] + ([self.teacher.llm] if self.teacher else []), progress=self.progress, manifest=manifest)
 
+    def answer_on(self, executor: Any, cfg: Any, run: Any) -> dict[str, Any]:
+        """Under ``--executor ray``: at the start of each round (inside :meth:`run`), the round's
+        chunks not sealed in ``run`` answered by tasks on ``executor``
+        (:mod:`datagen.generate.remote`; a chunk's requests do not depend on the other chunks of
+        its round), their completions stored in the request cache of ``self.llm``. Returns the
+        tasks' account, filled in as the rounds go, for the manifest."""
+        from datagen.generate.remote import answer_chunks
+
+        teacher = self.teacher
+        spec = {"params": self.params.to_dict(), "operations": list(self.operations),
+                "teacher": {"system": teacher.system_prompt, "template": teacher.template} if teacher else None}
+        report: dict[str, Any] = {"executor": "ray", "tasks": 0, "usage": {}}
+
+        def before_round(round_no: int, first: int, chunks: list[Sequence[Record]]) -> None:
+            pending = [k for k in range(len(chunks)) if not run.part_done(first + k)]
+            done = answer_chunks(executor, self.llm, cfg, evolve_remote, {**spec, "round": round_no}, chunks, pending,
+                                 lambda chunk: self.evolve_requests(round_no, chunk), self.evolve_params, self.progress)
+            report["tasks"] += done["tasks"]
+            for k, v in done["usage"].items():
+                report["usage"][k] = round(report["usage"].get(k, 0) + v, 6)
+
+        self.before_round = before_round
+        return report
+
     def describe(self) -> dict[str, Any]:
         """The manifest's account of the run: models, templates, operations, rounds, seed."""
         return {
@@ -304,12 +334,15 @@ class _EvolveStep:
         self.counts = Stats()  # every part's, for the pass rates
 
     def batches(self) -> Iterator[Batch]:
-        cs, pool = self.evol.chunk_size, self.pool
+        cs, pool, part = self.evol.chunk_size, self.pool, 1
         for round_no in range(1, self.evol.rounds + 1):
             self.next_pool = []
-            for c in range(0, len(pool), cs):
-                chunk = pool[c:c + cs]
+            chunks = [pool[c:c + cs] for c in range(0, len(pool), cs)]
+            if self.evol.before_round is not None:
+                self.evol.before_round(round_no, part, chunks)
+            for chunk in chunks:
                 yield Batch((round_no, chunk), len(chunk), {"round": round_no})
+            part += len(chunks)
             pool = self.next_pool
 
     def process(self, batch: Batch, ctx: Context) -> list[Record]:
@@ -336,6 +369,24 @@ class _EvolveStep:
 
     def manifest(self) -> dict[str, Any]:
         return self.evol.describe()
+
+
+def evolve_remote(cfg: Any, spec: dict[str, Any], rows: list[str]) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, float]]:
+    """A task of :meth:`EvolInstruct.answer_on`: one chunk of one round (record JSON lines)
+    evolved, judged and answered by a backend built from ``cfg``; returns the usable completions
+    with their request keys, and the backend's usage."""
+    from datagen.core.record import Record
+    from datagen.generate.distill import Teacher
+    from datagen.generate.remote import Recorder
+    from datagen.llm import make_llm
+
+    llm = Recorder(make_llm(cfg))
+    params = GenParams(**spec["params"])
+    t = spec["teacher"]
+    evol = EvolInstruct(llm, params, teacher=Teacher(llm, params, t["system"], t["template"]) if t else None,
+                        operations=spec["operations"], progress=False)
+    evol.evolve_chunk(spec["round"], [Record.model_validate_json(r) for r in rows], {}, Context(STAGE))
+    return llm.recorded, llm.usage.to_dict()
 
 
 def pass_rates(extra: dict[str, Any]) -> dict[str, Any]:

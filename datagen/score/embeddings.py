@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -116,33 +116,38 @@ class EmbeddingStore:
         found = self.cache.get_many(keys)
         misses = {k: t for k, t in zip(keys, texts) if k not in found}
         if misses:
-            found.update(self._compute(misses, progress))
+            found.update(self.compute(misses, progress))
         return _stack([found[k] for k in keys])
 
-    def _compute(self, misses: dict[str, str], progress: bool) -> dict[str, bytes]:
+    def compute(self, misses: dict[str, str], progress: bool = True, encode: Encode | None = None) -> dict[str, bytes]:
+        """``{key: text}`` through the model, into the cache; returns ``{key: vector bytes}``.
+        ``encode`` (default :meth:`encode_batches`) embeds a list of batches of texts, one array a
+        batch, in order: another process or a pool of Ray actors
+        (:class:`datagen.score.ray_embed.EmbedActors`) can stand in for this one's model, given
+        the same batches, so that the vectors are the same."""
         from datagen.core.progress import bar as progress_bar
 
-        encoder = self._load()
+        encode = encode or self.encode_batches
         # longest first, as sentence-transformers sorts inside one call: batches of like lengths
-        # pad little, and the bar moves once per batch
+        # pad little
         items = sorted(misses.items(), key=lambda kv: -len(kv[1]))
         step = self.batch_size * _CHUNK_BATCHES
         out: dict[str, bytes] = {}
         with progress_bar(len(items), f"embed {self.model_id}", "text", show=progress) as bar:
             for i in range(0, len(items), step):
-                rows: list[tuple[str, bytes]] = []
-                for j in range(i, min(i + step, len(items)), self.batch_size):
-                    batch = items[j : j + self.batch_size]
-                    vecs = encoder.encode(
-                        [t for _, t in batch], batch_size=self.batch_size, normalize_embeddings=True,
-                        convert_to_numpy=True, show_progress_bar=False,
-                    ).astype(np.float32)
-                    rows += [(k, v.tobytes()) for (k, _), v in zip(batch, vecs)]
-                    bar.update(len(batch))
+                batches = [items[j : j + self.batch_size] for j in range(i, min(i + step, len(items)), self.batch_size)]
+                vecs = encode([[t for _, t in batch] for batch in batches])
+                rows = [(k, v.astype(np.float32).tobytes()) for batch, arr in zip(batches, vecs) for (k, _), v in zip(batch, arr)]
+                bar.update(len(rows))
                 self.cache.put_many(rows)
                 out.update(rows)
                 self.computed += len(rows)
         return out
+
+    def encode_batches(self, batches: list[list[str]]) -> list[np.ndarray]:
+        """L2-normalised float32 vectors of each batch of texts, with this process's model."""
+        encoder = self._load()
+        return [encode_texts(encoder, batch, self.batch_size) for batch in batches]
 
     def model_path(self) -> str:
         """The folder of the model (the embedded one's inside its package)."""
@@ -154,12 +159,26 @@ class EmbeddingStore:
 
     def _load(self) -> SentenceTransformer:
         if self._encoder is None:
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()  # the weights' loading bar, on every run
-            self._encoder = SentenceTransformer(self.model_path(), device=self.device)
+            self._encoder = load_encoder(self.model_path(), self.device)
         return self._encoder
+
+
+Encode = Callable[[list[list[str]]], list[np.ndarray]]
+
+
+def load_encoder(path: str, device: str | None = None) -> SentenceTransformer:
+    """The sentence-transformers model in the folder ``path`` (:meth:`EmbeddingStore.model_path`)."""
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the weights' loading bar, on every run
+    return SentenceTransformer(path, device=device)
+
+
+def encode_texts(encoder: SentenceTransformer, texts: list[str], batch_size: int) -> np.ndarray:
+    """L2-normalised float32 vectors of ``texts``, in order."""
+    return encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                          show_progress_bar=False).astype(np.float32)
 
 
 def _folder(model_id: str) -> str:

@@ -17,6 +17,12 @@ and embeddings from the shared embedding cache, looked up without loading a mode
 missing from the cache are embedded (counted in stats; ``--no-embed`` refuses instead), so
 re-selecting with another budget or tau takes seconds.
 
+Memory is bounded by compact keys (:mod:`datagen.curate.select.pool`): the input is read into a
+record file, scanned shard by shard for ids, offsets, scores and embedding keys, and only the
+embedding matrix of the screened records (float32) is held whole; the records are read back by
+offset when the run directory is written. Reading and scanning run on the executor (local
+processes or Ray tasks), the missing embeddings on Ray actors under ``--executor ray``, the
+selection itself here.
 """
 
 from __future__ import annotations
@@ -33,9 +39,11 @@ if TYPE_CHECKING:
     import numpy as np
 
     from datagen.core.source import InputSpec
-    from datagen.core.runner import Batch, Context
-    from datagen.core.record import Record, Rejection
+    from datagen.core.rundir import RunDir
+    from datagen.core.runner import Batch, Context, Written
+    from datagen.core.record import Rejection
     from datagen.curate.select.algorithms import ScoreDef, Selection, Threshold
+    from datagen.curate.select.pool import Pool
     from datagen.core.stats import Stats
 
 SCREEN_STAGE = "select.screen"
@@ -66,96 +74,208 @@ class Settings(BaseModel):
         "with combine sum: normalise each score over the screened records by z-score, min-max to [0,1], or not at all"))
 
 
-def embeddings_for(records: Sequence[Record], model: str, cache_dir: Path, allow_compute: bool, device: str | None, batch_size: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """Embeddings of ``records`` (rows L2-normalised) and a note of how many were cached or
-    computed. A full cache hit never loads the model."""
+class Cluster(BaseModel):
+    """Where ``datagen select --executor ray`` embeds the records missing from the cache: Ray actors
+    of these resources (the input is read and scanned by Ray tasks; the selection runs here)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    embed_actors: int | None = Field(None, ge=1, description="embedding actors (default: as many as the cluster's CPUs, or GPUs, hold)",
+                                     json_schema_extra={"metavar": "N"})
+    embed_num_cpus: float = Field(1.0, ge=0, description="CPUs each embedding actor asks Ray for", json_schema_extra={"metavar": "N"})
+    embed_num_gpus: float = Field(0.0, ge=0, description="GPUs each embedding actor asks Ray for (0: embed on CPUs)", json_schema_extra={"metavar": "N"})
+
+
+_LOOKUP = 50_000  # cache keys looked up at once
+_MISSES = 64 * 1024  # texts read back and embedded at once (up to it: the batches of one embed() call)
+
+
+def embeddings_for(pool: Pool, rows: np.ndarray, model: str, cache_dir: Path, allow_compute: bool, device: str | None, batch_size: int,
+                   encoder: Callable[[str], Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Embeddings of the records at ``rows`` of ``pool`` (float32, L2-normalised) and a note of
+    how many were cached or computed. A full cache hit never loads the model; the texts of the
+    others are read back from the pool's file, a chunk at a time, and embedded by this process or
+    by ``encoder(model_path)`` (an ``encode`` for :meth:`EmbeddingStore.compute`)."""
     from datagen.core.errors import UserError
-    from datagen.score.embeddings import EmbeddingStore, embed_text
+    from datagen.score.embeddings import EmbeddingStore
 
     store = EmbeddingStore(cache_dir, model=model, batch_size=batch_size, device=device)
-    texts = [embed_text(r) for r in records]
-    emb = store.lookup(texts)
-    if emb is None:
+    emb = _Matrix(len(rows))
+    missing: list[int] = []
+    for a in range(0, len(rows), _LOOKUP):
+        keys = [pool.key(r) for r in rows[a:a + _LOOKUP]]
+        found = store.cache.get_many(keys)
+        for j, k in enumerate(keys):
+            if k in found:
+                emb.put(a + j, found[k])
+            else:
+                missing.append(a + j)
+    if missing:
         if not allow_compute:
             raise UserError(
-                f"some of the {len(texts)} records have no cached {model} embedding under {cache_dir}; "
+                f"some of the {len(rows)} records have no cached {model} embedding under {cache_dir}; "
                 "run datagen filter with the same --cache-dir first, or drop --no-embed to compute them"
             )
         print(f"select: embedding the records missing from the cache ({model}, {cache_dir})", file=sys.stderr)
-        from datagen.core.progress import progress_enabled
+        _compute(pool, rows, missing, store, emb, encoder)
+        print(f"select: computed {store.computed} of {len(rows)} embeddings", file=sys.stderr)
+    note = {"model": model, "model_id": store.model_id, "cache_dir": str(cache_dir), "cached": len(rows) - store.computed, "computed": store.computed}
+    return emb.array, note
 
-        emb = store.embed(texts, progress=progress_enabled())
-        print(f"select: computed {store.computed} of {len(texts)} embeddings", file=sys.stderr)
-    note = {"model": model, "model_id": store.model_id, "cache_dir": str(cache_dir), "cached": len(texts) - store.computed, "computed": store.computed}
-    return emb, note
+
+def _compute(pool: Pool, rows: np.ndarray, missing: list[int], store: Any, emb: _Matrix, encoder: Callable[[str], Any] | None) -> None:
+    from datagen.core.progress import progress_enabled
+    from datagen.core.record import RecordView
+    from datagen.score.embeddings import embed_text
+
+    encode = encoder(store.model_path()) if encoder is not None else None
+    done: dict[str, int] = {}  # key -> a row of ``emb`` that holds it
+    try:
+        with open(pool.path, "rb") as f:
+            for a in range(0, len(missing), _MISSES):
+                texts: dict[str, str] = {}
+                for j in missing[a:a + _MISSES]:
+                    k = pool.key(rows[j])
+                    if k not in done and k not in texts:
+                        texts[k] = embed_text(RecordView(pool.line(f, rows[j])))
+                vecs = store.compute(texts, progress=progress_enabled(), encode=encode)
+                for j in missing[a:a + _MISSES]:
+                    k = pool.key(rows[j])
+                    if k in vecs:
+                        emb.put(j, vecs[k])
+                        done[k] = j
+                    else:
+                        emb.array[j] = emb.array[done[k]]
+    finally:
+        if encode is not None and hasattr(encode, "close"):
+            encode.close()
+
+
+class _Matrix:
+    """The embedding matrix, allocated when its first vector (and so its width) is known."""
+
+    def __init__(self, n: int) -> None:
+        import numpy as np
+
+        self.n = n
+        self.array = np.zeros((n, 0), dtype=np.float32)
+
+    def put(self, i: int, blob: bytes) -> None:
+        import numpy as np
+
+        v = np.frombuffer(blob, dtype=np.float32)
+        if self.array.shape[1] == 0:
+            self.array = np.zeros((self.n, len(v)), dtype=np.float32)
+        elif self.array.shape[1] != len(v):
+            from datagen.core.errors import UserError
+
+            raise UserError(f"the embedding cache holds vectors of {self.array.shape[1]} and of {len(v)} dimensions for one model: "
+                            "remove its folder under --cache-dir/embeddings and run again")
+        self.array[i] = v
 
 
 @dataclass
 class Outcome:
-    """What one selection produced: the curated records, every rejection, the stats."""
+    """What one selection produced, as pool rows: the selected ones with their
+    ``flags["select"]``, in selection order; every rejection (row, stage, reason, evidence), made
+    when written; the stats."""
 
-    kept: list[Record]
-    rejected: list[Rejection]
+    pool: Pool
+    picked: list[tuple[int, dict[str, Any]]]
+    rejections: Callable[[], Iterator[tuple[int, str, str, dict[str, Any]]]]
     stats: Stats
     embeddings: dict[str, Any]
 
 
-EmbedFn = Callable[[Sequence["Record"]], "tuple[np.ndarray, dict[str, Any]]"]
+EmbedFn = Callable[["Pool", "np.ndarray"], "tuple[np.ndarray, dict[str, Any]]"]
 
 
-def run_selection(records: Sequence[Record], thresholds: Sequence[Threshold], score_def: ScoreDef, strategy: str,
+def run_selection(pool: Pool, thresholds: Sequence[Threshold], score_def: ScoreDef, strategy: str,
                   budget: int, tau: float, embed: EmbedFn) -> Outcome:
-    """Screen ``records`` (in id order), combine their scores, embed the survivors with
-    ``embed`` and select; every record ends up kept or rejected with a reason."""
+    """Screen the records of ``pool`` (in id order), combine their scores, embed the survivors
+    with ``embed`` and select; every record ends up kept or rejected with a reason."""
     import numpy as np
 
-    from datagen.core.record import Rejection
     from datagen.curate.select.algorithms import SELECTORS, Selection, screen
     from datagen.core.stats import Stats
 
     st = Stats()
-    rejected: list[Rejection] = []
-    pool, screened_out = screen([r.scores for r in records], thresholds, score_def.names)
-    st.seen(SCREEN_STAGE, len(records))
-    st.kept(SCREEN_STAGE, len(pool))
-    for i, reason, evidence in screened_out:
+    order = pool.id_order()
+    passed, screened_out = screen(pool.score_dicts(order), thresholds, score_def.names)
+    st.seen(SCREEN_STAGE, len(order))
+    st.kept(SCREEN_STAGE, len(passed))
+    for _, reason, _ in screened_out:
         st.rejected(SCREEN_STAGE, reason)
-        rejected.append(Rejection(stage=SCREEN_STAGE, reason=reason, evidence=evidence, record=records[i]))
+    screen_rejects = [(int(order[i]), reason, evidence) for i, reason, evidence in screened_out]
+    del screened_out
 
-    cands = [records[i] for i in pool]
-    values = np.array([[r.scores[n] for n in score_def.names] for r in cands], dtype=np.float64)
-    combined = score_def.combined(values, ids=[r.id for r in cands])
+    rows = order[np.asarray(passed, dtype=np.int64)]
+    values = np.stack([pool.column(n, rows) for n in score_def.names], axis=1) if len(rows) else np.zeros((0, len(score_def.names)))
+    combined = score_def.combined(values, ids=_Ids(pool, rows))
     note: dict[str, Any] = {"cached": 0, "computed": 0}
     sel = Selection()
-    if cands:
-        emb, note = embed(cands)
+    if len(rows):
+        emb, note = embed(pool, rows)
         sel = SELECTORS[strategy](emb, combined, budget, tau)
-    kept = _selected_records(cands, combined, sel)
-    st.seen(SELECT_STAGE, len(cands))
-    st.kept(SELECT_STAGE, len(kept))
-    rejected += _selection_rejects(cands, combined, sel, strategy, budget, tau, st)
-    _describe_distributions(st, records, [pool[i] for i in sel.order], combined, sel.order)
-    st.extra["funnel"] = {"parsed": len(records), "screened": len(cands), "selected": len(kept)}
-    st.extra["budget_filled"] = len(kept) >= budget
+        del emb
+    picked = []
+    for rank, (i, sim) in enumerate(zip(sel.order, sel.sim_at_pick), start=1):
+        picked.append((int(rows[i]), {"rank": rank, "combined_score": round(float(combined[i]), 6),
+                                      "max_sim_to_selected": None if sim is None else round(sim, 6)}))
+    st.seen(SELECT_STAGE, len(rows))
+    st.kept(SELECT_STAGE, len(picked))
+    for reason, idx in (("too_similar", sel.too_similar), ("over_budget", sel.over_budget)):
+        if idx:
+            st.rejected(SELECT_STAGE, reason, len(idx))
+    _describe_distributions(st, pool, order, rows, combined, sel.order)
+    st.extra["funnel"] = {"parsed": len(order), "screened": len(rows), "selected": len(picked)}
+    st.extra["budget_filled"] = len(picked) >= budget
     st.extra["embeddings"] = note
-    return Outcome(kept, rejected, st, note)
+
+    def rejections() -> Iterator[tuple[int, str, str, dict[str, Any]]]:
+        for row, reason, evidence in screen_rejects:
+            yield row, SCREEN_STAGE, reason, evidence
+        for i, reason, evidence in _selection_rejects(pool, rows, combined, sel, strategy, budget, tau):
+            yield int(rows[i]), SELECT_STAGE, reason, evidence
+
+    return Outcome(pool, picked, rejections, st, note)
+
+
+class _Ids:
+    """The ids of ``rows`` of ``pool``, decoded when asked for (an error names one)."""
+
+    def __init__(self, pool: Pool, rows: np.ndarray) -> None:
+        self.pool, self.rows = pool, rows
+
+    def __getitem__(self, k: int) -> str:
+        return self.pool.id(int(self.rows[k]))
 
 
 def run_select(source: InputSpec, out: str | Path, *, budget: int, score: str = "judge=1,complexity=1", tau: float = 0.9,
                strategy: str = "deita", mins: Sequence[str] = (), maxs: Sequence[str] = (), combine: str = "product",
                norm: str = "zscore", embed_model: str | None = None, cache_dir: str | Path | None = None, no_embed: bool = False,
-               device: str | None = None, batch_size: int = 64, force: bool = False) -> dict[str, Any]:
+               device: str | None = None, batch_size: int = 64, force: bool = False, executor: str = "local",
+               workers: int | None = None, ray_address: str | None = None, cluster: Cluster | None = None) -> dict[str, Any]:
     """``datagen select`` as a function: the best and most varied ``budget`` records of ``source``
     into the run directory ``out`` (arguments as the command's flags). Returns the final stats;
-    raises :class:`~datagen.core.rundir.AlreadyComplete` when ``out`` already holds this run."""
+    raises :class:`~datagen.core.rundir.AlreadyComplete` when ``out`` already holds this run.
+
+    The input is read into a record file beside ``out`` and scanned for its keys (:mod:`.pool`)
+    by ``workers`` processes (default 1), or by Ray tasks with ``executor="ray"`` (on the cluster
+    at ``ray_address``, default a local one; the missing embeddings then on Ray actors as
+    ``cluster`` says); the selection runs in this process. Neither is part of the run's
+    settings: the output is the same."""
     from functools import partial
 
     from datagen.core.kvcache import default_cache_dir
     from datagen.core.runner import run_step
     from datagen.core.errors import UserError
+    from datagen.core.shards import make_executor
     from datagen.score.embeddings import DEFAULT_EMBED_MODEL
     from datagen.core.rundir import RunDir
+    from datagen.curate.pipeline import read_to_file
     from datagen.curate.select.algorithms import ScoreDef, thresholds_from
+    from datagen.curate.select.pool import read_pool
 
     t0 = time.time()
     if budget < 1:
@@ -167,36 +287,54 @@ def run_select(source: InputSpec, out: str | Path, *, budget: int, score: str = 
     model = embed_model or DEFAULT_EMBED_MODEL
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
 
-    read_rejects: list[Rejection] = []
-    # id order (then full content, for repeated conversations): the input's order never matters
-    records = sorted(source.read(read_rejects.append), key=lambda r: (r.id, r.to_json()))
-    _check_score_names(records, score_def.names + [t.score for t in thresholds])
-    embed = partial(embeddings_for, model=model, cache_dir=cache, allow_compute=not no_embed, device=device, batch_size=batch_size)
-    outcome = run_selection(records, thresholds, score_def, strategy, budget, tau, embed)
-    outcome.stats.extra["funnel"] = {"read": len(records) + len(read_rejects), **outcome.stats.extra["funnel"]}
-    outcome.stats.extra["seconds"] = round(time.time() - t0, 3)
+    pool_ex = make_executor(executor, workers, ray_address)
+    try:
+        read_rejects: list[Rejection] = []
+        spool, _ = read_to_file(source, Path(out), read_rejects, pool_ex)
+        try:
+            pool = read_pool(str(spool), pool_ex)
+            _check_score_names(pool, score_def.names + [t.score for t in thresholds])
+            encoder = partial(_actors, cluster or Cluster(), batch_size, device) if executor == "ray" else None
+            embed = partial(embeddings_for, model=model, cache_dir=cache, allow_compute=not no_embed, device=device, batch_size=batch_size,
+                            encoder=encoder)
+            outcome = run_selection(pool, thresholds, score_def, strategy, budget, tau, embed)
+            outcome.stats.extra["funnel"] = {"read": len(pool) + len(read_rejects), **outcome.stats.extra["funnel"]}
+            outcome.stats.extra["seconds"] = round(time.time() - t0, 3)
 
-    # Everything is computed before the run directory is touched: a mistake leaves no output.
-    settings = {
-        **source.settings(), "budget": budget, "tau": tau,
-        "strategy": strategy, "thresholds": [t.describe() for t in thresholds],
-        "score": score_def.describe(), "embed_model": model,
-    }
-    run = RunDir(out, "select", settings, force=force)
-    manifest = {
-        "budget": budget, "tau": tau, "strategy": strategy,
-        "thresholds": [t.describe() for t in thresholds], "score": score_def.describe(),
-        "models": {"embeddings": outcome.embeddings.get("model_id", model)}, "embeddings": outcome.embeddings,
-    }
-    return run_step(run, _Selected(outcome), total=1, read=(len(records), read_rejects), manifest=manifest)
+            # Everything is computed before the run directory is touched: a mistake leaves no output.
+            settings = {
+                **source.settings(), "budget": budget, "tau": tau,
+                "strategy": strategy, "thresholds": [t.describe() for t in thresholds],
+                "score": score_def.describe(), "embed_model": model,
+            }
+            run = RunDir(out, "select", settings, force=force)
+            manifest = {
+                "budget": budget, "tau": tau, "strategy": strategy,
+                "thresholds": [t.describe() for t in thresholds], "score": score_def.describe(),
+                "models": {"embeddings": outcome.embeddings.get("model_id", model)}, "embeddings": outcome.embeddings,
+            }
+            return run_step(run, _Selected(outcome, run), total=1, read=(len(pool), read_rejects), manifest=manifest)
+        finally:
+            spool.unlink(missing_ok=True)
+    finally:
+        pool_ex.close()
+
+
+def _actors(cluster: Cluster, batch_size: int, device: str | None, model_path: str) -> Any:
+    from datagen.score.ray_embed import EmbedActors
+
+    return EmbedActors(model_path, batch_size=batch_size, device=device, actors=cluster.embed_actors,
+                       num_cpus=cluster.embed_num_cpus, num_gpus=cluster.embed_num_gpus)
 
 
 @dataclass
 class _Selected:
     """A finished selection as the runner's one batch. Selection is global (every record against
-    every other), so it is computed before the run directory exists: a mistake leaves nothing."""
+    every other), so it is computed before the run directory exists: a mistake leaves nothing.
+    The records are read back from the pool's file by offset and written as they are read."""
 
     outcome: Outcome
+    run: RunDir
     name: str = "select"
     unit: str = "selection"
 
@@ -205,37 +343,60 @@ class _Selected:
 
         yield Batch(self.outcome, 1)
 
-    def process(self, batch: Batch, ctx: Context) -> list[Record]:
-        ctx.stats = batch.items.stats
-        ctx.add_rejections(batch.items.rejected)
-        return batch.items.kept
+    def process(self, batch: Batch, ctx: Context) -> Written:
+        """The selected records with their ``flags["select"]``, and every rejection, written as
+        ``Record.to_json`` and ``Rejection.to_json`` write them, from the JSON of the pool's lines
+        (no second validation of each record)."""
+        from datagen.core.record import dumps_strict
+        from datagen.core.runner import Written
+        from datagen.core.writing import atomic_open
+
+        o: Outcome = batch.items
+        ctx.stats = o.stats
+        n_rejected = 0
+        with open(o.pool.path, "rb") as f:
+            with atomic_open(self.run.part_file(1, "records.jsonl")) as out:
+                for row, info in o.picked:
+                    rec = o.pool.row(f, row)
+                    rec["flags"] = {**rec["flags"], "select": info}
+                    out.write(dumps_strict(rec) + "\n")
+            with atomic_open(self.run.part_file(1, "rejected.jsonl")) as out:
+                for row, stage, reason, evidence in o.rejections():
+                    rec = {k: v for k, v in o.pool.row(f, row).items() if v is not None}  # Rejection.to_json: exclude_none
+                    out.write(dumps_strict({"stage": stage, "reason": reason, "evidence": evidence, "record": rec}) + "\n")
+                    n_rejected += 1
+        return Written(len(o.picked), n_rejected)
 
 
-def _describe_distributions(st: Stats, records: Sequence[Record], picked: Sequence[int], combined: np.ndarray, order: Sequence[int]) -> None:
-    """Every score's distribution among the selected records vs. all the others (stats.json)."""
+def _describe_distributions(st: Stats, pool: Pool, order: np.ndarray, rows: np.ndarray, combined: np.ndarray, picked: Sequence[int]) -> None:
+    """Every score's distribution among the selected records vs. all the others (stats.json):
+    the selected in selection order, the others in id order."""
+    import numpy as np
+
     from datagen.core.summary import summarize
 
-    chosen, taken = set(picked), set(order)
-    sel = [records[j] for j in picked]
-    rest = [r for j, r in enumerate(records) if j not in chosen]
+    chosen = rows[np.asarray(picked, dtype=np.int64)]
+    rest = order[~np.isin(order, chosen)]
     st.extra["score_distributions"] = {
-        n: {"selected": summarize([r.scores.get(n) for r in sel]), "not_selected": summarize([r.scores.get(n) for r in rest])}
-        for n in sorted({n for r in records for n in r.scores})
+        n: {"selected": summarize(pool.column(n, chosen).tolist()), "not_selected": summarize(pool.column(n, rest).tolist())}
+        for n in pool.present()
     }
+    taken = np.zeros(len(combined), dtype=bool)
+    taken[np.asarray(picked, dtype=np.int64)] = True
     st.extra["combined_score"] = {
-        "selected": summarize([float(combined[i]) for i in order]),
-        "not_selected_screened": summarize([float(combined[i]) for i in range(len(combined)) if i not in taken]),
+        "selected": summarize(combined[np.asarray(picked, dtype=np.int64)].tolist()),
+        "not_selected_screened": summarize(combined[~taken].tolist()),
     }
 
 
-def _check_score_names(records: Sequence[Record], names: Sequence[str]) -> None:
+def _check_score_names(pool: Pool, names: Sequence[str]) -> None:
     """A score that no record has is a typo or a scorer that never ran: say so, instead of
     rejecting every record as ``missing_score``."""
     from datagen.core.errors import UserError
 
-    if not records:
+    if not len(pool):
         return
-    present = {n for r in records for n in r.scores}
+    present = set(pool.present())
     absent = [n for n in dict.fromkeys(names) if n not in present]
     if absent:
         have = ", ".join(sorted(present)) or "none: run datagen filter first"
@@ -243,28 +404,17 @@ def _check_score_names(records: Sequence[Record], names: Sequence[str]) -> None:
                         "check --score/--min/--max")
 
 
-def _selected_records(cands: Sequence[Record], combined: np.ndarray, sel: Selection) -> list[Record]:
-    out = []
-    for rank, (i, sim) in enumerate(zip(sel.order, sel.sim_at_pick), start=1):
-        rec = cands[i]
-        info = {"rank": rank, "combined_score": round(float(combined[i]), 6), "max_sim_to_selected": None if sim is None else round(sim, 6)}
-        out.append(rec.model_copy(update={"flags": {**rec.flags, "select": info}}))
-    return out
-
-
-def _selection_rejects(cands: Sequence[Record], combined: np.ndarray, sel: Selection, strategy: str, budget: int, tau: float, st: Stats) -> list[Rejection]:
-    """``too_similar`` and ``over_budget``, each with the most similar selected record and its
-    cosine (to the final selected set)."""
-    from datagen.core.record import Rejection
-
-    out = []
+def _selection_rejects(pool: Pool, rows: np.ndarray, combined: np.ndarray, sel: Selection, strategy: str, budget: int,
+                       tau: float) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """``too_similar`` and ``over_budget`` (candidate index, reason, evidence), each with the most
+    similar selected record and its cosine (to the final selected set)."""
     cutoff = float(combined[sel.order[-1]]) if sel.order else None
     for reason, idx in (("too_similar", sel.too_similar), ("over_budget", sel.over_budget)):
         for i in idx:
             near = int(sel.nearest[i])
             ev: dict[str, Any] = {
                 "combined_score": round(float(combined[i]), 6),
-                "most_similar_id": cands[near].id if near >= 0 else None,
+                "most_similar_id": pool.id(int(rows[near])) if near >= 0 else None,
                 "cosine": round(float(sel.max_sim[i]), 6) if near >= 0 else None,
             }
             if reason == "too_similar":
@@ -273,6 +423,4 @@ def _selection_rejects(cands: Sequence[Record], combined: np.ndarray, sel: Selec
                 ev["budget"] = budget
                 if strategy == "deita":
                     ev["last_selected_score"] = round(cutoff, 6) if cutoff is not None else None
-            st.rejected(SELECT_STAGE, reason)
-            out.append(Rejection(stage=SELECT_STAGE, reason=reason, evidence=ev, record=cands[i]))
-    return out
+            yield i, reason, ev
