@@ -98,14 +98,19 @@ _END = object()
 
 
 class _Holder:
-    """A Ray actor: builds its object once, in the driver's working directory when the node has it."""
+    """A Ray actor: builds its object once, at its first call (so that a failure to build, such as
+    a model that is not there, reaches the driver as its own error, as a call's would), in the
+    driver's working directory when the node has it."""
 
     def __init__(self, cwd: str, build: Callable[[], Any]) -> None:
         if os.path.isdir(cwd):
             os.chdir(cwd)
-        self.obj = build()
+        self.build: Callable[[], Any] | None = build
+        self.obj: Any = None
 
     def call(self, fn: Callable[[Any, Any], Any], item: Any) -> Any:
+        if self.build is not None:
+            self.obj, self.build = self.build(), None
         return fn(self.obj, item)
 
 
@@ -116,6 +121,10 @@ class ActorResources(BaseModel):
     num_cpus: float = Field(1.0, gt=0, description="--executor ray: CPUs each model actor of this stage asks for")
     num_gpus: float = Field(0.0, ge=0, description="--executor ray: GPUs each model actor asks for (0: CPUs only)")
     actors: int | None = Field(None, ge=1, description="--executor ray: model actors; default: the cluster's GPUs / num_gpus, else its CPUs / num_cpus")
+
+    def settings(self) -> dict[str, Any]:
+        """The stage's settings less these (what its manifest describes: they never change the output)."""
+        return self.model_dump(exclude=set(ActorResources.model_fields))
 
     def pool(self, executor: Any, build: Callable[[], Any], what: str) -> ActorPool:
         return ActorPool(executor, build, self.actors, self.num_cpus, self.num_gpus, what)

@@ -78,9 +78,9 @@ def run_stage(stage: FilterStage, records: list[Record], ctx: FilterContext) -> 
 
 class FilterPipeline:
     """Selected stages, in order, over a :class:`~datagen.core.rundir.RunDir`. The stages that
-    stream (heuristics, exact, MinHash: :mod:`.shards`) run over the previous part on disk, on
+    stream (all of the built-in ones: :mod:`.shards`) run over the previous part on disk, on
     ``executor`` (the caller's, left open: see :func:`~datagen.core.shards.make_executor`; default:
-    this process); the others get the previous part's records as a list."""
+    this process); a stage that does not gets the previous part's records as a list."""
 
     def __init__(self, stages: Sequence[FilterStage], cache_dir: Path, llm_factory: Callable[[], Any] | None = None, progress: bool = True,
                  config: FilterConfig | None = None, executor: Any = None, llm: LLMConfig | None = None) -> None:
@@ -237,8 +237,9 @@ def run_filter(source: InputSpec, out: str | Path, *, stages: str | None = None,
     ``executor`` is part of the run's settings: a run started with one resumes with another.
 
     The input is read (and checked: a bad row stops here, before anything is written) into a
-    record file beside ``out``, which becomes the run's part 0; no stage holds the whole pool but
-    the model stages (semantic, quality), which get their input as a list."""
+    record file beside ``out``, which becomes the run's part 0; no stage holds the whole pool (the
+    semantic stage holds a vector per record). On Ray, the model stages' models run on actors
+    (:mod:`datagen.core.actors`)."""
     from datagen.core.shards import make_executor
     from datagen.curate.config import load_config
     from datagen.curate.registry import build_stages, parse_stages

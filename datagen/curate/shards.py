@@ -11,7 +11,12 @@ this way:
   survivor's rank; tens to a few hundred bytes a record); the stage decides over all of them in
   one process (``stage.decide``), fetching what it needs of a few records (MinHash: the shingle
   sets of its candidates, :func:`fetch_shard`); then each shard is written with the decisions (:func:`apply_shard`; a
-  record the decision did not touch is copied as it is, not parsed again).
+  record the decision did not touch is copied as it is, not parsed again). The semantic stage is
+  one too: its keys add each line's byte offset (``wants_offsets``), so that its decision reads
+  the texts it embeds back one line at a time, and its ``decide`` takes the context (``uses_context``);
+* **per-record with a model** (``streaming = "batches"``: quality): read here in batches of
+  :data:`MODEL_BATCH` records and scored by one model (:class:`ModelWorker`), in this process or
+  on a pool of Ray actors that each load it once (:class:`ModelWorkerSpec`).
 
 The shards of a pass run in worker processes (:class:`~datagen.core.shards.Executor`, ``--workers``); their outputs are
 joined in shard order, so the part is the same, byte for byte, whatever the number of workers.
@@ -179,9 +184,12 @@ def fetch_shard(spec: StageSpec, shard: Shard, wanted: np.ndarray) -> dict[int, 
 
 def apply_shard(spec: StageSpec, shard: Shard, flags: dict[int, dict[str, Any]], stale: np.ndarray, out_dir: str) -> ShardResult:
     """One shard of a keyed stage written with its decisions (``flags`` by position in the
-    shard): a record they do not touch is copied line for line."""
+    shard): a record they do not touch is copied line for line (the scores a stage writes, the
+    semantic stage's relevance, are in its decisions: an untouched record holds none)."""
     stage = spec.build()
     res = ShardResult()
+    names = list(getattr(stage, "score_names", ()) or ())
+    values: dict[str, list[float]] = {n: [] for n in names}
     touched = set(flags) | set(stale.tolist())
     kept_path, rej_path = _outputs(out_dir, shard)
     with open(kept_path, "w", encoding="utf-8") as kept_f, open(rej_path, "w", encoding="utf-8") as rej_f:
@@ -198,7 +206,11 @@ def apply_shard(spec: StageSpec, shard: Shard, flags: dict[int, dict[str, Any]],
                 rec.flags.pop(stage.name, None)
                 if k in flags:
                     rec.flags[stage.name] = flags[k]
+            for n in names:
+                if n in rec.scores:
+                    values[n].append(rec.scores[n])
             _decide_and_write(stage, [rec], kept_f, rej_f, res)
+    res.scores = {n: np.asarray(v, dtype=np.float64) for n, v in values.items()}
     return res
 
 

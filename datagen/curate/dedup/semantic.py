@@ -113,7 +113,7 @@ class SemanticDedup:
         self._static_model: tuple[tuple[str, str], Any] | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, **self.config.model_dump()}
+        return {"name": self.name, **self.config.settings()}
 
     # -- keys, decide, apply: the stage over records on disk, or over a list ------------------
     def keys(self, records: Sequence[Any]) -> dict[str, np.ndarray]:

@@ -111,7 +111,7 @@ class QualityStage:
         from datagen.core import prompts
 
         templates = {t: prompts.load(t).sha for t in (self.config.judge_template, self.config.complexity_template)}
-        return {"name": self.name, **self.config.model_dump(), "templates": templates}
+        return {"name": self.name, **self.config.settings(), "templates": templates}
 
     # -- annotate ------------------------------------------------------------------------------
 
