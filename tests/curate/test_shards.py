@@ -172,6 +172,7 @@ def test_the_semantic_stage_streams_as_it_decides_over_a_list(tmp_path, monkeypa
     assert "0000000000000000" not in (tmp_path / "run" / "records.jsonl").read_text()
     want = {k: v for k, v in st.extra["semantic"].items()}
     assert {k: v for k, v in stats["extra"]["semantic"].items() if not k.startswith("seconds")} == want
+    assert stats["extra"]["scores"]["semantic"]["relevance"]["count"] == sum(1 for r in listed if "relevance" in r.scores) > 0
 
 
 def test_the_semantic_keys_hold_no_text():
