@@ -43,18 +43,18 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 from pydantic import ConfigDict, Field, model_validator
 
 from datagen.core.actors import ActorResources
-from datagen.core.kvcache import sha_key
 from datagen.core.record import Record
 from datagen.core.text import count_words_or_chars
 from datagen.curate.base import FilterContext, Verdict
 from datagen.curate.dedup.groups import Fetch, id_hex, rank_keys, ranked, survivor_walk
 from datagen.curate.dedup.neighbors import similar_pairs
+from datagen.curate.dedup.vectors import CHUNK, Encoder, Texts, digests, static_encode
 from datagen.score.embeddings import DEFAULT_EMBED_MODEL, EmbeddingStore
 
 # threshold field -> (score key, "min" | "max", reason code), as the quality stage's
@@ -121,8 +121,8 @@ class SemanticDedup:
         responses = [r.response for r in records]
         return {
             **rank_keys(records, self.config.score_key),
-            "instruction": _digests(instructions), "response": _digests(responses),
-            "text": _digests(i + "\n\n" + a for i, a in zip(instructions, responses)),  # embed_text's
+            "instruction": digests(instructions), "response": digests(responses),
+            "text": digests(i + "\n\n" + a for i, a in zip(instructions, responses)),  # embed_text's
             "instruction_len": np.array([len(t) for t in instructions], dtype=np.int64),
             "response_len": np.array([len(t) for t in responses], dtype=np.int64),
             "judged": np.array([count_words_or_chars(t) >= self.config.relevance_min_words for t in responses], dtype=bool),
@@ -157,14 +157,14 @@ class SemanticDedup:
         """What this stage writes into each record, by index (see :meth:`apply_decision`)."""
         cfg = self.config
         store = EmbeddingStore(ctx.cache_dir, cfg.model, cfg.batch_size, cfg.device)
-        encode = _Encode(ctx.executor, store, cfg)
+        encode = Encoder(ctx.executor, store, cfg)
         try:
             out: dict[int, dict[str, Any]] = {}
             off = self._relevance(keys, fetch, store, encode, ctx, out, stats) if cfg.min_relevance is not None else np.zeros(len(keys["id"]), dtype=bool)
             members = np.flatnonzero(~off)
             order = members[np.lexsort((members, keys["id"][members]))]  # by id, as the walk's tie-break (and the cache) expect
             stats.update(off_topic=int(off.sum()), engine=cfg.engine)
-            texts = _Texts(keys, fetch, order, "text")
+            texts = Texts(keys, fetch, order, "text")
             if cfg.engine == "cascade":
                 a, b, vectors = self._cascade(texts, store, encode, ctx, stats)
             else:
@@ -203,12 +203,12 @@ class SemanticDedup:
             self._static_model = (key, static_model(ctx.cache_dir, store.model_path(), store.model_id, progress=ctx.progress))
         return self._static_model[1]
 
-    def _cascade(self, texts: _Texts, store: EmbeddingStore, encode: _Encode, ctx: FilterContext,
+    def _cascade(self, texts: Texts, store: EmbeddingStore, encode: Encoder, ctx: FilterContext,
                  stats: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The pairs the static model proposes, and the encoder's vectors of the records in them
         (zero rows for the others)."""
         cfg = self.config
-        vectors = _centred(_static_encode(self._static(store, ctx), texts))
+        vectors = _centred(static_encode(self._static(store, ctx), texts))
         a, b, _ = self._pairs(vectors, cfg.candidate_threshold, ctx, "semantic candidates")
         involved = np.unique(np.concatenate([a, b]))
         stats.update(candidate_pairs=int(len(a)), candidate_records=int(len(involved)))
@@ -221,7 +221,7 @@ class SemanticDedup:
             encoded[involved] = enc
         return a, b, encoded
 
-    def _relevance(self, keys: dict[str, np.ndarray], fetch: Fetch, store: EmbeddingStore, encode: _Encode, ctx: FilterContext,
+    def _relevance(self, keys: dict[str, np.ndarray], fetch: Fetch, store: EmbeddingStore, encode: Encoder, ctx: FilterContext,
                    out: dict[int, dict[str, Any]], stats: dict[str, Any]) -> np.ndarray:
         """Score the instruction-answer cosine of every record (the ``cascade`` engine with
         ``relevance_screen < 1``: of that share of the answers long enough to judge, the least
@@ -232,17 +232,17 @@ class SemanticDedup:
         check = np.arange(n)
         if cfg.engine == "cascade" and cfg.relevance_screen < 1:
             static = self._static(store, ctx)
-            rel = np.einsum("ij,ij->i", _centred(_static_encode(static, _Texts(keys, fetch, judged, "instruction"))),
-                            _centred(_static_encode(static, _Texts(keys, fetch, judged, "response"))))
+            rel = np.einsum("ij,ij->i", _centred(static_encode(static, Texts(keys, fetch, judged, "instruction"))),
+                            _centred(static_encode(static, Texts(keys, fetch, judged, "response"))))
             take = math.ceil(cfg.relevance_screen * len(judged))
             check = np.sort(judged[np.argsort(rel, kind="stable")[:take]])
         stats["relevance_checked"] = len(check)
-        pairs = _Texts(keys, fetch, np.repeat(check, 2), np.tile(np.array(["instruction", "response"]), len(check)))
+        pairs = Texts(keys, fetch, np.repeat(check, 2), np.tile(np.array(["instruction", "response"]), len(check)))
         store.fill(pairs.keys, pairs.lengths, pairs, ctx.progress, encode)
         off = np.zeros(n, dtype=bool)
-        for start in range(0, len(check), _CHUNK):
-            vectors = store.vectors(pairs.keys[2 * start : 2 * (start + _CHUNK)])
-            for m, k in enumerate(check[start : start + _CHUNK].tolist()):
+        for start in range(0, len(check), CHUNK):
+            vectors = store.vectors(pairs.keys[2 * start : 2 * (start + CHUNK)])
+            for m, k in enumerate(check[start : start + CHUNK].tolist()):
                 cos = float(vectors[2 * m] @ vectors[2 * m + 1])
                 out[k] = {"relevance": round(cos, 6)}
                 if cos < cfg.min_relevance and keys["judged"][k]:
@@ -257,76 +257,6 @@ class SemanticDedup:
         if dup is None:
             return None
         return "semantic_duplicate", {"duplicate_of": dup, "cosine": record.flags.get("cosine"), "threshold": self.config.threshold}
-
-
-_CHUNK = 4096  # records whose texts or vectors are read back at a time
-
-
-def _digests(texts: Iterable[str]) -> np.ndarray:
-    """The embedding cache's keys (:func:`sha_key`) of ``texts``, as rows of 32 bytes."""
-    return np.frombuffer(b"".join(bytes.fromhex(sha_key(t)) for t in texts), dtype=np.uint8).reshape(-1, 32)
-
-
-class _Texts:
-    """Texts of records named by index (``rows``), of one kind each (``instruction``,
-    ``response``, ``text``: embed_text's), with their cache keys and lengths; called with
-    positions among them, it fetches those records' texts (the embedding's ``fill`` asks a chunk
-    at a time)."""
-
-    def __init__(self, keys: dict[str, np.ndarray], fetch: Fetch, rows: np.ndarray, kinds: str | np.ndarray) -> None:
-        self.source, self.fetch, self.rows = keys, fetch, np.asarray(rows, dtype=np.int64)
-        self.kinds = np.broadcast_to(np.asarray(kinds), self.rows.shape)
-        self.keys = [keys[k][r].tobytes().hex() for r, k in zip(self.rows.tolist(), self.kinds.tolist())]
-        il, rl = keys["instruction_len"][self.rows], keys["response_len"][self.rows]
-        self.lengths = np.where(self.kinds == "instruction", il, np.where(self.kinds == "response", rl, il + rl + 2)).tolist()
-
-    def subset(self, positions: np.ndarray) -> _Texts:
-        return _Texts(self.source, self.fetch, self.rows[positions], self.kinds[positions])
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __call__(self, positions: Sequence[int]) -> list[str]:
-        rows = self.rows[list(positions)]
-        got = self.fetch(np.unique(rows))
-        out = []
-        for r, kind in zip(rows.tolist(), self.kinds[list(positions)].tolist()):
-            instruction, response = got[r]
-            out.append(instruction if kind == "instruction" else response if kind == "response" else instruction + "\n\n" + response)
-        return out
-
-
-def _static_encode(static: Any, texts: _Texts) -> np.ndarray:
-    """The static model's vectors of ``texts``, read a chunk at a time."""
-    out = np.zeros((len(texts), static.dims), dtype=np.float32)
-    for start in range(0, len(texts), _CHUNK):
-        out[start : start + _CHUNK] = static.encode(texts(range(start, min(start + _CHUNK, len(texts)))))
-    return out
-
-
-class _Encode:
-    """Where the encoder runs: in this process (None: the store's own), or, on a Ray executor, in
-    a pool of actors that each load it once (started at the first batch: a run whose vectors are
-    all cached starts none)."""
-
-    def __init__(self, executor: Any, store: EmbeddingStore, cfg: SemanticConfig) -> None:
-        from datagen.core.actors import on_ray
-
-        self.pool = cfg.pool(executor, store.spec().build, "semantic") if on_ray(executor) else None
-
-    def __bool__(self) -> bool:
-        return self.pool is not None
-
-    def __call__(self, batches: list[list[str]]) -> list[np.ndarray]:
-        return list(self.pool.map(_encode_batch, batches))
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
-
-
-def _encode_batch(encoder: EmbeddingStore, texts: list[str]) -> np.ndarray:
-    return encoder.encode_batch(texts)
 
 
 def _centred(vectors: np.ndarray) -> np.ndarray:
