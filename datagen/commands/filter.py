@@ -38,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="processes for the heuristics, decontaminate, exact and MinHash stages (default: every core; with --executor ray, the cluster's CPUs); "
                         "the output is the same for any N")
     g.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help="where those stages run: local processes, or Ray tasks on a cluster (pip install 'datagen-train[ray]'); the same output. "
+                   help="where those stages run: local processes, or Ray tasks on a cluster (pip install 'datagen-train[ray]'), the semantic and "
+                        "quality stages' models then on Ray actors (semantic.num_gpus, quality.num_gpus...); the same output. "
                         "On a cluster of several machines, --input and --out must be on a file system every node mounts at the same path (NFS, EFS, ...)")
     g.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="the Ray cluster for --executor ray: auto (the one this machine is part of), HOST:PORT or ray://HOST:10001; default: a local one")

@@ -36,6 +36,7 @@ class FilterContext:
     llm_factory: Callable[[], Any] | None = None  # builds the configured LLM lazily (judge, IFD)
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    executor: Any = None  # where the shards run (core.shards); on Ray, the model stages run their models on actors
 
 
 class FilterStage(Protocol):

@@ -78,17 +78,18 @@ def run_stage(stage: FilterStage, records: list[Record], ctx: FilterContext) -> 
 
 class FilterPipeline:
     """Selected stages, in order, over a :class:`~datagen.core.rundir.RunDir`. The stages that
-    stream (heuristics, exact, MinHash: :mod:`.shards`) run over the previous part on disk, on
+    stream (all of the built-in ones: :mod:`.shards`) run over the previous part on disk, on
     ``executor`` (the caller's, left open: see :func:`~datagen.core.shards.make_executor`; default:
-    this process); the others get the previous part's records as a list."""
+    this process); a stage that does not gets the previous part's records as a list."""
 
     def __init__(self, stages: Sequence[FilterStage], cache_dir: Path, llm_factory: Callable[[], Any] | None = None, progress: bool = True,
-                 config: FilterConfig | None = None, executor: Any = None) -> None:
+                 config: FilterConfig | None = None, executor: Any = None, llm: LLMConfig | None = None) -> None:
         from datagen.curate.config import FilterConfig
 
         self.stages = list(stages)
         self.cache_dir = cache_dir
         self.llm_factory = llm_factory
+        self.llm = llm  # the settings llm_factory builds from: what a Ray actor builds its own judge from
         self.progress = progress
         self.config = config or FilterConfig()
         self.executor = executor
@@ -171,10 +172,13 @@ class _StagesStep:
         return result
 
     def _stream(self, k: int, stage: FilterStage, ctx: Context) -> Written:
-        from datagen.curate.shards import StageRun, StageSpec
+        from datagen.curate.shards import ModelWorkerSpec, StageRun, StageSpec
 
-        st, name = ctx.stats, stage.name
-        sr = StageRun(stage, StageSpec(name, self.pipeline.config.model_dump(mode="json"), str(self.pipeline.cache_dir)), self.executor, self.pipeline.progress)
+        st, name, p = ctx.stats, stage.name, self.pipeline
+        spec = StageSpec(name, p.config.model_dump(mode="json"), str(p.cache_dir))
+        fctx = FilterContext(stats=Stats(), cache_dir=p.cache_dir, llm_factory=p.llm_factory, progress=p.progress, executor=self.executor)
+        worker = ModelWorkerSpec(spec, str(p.cache_dir), p.llm.model_dump(mode="json") if p.llm is not None else None)
+        sr = StageRun(stage, spec, self.executor, p.progress, context=fctx, worker=worker)
         res = sr.run(self.run.part_file(k - 1, "records.jsonl"), self.run.part_file(k, "records.jsonl"),
                      self.run.part_file(k, "rejected.jsonl"), self.run.part_file(k, "shards"), self.current[0])
         st.seen(name, res.n_in)
@@ -183,6 +187,7 @@ class _StagesStep:
             st.rejected(name, reason, n)
         if sr.extra:
             st.extra.setdefault(name, {}).update(sr.extra)
+        st.merge({"extra": res.extra})  # a model stage's own facts (the quality stage's failures, its LLM's usage, its models)
         st.extra["scores"] = {name: {s: distribution(v.tolist()) for s, v in res.scores.items()}}
         return Written(res.n_kept, sum(res.reasons.values()))
 
@@ -235,8 +240,9 @@ def run_filter(source: InputSpec, out: str | Path, *, stages: str | None = None,
     ``executor`` is part of the run's settings: a run started with one resumes with another.
 
     The input is read (and checked: a bad row stops here, before anything is written) into a
-    record file beside ``out``, which becomes the run's part 0; no stage holds the whole pool but
-    the model stages (semantic, quality), which get their input as a list."""
+    record file beside ``out``, which becomes the run's part 0; no stage holds the whole pool (the
+    semantic stage holds a vector per record). On Ray, the model stages' models run on actors
+    (:mod:`datagen.core.actors`)."""
     from datagen.core.shards import make_executor
     from datagen.curate.config import load_config
     from datagen.curate.registry import build_stages, parse_stages
@@ -292,7 +298,7 @@ def _filter_run(source: InputSpec, out: str | Path, names: list[str], cfg: Filte
 
     run = RunDir(out, "filter", settings, force=force)
     pipeline = FilterPipeline(built_stages, Path(cache_dir) if cache_dir else default_cache_dir(), llm_factory=llm_factory, config=cfg,
-                              executor=executor)
+                              executor=executor, llm=llm_cfg if "quality" in names else None)
     return pipeline.run(run, records, read_rejects, manifest={"config": settings["config"], "config_file": config}, n_records=n_records)
 
 

@@ -14,8 +14,9 @@ The model id of a local folder includes a hash of its files, so two models never
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Collection, Sequence
 
 import numpy as np
 
@@ -58,7 +59,8 @@ class EmbeddingStore:
     """Embeds texts with a sentence-transformers model, computing only what the cache lacks.
 
     Args:
-        cache_dir: the cache root; vectors go to ``cache_dir/embeddings/<model-id>/``.
+        cache_dir: the cache root; vectors go to ``cache_dir/embeddings/<model-id>/``. None: no
+            cache, the encoder alone (:class:`EncoderSpec`: a Ray actor's, which only encodes).
         model: ``"all-MiniLM-L6-v2"`` (embedded) or a local sentence-transformers folder.
         batch_size: texts per forward pass.
         device: ``"cpu"``, ``"cuda"``...; default: sentence-transformers' choice.
@@ -66,7 +68,7 @@ class EmbeddingStore:
     ``computed`` counts the texts this instance actually sent through the model.
     """
 
-    def __init__(self, cache_dir: Path, model: str = DEFAULT_EMBED_MODEL, batch_size: int = 64, device: str | None = None) -> None:
+    def __init__(self, cache_dir: Path | None, model: str = DEFAULT_EMBED_MODEL, batch_size: int = 64, device: str | None = None) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.model = model
@@ -74,7 +76,7 @@ class EmbeddingStore:
         self.batch_size = batch_size
         self.device = device
         self.computed = 0
-        self.cache = KVCache(Path(cache_dir) / "embeddings" / _folder(self.model_id) / "embeddings.sqlite")
+        self.cache = KVCache(Path(cache_dir) / "embeddings" / _folder(self.model_id) / "embeddings.sqlite") if cache_dir is not None else None
         self._encoder: SentenceTransformer | None = None
 
     @classmethod
@@ -114,40 +116,60 @@ class EmbeddingStore:
         through the model (each distinct text once), in chunks committed as they finish."""
         keys = [sha_key(t) for t in texts]
         found = self.cache.get_many(keys)
-        misses = {k: t for k, t in zip(keys, texts) if k not in found}
-        if misses:
-            found.update(self.compute(misses, progress))
+        found.update(self.fill(keys, [len(t) for t in texts], lambda at: [texts[i] for i in at], progress, found=found))
         return _stack([found[k] for k in keys])
 
-    def compute(self, misses: dict[str, str], progress: bool = True, encode: Encode | None = None) -> dict[str, bytes]:
-        """``{key: text}`` through the model, into the cache; returns ``{key: vector bytes}``.
-        ``encode`` (default :meth:`encode_batches`) embeds a list of batches of texts, one array a
-        batch, in order: another process or a pool of Ray actors
-        (:class:`datagen.score.ray_embed.EmbedActors`) can stand in for this one's model, given
-        the same batches, so that the vectors are the same."""
+    def fill(self, keys: Sequence[str], lengths: Sequence[int], texts: Callable[[list[int]], list[str]], progress: bool = True,
+             encode: Callable[[list[list[str]]], list[np.ndarray]] | None = None, found: Collection[str] | None = None) -> dict[str, bytes]:
+        """Compute and store the vectors the cache lacks of the texts whose keys (:func:`sha_key`)
+        and lengths are given in order, each distinct text once; ``texts(positions)`` gives the
+        texts at those positions, a chunk at a time, so that they need not all be in memory.
+        ``encode`` (default: this process's encoder, one batch after another) maps a chunk's
+        batches to their vectors (a pool of Ray actors). Returns what it computed, by key.
+
+        The batches are the same whoever computes them: the misses longest first (ties in order of
+        first appearance), cut every ``batch_size``; an encoder's vectors of a text move in their
+        last bits with the other texts of its batch, so this is what keeps them the same."""
         from datagen.core.progress import bar as progress_bar
 
-        encode = encode or self.encode_batches
+        if found is None:
+            found = self.cache.get_many(list(keys))
+        first: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            if k not in found and k not in first:
+                first[k] = i
         # longest first, as sentence-transformers sorts inside one call: batches of like lengths
-        # pad little
-        items = sorted(misses.items(), key=lambda kv: -len(kv[1]))
+        # pad little, and the bar moves once per batch
+        items = sorted(first.items(), key=lambda kv: -lengths[kv[1]])
+        encode = encode or (lambda batches: [self.encode_batch(b) for b in batches])
         step = self.batch_size * _CHUNK_BATCHES
         out: dict[str, bytes] = {}
-        with progress_bar(len(items), f"embed {self.model_id}", "text", show=progress) as bar:
+        with progress_bar(len(items), f"embed {self.model_id}", "text", show=progress and bool(items)) as bar:
             for i in range(0, len(items), step):
-                batches = [items[j : j + self.batch_size] for j in range(i, min(i + step, len(items)), self.batch_size)]
-                vecs = encode([[t for _, t in batch] for batch in batches])
-                rows = [(k, v.astype(np.float32).tobytes()) for batch, arr in zip(batches, vecs) for (k, _), v in zip(batch, arr)]
-                bar.update(len(rows))
+                chunk = items[i : i + step]
+                chunk_texts = texts([at for _, at in chunk])
+                batches = [chunk_texts[j : j + self.batch_size] for j in range(0, len(chunk), self.batch_size)]
+                vecs = np.concatenate(encode(batches)) if batches else np.zeros((0, 0), dtype=np.float32)
+                rows = [(k, v.tobytes()) for (k, _), v in zip(chunk, vecs)]
+                bar.update(len(chunk))
                 self.cache.put_many(rows)
                 out.update(rows)
                 self.computed += len(rows)
         return out
 
-    def encode_batches(self, batches: list[list[str]]) -> list[np.ndarray]:
-        """L2-normalised float32 vectors of each batch of texts, with this process's model."""
-        encoder = self._load()
-        return [encode_texts(encoder, batch, self.batch_size) for batch in batches]
+    def encode_batch(self, texts: list[str]) -> np.ndarray:
+        """The encoder's L2-normalised float32 vectors of one batch of texts."""
+        return self._load().encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False,
+        ).astype(np.float32)
+
+    def vectors(self, keys: Sequence[str]) -> np.ndarray:
+        """The cached vectors of ``keys`` (all stored), float32 ``(n, d)``. Never loads the model."""
+        found = self.cache.get_many(list(keys))
+        return _stack([found[k] for k in keys])
+
+    def spec(self) -> EncoderSpec:
+        return EncoderSpec(self.model, self.batch_size, self.device)
 
     def model_path(self) -> str:
         """The folder of the model (the embedded one's inside its package)."""
@@ -159,26 +181,26 @@ class EmbeddingStore:
 
     def _load(self) -> SentenceTransformer:
         if self._encoder is None:
-            self._encoder = load_encoder(self.model_path(), self.device)
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # the weights' loading bar, on every run
+            self._encoder = SentenceTransformer(self.model_path(), device=self.device)
         return self._encoder
 
 
-Encode = Callable[[list[list[str]]], list[np.ndarray]]
+@dataclass(frozen=True)
+class EncoderSpec:
+    """An encoder as plain data, to build where it runs (a Ray actor): :meth:`build` gives an
+    :class:`EmbeddingStore` without a cache, whose :meth:`~EmbeddingStore.encode_batch` loads the
+    model once."""
 
+    model: str
+    batch_size: int
+    device: str | None = None
 
-def load_encoder(path: str, device: str | None = None) -> SentenceTransformer:
-    """The sentence-transformers model in the folder ``path`` (:meth:`EmbeddingStore.model_path`)."""
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # the weights' loading bar, on every run
-    return SentenceTransformer(path, device=device)
-
-
-def encode_texts(encoder: SentenceTransformer, texts: list[str], batch_size: int) -> np.ndarray:
-    """L2-normalised float32 vectors of ``texts``, in order."""
-    return encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                          show_progress_bar=False).astype(np.float32)
+    def build(self) -> EmbeddingStore:
+        return EmbeddingStore(None, self.model, self.batch_size, self.device)
 
 
 def _folder(model_id: str) -> str:

@@ -174,3 +174,34 @@ def test_the_executor_is_not_part_of_the_run(tmp_path, cluster):
     with pytest.raises(AlreadyComplete):
         run_filter(InputSpec(str(src)), tmp_path / "run", stages=STAGES, executor="ray", cache_dir=tmp_path / "c")
 
+
+
+@needs_ray
+def test_the_model_stages_run_on_actors_as_they_run_here(tmp_path, monkeypatch, cluster):
+    """The encoder (semantic) and a scorer that loads a model (quality: IFD on SmolLM2) on a pool
+    of actors, several batches each: the same bytes as in this process."""
+    from datagen.curate import shards as curate_shards
+    from datagen.score.embeddings import EmbeddingStore
+
+    src = write(tmp_path / "in.jsonl", pool(10))
+    stages, sets = "semantic,quality", ["semantic.batch_size=8", "quality.scorers=[ifd,complexity_features]", "quality.max_ifd=0.9"]
+    monkeypatch.setattr(curate_shards, "MODEL_BATCH", 4)  # several batches of records for two scoring actors
+    run_filter(InputSpec(str(src)), tmp_path / "local", stages=stages, sets=sets, workers=1, cache_dir=tmp_path / "c1")
+    want = outputs(tmp_path / "local")
+    assert want[2]["stages"]["semantic"]["rejected_total"] >= 1 and want[2]["extra"]["semantic"]["embedded"] > 16
+    assert 0 < want[2]["stages"]["quality"]["rejected"].get("ifd_above_max", 0) < want[2]["stages"]["quality"]["in"]
+
+    def not_here(*args):
+        raise AssertionError("a model ran in the driver")
+
+    monkeypatch.setattr(EmbeddingStore, "encode_batch", not_here)  # in this process only: the actors import their own
+    monkeypatch.setattr(curate_shards.ModelWorker, "__call__", not_here)
+    run_filter(InputSpec(str(src)), tmp_path / "ray", stages=stages, sets=sets, executor="ray", cache_dir=tmp_path / "c2")  # embeds and scores again
+    assert outputs(tmp_path / "ray") == want
+
+
+@needs_ray
+def test_a_model_actor_asking_for_a_gpu_the_cluster_lacks_is_a_user_error(tmp_path, cluster):
+    src = write(tmp_path / "in.jsonl", pool(6))
+    with pytest.raises(UserError, match="num_gpus 1 per actor, but the Ray cluster has 0 GPUs"):
+        run_filter(InputSpec(str(src)), tmp_path / "run", stages="semantic", sets=["semantic.num_gpus=1"], executor="ray", cache_dir=tmp_path / "c")

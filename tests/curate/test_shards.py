@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -48,8 +49,8 @@ def write(path: Path, rows: list[dict]) -> Path:
 
 def outputs(run: Path) -> tuple[str, str, dict]:
     stats = json.loads((run / "stats.json").read_text())
-    for stage in stats["extra"].get("minhash", {}), stats["extra"].get("exact", {}):
-        for k in [k for k in stage if k.startswith("seconds")]:
+    for stage in stats["extra"].values():
+        for k in [k for k in stage if k.startswith("seconds")] if isinstance(stage, dict) else ():
             del stage[k]
     stats["extra"].pop("seconds", None)
     stats["extra"].pop("wall_seconds_this_invocation", None)
@@ -127,3 +128,77 @@ def test_a_stage_whose_input_is_empty(tmp_path):
     doc = run_filter(InputSpec(str(src)), tmp_path / "run", stages=STAGES, workers=1, cache_dir=tmp_path / "c")
     assert doc["records"] == 0 and doc["rejected"] == 3
     assert doc["stages"]["exact"]["in"] == 0 and doc["stages"]["minhash"]["in"] == 0
+
+
+def annotated_rows(n: int = 90) -> list[Record]:
+    """The pool's records as a run holds them: some with a judge score (the survivor's rank),
+    some with what an earlier semantic run wrote (cleared and written again)."""
+    recs = [Record.from_turns(r["instruction"], r["output"]) for r in pool(n, seed=5)]
+    for k, rec in enumerate(recs):
+        if k % 3 == 0:
+            rec.scores["judge"] = float(k % 5)
+        if k % 7 == 0:
+            rec.flags["semantic_duplicate_of"] = "0000000000000000"
+            rec.scores["relevance"] = -1.0
+    recs.append(Record.from_turns("Give three tips for sleeping better.", "The French Revolution began in 1789 when financial crisis "
+                                  "and food shortages pushed the Third Estate to declare itself a National Assembly."))  # off topic
+    return recs
+
+
+@pytest.mark.parametrize("sets", [[], ["semantic.engine=cascade", "semantic.relevance_screen=0.5", "semantic.candidate_threshold=0.5"]],
+                         ids=["encoder", "cascade"])
+def test_the_semantic_stage_streams_as_it_decides_over_a_list(tmp_path, monkeypatch, sets):
+    recs = annotated_rows()
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(r.to_json() + "\n" for r in recs), encoding="utf-8")
+    monkeypatch.setattr(core_shards, "SHARD_BYTES", 3000)  # shards of a few records: keys, offsets and decisions cross them
+    cache = tmp_path / "c"
+    run_filter(InputSpec(str(src), format="record"), tmp_path / "run", stages="semantic", sets=sets, workers=1, cache_dir=cache)
+    stats = json.loads((tmp_path / "run" / "stats.json").read_text())
+    assert stats["stages"]["semantic"]["rejected"]["semantic_duplicate"] >= 10 and stats["stages"]["semantic"]["rejected"]["off_topic"] >= 1
+
+    from datagen.curate.config import load_config
+
+    stage = registry.build_stages(["semantic"], load_config(None, sets))[0]
+    listed = InputSpec(str(src), format="record").read(lambda rejection: None)
+    st = Stats()
+    if (cache / "models").is_dir():  # the cascade's static model: distilled once
+        shutil.copytree(cache / "models", tmp_path / "fresh" / "models")
+    stage.annotate(listed, FilterContext(stats=st, cache_dir=tmp_path / "fresh", progress=False))  # embeds again, in the same batches
+    kept = [r for r in listed if stage.verdict(r) is None]
+    assert (tmp_path / "run" / "records.jsonl").read_text() == "".join(r.to_json() + "\n" for r in kept)
+    dropped = [json.loads(x)["record"]["id"] for x in (tmp_path / "run" / "rejected.jsonl").read_text().splitlines()]
+    assert dropped == [r.id for r in listed if stage.verdict(r) is not None]
+    assert "0000000000000000" not in (tmp_path / "run" / "records.jsonl").read_text()
+    want = {k: v for k, v in st.extra["semantic"].items()}
+    assert {k: v for k, v in stats["extra"]["semantic"].items() if not k.startswith("seconds")} == want
+    assert stats["extra"]["scores"]["semantic"]["relevance"]["count"] == sum(1 for r in listed if "relevance" in r.scores) > 0
+
+
+def test_the_semantic_keys_hold_no_text():
+    st = registry.build_stage("semantic", FilterConfig())
+    recs = [Record.from_turns(f"q {k}", EN + f" {k}" * 200) for k in range(64)]
+    per_record = sum(v.nbytes for v in st.keys(recs).values()) / len(recs)
+    assert per_record <= 200, per_record  # three cache keys, two lengths, the rank: never the text
+
+
+def test_the_quality_stage_streams_in_batches_as_over_a_list(tmp_path, monkeypatch):
+    from datagen.curate import shards as curate_shards
+
+    rows = pool(100, seed=2)
+    for k in range(0, len(rows), 2):
+        rows[k]["instruction"] += " You must answer in at least three steps: first explain, then summarize."
+    src = write(tmp_path / "in.jsonl", rows)
+    sets = ["quality.scorers=[complexity_features]", "quality.min_complexity_features=0.12"]
+    monkeypatch.setattr(curate_shards, "MODEL_BATCH", 16)  # batches of 16: the scores, decisions and counts add up across them
+    run_filter(InputSpec(str(src)), tmp_path / "run", stages="quality", sets=sets, workers=1, cache_dir=tmp_path / "c")
+    from datagen.curate.config import load_config
+
+    stage = registry.build_stages(["quality"], load_config(None, sets))[0]
+    listed = InputSpec(str(src)).read(lambda rejection: None)
+    stage.annotate(listed, FilterContext(stats=Stats(), cache_dir=tmp_path / "c", progress=False))
+    kept = [r for r in listed if stage.verdict(r) is None]
+    assert 0 < len(kept) < len(listed)
+    assert (tmp_path / "run" / "records.jsonl").read_text() == "".join(r.to_json() + "\n" for r in kept)
+    stats = json.loads((tmp_path / "run" / "stats.json").read_text())
+    assert stats["stages"]["quality"]["in"] == len(listed) and stats["extra"]["scores"]["quality"]["complexity_features"]["count"] == len(listed)

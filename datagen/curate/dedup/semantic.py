@@ -43,25 +43,28 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from datagen.core.actors import ActorResources
 from datagen.core.record import Record
 from datagen.core.text import count_words_or_chars
 from datagen.curate.base import FilterContext, Verdict
-from datagen.curate.dedup.groups import rank_keys, ranked, survivor_walk
+from datagen.curate.dedup.groups import Fetch, id_hex, rank_keys, ranked, survivor_walk
 from datagen.curate.dedup.neighbors import similar_pairs
-from datagen.score.embeddings import DEFAULT_EMBED_MODEL, EmbeddingStore, embed_text
+from datagen.curate.dedup.vectors import CHUNK, Encoder, Texts, digests, static_encode
+from datagen.score.embeddings import DEFAULT_EMBED_MODEL, EmbeddingStore
 
 # threshold field -> (score key, "min" | "max", reason code), as the quality stage's
 THRESHOLDS: dict[str, tuple[str, str, str]] = {"min_relevance": ("relevance", "min", "off_topic")}
 _FLAGS = ("semantic_cluster", "semantic_duplicate_of", "semantic_duplicates", "cosine", "off_topic")
 
 
-class SemanticConfig(BaseModel):
-    """Settings of :class:`SemanticDedup`."""
+class SemanticConfig(ActorResources):
+    """Settings of :class:`SemanticDedup` (``num_cpus``, ``num_gpus``, ``actors``: its encoder
+    actors under ``--executor ray``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -89,9 +92,19 @@ class SemanticConfig(BaseModel):
 
 
 class SemanticDedup:
-    """Flags semantic near-duplicates (see the module docstring); ``verdict`` drops them."""
+    """Flags semantic near-duplicates (see the module docstring); ``verdict`` drops them.
+
+    A keyed stage (:mod:`datagen.curate.shards`): ``keys`` are each record's rank, the cache keys
+    and lengths of the texts it embeds (3 x 40 bytes) and whether its answer is long enough to
+    judge; ``decide`` reads back the texts the cache lacks (by byte offset, a chunk at a time),
+    has them embedded (here, or by encoder actors on Ray), and holds only the vectors: a
+    ``(records, 384)`` float32 matrix for the pair search, never a text. ``annotate`` over a list
+    is the same code."""
 
     name = "semantic"
+    streaming = "keys"
+    wants_offsets = True  # its decision reads some records again: by byte offset, not by a pass
+    uses_context = True  # its decision needs the cache, the progress setting and the executor
     score_names: tuple[str, ...] = ("relevance",)
 
     def __init__(self, config: SemanticConfig | None = None, **overrides: Any) -> None:
@@ -100,40 +113,81 @@ class SemanticDedup:
         self._static_model: tuple[tuple[str, str], Any] | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, **self.config.model_dump()}
+        return {"name": self.name, **self.config.settings()}
+
+    # -- keys, decide, apply: the stage over records on disk, or over a list ------------------
+    def keys(self, records: Sequence[Any]) -> dict[str, np.ndarray]:
+        instructions = [r.instruction for r in records]
+        responses = [r.response for r in records]
+        return {
+            **rank_keys(records, self.config.score_key),
+            "instruction": digests(instructions), "response": digests(responses),
+            "text": digests(i + "\n\n" + a for i, a in zip(instructions, responses)),  # embed_text's
+            "instruction_len": np.array([len(t) for t in instructions], dtype=np.int64),
+            "response_len": np.array([len(t) for t in responses], dtype=np.int64),
+            "judged": np.array([count_words_or_chars(t) >= self.config.relevance_min_words for t in responses], dtype=bool),
+        }
+
+    def fetch_view(self, record: Any) -> tuple[str, str]:
+        return record.instruction, record.response
+
+    def stale(self, record: Any) -> bool:
+        """Whether ``record`` holds what an earlier run of this stage wrote (it is rewritten)."""
+        return "relevance" in record.scores or any(k in record.flags for k in _FLAGS)
+
+    def apply_decision(self, rec: Record, decision: dict[str, Any] | None) -> None:
+        for key in _FLAGS:
+            rec.flags.pop(key, None)
+        rec.scores.pop("relevance", None)
+        for key, value in (decision or {}).items():
+            if key == "relevance":
+                rec.scores[key] = value
+            else:
+                rec.flags[key] = value
 
     def annotate(self, records: list[Record], ctx: FilterContext) -> None:
-        for rec in records:
-            for key in _FLAGS:
-                rec.flags.pop(key, None)
-            rec.scores.pop("relevance", None)
         if not records:
             return
+        decisions = self.decide(self.keys(records), lambda at: {int(i): self.fetch_view(records[i]) for i in at},
+                                ctx.stats.extra.setdefault("semantic", {}), ctx=ctx)
+        for i, rec in enumerate(records):
+            self.apply_decision(rec, decisions.get(i))
+
+    def decide(self, keys: dict[str, np.ndarray], fetch: Fetch, stats: dict[str, Any], ctx: FilterContext) -> dict[int, dict[str, Any]]:
+        """What this stage writes into each record, by index (see :meth:`apply_decision`)."""
         cfg = self.config
         store = EmbeddingStore(ctx.cache_dir, cfg.model, cfg.batch_size, cfg.device)
-        off_topic = self._relevance(records, store, ctx) if cfg.min_relevance is not None else 0
-        recs = sorted((r for r in records if "off_topic" not in r.flags), key=lambda r: r.id)
-        extra = ctx.stats.extra.setdefault("semantic", {})
-        extra.update(off_topic=off_topic, engine=cfg.engine)
-        if cfg.engine == "cascade":
-            a, b, vectors = self._cascade(recs, store, ctx, extra)
-        else:
-            vectors = store.embed([embed_text(r) for r in recs], progress=ctx.progress)
-            a, b, _ = self._pairs(vectors, cfg.threshold, ctx)
+        encode = Encoder(ctx.executor, store, cfg)
+        try:
+            out: dict[int, dict[str, Any]] = {}
+            off = self._relevance(keys, fetch, store, encode, ctx, out, stats) if cfg.min_relevance is not None else np.zeros(len(keys["id"]), dtype=bool)
+            members = np.flatnonzero(~off)
+            order = members[np.lexsort((members, keys["id"][members]))]  # by id, as the walk's tie-break (and the cache) expect
+            stats.update(off_topic=int(off.sum()), engine=cfg.engine)
+            texts = Texts(keys, fetch, order, "text")
+            if cfg.engine == "cascade":
+                a, b, vectors = self._cascade(texts, store, encode, ctx, stats)
+            else:
+                store.fill(texts.keys, texts.lengths, texts, ctx.progress, encode)
+                vectors = store.vectors(texts.keys)
+                a, b, _ = self._pairs(vectors, cfg.threshold, ctx)
+        finally:
+            encode.close()
         self.embedded = store.computed
         # one cosine for a pair whichever search found it (float64), and the threshold on it
         cos = np.einsum("ij,ij->i", vectors[a].astype(np.float64), vectors[b].astype(np.float64)) if len(a) else np.zeros(0)
         keep = cos >= cfg.threshold
         a, b, cos = a[keep], b[keep], cos[keep]
-        place = np.empty(len(recs), dtype=np.int64)  # the walk: quality desc, then id (recs are in id order)
-        place[ranked(rank_keys(recs, cfg.score_key), np.arange(len(recs)))] = np.arange(len(recs))
+        rank = {k: keys[k][order] for k in ("has_score", "score", "id")}
+        place = np.empty(len(order), dtype=np.int64)  # the walk: quality desc, then id
+        place[ranked(rank, np.arange(len(order)))] = np.arange(len(order))
         dups = survivor_walk(place, a, b, cos)
         for j, (keeper, c) in dups.items():
-            recs[j].flags["semantic_duplicate_of"] = recs[keeper].id
-            recs[j].flags["cosine"] = round(c, 6)
+            out.setdefault(int(order[j]), {}).update(semantic_duplicate_of=id_hex(keys, int(order[keeper])), cosine=round(c, 6))
         for keeper, n in Counter(k for k, _ in dups.values()).items():
-            recs[keeper].flags["semantic_duplicates"] = n
-        extra.update(embedded=store.computed, pairs=int(len(a)), duplicates=len(dups))
+            out.setdefault(int(order[keeper]), {})["semantic_duplicates"] = n
+        stats.update(embedded=store.computed, pairs=int(len(a)), duplicates=len(dups))
+        return out
 
     def _pairs(self, vectors: np.ndarray, threshold: float, ctx: FilterContext, desc: str = "semantic pairs") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cfg = self.config
@@ -149,45 +203,52 @@ class SemanticDedup:
             self._static_model = (key, static_model(ctx.cache_dir, store.model_path(), store.model_id, progress=ctx.progress))
         return self._static_model[1]
 
-    def _cascade(self, recs: list[Record], store: EmbeddingStore, ctx: FilterContext, extra: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _cascade(self, texts: Texts, store: EmbeddingStore, encode: Encoder, ctx: FilterContext,
+                 stats: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The pairs the static model proposes, and the encoder's vectors of the records in them
         (zero rows for the others)."""
         cfg = self.config
-        vectors = _centred(self._static(store, ctx).encode([embed_text(r) for r in recs]))
+        vectors = _centred(static_encode(self._static(store, ctx), texts))
         a, b, _ = self._pairs(vectors, cfg.candidate_threshold, ctx, "semantic candidates")
         involved = np.unique(np.concatenate([a, b]))
-        extra.update(candidate_pairs=int(len(a)), candidate_records=int(len(involved)))
-        encoded = np.zeros((len(recs), 0), dtype=np.float32)
+        stats.update(candidate_pairs=int(len(a)), candidate_records=int(len(involved)))
+        encoded = np.zeros((len(vectors), 0), dtype=np.float32)
         if len(involved):
-            enc = store.embed([embed_text(recs[i]) for i in involved], progress=ctx.progress)
-            encoded = np.zeros((len(recs), enc.shape[1]), dtype=np.float32)
+            sub = texts.subset(involved)
+            store.fill(sub.keys, sub.lengths, sub, ctx.progress, encode)
+            enc = store.vectors(sub.keys)
+            encoded = np.zeros((len(vectors), enc.shape[1]), dtype=np.float32)
             encoded[involved] = enc
         return a, b, encoded
 
-    def _relevance(self, records: list[Record], store: EmbeddingStore, ctx: FilterContext) -> int:
+    def _relevance(self, keys: dict[str, np.ndarray], fetch: Fetch, store: EmbeddingStore, encode: Encoder, ctx: FilterContext,
+                   out: dict[int, dict[str, Any]], stats: dict[str, Any]) -> np.ndarray:
         """Score the instruction-answer cosine of every record (the ``cascade`` engine with
         ``relevance_screen < 1``: of that share of the answers long enough to judge, the least
-        relevant by the static model); flag the off-topic ones. Returns how many."""
+        relevant by the static model) into ``out``; returns which records are off topic."""
         cfg = self.config
-        judged = [k for k, r in enumerate(records) if count_words_or_chars(r.response) >= cfg.relevance_min_words]
-        check: list[int] = list(range(len(records)))
+        n = len(keys["id"])
+        judged = np.flatnonzero(keys["judged"])
+        check = np.arange(n)
         if cfg.engine == "cascade" and cfg.relevance_screen < 1:
             static = self._static(store, ctx)
-            rel = np.einsum("ij,ij->i", _centred(static.encode([records[k].instruction for k in judged])),
-                            _centred(static.encode([records[k].response for k in judged])))
+            rel = np.einsum("ij,ij->i", _centred(static_encode(static, Texts(keys, fetch, judged, "instruction"))),
+                            _centred(static_encode(static, Texts(keys, fetch, judged, "response"))))
             take = math.ceil(cfg.relevance_screen * len(judged))
-            check = sorted(judged[i] for i in np.argsort(rel, kind="stable")[:take])
-        ctx.stats.extra.setdefault("semantic", {})["relevance_checked"] = len(check)
-        vectors = store.embed([t for k in check for t in (records[k].instruction, records[k].response)], progress=ctx.progress)
-        long_enough = set(judged)
-        flagged = 0
-        for n, k in enumerate(check):
-            cos = float(vectors[2 * n] @ vectors[2 * n + 1])
-            records[k].scores["relevance"] = round(cos, 6)
-            if cos < cfg.min_relevance and k in long_enough:
-                records[k].flags["off_topic"] = True
-                flagged += 1
-        return flagged
+            check = np.sort(judged[np.argsort(rel, kind="stable")[:take]])
+        stats["relevance_checked"] = len(check)
+        pairs = Texts(keys, fetch, np.repeat(check, 2), np.tile(np.array(["instruction", "response"]), len(check)))
+        store.fill(pairs.keys, pairs.lengths, pairs, ctx.progress, encode)
+        off = np.zeros(n, dtype=bool)
+        for start in range(0, len(check), CHUNK):
+            vectors = store.vectors(pairs.keys[2 * start : 2 * (start + CHUNK)])
+            for m, k in enumerate(check[start : start + CHUNK].tolist()):
+                cos = float(vectors[2 * m] @ vectors[2 * m + 1])
+                out[k] = {"relevance": round(cos, 6)}
+                if cos < cfg.min_relevance and keys["judged"][k]:
+                    out[k]["off_topic"] = True
+                    off[k] = True
+        return off
 
     def verdict(self, record: Record) -> Verdict:
         if record.flags.get("off_topic"):

@@ -82,7 +82,7 @@ class Cluster(BaseModel):
 
     embed_actors: int | None = Field(None, ge=1, description="embedding actors (default: as many as the cluster's CPUs, or GPUs, hold)",
                                      json_schema_extra={"metavar": "N"})
-    embed_num_cpus: float = Field(1.0, ge=0, description="CPUs each embedding actor asks Ray for", json_schema_extra={"metavar": "N"})
+    embed_num_cpus: float = Field(1.0, gt=0, description="CPUs each embedding actor asks Ray for", json_schema_extra={"metavar": "N"})
     embed_num_gpus: float = Field(0.0, ge=0, description="GPUs each embedding actor asks Ray for (0: embed on CPUs)", json_schema_extra={"metavar": "N"})
 
 
@@ -91,11 +91,11 @@ _MISSES = 64 * 1024  # texts read back and embedded at once (up to it: the batch
 
 
 def embeddings_for(pool: Pool, rows: np.ndarray, model: str, cache_dir: Path, allow_compute: bool, device: str | None, batch_size: int,
-                   encoder: Callable[[str], Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+                   encoder: Callable[[Any], Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Embeddings of the records at ``rows`` of ``pool`` (float32, L2-normalised) and a note of
     how many were cached or computed. A full cache hit never loads the model; the texts of the
     others are read back from the pool's file, a chunk at a time, and embedded by this process or
-    by ``encoder(model_path)`` (an ``encode`` for :meth:`EmbeddingStore.compute`)."""
+    by ``encoder(store)`` (an ``encode`` for :meth:`EmbeddingStore.fill`: a pool of Ray actors)."""
     from datagen.core.errors import UserError
     from datagen.score.embeddings import EmbeddingStore
 
@@ -123,12 +123,12 @@ def embeddings_for(pool: Pool, rows: np.ndarray, model: str, cache_dir: Path, al
     return emb.array, note
 
 
-def _compute(pool: Pool, rows: np.ndarray, missing: list[int], store: Any, emb: _Matrix, encoder: Callable[[str], Any] | None) -> None:
+def _compute(pool: Pool, rows: np.ndarray, missing: list[int], store: Any, emb: _Matrix, encoder: Callable[[Any], Any] | None) -> None:
     from datagen.core.progress import progress_enabled
     from datagen.core.record import RecordView
     from datagen.score.embeddings import embed_text
 
-    encode = encoder(store.model_path()) if encoder is not None else None
+    encode = encoder(store) if encoder is not None else None
     done: dict[str, int] = {}  # key -> a row of ``emb`` that holds it
     try:
         with open(pool.path, "rb") as f:
@@ -138,7 +138,9 @@ def _compute(pool: Pool, rows: np.ndarray, missing: list[int], store: Any, emb: 
                     k = pool.key(rows[j])
                     if k not in done and k not in texts:
                         texts[k] = embed_text(RecordView(pool.line(f, rows[j])))
-                vecs = store.compute(texts, progress=progress_enabled(), encode=encode)
+                keys, values = list(texts), list(texts.values())
+                vecs = store.fill(keys, [len(t) for t in values], lambda at: [values[i] for i in at], progress_enabled(),
+                                  encode=encode, found=())
                 for j in missing[a:a + _MISSES]:
                     k = pool.key(rows[j])
                     if k in vecs:
@@ -294,7 +296,7 @@ def run_select(source: InputSpec, out: str | Path, *, budget: int, score: str = 
         try:
             pool = read_pool(str(spool), pool_ex)
             _check_score_names(pool, score_def.names + [t.score for t in thresholds])
-            encoder = partial(_actors, cluster or Cluster(), batch_size, device) if executor == "ray" else None
+            encoder = partial(_actors, pool_ex, cluster or Cluster()) if executor == "ray" else None
             embed = partial(embeddings_for, model=model, cache_dir=cache, allow_compute=not no_embed, device=device, batch_size=batch_size,
                             encoder=encoder)
             outcome = run_selection(pool, thresholds, score_def, strategy, budget, tau, embed)
@@ -320,11 +322,14 @@ def run_select(source: InputSpec, out: str | Path, *, budget: int, score: str = 
         pool_ex.close()
 
 
-def _actors(cluster: Cluster, batch_size: int, device: str | None, model_path: str) -> Any:
-    from datagen.score.ray_embed import EmbedActors
+def _actors(executor: Any, cluster: Cluster, store: Any) -> Any:
+    """The store's encoder on a pool of Ray actors (:class:`datagen.core.actors.ActorPool`), each
+    loading the model once; the store still cuts the batches, so the vectors are this process's."""
+    from datagen.core.actors import ActorResources
+    from datagen.curate.dedup.vectors import Encoder
 
-    return EmbedActors(model_path, batch_size=batch_size, device=device, actors=cluster.embed_actors,
-                       num_cpus=cluster.embed_num_cpus, num_gpus=cluster.embed_num_gpus)
+    resources = ActorResources(num_cpus=cluster.embed_num_cpus, num_gpus=cluster.embed_num_gpus, actors=cluster.embed_actors)
+    return Encoder(executor, store, resources, what="select")
 
 
 @dataclass

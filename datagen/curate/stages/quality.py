@@ -29,8 +29,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from datagen.core.actors import ActorResources
 from datagen.core.errors import UserError
 from datagen.core.record import Record
 from datagen.curate.base import FilterContext, Verdict
@@ -60,8 +61,9 @@ _SCORE_KEYS = tuple(k for keys in SCORES.values() for k in keys)
 _FLAG_KEYS = ("judge", "ifd", "ifd_gt_1", "complexity", "complexity_features", ERROR_FLAG)
 
 
-class QualityConfig(BaseModel):
-    """Settings of :class:`QualityStage`. A threshold of None is not applied."""
+class QualityConfig(ActorResources):
+    """Settings of :class:`QualityStage`. A threshold of None is not applied. ``num_cpus``,
+    ``num_gpus``, ``actors``: its scoring actors under ``--executor ray``."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -88,9 +90,12 @@ class QualityConfig(BaseModel):
 
 
 class QualityStage:
-    """Scores records with the configured scorers; ``verdict`` applies the thresholds."""
+    """Scores records with the configured scorers; ``verdict`` applies the thresholds. A
+    per-record stage: the filter streams it a batch at a time (:mod:`datagen.curate.shards`), in
+    this process or, on Ray, on actors that each load its models once."""
 
     name = "quality"
+    streaming = "batches"
 
     def __init__(self, config: QualityConfig | None = None, **overrides: Any) -> None:
         self.config = QualityConfig.model_validate({**(config.model_dump(exclude_unset=True) if config else {}), **overrides})
@@ -106,7 +111,7 @@ class QualityStage:
         from datagen.core import prompts
 
         templates = {t: prompts.load(t).sha for t in (self.config.judge_template, self.config.complexity_template)}
-        return {"name": self.name, **self.config.model_dump(), "templates": templates}
+        return {"name": self.name, **self.config.settings(), "templates": templates}
 
     # -- annotate ------------------------------------------------------------------------------
 
