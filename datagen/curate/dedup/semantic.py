@@ -73,6 +73,8 @@ class SemanticConfig(BaseModel):
     cluster_size: int = Field(1000, ge=1, description="ivf search: target records per cell when n_clusters is not set")
     nprobe: int = Field(8, ge=1, description="ivf search: cells each record looks in")
     batch_size: int = Field(64, ge=1, description="texts per embedding batch")
+    max_tokens: int | None = Field(None, ge=1, description="word pieces of a record the encoder reads for dedup (the rest is cut); None: the model's limit (256)")
+    relevance_max_tokens: int | None = Field(None, ge=1, description="word pieces of an instruction or answer the encoder reads for the off-topic check; None: the model's limit")
     model: str = Field(DEFAULT_EMBED_MODEL, description="embedding model: all-MiniLM-L6-v2 or a local sentence-transformers folder")
     seed: int = 0
     score_key: str | None = Field("judge", description="record.scores key whose higher value survives a duplicate group; None: lowest id")
@@ -110,8 +112,9 @@ class SemanticDedup:
         if not records:
             return
         cfg = self.config
-        store = EmbeddingStore(ctx.cache_dir, cfg.model, cfg.batch_size, cfg.device)
-        off_topic = self._relevance(records, store, ctx) if cfg.min_relevance is not None else 0
+        store = EmbeddingStore(ctx.cache_dir, cfg.model, cfg.batch_size, cfg.device, cfg.max_tokens)
+        rel_store = store.truncated(cfg.relevance_max_tokens)
+        off_topic = self._relevance(records, rel_store, ctx) if cfg.min_relevance is not None else 0
         recs = sorted((r for r in records if "off_topic" not in r.flags), key=lambda r: r.id)
         extra = ctx.stats.extra.setdefault("semantic", {})
         extra.update(off_topic=off_topic, engine=cfg.engine)
@@ -120,7 +123,7 @@ class SemanticDedup:
         else:
             vectors = store.embed([embed_text(r) for r in recs], progress=ctx.progress)
             a, b, _ = self._pairs(vectors, cfg.threshold, ctx)
-        self.embedded = store.computed
+        self.embedded = store.computed + (rel_store.computed if rel_store is not store else 0)
         # one cosine for a pair whichever search found it (float64), and the threshold on it
         cos = np.einsum("ij,ij->i", vectors[a].astype(np.float64), vectors[b].astype(np.float64)) if len(a) else np.zeros(0)
         keep = cos >= cfg.threshold
@@ -133,7 +136,7 @@ class SemanticDedup:
             recs[j].flags["cosine"] = round(c, 6)
         for keeper, n in Counter(k for k, _ in dups.values()).items():
             recs[keeper].flags["semantic_duplicates"] = n
-        extra.update(embedded=store.computed, pairs=int(len(a)), duplicates=len(dups))
+        extra.update(embedded=self.embedded, pairs=int(len(a)), duplicates=len(dups))
 
     def _pairs(self, vectors: np.ndarray, threshold: float, ctx: FilterContext, desc: str = "semantic pairs") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cfg = self.config
