@@ -239,3 +239,29 @@ def test_the_off_topic_check_on_truncated_texts(tmp_path):
     # pieces), then the record left for dedup, whole
     assert stats.extra["semantic"]["embedded"] == stage.embedded == 4
     assert (tmp_path / "embeddings" / "all-MiniLM-L6-v2@max24").is_dir()
+
+
+def test_the_screen_can_rank_by_the_encoder_on_truncated_texts(cache_dir):
+    off, on = Record.from_turns(*OFF_TOPIC), Record.from_turns(*ON_TOPIC)
+    off_copy = Record.from_turns(OFF_TOPIC[0], OFF_TOPIC[1] + " It ended in 1799.")
+    stats = Stats()
+    stage = SemanticDedup(engine="cascade", relevance_screen=0.6, relevance_screen_tokens=16)
+    stage.annotate([off, on, off_copy], FilterContext(stats=stats, cache_dir=cache_dir, progress=False))
+    # the two off-topic answers rank lowest on their first 16 word pieces; only they are checked whole
+    assert stats.extra["semantic"]["relevance_checked"] == 2
+    assert stage.verdict(off)[0] == stage.verdict(off_copy)[0] == "off_topic" and "relevance" not in on.scores
+    # the screen's texts (one instruction, three answers) are cut and cached apart, and counted
+    assert (cache_dir / "embeddings" / "all-MiniLM-L6-v2@max16").is_dir()
+    assert stats.extra["semantic"]["embedded"] == stage.embedded >= 4
+    with pytest.raises(ValueError, match="relevance_screen_tokens"):
+        SemanticConfig(engine="cascade", relevance_screen_tokens=16)
+
+
+@pytest.mark.parametrize("setting", ["semantic.max_tokens=0", "semantic.relevance_screen_tokens=16"])
+def test_a_bad_encoder_setting_exits_2_naming_it(tmp_path, cli, setting):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"instruction": "Name a colour.", "input": "", "output": "Blue."}\n', encoding="utf-8")
+    r = cli("filter", "--input", src, "--out", tmp_path / "run", "--stages", "semantic", "--set", setting)
+    assert r.returncode == 2, r.stderr
+    assert setting.split("=")[0].split(".")[1] in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "run" / "records.jsonl").exists()

@@ -27,6 +27,9 @@ Off-topic answers (``min_relevance``): the instruction and the answer are also e
 own by the encoder, and their cosine similarity is ``scores["relevance"]``. (The ``cascade``
 engine with ``relevance_screen`` below 1 checks only that share of the answers, those the static
 model finds least relevant; the others get no relevance score.)
+``relevance_screen_tokens`` ranks those answers by the encoder instead, reading only the first
+word pieces of instruction and answer. ``max_tokens`` and ``relevance_max_tokens`` have the encoder
+read fewer word pieces (its cost grows with them) for dedup and for the off-topic check.
 An answer of at least ``relevance_min_words`` words whose relevance is below ``min_relevance``
 answers something else (a misaligned pair, a fluent answer to another question) and is dropped as
 ``off_topic``. Short answers are not judged: a label such as "Yes" or "Bills" is far from its
@@ -81,12 +84,15 @@ class SemanticConfig(BaseModel):
     min_relevance: float | None = Field(0.1, ge=-1, le=1, description="instruction-answer cosine below which an answer is off_topic; None: not checked")
     relevance_min_words: int = Field(8, ge=0, description="answers shorter than this (words, CJK characters one each) are not checked for relevance")
     relevance_screen: float = Field(1.0, gt=0, le=1, description="cascade: the share of answers, least relevant by the static model first, whose relevance the encoder checks; 1: every answer")
+    relevance_screen_tokens: int | None = Field(None, ge=1, description="relevance_screen below 1: rank the answers by the encoder reading this many word pieces of instruction and answer instead of by the static model")
     device: str | None = None
 
     @model_validator(mode="after")
     def _screen_needs_the_cascade(self) -> "SemanticConfig":
         if self.relevance_screen < 1 and self.engine != "cascade":
             raise ValueError("relevance_screen below 1 needs engine: cascade (the static model picks the answers to check)")
+        if self.relevance_screen_tokens is not None and self.relevance_screen == 1:
+            raise ValueError("relevance_screen_tokens ranks the answers for relevance_screen below 1, which is not set")
         return self
 
 
@@ -105,6 +111,7 @@ class SemanticDedup:
         return {"name": self.name, **self.config.model_dump()}
 
     def annotate(self, records: list[Record], ctx: FilterContext) -> None:
+        self.embedded = 0
         for rec in records:
             for key in _FLAGS:
                 rec.flags.pop(key, None)
@@ -123,7 +130,7 @@ class SemanticDedup:
         else:
             vectors = store.embed([embed_text(r) for r in recs], progress=ctx.progress)
             a, b, _ = self._pairs(vectors, cfg.threshold, ctx)
-        self.embedded = store.computed + (rel_store.computed if rel_store is not store else 0)
+        self.embedded += store.computed + (rel_store.computed if rel_store is not store else 0)
         # one cosine for a pair whichever search found it (float64), and the threshold on it
         cos = np.einsum("ij,ij->i", vectors[a].astype(np.float64), vectors[b].astype(np.float64)) if len(a) else np.zeros(0)
         keep = cos >= cfg.threshold
@@ -175,9 +182,7 @@ class SemanticDedup:
         judged = [k for k, r in enumerate(records) if count_words_or_chars(r.response) >= cfg.relevance_min_words]
         check: list[int] = list(range(len(records)))
         if cfg.engine == "cascade" and cfg.relevance_screen < 1:
-            static = self._static(store, ctx)
-            rel = np.einsum("ij,ij->i", _centred(static.encode([records[k].instruction for k in judged])),
-                            _centred(static.encode([records[k].response for k in judged])))
+            rel = self._screen(records, judged, store, ctx)
             take = math.ceil(cfg.relevance_screen * len(judged))
             check = sorted(judged[i] for i in np.argsort(rel, kind="stable")[:take])
         ctx.stats.extra.setdefault("semantic", {})["relevance_checked"] = len(check)
@@ -191,6 +196,19 @@ class SemanticDedup:
                 records[k].flags["off_topic"] = True
                 flagged += 1
         return flagged
+
+    def _screen(self, records: list[Record], judged: list[int], store: EmbeddingStore, ctx: FilterContext) -> np.ndarray:
+        """The screen's relevance of each ``judged`` record: the static model's centred cosine, or
+        the encoder's over the first ``relevance_screen_tokens`` word pieces."""
+        cfg = self.config
+        if cfg.relevance_screen_tokens is None:
+            static = self._static(store, ctx)
+            return np.einsum("ij,ij->i", _centred(static.encode([records[k].instruction for k in judged])),
+                             _centred(static.encode([records[k].response for k in judged])))
+        cut = store.truncated(cfg.relevance_screen_tokens)
+        vectors = cut.embed([t for k in judged for t in (records[k].instruction, records[k].response)], progress=ctx.progress)
+        self.embedded += cut.computed if cut is not store else 0
+        return np.einsum("ij,ij->i", vectors[0::2], vectors[1::2]) if len(judged) else np.zeros(0)
 
     def verdict(self, record: Record) -> Verdict:
         if record.flags.get("off_topic"):
