@@ -26,7 +26,7 @@ per-round speed-ups.
 
     .venv/bin/python bench/semantic.py --n 5000
     .venv/bin/python bench/semantic.py --n 5000 --rounds 3 --candidates 0.8 --screens 0.3   # timing only
-    .venv/bin/python bench/semantic.py --n 2000 --rounds 3 --arms cascade,cascade-rel32   # configurations
+    .venv/bin/python bench/semantic.py --n 1000 --rounds 3 --arms cascade,cascade-screen0.3-by32   # configurations
     .venv/bin/python bench/semantic.py --n 1000 --encoder-options    # int8 MiniLM, derived dedup vectors
 """
 
@@ -61,15 +61,7 @@ from datagen.score.embeddings import EmbeddingStore, embed_text  # noqa: E402
 ARMS: dict[str, dict] = {
     "encoder": {},
     "cascade": dict(engine="cascade"),
-    "rel64": dict(relevance_max_tokens=64),
-    "rel32": dict(relevance_max_tokens=32),
-    "dedup128": dict(max_tokens=128),
-    "cascade-rel64": dict(engine="cascade", relevance_max_tokens=64),
-    "cascade-rel32": dict(engine="cascade", relevance_max_tokens=32),
-    "cascade-rel16": dict(engine="cascade", relevance_max_tokens=16),
     "cascade-screen0.3": dict(engine="cascade", relevance_screen=0.3),
-    "cascade-rel32-screen0.5": dict(engine="cascade", relevance_max_tokens=32, relevance_screen=0.5),
-    "cascade-rel32-screen0.3": dict(engine="cascade", relevance_max_tokens=32, relevance_screen=0.3),
     "cascade-screen0.3-by32": dict(engine="cascade", relevance_screen=0.3, relevance_screen_tokens=32),
     "cascade-screen0.2-by32": dict(engine="cascade", relevance_screen=0.2, relevance_screen_tokens=32),
     "cascade-screen0.2-by16": dict(engine="cascade", relevance_screen=0.2, relevance_screen_tokens=16),

@@ -229,18 +229,6 @@ def test_a_truncated_store_reads_only_its_first_word_pieces(cache_dir):
         EmbeddingStore(cache_dir, max_tokens=0)
 
 
-def test_the_off_topic_check_on_truncated_texts(tmp_path):
-    off, on = Record.from_turns(*OFF_TOPIC), Record.from_turns(*ON_TOPIC)
-    stats = Stats()
-    stage = SemanticDedup(relevance_max_tokens=24)
-    stage.annotate([off, on], FilterContext(stats=stats, cache_dir=tmp_path, progress=False))
-    assert stage.verdict(off)[0] == "off_topic" and stage.verdict(on) is None
-    # both stores count: 3 texts for relevance (one instruction, two answers; their first 24 word
-    # pieces), then the record left for dedup, whole
-    assert stats.extra["semantic"]["embedded"] == stage.embedded == 4
-    assert (tmp_path / "embeddings" / "all-MiniLM-L6-v2@max24").is_dir()
-
-
 def test_the_screen_can_rank_by_the_encoder_on_truncated_texts(cache_dir):
     off, on = Record.from_turns(*OFF_TOPIC), Record.from_turns(*ON_TOPIC)
     off_copy = Record.from_turns(OFF_TOPIC[0], OFF_TOPIC[1] + " It ended in 1799.")
@@ -257,7 +245,7 @@ def test_the_screen_can_rank_by_the_encoder_on_truncated_texts(cache_dir):
         SemanticConfig(engine="cascade", relevance_screen_tokens=16)
 
 
-@pytest.mark.parametrize("setting", ["semantic.max_tokens=0", "semantic.relevance_screen_tokens=16"])
+@pytest.mark.parametrize("setting", ["semantic.relevance_screen_tokens=0", "semantic.relevance_screen_tokens=16"])
 def test_a_bad_encoder_setting_exits_2_naming_it(tmp_path, cli, setting):
     src = tmp_path / "in.jsonl"
     src.write_text('{"instruction": "Name a colour.", "input": "", "output": "Blue."}\n', encoding="utf-8")

@@ -27,9 +27,9 @@ Off-topic answers (``min_relevance``): the instruction and the answer are also e
 own by the encoder, and their cosine similarity is ``scores["relevance"]``. (The ``cascade``
 engine with ``relevance_screen`` below 1 checks only that share of the answers, those the static
 model finds least relevant; the others get no relevance score.)
-``relevance_screen_tokens`` ranks those answers by the encoder instead, reading only the first
-word pieces of instruction and answer. ``max_tokens`` and ``relevance_max_tokens`` have the encoder
-read fewer word pieces (its cost grows with them) for dedup and for the off-topic check.
+``relevance_screen_tokens`` ranks the answers by the encoder instead, reading only the first word
+pieces of instruction and answer (cheap, and far closer to the encoder's own ranking); those it
+picks are checked whole.
 An answer of at least ``relevance_min_words`` words whose relevance is below ``min_relevance``
 answers something else (a misaligned pair, a fluent answer to another question) and is dropped as
 ``off_topic``. Short answers are not judged: a label such as "Yes" or "Bills" is far from its
@@ -76,8 +76,6 @@ class SemanticConfig(BaseModel):
     cluster_size: int = Field(1000, ge=1, description="ivf search: target records per cell when n_clusters is not set")
     nprobe: int = Field(8, ge=1, description="ivf search: cells each record looks in")
     batch_size: int = Field(64, ge=1, description="texts per embedding batch")
-    max_tokens: int | None = Field(None, ge=1, description="word pieces of a record the encoder reads for dedup (the rest is cut); None: the model's limit (256)")
-    relevance_max_tokens: int | None = Field(None, ge=1, description="word pieces of an instruction or answer the encoder reads for the off-topic check; None: the model's limit")
     model: str = Field(DEFAULT_EMBED_MODEL, description="embedding model: all-MiniLM-L6-v2 or a local sentence-transformers folder")
     seed: int = 0
     score_key: str | None = Field("judge", description="record.scores key whose higher value survives a duplicate group; None: lowest id")
@@ -119,9 +117,8 @@ class SemanticDedup:
         if not records:
             return
         cfg = self.config
-        store = EmbeddingStore(ctx.cache_dir, cfg.model, cfg.batch_size, cfg.device, cfg.max_tokens)
-        rel_store = store.truncated(cfg.relevance_max_tokens)
-        off_topic = self._relevance(records, rel_store, ctx) if cfg.min_relevance is not None else 0
+        store = EmbeddingStore(ctx.cache_dir, cfg.model, cfg.batch_size, cfg.device)
+        off_topic = self._relevance(records, store, ctx) if cfg.min_relevance is not None else 0
         recs = sorted((r for r in records if "off_topic" not in r.flags), key=lambda r: r.id)
         extra = ctx.stats.extra.setdefault("semantic", {})
         extra.update(off_topic=off_topic, engine=cfg.engine)
@@ -130,7 +127,7 @@ class SemanticDedup:
         else:
             vectors = store.embed([embed_text(r) for r in recs], progress=ctx.progress)
             a, b, _ = self._pairs(vectors, cfg.threshold, ctx)
-        self.embedded += store.computed + (rel_store.computed if rel_store is not store else 0)
+        self.embedded += store.computed
         # one cosine for a pair whichever search found it (float64), and the threshold on it
         cos = np.einsum("ij,ij->i", vectors[a].astype(np.float64), vectors[b].astype(np.float64)) if len(a) else np.zeros(0)
         keep = cos >= cfg.threshold
