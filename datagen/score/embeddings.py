@@ -65,8 +65,8 @@ class EmbeddingStore:
         model: ``"all-MiniLM-L6-v2"`` (embedded) or a local sentence-transformers folder.
         batch_size: texts per forward pass.
         device: ``"cpu"``, ``"cuda"``...; default: sentence-transformers' choice.
-        max_tokens: word pieces of a text the model reads (the rest is cut); default: the
-            model's own limit. Cached apart from the untruncated vectors.
+        max_tokens: word pieces the model reads of a text, its special tokens included (the rest
+            is cut); default: the model's own limit. Cached apart from the untruncated vectors.
 
     ``computed`` counts the texts this instance actually sent through the model. Stores of one
     model and device in a process share one loaded model.
