@@ -5,7 +5,7 @@ semantic variants, ~2% answers to another question), written once to
 ``runs/bench/semantic-<n>.jsonl`` and reused, so that every run sees the same rows.
 
 **Runs** (each with an empty embedding cache, so the encoder's cost is counted; the static model is
-distilled once beforehand, its time reported apart):
+distilled once, kept in ``runs/bench/semantic-models/``, its time reported apart):
 
 * dedup only (``min_relevance: null``): ``engine: encoder`` (the reference), then ``cascade`` at
   each ``--candidates`` threshold; a static-only decision (the static model's pairs at the
@@ -18,8 +18,16 @@ distilled once beforehand, its time reported apart):
 Agreement is between dropped-record sets: Jaccard, precision and recall against the reference.
 "Left" counts survivor pairs at or above the threshold under the encoder's vectors.
 
+``--arms`` (names of :data:`ARMS`, each a whole-stage configuration) measures those instead: each
+arm against ``encoder`` (the whole stage, every text whole through MiniLM), the agreement of the
+dropped sets, of the off-topic sets and of the duplicate pairs (dropped record, survivor), the
+pairs left, and the time: ``--rounds`` interleaved rounds, median seconds and the median of the
+per-round speed-ups.
+
     .venv/bin/python bench/semantic.py --n 5000
     .venv/bin/python bench/semantic.py --n 5000 --rounds 3 --candidates 0.8 --screens 0.3   # timing only
+    .venv/bin/python bench/semantic.py --n 1000 --rounds 3 --arms cascade,cascade-screen0.3-by32   # configurations
+    .venv/bin/python bench/semantic.py --n 1000 --encoder-options    # int8 MiniLM, derived dedup vectors
 """
 
 from __future__ import annotations
@@ -47,6 +55,17 @@ from datagen.curate.dedup.neighbors import similar_pairs  # noqa: E402
 from datagen.curate.dedup.groups import survivor_walk  # noqa: E402
 from datagen.curate.dedup.semantic import SemanticDedup  # noqa: E402
 from datagen.score.embeddings import EmbeddingStore, embed_text  # noqa: E402
+
+
+# whole-stage configurations --arms names (the semantic stage's own keys)
+ARMS: dict[str, dict] = {
+    "encoder": {},
+    "cascade": dict(engine="cascade"),
+    "cascade-screen0.3": dict(engine="cascade", relevance_screen=0.3),
+    "cascade-screen0.3-by32": dict(engine="cascade", relevance_screen=0.3, relevance_screen_tokens=32),
+    "cascade-screen0.2-by32": dict(engine="cascade", relevance_screen=0.2, relevance_screen_tokens=32),
+    "cascade-screen0.2-by16": dict(engine="cascade", relevance_screen=0.2, relevance_screen_tokens=16),
+}
 
 
 def data_path(n: int, variants: float) -> Path:
@@ -80,7 +99,7 @@ def run(records: list[Record], models: Path, embeddings: Path | None = None, **c
     t0 = time.perf_counter()
     stage.annotate(recs, FilterContext(stats=stats, cache_dir=cache, progress=False))
     seconds = time.perf_counter() - t0
-    return seconds, {r.id for r in recs if stage.verdict(r) is not None}, stats.extra["semantic"], cache
+    return seconds, {r.id for r in recs if stage.verdict(r) is not None}, {**stats.extra["semantic"], "records": recs}, cache
 
 
 def agreement(got: set[str], ref: set[str]) -> str:
@@ -95,14 +114,117 @@ def left_pairs(records: list[Record], dropped: set[str], vectors: dict[str, np.n
     return len(similar_pairs(v, threshold, "exact", progress=False)[0])
 
 
+def warm() -> None:
+    """Load the encoder once: later stores of the process share it, so no arm pays for the load."""
+    cache = Path(tempfile.mkdtemp(prefix="sem-warm-"))
+    EmbeddingStore(cache)._load()
+    shutil.rmtree(cache, ignore_errors=True)
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / max(1, len(a | b))
+
+
+def compare_arms(records: list[Record], models: Path, names: list[str], rounds: int) -> None:
+    """Each arm of ``names`` against ``encoder`` (the whole stage, every text whole), in ``rounds``
+    interleaved rounds: the agreement of the dropped records, the off-topic ones and the duplicate
+    pairs (dropped record, survivor) from the first round, pairs left under MiniLM's vectors;
+    median seconds and the median of the per-round speed-ups."""
+    arms = ["encoder"] + [n for n in names if n != "encoder"]
+    times: dict[str, list[float]] = {a: [] for a in arms}
+    rows: dict[str, str] = {}
+    warm()
+    for r in range(max(1, rounds)):
+        for name in arms:
+            t, got, st, cache = run(records, models, **ARMS[name])
+            times[name].append(t)
+            recs = st["records"]
+            off = {x.id for x in recs if x.flags.get("off_topic")}
+            pairs = {(x.id, x.flags["semantic_duplicate_of"]) for x in recs if "semantic_duplicate_of" in x.flags}
+            if name == "encoder" and r == 0:
+                ref, ref_off, ref_pairs, ref_cache = got, off, pairs, cache
+                # every record's vector (the off-topic ones were not embedded whole for dedup)
+                vecs = dict(zip([x.id for x in records], EmbeddingStore(cache).embed([embed_text(x) for x in records], progress=False)))
+            else:
+                shutil.rmtree(cache, ignore_errors=True)
+            if r == 0:
+                rows[name] = (f"{st['embedded']} | {len(got)} ({len(off)}) | "
+                              f"{agreement(got, ref).replace('Jaccard ', '').replace(', precision ', ' / ').replace(', recall ', ' / ')} | "
+                              f"{jaccard(off, ref_off):.3f} | {jaccard(pairs, ref_pairs):.3f} | {left_pairs(records, got, vecs, 0.95)}")
+    shutil.rmtree(ref_cache, ignore_errors=True)
+    print(f"| arm | settings | median s ({max(1, rounds)} rounds) | records/s | speed-up | texts encoded | dropped (off-topic) | "
+          "dropped: Jaccard / precision / recall | off-topic Jaccard | pair Jaccard | pairs >= 0.95 left |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name in arms:
+        ratios = [a / b for a, b in zip(times["encoder"], times[name])]
+        settings = ", ".join(f"{k}: {v}" for k, v in ARMS[name].items()) or "(defaults)"
+        med = statistics.median(times[name])
+        print(f"| {name} | {settings} | {med:.1f} | {len(records) / med:.1f} | {statistics.median(ratios):.2f}x "
+              f"({', '.join(f'{x:.2f}' for x in ratios)}) | {rows[name]} |")
+
+
+def encoder_options(records: list[Record], sample: int = 300) -> None:
+    """Two ways to less encoder work measured outside the stage, on sentence-transformers directly:
+    MiniLM with its Linear layers quantized to int8 (torch dynamic quantization, per-tensor and
+    per-channel weights: speed in 2 interleaved rounds over ``sample`` record texts, cosine to the
+    fp32 vectors), and a record's dedup vector derived from its instruction and answer vectors
+    (which the off-topic check computes anyway) instead of a third encoding (the dedup decisions
+    at 0.95, lowest id surviving, against those of the record texts' own vectors)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
+
+    path = EmbeddingStore(Path(tempfile.mkdtemp(prefix="sem-enc-"))).model_path()
+    fp32 = SentenceTransformer(path, device="cpu")
+    models = {"fp32": fp32}
+    for name, qconfig in (("int8, per-tensor", default_dynamic_qconfig), ("int8, per-channel", per_channel_dynamic_qconfig)):
+        models[name] = quantize_dynamic(SentenceTransformer(path, device="cpu"), {torch.nn.Linear: qconfig}, dtype=torch.qint8)
+    texts = [embed_text(r) for r in records]
+    times: dict[str, list[float]] = {k: [] for k in models}
+    vecs: dict[str, np.ndarray] = {}
+    for _ in range(2):
+        for name, model in models.items():
+            t0 = time.perf_counter()
+            vecs[name] = model.encode(texts[:sample], batch_size=64, normalize_embeddings=True)
+            times[name].append(time.perf_counter() - t0)
+    print(f"int8 MiniLM ({sample} record texts, 2 interleaved rounds):")
+    for name in models:
+        cos = np.einsum("ij,ij->i", vecs[name], vecs["fp32"])
+        ratios = [a / b for a, b in zip(times["fp32"], times[name])]
+        print(f"  {name}: {sample / statistics.median(times[name]):.1f} texts/s, {statistics.median(ratios):.2f}x fp32; "
+              f"cosine to fp32 median {np.median(cos):.4f}, 5th percentile {np.percentile(cos, 5):.4f}, min {cos.min():.4f}")
+
+    def encode(xs: list[str]) -> np.ndarray:
+        return fp32.encode(xs, batch_size=64, normalize_embeddings=True)
+
+    def dropped(v: np.ndarray) -> set[str]:
+        a, b, cos = similar_pairs(v, 0.95, "exact", progress=False)
+        return {records[j].id for j in survivor_walk(np.arange(len(v)), a, b, cos)}
+
+    whole = encode(texts)
+    parts = encode([r.instruction for r in records]), encode([r.response for r in records])
+    ref = dropped(whole)
+    by_id = dict(zip([r.id for r in records], whole))
+    print(f"derived dedup vectors ({len(records)} records; the record texts' own vectors drop {len(ref)}):")
+    for w in (0.2, 0.3, 0.4):
+        v = w * parts[0] + (1 - w) * parts[1]
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        got = dropped(v)
+        cos = np.einsum("ij,ij->i", v, whole)
+        print(f"  {w:.1f} x instruction + {1 - w:.1f} x answer: cosine to the record's vector median {np.median(cos):.4f}; "
+              f"dropped {len(got)} ({agreement(got, ref)}), left {left_pairs(records, got, by_id, 0.95)}")
+
+
 def timing(records: list[Record], models: Path, args: argparse.Namespace) -> None:
     """Interleaved rounds (a change in the machine's load hits both engines); medians and the
-    median of the per-round ratios."""
+    median of the per-round ratios. The encoder is loaded before the first round, so no arm pays
+    for it (the stores of a process share one loaded model)."""
     ct, screen = float(args.candidates.split(",")[0]), float(args.screens.split(",")[0])
     arms = {"encoder, dedup only": dict(engine="encoder", min_relevance=None),
             f"cascade {ct}, dedup only": dict(engine="cascade", candidate_threshold=ct, min_relevance=None),
             "encoder, whole stage": dict(engine="encoder"),
             f"cascade {ct}, relevance_screen {screen}": dict(engine="cascade", candidate_threshold=ct, relevance_screen=screen)}
+    warm()
     times: dict[str, list[float]] = {k: [] for k in arms}
     for _ in range(args.rounds):
         for name, cfg in arms.items():
@@ -128,6 +250,8 @@ def main() -> None:
     ap.add_argument("--screens", default="0.2,0.3,0.5,1", help="relevance_screen values for the whole-stage cascade runs")
     ap.add_argument("--whole", action=argparse.BooleanOptionalAction, default=True, help="also time the whole stage (off-topic check on)")
     ap.add_argument("--rounds", type=int, default=0, help="only time: this many interleaved rounds of encoder and cascade (--candidates' first, --screens' first)")
+    ap.add_argument("--encoder-options", action="store_true", help="measure int8 MiniLM and derived dedup vectors instead")
+    ap.add_argument("--arms", help=f"comma-separated whole-stage configurations to measure instead: {', '.join(ARMS)}")
     args = ap.parse_args()
     os.environ["DATAGEN_PROGRESS"] = "0"
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
@@ -142,14 +266,20 @@ def main() -> None:
 
     from datagen.score.static import static_model
 
-    models = Path(tempfile.mkdtemp(prefix="sem-models-"))
+    models = ROOT / "runs" / "bench" / "semantic-models"  # the static model, distilled by the first run, kept
     store = EmbeddingStore(models)
     t0 = time.perf_counter()
     static = static_model(models, store.model_path(), store.model_id, progress=False)
-    print(f"static model distilled in {time.perf_counter() - t0:.1f} s ({static.vectors.shape[0]} tokens x {static.dims})")
+    print(f"static model distilled or loaded in {time.perf_counter() - t0:.1f} s ({static.vectors.shape[0]} tokens x {static.dims})")
     shutil.rmtree(models / "embeddings", ignore_errors=True)
     models = models / "models"
 
+    if args.encoder_options:
+        return encoder_options(records)
+    if args.arms and any(a not in ARMS for a in args.arms.split(",")):
+        ap.error(f"--arms: pick from {', '.join(ARMS)}")
+    if args.arms:
+        return compare_arms(records, models, args.arms.split(","), args.rounds)
     if args.rounds:
         return timing(records, models, args)
     t_enc, ref, st, ref_cache = run(records, models, engine="encoder", min_relevance=None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Sequence
 
@@ -64,20 +65,36 @@ class EmbeddingStore:
         model: ``"all-MiniLM-L6-v2"`` (embedded) or a local sentence-transformers folder.
         batch_size: texts per forward pass.
         device: ``"cpu"``, ``"cuda"``...; default: sentence-transformers' choice.
+        max_tokens: word pieces the model reads of a text, its special tokens included (the rest
+            is cut); default: the model's own limit. Cached apart from the untruncated vectors.
 
-    ``computed`` counts the texts this instance actually sent through the model.
+    ``computed`` counts the texts this instance actually sent through the model. Stores of one
+    model and device in a process share one loaded model.
     """
 
-    def __init__(self, cache_dir: Path | None, model: str = DEFAULT_EMBED_MODEL, batch_size: int = 64, device: str | None = None) -> None:
+    def __init__(self, cache_dir: Path | None, model: str = DEFAULT_EMBED_MODEL, batch_size: int = 64, device: str | None = None,
+                 max_tokens: int | None = None) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if max_tokens is not None and max_tokens < 1:
+            raise ValueError("max_tokens must be >= 1")
         self.model = model
         self.model_id = embedding_model_id(model)
         self.batch_size = batch_size
         self.device = device
+        self.max_tokens = max_tokens
         self.computed = 0
-        self.cache = KVCache(Path(cache_dir) / "embeddings" / _folder(self.model_id) / "embeddings.sqlite") if cache_dir is not None else None
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.cache = (KVCache(self.cache_dir / "embeddings" / _cache_folder(self.model_id, max_tokens) / "embeddings.sqlite")
+                      if self.cache_dir is not None else None)
         self._encoder: SentenceTransformer | None = None
+
+    def truncated(self, max_tokens: int | None) -> EmbeddingStore:
+        """This store if ``max_tokens`` is its own, else a store of the same model reading at most
+        ``max_tokens`` word pieces (its own cache, the same loaded model)."""
+        if max_tokens == self.max_tokens:
+            return self
+        return EmbeddingStore(self.cache_dir, self.model, self.batch_size, self.device, max_tokens)
 
     @classmethod
     def open_cached(cls, cache_dir: Path, model: str = DEFAULT_EMBED_MODEL) -> EmbeddingStore | None:
@@ -92,7 +109,8 @@ class EmbeddingStore:
         return cls(cache_dir, model)
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.model, "model_id": self.model_id, "batch_size": self.batch_size, "cache": str(self.cache.path)}
+        return {"model": self.model, "model_id": self.model_id, "batch_size": self.batch_size,
+                **({"max_tokens": self.max_tokens} if self.max_tokens is not None else {}), "cache": str(self.cache.path)}
 
     def lookup(self, texts: list[str]) -> np.ndarray | None:
         """Cached vectors of ``texts`` as a float32 ``(n, d)`` array; None if any is missing.
@@ -158,8 +176,11 @@ class EmbeddingStore:
         return out
 
     def encode_batch(self, texts: list[str]) -> np.ndarray:
-        """The encoder's L2-normalised float32 vectors of one batch of texts."""
-        return self._load().encode(
+        """The encoder's L2-normalised float32 vectors of one batch of texts (at most
+        ``max_tokens`` word pieces of each)."""
+        encoder = self._load()
+        encoder.max_seq_length = self.max_tokens or self._default_length  # the loaded model is shared
+        return encoder.encode(
             texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False,
         ).astype(np.float32)
 
@@ -169,7 +190,7 @@ class EmbeddingStore:
         return _stack([found[k] for k in keys])
 
     def spec(self) -> EncoderSpec:
-        return EncoderSpec(self.model, self.batch_size, self.device)
+        return EncoderSpec(self.model, self.batch_size, self.device, self.max_tokens)
 
     def model_path(self) -> str:
         """The folder of the model (the embedded one's inside its package)."""
@@ -181,12 +202,20 @@ class EmbeddingStore:
 
     def _load(self) -> SentenceTransformer:
         if self._encoder is None:
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()  # the weights' loading bar, on every run
-            self._encoder = SentenceTransformer(self.model_path(), device=self.device)
+            self._encoder, self._default_length = _loaded(self.model_path(), self.device)
         return self._encoder
+
+
+@lru_cache(maxsize=4)
+def _loaded(path: str, device: str | None) -> tuple[SentenceTransformer, int]:
+    """The model at ``path`` on ``device``, loaded once per process, and its own token limit
+    (stores set ``max_seq_length`` before each use)."""
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the weights' loading bar, on every run
+    encoder = SentenceTransformer(path, device=device)
+    return encoder, encoder.max_seq_length
 
 
 @dataclass(frozen=True)
@@ -198,13 +227,18 @@ class EncoderSpec:
     model: str
     batch_size: int
     device: str | None = None
+    max_tokens: int | None = None
 
     def build(self) -> EmbeddingStore:
-        return EmbeddingStore(None, self.model, self.batch_size, self.device)
+        return EmbeddingStore(None, self.model, self.batch_size, self.device, self.max_tokens)
 
 
 def _folder(model_id: str) -> str:
     return re.sub(r"[^\w.@-]", "_", model_id)
+
+
+def _cache_folder(model_id: str, max_tokens: int | None) -> str:
+    return _folder(model_id) + (f"@max{max_tokens}" if max_tokens is not None else "")
 
 
 def _stack(blobs: list[bytes]) -> np.ndarray:

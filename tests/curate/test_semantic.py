@@ -213,3 +213,43 @@ def test_the_cascade_checks_the_least_relevant_share_of_answers(cache_dir):
     assert stage.verdict(off)[0] == stage.verdict(off_copy)[0] == "off_topic"
     assert "relevance" not in on.scores and "relevance" not in label.scores
     assert stage.verdict(on) is None and stage.verdict(label) is None
+
+
+def test_a_truncated_store_reads_only_its_first_word_pieces(cache_dir):
+    head = "The mitochondria is the part of the cell that turns food into usable energy"
+    texts = [head + ".", head + ", and it has its own small circular genome inherited from the mother."]
+    cut = EmbeddingStore(cache_dir, max_tokens=12)
+    a, b = cut.embed(texts, progress=False)
+    np.testing.assert_array_equal(a, b)  # the same first 12 word pieces: the same vector
+    full = EmbeddingStore(cache_dir).embed(texts, progress=False)
+    assert float(full[0] @ full[1]) < 0.99  # read whole, the two differ
+    assert cut.cache.path != EmbeddingStore(cache_dir).cache.path  # cut vectors never answer for whole ones
+    assert cut.truncated(None).max_tokens is None and cut.truncated(12) is cut
+    with pytest.raises(ValueError):
+        EmbeddingStore(cache_dir, max_tokens=0)
+
+
+def test_the_screen_can_rank_by_the_encoder_on_truncated_texts(cache_dir):
+    off, on = Record.from_turns(*OFF_TOPIC), Record.from_turns(*ON_TOPIC)
+    off_copy = Record.from_turns(OFF_TOPIC[0], OFF_TOPIC[1] + " It ended in 1799.")
+    stats = Stats()
+    stage = SemanticDedup(engine="cascade", relevance_screen=0.6, relevance_screen_tokens=16)
+    stage.annotate([off, on, off_copy], FilterContext(stats=stats, cache_dir=cache_dir, progress=False))
+    # the two off-topic answers rank lowest on their first 16 word pieces; only they are checked whole
+    assert stats.extra["semantic"]["relevance_checked"] == 2
+    assert stage.verdict(off)[0] == stage.verdict(off_copy)[0] == "off_topic" and "relevance" not in on.scores
+    # the screen's texts (one instruction, three answers) are cut and cached apart, and counted
+    assert (cache_dir / "embeddings" / "all-MiniLM-L6-v2@max16").is_dir()
+    assert stats.extra["semantic"]["embedded"] == stage.embedded >= 4
+    with pytest.raises(ValueError, match="relevance_screen_tokens"):
+        SemanticConfig(engine="cascade", relevance_screen_tokens=16)
+
+
+@pytest.mark.parametrize("setting", ["semantic.relevance_screen_tokens=0", "semantic.relevance_screen_tokens=16"])
+def test_a_bad_encoder_setting_exits_2_naming_it(tmp_path, cli, setting):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"instruction": "Name a colour.", "input": "", "output": "Blue."}\n', encoding="utf-8")
+    r = cli("filter", "--input", src, "--out", tmp_path / "run", "--stages", "semantic", "--set", setting)
+    assert r.returncode == 2, r.stderr
+    assert setting.split("=")[0].split(".")[1] in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "run" / "records.jsonl").exists()

@@ -27,6 +27,9 @@ Off-topic answers (``min_relevance``): the instruction and the answer are also e
 own by the encoder, and their cosine similarity is ``scores["relevance"]``. (The ``cascade``
 engine with ``relevance_screen`` below 1 checks only that share of the answers, those the static
 model finds least relevant; the others get no relevance score.)
+``relevance_screen_tokens`` ranks the answers by the encoder instead, reading only the first word
+pieces of instruction and answer (cheap, and far closer to the encoder's own ranking); those it
+picks are checked whole.
 An answer of at least ``relevance_min_words`` words whose relevance is below ``min_relevance``
 answers something else (a misaligned pair, a fluent answer to another question) and is dropped as
 ``off_topic``. Short answers are not judged: a label such as "Yes" or "Bills" is far from its
@@ -82,12 +85,15 @@ class SemanticConfig(ActorResources):
     min_relevance: float | None = Field(0.1, ge=-1, le=1, description="instruction-answer cosine below which an answer is off_topic; None: not checked")
     relevance_min_words: int = Field(8, ge=0, description="answers shorter than this (words, CJK characters one each) are not checked for relevance")
     relevance_screen: float = Field(1.0, gt=0, le=1, description="cascade: the share of answers, least relevant by the static model first, whose relevance the encoder checks; 1: every answer")
+    relevance_screen_tokens: int | None = Field(None, ge=1, description="relevance_screen below 1: rank the answers by the encoder reading this many word pieces of instruction and answer instead of by the static model")
     device: str | None = None
 
     @model_validator(mode="after")
     def _screen_needs_the_cascade(self) -> "SemanticConfig":
         if self.relevance_screen < 1 and self.engine != "cascade":
             raise ValueError("relevance_screen below 1 needs engine: cascade (the static model picks the answers to check)")
+        if self.relevance_screen_tokens is not None and self.relevance_screen == 1:
+            raise ValueError("relevance_screen_tokens ranks the answers for relevance_screen below 1, which is not set")
         return self
 
 
@@ -157,6 +163,7 @@ class SemanticDedup:
         """What this stage writes into each record, by index (see :meth:`apply_decision`)."""
         cfg = self.config
         store = EmbeddingStore(ctx.cache_dir, cfg.model, cfg.batch_size, cfg.device)
+        self.embedded = 0
         encode = Encoder(ctx.executor, store, cfg)
         try:
             out: dict[int, dict[str, Any]] = {}
@@ -173,7 +180,7 @@ class SemanticDedup:
                 a, b, _ = self._pairs(vectors, cfg.threshold, ctx)
         finally:
             encode.close()
-        self.embedded = store.computed
+        self.embedded += store.computed
         # one cosine for a pair whichever search found it (float64), and the threshold on it
         cos = np.einsum("ij,ij->i", vectors[a].astype(np.float64), vectors[b].astype(np.float64)) if len(a) else np.zeros(0)
         keep = cos >= cfg.threshold
@@ -186,7 +193,7 @@ class SemanticDedup:
             out.setdefault(int(order[j]), {}).update(semantic_duplicate_of=id_hex(keys, int(order[keeper])), cosine=round(c, 6))
         for keeper, n in Counter(k for k, _ in dups.values()).items():
             out.setdefault(int(order[keeper]), {})["semantic_duplicates"] = n
-        stats.update(embedded=store.computed, pairs=int(len(a)), duplicates=len(dups))
+        stats.update(embedded=self.embedded, pairs=int(len(a)), duplicates=len(dups))
         return out
 
     def _pairs(self, vectors: np.ndarray, threshold: float, ctx: FilterContext, desc: str = "semantic pairs") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -231,9 +238,7 @@ class SemanticDedup:
         judged = np.flatnonzero(keys["judged"])
         check = np.arange(n)
         if cfg.engine == "cascade" and cfg.relevance_screen < 1:
-            static = self._static(store, ctx)
-            rel = np.einsum("ij,ij->i", _centred(static_encode(static, Texts(keys, fetch, judged, "instruction"))),
-                            _centred(static_encode(static, Texts(keys, fetch, judged, "response"))))
+            rel = self._screen(keys, fetch, judged, store, ctx)
             take = math.ceil(cfg.relevance_screen * len(judged))
             check = np.sort(judged[np.argsort(rel, kind="stable")[:take]])
         stats["relevance_checked"] = len(check)
@@ -249,6 +254,28 @@ class SemanticDedup:
                     out[k]["off_topic"] = True
                     off[k] = True
         return off
+
+    def _screen(self, keys: dict[str, np.ndarray], fetch: Fetch, judged: np.ndarray, store: EmbeddingStore, ctx: FilterContext) -> np.ndarray:
+        """The screen's relevance of each ``judged`` record: the static model's centred cosine, or
+        the encoder's over the first ``relevance_screen_tokens`` word pieces (its own cache)."""
+        cfg = self.config
+        if cfg.relevance_screen_tokens is None:
+            static = self._static(store, ctx)
+            return np.einsum("ij,ij->i", _centred(static_encode(static, Texts(keys, fetch, judged, "instruction"))),
+                             _centred(static_encode(static, Texts(keys, fetch, judged, "response"))))
+        cut = store.truncated(cfg.relevance_screen_tokens)
+        pairs = Texts(keys, fetch, np.repeat(judged, 2), np.tile(np.array(["instruction", "response"]), len(judged)))
+        encode = Encoder(ctx.executor, cut, cfg)
+        try:
+            cut.fill(pairs.keys, pairs.lengths, pairs, ctx.progress, encode)
+        finally:
+            encode.close()
+        self.embedded += cut.computed
+        rel = np.zeros(len(judged))
+        for start in range(0, len(judged), CHUNK):
+            vectors = cut.vectors(pairs.keys[2 * start : 2 * (start + CHUNK)])
+            rel[start : start + len(vectors) // 2] = np.einsum("ij,ij->i", vectors[0::2], vectors[1::2])
+        return rel
 
     def verdict(self, record: Record) -> Verdict:
         if record.flags.get("off_topic"):
