@@ -344,9 +344,20 @@ def cli(args: Any) -> int:
 
     cfg = build_config(args.config, args.sets, config_flags(args))
     metrics = run(cfg, args.data, args.out, resume=args.resume, force=args.force)
+    _leave_process_group()  # after a finished run only: a failing rank exits, and torchrun stops the others
     if int(os.environ.get("RANK", "0")) == 0:
         shown = {k: metrics[k] for k in ("train_loss", "eval_loss", "tokens_per_s", "padding_waste") if k in metrics}
         from .metrics import log_line
 
         print(f"trained model written to {args.out}: {log_line(shown)}")
     return 0
+
+
+def _leave_process_group() -> None:
+    """Under torchrun: every rank waits for the others, then closes the process group, so that no
+    rank exits while a peer's collective threads still talk to it."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
