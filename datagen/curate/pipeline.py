@@ -10,8 +10,8 @@ exactly one of ``records.jsonl`` (the last stage's survivors) or ``rejected.json
 Resuming (:mod:`datagen.core.runner`): part 0 holds the records read (checked, as record JSONL)
 and the read-stage rejections (bad input rows under ``--on-error skip``); part ``k`` holds stage
 ``k``'s survivors as its records and its drops as its rejections, sealed once the stage is
-finished. A stage reads the part before it from disk: the streaming stages in shards
-(:mod:`.shards`), the others as a list. On a rerun, the stages with sealed parts are skipped and
+finished. A stage reads the part before it from disk: every built-in stage in shards or batches
+(:mod:`.shards`); a stage without ``streaming`` (a library caller's own) as a list. On a rerun, the stages with sealed parts are skipped and
 the pipeline continues from the last sealed part. ``finalize`` takes ``records.jsonl`` from the
 last part only.
 

@@ -1,10 +1,10 @@
 """Curation stages over their input on disk, in shards, without ever holding the pool.
 
 A stage's input is a JSONL file of records (the run's previous part). It is cut into shards,
-byte ranges that end on a line break; a shard is read a batch at a time. Two kinds of stage run
+byte ranges that end on a line break; a shard is read a batch at a time. Three kinds of stage run
 this way:
 
-* **per-record** (``streaming = "records"``: heuristics): each shard is annotated, decided and
+* **per-record** (``streaming = "records"``: heuristics, pii, decontaminate): each shard is annotated, decided and
   written on its own (:func:`filter_shard`);
 * **keyed** (``streaming = "keys"``: exact, MinHash): a global decision made from compact keys.
   Each shard gives the stage's keys of its records (:func:`keys_shard`: a digest, band keys, the
