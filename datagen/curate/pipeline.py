@@ -1,6 +1,6 @@
 """``datagen filter``: run curation stages in order, each annotating then deciding.
 
-Stage ``k`` (1-based, in the canonical order heuristics, decontaminate, exact, minhash, semantic, quality, of
+Stage ``k`` (1-based, in the canonical order heuristics, pii, decontaminate, exact, minhash, semantic, quality, of
 those selected) receives the survivors of stage ``k-1``. It annotates all of them
 (:meth:`~datagen.curate.base.FilterStage.annotate`), then its ``verdict`` splits them: a kept
 record goes on, a dropped one becomes a :class:`~datagen.core.record.Rejection` carrying the stage,
