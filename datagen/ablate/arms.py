@@ -35,7 +35,7 @@ def curate(s: AblationSettings) -> Path:
             f.write(DEFAULT_FILTER_CONFIG)
     filtered, selected = base / "filter", base / "select"
     steps = (
-        (filtered, lambda: run_filter(InputSpec(s.pool, limit=s.limit), filtered, stages=s.stages, config=config, cache_dir=s.cache_dir, force=s.force)),
+        (filtered, lambda: run_filter(s.pool_input(), filtered, stages=s.stages, config=config, cache_dir=s.cache_dir, force=s.force)),
         (selected, lambda: run_select(InputSpec(str(filtered / "records.jsonl")), selected, budget=s.budget, score=s.select_score,
                                       tau=s.tau, cache_dir=s.cache_dir, force=s.force)),
     )
@@ -49,9 +49,7 @@ def curate(s: AblationSettings) -> Path:
 
 def read_pool(s: AblationSettings) -> list[Record]:
     """The pool's records (its first ``--limit`` ones)."""
-    from datagen.core.io import read_records
-
-    return list(read_records(s.pool, limit=s.limit))
+    return s.pool_input().read(lambda _: None)  # on_error "raise": a bad row raises, located
 
 
 def random_arm(pool: Sequence[Record], n: int, seed: int) -> list[Record]:

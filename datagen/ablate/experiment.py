@@ -53,7 +53,7 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
     if s.judge_prompts > 0:
         from train.evaluate import load_prompts
 
-        records = load_prompts(s.gold, min(s.judge_prompts, s.answer_prompts))
+        records = load_prompts(s.gold, min(s.judge_prompts, s.answer_prompts), columns=s.map, roles=s.roles)
         judge = judge_llm(s)
         for name in arms:
             if name == BASELINE:
@@ -81,7 +81,7 @@ def ablate(s: AblationSettings) -> dict[str, Any]:
                                         "verdict position with the arm's answer first (l1) and second (l2), which cancels "
                                         "a constant position bias; mean over prompts",
         "curation": curation_summary(s, pool_records, draws),
-        "composition": composition({"gold": [list(read_records(s.gold))], "pool": [pool_records], **draws}),
+        "composition": composition({"gold": [s.gold_input().read(lambda _: None)], "pool": [pool_records], **draws}),
         "arms": arms_doc,
         "versions": package_versions(),
         "seconds_this_invocation": round(time.time() - started, 1),

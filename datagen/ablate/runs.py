@@ -63,7 +63,7 @@ def gold_loss(s: AblationSettings, folder: str, max_length: int, chat_template: 
     """:func:`train.evaluate.heldout_loss` of the plain model in ``folder`` on the gold set, cut to
     ``max_length`` tokens as in training; the model is released before returning. A base model
     without a chat template is scored in the format training gives it (``chat_template``)."""
-    from train.data import load_samples
+    from train.data import load_samples, read_training_records
     from train.evaluate import heldout_loss
     from train.model import load_merged
 
@@ -72,7 +72,8 @@ def gold_loss(s: AblationSettings, folder: str, max_length: int, chat_template: 
     model, tokenizer = load_merged(folder, device=s.device or default_device())
     if chat_template is not None:
         apply_chat_template(tokenizer, model, chat_template)
-    samples, _ = load_samples(s.gold, tokenizer, max_length=max_length, overlong="truncate")
+    gold = read_training_records(s.gold, columns=s.map, roles=s.roles)
+    samples, _ = load_samples(s.gold, tokenizer, max_length=max_length, overlong="truncate", records=gold)
     return heldout_loss(model, tokenizer, samples, batch_size=s.batch_size)
 
 
@@ -111,7 +112,7 @@ def answer_gold(s: AblationSettings, folder: str | Path) -> dict[str, Any]:
 
     from datagen.llm.local import LocalLLM
 
-    records = load_prompts(s.gold, s.answer_prompts)
+    records = load_prompts(s.gold, s.answer_prompts, columns=s.map, roles=s.roles)
     replies = answer(LocalLLM(str(folder), batch_size=s.batch_size, device=s.device or default_device()), records, s.max_new_tokens)
     return {"answers": [a.text for a in replies], "stopped": [a.stopped for a in replies],
             "defects": [defects(a) for a in replies], "behaviour": summarize(replies)}
@@ -125,12 +126,11 @@ def answer_limit(s: AblationSettings) -> int:
 
     from transformers import AutoTokenizer
 
-    from datagen.core.io import read_records
     from datagen.llm.models import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(str(resolve_model(train_config(s, 0).model)))
     longest = max((len(tokenizer(r.response, add_special_tokens=False)["input_ids"])
-                   for r in read_records(s.gold, limit=s.answer_prompts) if r.has_answer), default=0)
+                   for r in s.gold_input(s.answer_prompts).iter(lambda _: None) if r.has_answer), default=0)
     return max(ANSWER_LIMIT_MIN, math.ceil(ANSWER_LIMIT_FACTOR * longest / ANSWER_LIMIT_STEP) * ANSWER_LIMIT_STEP)
 
 

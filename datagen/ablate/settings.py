@@ -22,7 +22,7 @@ DEFAULT_FILTER_CONFIG = "quality:\n  scorers: [complexity_features]\n"
 DEFAULT_SELECT_SCORE = "complexity_features"
 # the flags' groups in --help, each a list of AblationSettings' fields
 GROUPS = {
-    "data": ("pool", "gold", "budget", "limit", "out", "force"),
+    "data": ("pool", "gold", "map", "roles", "budget", "limit", "out", "force"),
     "curated arm": ("stages", "filter_config", "select_score", "tau", "cache_dir"),
     "training": ("recipe", "sets", "steps", "seeds", "filtered", "removed", "full"),
     "evaluation": ("answer_prompts", "judge_prompts", "max_new_tokens", "judge_model", "batch_size", "device", "llm_cache"),
@@ -46,6 +46,10 @@ class AblationSettings(BaseModel):
 
     pool: str = Field(description="the record pool every arm is built from (any input format)", json_schema_extra={"metavar": "FILE"})
     gold: str = Field(description="gold set: held-out loss on its answers, judged answers to its prompts", json_schema_extra={"metavar": "FILE"})
+    map: str | None = Field(None, json_schema_extra={"metavar": "SRC=DST,..."}, description=(
+        "rename columns of --pool and --gold before reading: response=output,context=input"))
+    roles: str | None = Field(None, json_schema_extra={"metavar": "SRC=DST,..."}, description=(
+        "rename turn roles of --pool and --gold before reading: bot=assistant"))
     budget: int = Field(ge=1, description="records per arm (the random arm matches the curated arm's size if the filter leaves fewer)")
     limit: int | None = Field(None, ge=1, json_schema_extra={"metavar": "K"}, description=(
         "use only the first K records of the pool (try an ablation in minutes)"))
@@ -99,6 +103,18 @@ class AblationSettings(BaseModel):
     def arm_names(self) -> list[str]:
         extra = [name for name, on in (("filtered", self.filtered), ("removed", self.removed), ("full", self.full)) if on]
         return ["curated", BASELINE, *extra]
+
+    def pool_input(self) -> Any:
+        """The pool as an input (its first ``limit`` records, ``--map`` and ``--roles`` applied)."""
+        from datagen.core.source import InputSpec
+
+        return InputSpec(self.pool, None, self.limit, "raise", None, self.map, self.roles)
+
+    def gold_input(self, limit: int | None = None) -> Any:
+        """The gold set as an input (``--map`` and ``--roles`` applied)."""
+        from datagen.core.source import InputSpec
+
+        return InputSpec(self.gold, None, limit, "raise", None, self.map, self.roles)
 
 
 @dataclass

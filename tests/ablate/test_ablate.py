@@ -360,3 +360,18 @@ def test_the_pool_may_be_a_dataset_folder(tmp_path):
     arms = build_arms(s, [0])
     assert {r.id for r in read_records(arms["full"][0].path)} == {r.id for r in _pool(12)}  # the folder's records, as a file
     assert {a.size for a in arms["random"]} == {arms["curated"][0].size}
+
+
+def test_map_and_roles_apply_to_the_pool_and_the_gold_set(tmp_path):
+    from datagen.ablate.arms import read_pool
+
+    rows = [{"question": r.instruction, "reply": r.response} for r in _pool(6)]
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    s = AblationSettings(pool=str(pool), gold=str(pool), budget=2, out=tmp_path / "out", map="question=instruction,reply=output", limit=4)
+    assert [r.id for r in read_pool(s)] == [r.id for r in _pool(6)[:4]]
+    assert [r.response for r in s.gold_input().read(lambda _: None)] == [r.response for r in _pool(6)]
+    from datagen.core.errors import InputError
+
+    with pytest.raises(InputError):  # without the mapping the rows are not records: a located error
+        AblationSettings(pool=str(pool), gold=str(pool), budget=2, out=tmp_path / "out").pool_input().read(lambda _: None)
