@@ -53,6 +53,18 @@ def add_executor_args(p: argparse.ArgumentParser, what: str) -> None:
                    help="local processes (default 1), or with --executor ray how many tasks the work is cut into at least (default: the cluster's CPUs)")
 
 
+def generator_executor(args: argparse.Namespace, cfg: Any) -> Any:
+    """A generator's Ray executor under ``--executor ray`` (after checking that its backend
+    settings can run there), else None: the generator runs in this process."""
+    if args.executor != "ray":
+        return None
+    from datagen.core.shards import make_executor
+    from datagen.generate.remote import check_config
+
+    check_config(cfg)
+    return make_executor("ray", args.workers, args.ray_address)
+
+
 def add_llm_args(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     """The model backend's flags and (``sampling``) the sampling flags, from
     :class:`~datagen.llm.LLMConfig` and :class:`~datagen.llm.Sampling`."""

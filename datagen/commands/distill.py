@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from datagen.commands.common import add_executor_args, add_input, add_llm_args, add_run_out, add_settings_source, settings_from
+from datagen.commands.common import add_executor_args, add_input, add_llm_args, add_run_out, add_settings_source, generator_executor, settings_from
 from datagen.core.record import Rejection
 from datagen.core.settings import add_flags
 from datagen.generate.distill import Distill, Settings, Teacher, load_system_prompt, load_template
@@ -30,7 +30,6 @@ def cli(args: argparse.Namespace) -> int:
     from datagen.commands.common import input_settings, read_input
     from datagen.llm import make_llm
     from datagen.core.rundir import RunDir
-    from datagen.core.shards import make_executor
 
     s, cfg, sampling = settings_from(args, Settings, LLMConfig, Sampling)
     params = sampling.params()
@@ -44,11 +43,7 @@ def cli(args: argparse.Namespace) -> int:
         "params": params.to_dict(), "system_prompt": template, "n": s.n, "chunk_size": s.chunk_size,
         "judge": {"template": {"name": judge_template.name, "sha": judge_template.sha}, "params": RATING_PARAMS.to_dict()} if judge_template else None,
     }
-    if args.executor == "ray":
-        from datagen.generate.remote import check_config
-
-        check_config(cfg)
-    executor = make_executor(args.executor, args.workers, args.ray_address) if args.executor == "ray" else None
+    executor = generator_executor(args, cfg)
     try:
         llm = make_llm(cfg)  # before the run directory: a server that does not serve --model is refused first
         run = RunDir(args.out, "distill", settings, force=args.force)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from datagen.commands.common import add_executor_args, add_llm_args, add_row_mapping, add_settings_source, settings_from
+from datagen.commands.common import add_executor_args, add_llm_args, add_row_mapping, add_settings_source, generator_executor, settings_from
 from datagen.core.cli import out_dir
 from datagen.core.settings import add_flags
 from datagen.generate.evol_instruct import EQUALITY_TEMPLATE, EvolInstruct, Settings
@@ -38,7 +38,6 @@ def cli(args: argparse.Namespace) -> int:
     from datagen.llm import make_llm
     from datagen.core.record import Rejection
     from datagen.core.rundir import RunDir
-    from datagen.core.shards import make_executor
     from datagen.generate.distill import Teacher, load_system_prompt
 
     if args.limit is not None and args.limit < 1:
@@ -57,11 +56,7 @@ def cli(args: argparse.Namespace) -> int:
         "params": params.to_dict(), "system_prompt": template,
         "prompt_templates": {f"evol/{op}": prompts.load(f"evol/{op}").sha for op in ops} | {EQUALITY_TEMPLATE: prompts.load(EQUALITY_TEMPLATE).sha},
     }
-    if args.executor == "ray":
-        from datagen.generate.remote import check_config
-
-        check_config(cfg)
-    executor = make_executor(args.executor, args.workers, args.ray_address) if args.executor == "ray" else None
+    executor = generator_executor(args, cfg)
     try:
         llm = make_llm(cfg)  # before the run directory: a server that does not serve --model is refused first
         run = RunDir(args.out, "evolve", settings, force=args.force)
