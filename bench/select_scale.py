@@ -11,8 +11,12 @@ other, ``--repeat`` rounds; wall and CPU seconds (user + system: less moved by o
 shared machine) and peak memory (maximum RSS) come from ``wait4``.
 
     .venv/bin/python bench/select_scale.py --n 100000 --budget 1000 --code before=/tmp/before --code after=. --repeat 3
+    .venv/bin/python bench/select_scale.py --n 1000000 --budget 10000 --code exact=. --code "hnsw=.|--search hnsw"
 
-``/tmp/before``: an older tree (``git archive <commit> datagen | tar -x -C /tmp/before``).
+``/tmp/before``: an older tree (``git archive <commit> datagen | tar -x -C /tmp/before``); a tree
+may carry its own flags after ``|``. Each output is also checked for the rule itself: the most
+similar pair of selected records (``max_pair_cosine``, from the cached vectors) and how many
+pairs are above tau.
 """
 
 from __future__ import annotations
@@ -89,13 +93,37 @@ def digest(out: Path) -> dict:
             "cosines": [r["evidence"].get("cosine") for r in rej] + [r["flags"]["select"]["max_sim_to_selected"] for r in kept]}
 
 
+def rule_check(out: Path, cache: Path, tau: float) -> dict:
+    """The selected records' most similar pair, and the pairs above ``tau``, under the cached vectors."""
+    sys.path.insert(0, str(ROOT))
+    from datagen.core.kvcache import KVCache, sha_key
+    from datagen.core.record import Record
+    from datagen.score.embeddings import embed_text
+
+    store = KVCache(cache / "embeddings" / "all-MiniLM-L6-v2" / "embeddings.sqlite")
+    keys = [sha_key(embed_text(Record.model_validate_json(x))) for x in (out / "records.jsonl").read_text(encoding="utf-8").splitlines()]
+    found = store.get_many(keys)
+    v = np.stack([np.frombuffer(found[k], dtype=np.float32) for k in keys])
+    worst, above = -1.0, 0
+    for a in range(0, len(v), 4096):
+        sims = v[a:a + 4096] @ v.T
+        for r in range(len(sims)):
+            sims[r, a + r] = -1.0  # not itself
+        worst = max(worst, float(sims.max()))
+        above += int((sims > tau).sum())
+    return {"max_pair_cosine": round(worst, 6), "pairs_above_tau": above // 2}
+
+
 def compare(a: dict, b: dict) -> str:
     if a["sha"] == b["sha"]:
         return "the same bytes"
     same = a["kept"] == b["kept"]
     differ = sum(x != y for x, y in zip(a["rejected"], b["rejected"])) + abs(len(a["rejected"]) - len(b["rejected"]))
     diff = max((abs(x - y) for x, y in zip(a["cosines"], b["cosines"]) if x is not None and y is not None), default=0.0)
-    return (f"{'the same' if same else 'a DIFFERENT'} selection and order; {differ} of {len(a['rejected'])} rejections differ "
+    ka, kb = set(a["kept"]), set(b["kept"])
+    jac = len(ka & kb) / max(1, len(ka | kb))
+    return (f"{'the same' if same else 'a DIFFERENT'} selection and order (kept sets: Jaccard {jac:.4f}); "
+            f"{differ} of {len(a['rejected'])} rejections differ "
             f"in (id, reason, nearest selected id); cosines within {diff:.1e}")
 
 
@@ -121,10 +149,12 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([sys.executable, __file__, "--make", "--n", str(a.n), "--work", str(work), "--code", "x=."], check=True)
         print(f"pool: {a.n} records, {pool.stat().st_size / 2**20:.0f} MiB, made in {time.time() - t0:.0f} s", file=sys.stderr)
     trees = dict(x.split("=", 1) for x in a.code)
+    flags = {name: code.partition("|")[2].split() for name, code in trees.items()}
+    trees = {name: code.partition("|")[0] for name, code in trees.items()}
     times: dict[str, list[dict]] = {name: [] for name in trees}
     for r in range(a.repeat):
         for name, code in trees.items():
-            res = run(code, pool, cache, work / f"out-{name}", a.budget, a.tau, a.extra.split())
+            res = run(code, pool, cache, work / f"out-{name}", a.budget, a.tau, a.extra.split() + flags[name])
             times[name].append(res)
             print(f"round {r + 1} {name}: {res}", file=sys.stderr)
     digests = {name: digest(work / f"out-{name}") for name in trees}
@@ -141,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"tree": name, "n": a.n, "budget": a.budget, "tau": a.tau, "seconds": secs, "median_s": statistics.median(secs),
                           "cpu_s": cpu, "median_cpu_s": statistics.median(cpu),
                           "peak_mib": peak, "speedup_vs_" + base: round(ratio, 2), "kept": len(digests[name]["kept"]),
-                          "output_sha": digests[name]["sha"],
+                          "output_sha": digests[name]["sha"], **rule_check(work / f"out-{name}", cache, a.tau),
                           "vs_" + base: compare(digests[base], digests[name])}))
     return 0
 

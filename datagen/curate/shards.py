@@ -15,8 +15,9 @@ this way:
   one too: its keys add each line's byte offset (``wants_offsets``), so that its decision reads
   the texts it embeds back one line at a time, and its ``decide`` takes the context (``uses_context``);
 * **per-record with a model** (``streaming = "batches"``: quality): read here in batches of
-  :data:`MODEL_BATCH` records and scored by one model (:class:`ModelWorker`), in this process or
-  on a pool of Ray actors that each load it once (:class:`ModelWorkerSpec`).
+  :data:`MODEL_BATCH` records (fewer when they reach :data:`MODEL_BATCH_BYTES`) and scored by one
+  model (:class:`ModelWorker`), in this process or on a pool of Ray actors that each load it once
+  (:class:`ModelWorkerSpec`).
 
 The shards of a pass run in worker processes (:class:`~datagen.core.shards.Executor`, ``--workers``); their outputs are
 joined in shard order, so the part is the same, byte for byte, whatever the number of workers.
@@ -87,13 +88,17 @@ def read_lines(path: str, offsets: np.ndarray) -> Iterator[bytes]:
             yield f.readline()
 
 
-def batches(shard: Shard, size: int = BATCH) -> Iterator[list[bytes]]:
+def batches(shard: Shard, size: int = BATCH, max_bytes: int | None = None) -> Iterator[list[bytes]]:
+    """The shard's lines, ``size`` at a time; with ``max_bytes``, a batch also ends once its lines
+    reach that many bytes (so that a batch of long records does not hold more than that)."""
     batch: list[bytes] = []
+    held = 0
     for line in lines(shard):
         batch.append(line)
-        if len(batch) == size:
+        held += len(line)
+        if len(batch) == size or (max_bytes is not None and held >= max_bytes):
             yield batch
-            batch = []
+            batch, held = [], 0
     if batch:
         yield batch
 
@@ -300,9 +305,9 @@ class StageRun:
         pool = None
         if on_ray(self.executor) and self.worker is not None:
             pool = self.stage.config.pool(self.executor, self.worker.build, self.stage.name)
-            done: Iterator[tuple[str, str, ShardResult]] = pool.map(_run_worker, batches(shard, MODEL_BATCH))
+            done: Iterator[tuple[str, str, ShardResult]] = pool.map(_run_worker, batches(shard, MODEL_BATCH, MODEL_BATCH_BYTES))
         else:
-            done = map(ModelWorker(self.stage, self.context), batches(shard, MODEL_BATCH))
+            done = map(ModelWorker(self.stage, self.context), batches(shard, MODEL_BATCH, MODEL_BATCH_BYTES))
         out, stats = ShardResult(), Stats()
         values: dict[str, list[np.ndarray]] = {}
         kept_path, rej_path = _outputs(str(scratch), shard)
@@ -330,6 +335,7 @@ class StageRun:
 
 # -- the per-record model stages (quality) ---------------------------------------------------------------
 MODEL_BATCH = 256  # records a model stage scores at a time (on Ray: one actor call)
+MODEL_BATCH_BYTES = 8 << 20  # ... or fewer, once their lines reach this many bytes: memory does not grow with record length
 
 
 class ModelWorker:

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator, Sequence
 
 import numpy as np
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
 _EMBEDDED_ALIASES = frozenset({"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"})
 _CHUNK_BATCHES = 16  # batches per committed chunk: at most this much work is lost to a kill
+_CHUNK_CHARS = 16 << 20  # ... or fewer batches once their texts reach this many characters
 
 
 def embed_text(rec: Record) -> str:
@@ -160,11 +161,10 @@ class EmbeddingStore:
         # pad little, and the bar moves once per batch
         items = sorted(first.items(), key=lambda kv: -lengths[kv[1]])
         encode = encode or (lambda batches: [self.encode_batch(b) for b in batches])
-        step = self.batch_size * _CHUNK_BATCHES
         out: dict[str, bytes] = {}
         with progress_bar(len(items), f"embed {self.model_id}", "text", show=progress and bool(items)) as bar:
-            for i in range(0, len(items), step):
-                chunk = items[i : i + step]
+            for i, j in _chunks([lengths[at] for _, at in items], self.batch_size):
+                chunk = items[i:j]
                 chunk_texts = texts([at for _, at in chunk])
                 batches = [chunk_texts[j : j + self.batch_size] for j in range(0, len(chunk), self.batch_size)]
                 vecs = np.concatenate(encode(batches)) if batches else np.zeros((0, 0), dtype=np.float32)
@@ -231,6 +231,20 @@ class EncoderSpec:
 
     def build(self) -> EmbeddingStore:
         return EmbeddingStore(None, self.model, self.batch_size, self.device, self.max_tokens)
+
+
+def _chunks(lengths: Sequence[int], batch_size: int) -> Iterator[tuple[int, int]]:
+    """``[i, j)`` ranges of texts (of these lengths, in characters) read and embedded at a time:
+    :data:`_CHUNK_BATCHES` batches, or fewer whole batches once their texts reach
+    :data:`_CHUNK_CHARS` (the texts of a chunk are in memory together)."""
+    i = 0
+    while i < len(lengths):
+        j, held = i, 0
+        while j < len(lengths) and j - i < batch_size * _CHUNK_BATCHES and (j == i or held < _CHUNK_CHARS):
+            held += sum(lengths[j:j + batch_size])
+            j = min(j + batch_size, len(lengths))
+        yield i, j
+        i = j
 
 
 def _folder(model_id: str) -> str:

@@ -85,6 +85,25 @@ def test_selection_matches_brute_force(strategy):
                 assert math.isclose(sim, max(prior), abs_tol=1e-12) and (tau >= 1 or sim <= tau)
 
 
+def test_hnsw_search_selects_as_the_exact_walk_and_the_same_on_every_run():
+    """The graph search on blocks larger than one (3,000 candidates: three blocks of 1,024) finds
+    the nearest selected record of every candidate here, so it selects exactly what the exact
+    walk does; its reported cosines are exact products, and two runs give the same selection."""
+    rng = np.random.default_rng(7)
+    E = clustered(rng, 3000, d=16).astype(np.float32)
+    s = rng.random(3000)
+    want = greedy_diverse(E, s, budget=600, tau=0.8)
+    got = greedy_diverse(E, s, budget=600, tau=0.8, search="hnsw")
+    again = greedy_diverse(E, s, budget=600, tau=0.8, search="hnsw")
+    assert got.order == want.order and got.too_similar == want.too_similar and got.over_budget == want.over_budget
+    assert again.order == got.order and np.array_equal(again.max_sim, got.max_sim)
+    assert np.allclose(got.max_sim, want.max_sim, atol=1e-5) and (got.nearest == want.nearest).mean() > 0.99
+    picked = E[got.order]
+    sims = picked @ picked.T
+    np.fill_diagonal(sims, -1)
+    assert sims.max() <= 0.8 + 1e-6  # no two selected records above tau
+
+
 def test_deita_walks_down_the_scores_and_skips_near_duplicates():
     E = np.array([[1.0, 0.0], [0.999, math.sqrt(1 - 0.999**2)], [0.0, 1.0], [0.6, 0.8]])
     s = np.array([5.0, 4.0, 3.0, 2.0])
@@ -299,3 +318,5 @@ def test_user_mistakes_exit_2(first_run, cli):
     assert r.returncode == 2 and "NAME=NUMBER" in r.stderr
     r = cli(*select_cmd(inp, tmp / "zero", cache, "--budget", "0"))
     assert r.returncode == 2 and "--budget" in r.stderr
+    r = cli(*select_cmd(inp, tmp / "kc", cache, "--budget", "3", "--strategy", "kcenter", "--search", "hnsw"))
+    assert r.returncode == 2 and "--search hnsw is for --strategy deita" in r.stderr and not (tmp / "kc").exists()

@@ -182,6 +182,36 @@ def test_the_semantic_keys_hold_no_text():
     assert per_record <= 200, per_record  # three cache keys, two lengths, the rank: never the text
 
 
+def test_batches_end_at_a_count_or_at_a_size_in_bytes(tmp_path):
+    from datagen.curate.shards import batches
+
+    rows = pool(50, seed=4)
+    rows[10]["output"] = "long " * 5000  # one record of ~25 KB among short ones
+    src = write(tmp_path / "in.jsonl", rows)
+    shard = core_shards.split(src, 1)[0]
+    lines = list(core_shards.lines(shard))
+    by_count = list(batches(shard, 16))
+    assert [len(b) for b in by_count] == [16] * (len(lines) // 16) + ([len(lines) % 16] if len(lines) % 16 else [])
+    by_bytes = list(batches(shard, 16, max_bytes=4096))
+    assert [line for b in by_bytes for line in b] == lines  # every line once, in order
+    for b in by_bytes:
+        assert len(b) <= 16 and sum(map(len, b[:-1])) < 4096  # a batch ends at the line that reaches the bound
+    long = next(b for b in by_bytes if any(len(line) > 20_000 for line in b))
+    assert len(long[-1]) > 20_000 and len(by_bytes) > len(by_count)  # the long record ends its batch
+
+
+def test_embedding_chunks_are_whole_batches_bounded_in_characters(monkeypatch):
+    from datagen.score import embeddings
+
+    monkeypatch.setattr(embeddings, "_CHUNK_CHARS", 1000)
+    lengths = [400] * 10 + [5] * 2000  # longest first, as the store orders its misses
+    chunks = list(embeddings._chunks(lengths, 4))
+    assert chunks[0] == (0, 4) and chunks[1] == (4, 8)  # 1,600 characters a batch: one batch a chunk
+    assert all(a == b for (_, a), (b, _) in zip(chunks, chunks[1:])) and chunks[-1][1] == len(lengths)
+    assert all((j - i) % 4 == 0 or j == len(lengths) for i, j in chunks)  # whole batches: the batches do not move
+    assert max(j - i for i, j in chunks) == 4 * embeddings._CHUNK_BATCHES  # short texts: the count bounds the chunk
+
+
 def test_the_quality_stage_streams_in_batches_as_over_a_list(tmp_path, monkeypatch):
     from datagen.curate import shards as curate_shards
 

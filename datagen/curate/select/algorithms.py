@@ -269,17 +269,22 @@ _BLOCK = 1024  # candidates compared with the selected set in one product
 _CELLS = 1 << 24  # similarities computed at once by the final pass (64 MiB of float32)
 
 
-def greedy_diverse(emb: np.ndarray, combined: np.ndarray, budget: int, tau: float) -> Selection:
-    """DEITA's score-first greedy (rows of ``emb`` L2-normalised); cosines in the dtype of ``emb``."""
+def greedy_diverse(emb: np.ndarray, combined: np.ndarray, budget: int, tau: float, search: str = "exact") -> Selection:
+    """DEITA's score-first greedy (rows of ``emb`` L2-normalised); cosines in the dtype of ``emb``.
+    ``search``: how a block of candidates finds its nearest selected records: ``exact`` (a flat
+    product with every selected row) or ``hnsw`` (:class:`_HNSW`, approximate)."""
     e, tau = _check(emb, combined, budget), _limit(tau)
     out = Selection()
     order = score_order(combined)
     picked = np.empty((min(budget, len(e)), e.shape[1] if e.ndim == 2 else 0), dtype=e.dtype)  # selected rows, in order
+    index = _HNSW(picked.shape[1]) if search == "hnsw" else None
+    nearest = index.nearest if index is not None else _nearest
     pos = 0
     while pos < len(order) and len(out.order) < budget:
         idx = order[pos:pos + _BLOCK]
         x = e[idx]
-        value, _ = _nearest(x, picked[:len(out.order)])
+        before = len(out.order)
+        value, _ = nearest(x, picked[:before])
         for p, i in enumerate(idx.tolist()):
             if len(out.order) >= budget:
                 break
@@ -293,10 +298,53 @@ def greedy_diverse(emb: np.ndarray, combined: np.ndarray, budget: int, tau: floa
             if p + 1 < len(idx):  # the rest of the block against the record just selected
                 sims = (x[p + 1:] @ x[p]).astype(np.float64)
                 np.maximum(value[p + 1:], sims, out=value[p + 1:])
+        if index is not None:
+            index.add(picked[before:len(out.order)])
     out.over_budget = order[pos:].tolist()
-    out.max_sim, rank = _nearest(e, picked[:len(out.order)])
+    out.max_sim, rank = nearest(e, picked[:len(out.order)])
     out.nearest = np.where(rank >= 0, np.asarray(out.order + [-1], dtype=np.int64)[rank], -1)
     return out
+
+
+class _HNSW:
+    """The selected rows in a faiss HNSW graph (inner product; 32 links a node, 64 candidates a
+    search): a block's nearest selected record in about log(selected) comparisons instead of one
+    per selected record. Approximate: a candidate whose true nearest the graph walk misses can be
+    selected at a cosine above tau (how often is measured in docs/BENCHMARKS.md); the cosine it
+    reports for the neighbour it finds is exact. Rows are added in selection order on one thread,
+    so the graph, and the selection, are the same on every run."""
+
+    def __init__(self, d: int) -> None:
+        try:
+            import faiss
+        except ImportError:  # pragma: no cover - faiss-cpu is a dependency
+            raise UserError("search hnsw needs faiss: pip install faiss-cpu") from None
+        self._faiss = faiss
+        self.index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
+        self.index.hnsw.efConstruction = 64
+        self.index.hnsw.efSearch = 64
+
+    def add(self, rows: np.ndarray) -> None:
+        if len(rows):
+            threads = self._faiss.omp_get_max_threads()
+            self._faiss.omp_set_num_threads(1)  # the graph depends on the order of insertion
+            try:
+                self.index.add(np.ascontiguousarray(rows, dtype=np.float32))
+            finally:
+                self._faiss.omp_set_num_threads(threads)
+
+    def nearest(self, x: np.ndarray, picked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As :func:`_nearest`, over the rows added so far (``picked``: the same rows)."""
+        value = np.full(len(x), -np.inf, dtype=np.float64)
+        rank = np.full(len(x), -1, dtype=np.int64)
+        if self.index.ntotal:
+            step = 1 << 16
+            for a in range(0, len(x), step):
+                d, i = self.index.search(np.ascontiguousarray(x[a:a + step], dtype=np.float32), 1)
+                found = i[:, 0] >= 0
+                rank[a:a + step][found] = i[found, 0]
+                value[a:a + step][found] = d[found, 0]
+        return value, rank
 
 
 def _nearest(x: np.ndarray, picked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -350,3 +398,4 @@ def k_center(emb: np.ndarray, combined: np.ndarray, budget: int, tau: float = 1.
 
 
 SELECTORS = {"deita": greedy_diverse, "kcenter": k_center}
+SEARCHES = ("exact", "hnsw")

@@ -72,6 +72,9 @@ class Settings(BaseModel):
         "product (DEITA): prod score^weight over raw, positive scores; sum: sum weight * normalised score"))
     norm: Literal["zscore", "minmax", "none"] = Field("zscore", description=(
         "with combine sum: normalise each score over the screened records by z-score, min-max to [0,1], or not at all"))
+    search: Literal["exact", "hnsw"] = Field("exact", description=(
+        "deita: how a candidate finds its most similar selected record: exact (all of them, in blocked matrix products) "
+        "or hnsw (a faiss HNSW graph: approximate, much faster for budgets of tens of thousands)"))
 
 
 class Cluster(BaseModel):
@@ -193,7 +196,7 @@ EmbedFn = Callable[["Pool", "np.ndarray"], "tuple[np.ndarray, dict[str, Any]]"]
 
 
 def run_selection(pool: Pool, thresholds: Sequence[Threshold], score_def: ScoreDef, strategy: str,
-                  budget: int, tau: float, embed: EmbedFn) -> Outcome:
+                  budget: int, tau: float, embed: EmbedFn, search: str = "exact") -> Outcome:
     """Screen the records of ``pool`` (in id order), combine their scores, embed the survivors
     with ``embed`` and select; every record ends up kept or rejected with a reason."""
     import numpy as np
@@ -218,7 +221,7 @@ def run_selection(pool: Pool, thresholds: Sequence[Threshold], score_def: ScoreD
     sel = Selection()
     if len(rows):
         emb, note = embed(pool, rows)
-        sel = SELECTORS[strategy](emb, combined, budget, tau)
+        sel = SELECTORS[strategy](emb, combined, budget, tau, **({"search": search} if strategy == "deita" else {}))
         del emb
     picked = []
     for rank, (i, sim) in enumerate(zip(sel.order, sel.sim_at_pick), start=1):
@@ -255,7 +258,7 @@ class _Ids:
 
 def run_select(source: InputSpec, out: str | Path, *, budget: int, score: str = "judge=1,complexity=1", tau: float = 0.9,
                strategy: str = "deita", mins: Sequence[str] = (), maxs: Sequence[str] = (), combine: str = "product",
-               norm: str = "zscore", embed_model: str | None = None, cache_dir: str | Path | None = None, no_embed: bool = False,
+               norm: str = "zscore", search: str = "exact", embed_model: str | None = None, cache_dir: str | Path | None = None, no_embed: bool = False,
                device: str | None = None, batch_size: int = 64, force: bool = False, executor: str = "local",
                workers: int | None = None, ray_address: str | None = None, cluster: Cluster | None = None) -> dict[str, Any]:
     """``datagen select`` as a function: the best and most varied ``budget`` records of ``source``
@@ -284,6 +287,8 @@ def run_select(source: InputSpec, out: str | Path, *, budget: int, score: str = 
         raise UserError("--budget must be >= 1")
     if not -1.0 <= tau <= 1.0:
         raise UserError("--tau is a cosine similarity: between -1 and 1")
+    if search != "exact" and strategy != "deita":
+        raise UserError(f"--search {search} is for --strategy deita (kcenter updates every record's distance exactly)")
     thresholds = thresholds_from(list(mins), list(maxs))
     score_def = ScoreDef.parse(score, combine, norm)
     model = embed_model or DEFAULT_EMBED_MODEL
@@ -299,7 +304,7 @@ def run_select(source: InputSpec, out: str | Path, *, budget: int, score: str = 
             encoder = partial(_actors, pool_ex, cluster or Cluster()) if executor == "ray" else None
             embed = partial(embeddings_for, model=model, cache_dir=cache, allow_compute=not no_embed, device=device, batch_size=batch_size,
                             encoder=encoder)
-            outcome = run_selection(pool, thresholds, score_def, strategy, budget, tau, embed)
+            outcome = run_selection(pool, thresholds, score_def, strategy, budget, tau, embed, search)
             outcome.stats.extra["funnel"] = {"read": len(pool) + len(read_rejects), **outcome.stats.extra["funnel"]}
             outcome.stats.extra["seconds"] = round(time.time() - t0, 3)
 
@@ -307,11 +312,11 @@ def run_select(source: InputSpec, out: str | Path, *, budget: int, score: str = 
             settings = {
                 **source.settings(), "budget": budget, "tau": tau,
                 "strategy": strategy, "thresholds": [t.describe() for t in thresholds],
-                "score": score_def.describe(), "embed_model": model,
+                "score": score_def.describe(), "embed_model": model, **({"search": search} if search != "exact" else {}),
             }
             run = RunDir(out, "select", settings, force=force)
             manifest = {
-                "budget": budget, "tau": tau, "strategy": strategy,
+                "budget": budget, "tau": tau, "strategy": strategy, "search": search,
                 "thresholds": [t.describe() for t in thresholds], "score": score_def.describe(),
                 "models": {"embeddings": outcome.embeddings.get("model_id", model)}, "embeddings": outcome.embeddings,
             }
