@@ -30,6 +30,7 @@ heuristics,exact,minhash`` in a subprocess: wall time and the child's peak RSS
 
     .venv/bin/python bench/dedup.py                       # accuracy + speed + 100K scale run
     .venv/bin/python bench/dedup.py --scale 0 --repeat 1  # quick
+    .venv/bin/python bench/dedup.py --natural .venv/lib/python3.11/site-packages /usr/share/doc   # near-copies as found
 """
 
 from __future__ import annotations
@@ -219,8 +220,11 @@ class Recording(MinHashDedup):
         return self.checked
 
 
+BANDING: dict = {}  # --banding B,R: the stage's bands and rows instead of the computed ones
+
+
 def run_stage(records: list[Record], engine: str, threshold: float) -> tuple[float, Recording, dict, list]:
-    stage = Recording(MinHashConfig(text="response", engine=engine, threshold=threshold, score_key=None))
+    stage = Recording(MinHashConfig(text="response", engine=engine, threshold=threshold, score_key=None, **BANDING))
     recs = [r.model_copy(deep=True) for r in records]
     ctx = FilterContext(stats=Stats(), cache_dir=Path(tempfile.gettempdir()), progress=False)
     t0 = time.perf_counter()
@@ -346,6 +350,32 @@ def scale(args: argparse.Namespace) -> None:
         print("stage seconds:", stats["extra"]["seconds"], "minhash:", stats["extra"]["minhash"])
 
 
+def natural_corpus(roots: list[Path], min_words: int = 30, max_words: int = 3000) -> list[str]:
+    """Documents nobody made near-duplicate on purpose: the licence, notice, readme, metadata and text files
+    of the installed packages under ``roots`` (``site-packages``, ``/usr/share/doc``), each whitespace-collapsed
+    and cut at ``max_words``; identical texts kept once. Near-copies occur as they do in the wild:
+    the same licence with another name and year, a vendored file in two packages, two versions
+    of one changelog."""
+    names = ("LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS", "README", "METADATA", "PKG-INFO", "COPYRIGHT")
+    seen: set[str] = set()
+    docs: list[str] = []
+    for path in sorted(p for root in roots for p in root.rglob("*")):
+        name = path.name.upper()
+        if not path.is_file() or not (name.startswith(names) or path.suffix.lower() in (".md", ".rst", ".txt")):
+            continue
+        try:
+            if not 200 <= path.stat().st_size <= 200_000:
+                continue
+            words = path.read_text(encoding="utf-8").split()
+        except (UnicodeDecodeError, OSError):
+            continue
+        text = " ".join(words[:max_words])
+        if len(words) >= min_words and text not in seen:
+            seen.add(text)
+            docs.append(text)
+    return docs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", type=int, default=8000)
@@ -354,11 +384,21 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--scale", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--natural", metavar="DIR", nargs="+", help="instead of the made corpus: the text files of the packages under "
+                    "these folders (site-packages, /usr/share/doc), with the near-duplicates they hold by nature (accuracy only)")
+    ap.add_argument("--banding", metavar="B,R", help="bands and rows for the stage (default: computed from the threshold and weights)")
     args = ap.parse_args()
+    if args.banding:
+        BANDING.update(zip(("bands", "rows"), map(int, args.banding.split(","))))
     os.environ["DATAGEN_PROGRESS"] = "0"
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-    docs = build_corpus(args.docs, args.variants, args.seed)
-    print(f"corpus: {len(docs)} passages ({args.variants} near-duplicate variants)")
+    if args.natural:
+        docs = natural_corpus([Path(d) for d in args.natural])
+        print(f"corpus: {len(docs)} distinct text files of the packages under {', '.join(args.natural)}")
+        args.repeat, args.scale = 0, 0
+    else:
+        docs = build_corpus(args.docs, args.variants, args.seed)
+        print(f"corpus: {len(docs)} passages ({args.variants} near-duplicate variants)")
     records = [Record.from_turns("q", d) for d in docs]
     engines = accuracy(args, docs, records)
     if args.repeat:

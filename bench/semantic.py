@@ -187,8 +187,14 @@ def encoder_options(records: list[Record], sample: int = 300) -> None:
             t0 = time.perf_counter()
             vecs[name] = model.encode(texts[:sample], batch_size=64, normalize_embeddings=True)
             times[name].append(time.perf_counter() - t0)
-    print(f"int8 MiniLM ({sample} record texts, 2 interleaved rounds):")
-    for name in models:
+    for name, encode_onnx in onnx_encoders(fp32).items():  # onnxruntime, fp32 and int8, if installed
+        times[name] = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            vecs[name] = encode_onnx(texts[:sample])
+            times[name].append(time.perf_counter() - t0)
+    print(f"int8 MiniLM ({sample} record texts, 2 rounds; torch interleaved, onnxruntime after):")
+    for name in times:
         cos = np.einsum("ij,ij->i", vecs[name], vecs["fp32"])
         ratios = [a / b for a, b in zip(times["fp32"], times[name])]
         print(f"  {name}: {sample / statistics.median(times[name]):.1f} texts/s, {statistics.median(ratios):.2f}x fp32; "
@@ -213,6 +219,62 @@ def encoder_options(records: list[Record], sample: int = 300) -> None:
         cos = np.einsum("ij,ij->i", v, whole)
         print(f"  {w:.1f} x instruction + {1 - w:.1f} x answer: cosine to the record's vector median {np.median(cos):.4f}; "
               f"dropped {len(got)} ({agreement(got, ref)}), left {left_pairs(records, got, by_id, 0.95)}")
+
+
+def onnx_encoders(st) -> dict:
+    """MiniLM exported to ONNX (torch's exporter, opset 17) and run by onnxruntime on 2 threads
+    with every graph optimization, fp32 and with ``quantize_dynamic``'s int8 weights (per channel,
+    and per tensor); mean pooling and L2 norm as sentence-transformers does. Empty without
+    onnxruntime (``pip install onnxruntime onnx``)."""
+    try:
+        import onnxruntime as ort
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        print("onnxruntime not installed: its arms skipped")
+        return {}
+    import torch
+
+    tok, bert = st.tokenizer, st[0].auto_model.eval()
+    folder = Path(tempfile.mkdtemp(prefix="sem-onnx-"))
+    fp32 = folder / "minilm.onnx"
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+
+    class Hidden(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+
+    enc = tok(["a short text", "a somewhat longer text than that"], padding=True, return_tensors="pt")
+    torch.onnx.export(Hidden(bert), tuple(enc[k] for k in names), str(fp32), input_names=names, output_names=["hidden"],
+                      dynamic_axes={k: {0: "batch", 1: "tokens"} for k in [*names, "hidden"]}, opset_version=17, dynamo=False)
+    paths = {"onnxruntime fp32": fp32}
+    for name, per_channel in (("onnxruntime int8, per-channel", True), ("onnxruntime int8, per-tensor", False)):
+        paths[name] = folder / f"{per_channel}.onnx"
+        quantize_dynamic(str(fp32), str(paths[name]), per_channel=per_channel, weight_type=QuantType.QInt8)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+    def encoder(path: Path):
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+        def encode(texts: list[str]) -> np.ndarray:
+            order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # as sentence-transformers batches
+            out = np.zeros((len(texts), bert.config.hidden_size), dtype=np.float32)
+            for a in range(0, len(order), 64):
+                at = order[a:a + 64]
+                e = tok([texts[i] for i in at], padding=True, truncation=True, max_length=st.max_seq_length, return_tensors="np")
+                h = session.run(None, {k: e[k].astype(np.int64) for k in names})[0]
+                m = e["attention_mask"][..., None].astype(np.float32)
+                v = (h * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
+                out[at] = v / np.linalg.norm(v, axis=1, keepdims=True)
+            return out
+        return encode
+
+    return {name: encoder(path) for name, path in paths.items()}
 
 
 def timing(records: list[Record], models: Path, args: argparse.Namespace) -> None:

@@ -321,11 +321,16 @@ class RunDir:
         return doc
 
     def _concat(self, parts: list[int], suffix: str) -> int:
+        """The parts' files joined into the final one, as bytes; returns the lines (a part's last
+        line without a line break counts as one)."""
         n = 0
-        with atomic_open(self.path / suffix) as out:
+        with atomic_open(self.path / suffix, "wb") as out:
             for i in parts:
-                with open(self._part(i, suffix), encoding="utf-8") as f:
-                    for line in f:
-                        out.write(line)
-                        n += 1
+                last = b"\n"
+                with open(self._part(i, suffix), "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        out.write(chunk)
+                        n += chunk.count(b"\n")
+                        last = chunk[-1:]
+                n += last != b"\n"
         return n

@@ -73,7 +73,7 @@ class MinHashConfig(Section):
     threshold: float = Field(0.7, gt=0, lt=1, description="verified Jaccard at or above which two records are near duplicates")
     num_perm: int = Field(128, ge=2, le=1024)
     ngram: int = Field(5, ge=1, description="words per shingle; characters per shingle in CJK text")
-    weights: tuple[float, float] = Field((0.2, 0.8), description="(false positive, false negative) weights for choosing bands and rows")
+    weights: tuple[float, float] = Field((0.05, 0.95), description="(false positive, false negative) weights for choosing bands and rows")
     bands: Optional[int] = Field(None, ge=2, description="override the computed banding (with rows)")
     rows: Optional[int] = Field(None, ge=1)
     seed: int = 1

@@ -46,7 +46,12 @@ def test_detection_probability_is_the_s_curve():
     assert detection_probability(1.0, 18, 7) == 1.0
     assert detection_probability(0.8, 18, 7) == pytest.approx(1 - (1 - 0.8**7) ** 18)
     p = optimal_params(0.7, 128, 0.2, 0.8)
-    assert p.probability(0.8) >= 0.98  # the default favours recall
+    assert p.probability(0.8) >= 0.98  # weights that favour recall
+    from datagen.curate.config import MinHashConfig
+    from datagen.curate.dedup.minhash import lsh_params
+
+    d = lsh_params(MinHashConfig())
+    assert (d.bands, d.rows) == (21, 6) and d.probability(0.7) > 0.9 and d.probability(0.8) > 0.995  # the default: recall
 
 
 def test_shingles_never_empty_and_cjk_uses_characters():
