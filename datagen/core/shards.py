@@ -87,7 +87,9 @@ class Executor:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint)
+            threads = max(1, (os.cpu_count() or 1) // self.workers)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                                             initargs=(threads,))
         futures = [self._pool.submit(fn, *t) for t in tasks]
         try:
             for i, f in enumerate(futures):
@@ -113,11 +115,19 @@ class Executor:
             self._pool = None
 
 
-def _ignore_sigint() -> None:
-    """In a worker: Ctrl-C is the parent's to handle (it stops the pool), not a traceback per worker."""
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _init_worker(threads: int) -> None:
+    """In a worker: Ctrl-C is the parent's to handle (it stops the pool), not a traceback per
+    worker; and the numeric libraries it loads (numpy's BLAS, torch) get ``threads`` threads (its
+    share of the cores), unless the user set their own, so that N workers do not run N x cores
+    threads."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for var in _THREAD_VARS:
+        os.environ.setdefault(var, str(threads))
 
 
 class RayExecutor:

@@ -98,6 +98,7 @@ def test_hnsw_search_selects_as_the_exact_walk_and_the_same_on_every_run():
     assert got.order == want.order and got.too_similar == want.too_similar and got.over_budget == want.over_budget
     assert again.order == got.order and np.array_equal(again.max_sim, got.max_sim)
     assert np.allclose(got.max_sim, want.max_sim, atol=1e-5) and (got.nearest == want.nearest).mean() > 0.99
+    assert all(got.max_sim[i] > 0.8 and got.nearest[i] in got.order for i in got.too_similar)  # evidence that shows the reason
     picked = E[got.order]
     sims = picked @ picked.T
     np.fill_diagonal(sims, -1)

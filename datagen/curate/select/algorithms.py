@@ -272,36 +272,47 @@ _CELLS = 1 << 24  # similarities computed at once by the final pass (64 MiB of f
 def greedy_diverse(emb: np.ndarray, combined: np.ndarray, budget: int, tau: float, search: str = "exact") -> Selection:
     """DEITA's score-first greedy (rows of ``emb`` L2-normalised); cosines in the dtype of ``emb``.
     ``search``: how a block of candidates finds its nearest selected records: ``exact`` (a flat
-    product with every selected row) or ``hnsw`` (:class:`_HNSW`, approximate)."""
+    product with every selected row) or ``hnsw`` (:class:`_HNSW`, approximate). Under ``hnsw`` the
+    final ``max_sim``/``nearest`` come from the graph too, except that a ``too_similar`` record
+    keeps the match it was skipped for when the graph's final answer is less similar (so its
+    evidence always shows a cosine above tau); an ``over_budget`` record's nearest is the graph's."""
     e, tau = _check(emb, combined, budget), _limit(tau)
     out = Selection()
     order = score_order(combined)
     picked = np.empty((min(budget, len(e)), e.shape[1] if e.ndim == 2 else 0), dtype=e.dtype)  # selected rows, in order
     index = _HNSW(picked.shape[1]) if search == "hnsw" else None
     nearest = index.nearest if index is not None else _nearest
+    skipped: dict[int, tuple[float, int]] = {}  # hnsw: each too_similar record's match when it was skipped
     pos = 0
     while pos < len(order) and len(out.order) < budget:
         idx = order[pos:pos + _BLOCK]
         x = e[idx]
         before = len(out.order)
-        value, _ = nearest(x, picked[:before])
+        value, near = nearest(x, picked[:before])
         for p, i in enumerate(idx.tolist()):
             if len(out.order) >= budget:
                 break
             pos += 1
             if value[p] > tau:
                 out.too_similar.append(i)
+                if index is not None:
+                    skipped[i] = (float(value[p]), int(near[p]))
                 continue
             out.sim_at_pick.append(float(value[p]) if out.order else None)
             picked[len(out.order)] = x[p]
             out.order.append(i)
             if p + 1 < len(idx):  # the rest of the block against the record just selected
                 sims = (x[p + 1:] @ x[p]).astype(np.float64)
-                np.maximum(value[p + 1:], sims, out=value[p + 1:])
+                closer = sims > value[p + 1:]
+                value[p + 1:][closer] = sims[closer]
+                near[p + 1:][closer] = len(out.order) - 1
         if index is not None:
             index.add(picked[before:len(out.order)])
     out.over_budget = order[pos:].tolist()
     out.max_sim, rank = nearest(e, picked[:len(out.order)])
+    for i, (v, r) in skipped.items():  # the graph's final answer may miss the record a skip was for
+        if v > out.max_sim[i]:
+            out.max_sim[i], rank[i] = v, r
     out.nearest = np.where(rank >= 0, np.asarray(out.order + [-1], dtype=np.int64)[rank], -1)
     return out
 
