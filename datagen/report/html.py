@@ -118,8 +118,10 @@ def cluster_view(c: Cluster, index: Index) -> dict[str, Any]:
     return {"survivor": c.survivor, "size": c.size, "kinds": kinds, "sides": sides, "more": max(len(c.members) - MAX_SIDE_BY_SIDE, 0)}
 
 
-MAP_CLASSES = ("curated", "rejected: dedup", "rejected: quality / heuristics", "rejected: select", "other")
+MAP_CLASSES = ("curated", "rejected: dedup", "rejected: quality / heuristics", "rejected: select", "other",
+               "rejected: benchmark overlap / personal data")
 _DEDUP_STAGES = {"exact", "minhash", "semantic"}
+_SAFETY_STAGES = {"decontaminate", "pii"}
 
 
 def map_category(e: Entry, index: Index) -> int:
@@ -131,6 +133,8 @@ def map_category(e: Entry, index: Index) -> int:
         return 4
     if f.stage in _DEDUP_STAGES:
         return 1
+    if f.stage in _SAFETY_STAGES:
+        return 5
     if f.stage.startswith("select"):
         return 3
     return 2
@@ -144,7 +148,7 @@ def map_view(data: ReportData) -> dict[str, Any] | None:
     step = max(1.0, n / MAX_MAP_POINTS)
     keep = sorted({int(i * step) for i in range(min(n, MAX_MAP_POINTS))})
     # map classes 0..4 to palette slots chosen for contrast: curated green, dedup orange, ...
-    slot = {0: 2, 1: 1, 2: 3, 3: 4, 4: 7}
+    slot = {0: 2, 1: 1, 2: 3, 3: 4, 4: 7, 5: 5}
     pts = [(m.xy[i][0], m.xy[i][1], slot[map_category(data.index.entries[m.ids[i]], data.index)], m.ids[i]) for i in keep]
     counts = [0] * len(MAP_CLASSES)
     for i in keep:

@@ -289,3 +289,25 @@ def test_limit_reads_the_first_k_records_of_each_run_and_keeps_the_whole_funnel(
     assert r.returncode == 0 and out.is_file() and "--limit 1" in r.stderr, r.stderr
     r = cli("report", *paths, "--limit", "0", "--text")
     assert r.returncode == 2 and "--limit must be >= 1" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_embedding_map_colours_each_rejection_by_its_kind():
+    from datagen.report.html import MAP_CLASSES, map_category
+    from datagen.report.index import Entry, Event, Index
+
+    def entry(rid: str, *events: Event) -> Entry:
+        return Entry(rid, {}, list(events))
+
+    entries = {
+        "a": entry("a", Event("filter", "kept"), Event("select", "kept")),
+        "b": entry("b", Event("filter", "rejected", "minhash", "near_duplicate")),
+        "c": entry("c", Event("filter", "rejected", "heuristics", "truncated")),
+        "d": entry("d", Event("filter", "kept"), Event("select", "rejected", "select", "too_similar")),
+        "e": entry("e", Event("filter", "kept")),
+        "f": entry("f", Event("filter", "rejected", "decontaminate", "benchmark_overlap")),
+        "g": entry("g", Event("filter", "rejected", "pii", "pii_email")),
+    }
+    index = Index(entries, ["filter", "select"])
+    got = {rid: MAP_CLASSES[map_category(e, index)] for rid, e in entries.items()}
+    assert got == {"a": "curated", "b": "rejected: dedup", "c": "rejected: quality / heuristics", "d": "rejected: select",
+                   "e": "other", "f": "rejected: benchmark overlap / personal data", "g": "rejected: benchmark overlap / personal data"}
