@@ -50,6 +50,7 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 
 from datagen.core.errors import UserError
+from datagen.curate.select.search import HNSW, exact_nearest
 
 STRATEGIES = ("deita", "kcenter")
 COMBINES = ("product", "sum")
@@ -266,13 +267,12 @@ def _check(emb: np.ndarray, combined: np.ndarray, budget: int) -> np.ndarray:
 
 
 _BLOCK = 1024  # candidates compared with the selected set in one product
-_CELLS = 1 << 24  # similarities computed at once by the final pass (64 MiB of float32)
 
 
 def greedy_diverse(emb: np.ndarray, combined: np.ndarray, budget: int, tau: float, search: str = "exact") -> Selection:
     """DEITA's score-first greedy (rows of ``emb`` L2-normalised); cosines in the dtype of ``emb``.
     ``search``: how a block of candidates finds its nearest selected records: ``exact`` (a flat
-    product with every selected row) or ``hnsw`` (:class:`_HNSW`, approximate). Under ``hnsw`` the
+    product with every selected row) or ``hnsw`` (:class:`~.search.HNSW`, approximate). Under ``hnsw`` the
     final ``max_sim``/``nearest`` come from the graph too, except that a ``too_similar`` record
     keeps the match it was skipped for when the graph's final answer is less similar (so its
     evidence always shows a cosine above tau); an ``over_budget`` record's nearest is the graph's."""
@@ -280,8 +280,8 @@ def greedy_diverse(emb: np.ndarray, combined: np.ndarray, budget: int, tau: floa
     out = Selection()
     order = score_order(combined)
     picked = np.empty((min(budget, len(e)), e.shape[1] if e.ndim == 2 else 0), dtype=e.dtype)  # selected rows, in order
-    index = _HNSW(picked.shape[1]) if search == "hnsw" else None
-    nearest = index.nearest if index is not None else _nearest
+    index = HNSW(picked.shape[1]) if search == "hnsw" else None
+    nearest = index.nearest if index is not None else exact_nearest
     skipped: dict[int, tuple[float, int]] = {}  # hnsw: each too_similar record's match when it was skipped
     pos = 0
     while pos < len(order) and len(out.order) < budget:
@@ -315,62 +315,6 @@ def greedy_diverse(emb: np.ndarray, combined: np.ndarray, budget: int, tau: floa
             out.max_sim[i], rank[i] = v, r
     out.nearest = np.where(rank >= 0, np.asarray(out.order + [-1], dtype=np.int64)[rank], -1)
     return out
-
-
-class _HNSW:
-    """The selected rows in a faiss HNSW graph (inner product; 32 links a node, 64 candidates a
-    search): a block's nearest selected record in about log(selected) comparisons instead of one
-    per selected record. Approximate: a candidate whose true nearest the graph walk misses can be
-    selected at a cosine above tau (how often is measured in docs/BENCHMARKS.md); the cosine it
-    reports for the neighbour it finds is exact. Rows are added in selection order on one thread,
-    so the graph, and the selection, are the same on every run."""
-
-    def __init__(self, d: int) -> None:
-        try:
-            import faiss
-        except ImportError:  # pragma: no cover - faiss-cpu is a dependency
-            raise UserError("search hnsw needs faiss: pip install faiss-cpu") from None
-        self._faiss = faiss
-        self.index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
-        self.index.hnsw.efConstruction = 64
-        self.index.hnsw.efSearch = 64
-
-    def add(self, rows: np.ndarray) -> None:
-        if len(rows):
-            threads = self._faiss.omp_get_max_threads()
-            self._faiss.omp_set_num_threads(1)  # the graph depends on the order of insertion
-            try:
-                self.index.add(np.ascontiguousarray(rows, dtype=np.float32))
-            finally:
-                self._faiss.omp_set_num_threads(threads)
-
-    def nearest(self, x: np.ndarray, picked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """As :func:`_nearest`, over the rows added so far (``picked``: the same rows)."""
-        value = np.full(len(x), -np.inf, dtype=np.float64)
-        rank = np.full(len(x), -1, dtype=np.int64)
-        if self.index.ntotal:
-            step = 1 << 16
-            for a in range(0, len(x), step):
-                d, i = self.index.search(np.ascontiguousarray(x[a:a + step], dtype=np.float32), 1)
-                found = i[:, 0] >= 0
-                rank[a:a + step][found] = i[found, 0]
-                value[a:a + step][found] = d[found, 0]
-        return value, rank
-
-
-def _nearest(x: np.ndarray, picked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's max cosine to the rows of ``picked`` and the first of them achieving it (-inf
-    and -1 when ``picked`` is empty): blocks of rows times ``picked``'s transpose."""
-    value = np.full(len(x), -np.inf, dtype=np.float64)
-    rank = np.full(len(x), -1, dtype=np.int64)
-    if len(picked):
-        step = max(1, _CELLS // len(picked))
-        for a in range(0, len(x), step):
-            sims = x[a:a + step] @ picked.T
-            best = sims.argmax(axis=1)  # the first maximum: on a tie, the earlier-selected record
-            rank[a:a + step] = best
-            value[a:a + step] = sims[np.arange(len(best)), best]
-    return value, rank
 
 
 def k_center(emb: np.ndarray, combined: np.ndarray, budget: int, tau: float = 1.0) -> Selection:
