@@ -74,7 +74,7 @@ class Settings(BaseModel):
         "with combine sum: normalise each score over the screened records by z-score, min-max to [0,1], or not at all"))
     search: Literal["exact", "hnsw"] = Field("exact", description=(
         "deita: how a candidate finds its most similar selected record: exact (all of them, in blocked matrix products) "
-        "or hnsw (a faiss HNSW graph: approximate, much faster for budgets of tens of thousands)"))
+        "or hnsw (a faiss HNSW graph: approximate, faster only for budgets past ~50,000, and it may let a pair above tau through)"))
 
 
 class Cluster(BaseModel):
