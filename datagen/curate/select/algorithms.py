@@ -31,7 +31,8 @@ codes in ``rejected.jsonl``:
 updated with one matrix-vector product per selected record: O(N x budget x d), no Python double
 loop. ``deita`` needs only the walked candidate's similarity to the records selected before it: it
 compares a block of the next candidates with the selected set in one matrix product (an exact flat
-inner-product search), then walks the block, adding the cosines to the records it selected inside
+inner-product search; or asks an HNSW graph of the selected set, ``search="hnsw"``:
+:mod:`.search`), then walks the block, adding the cosines to the records it selected inside
 it; each candidate's final nearest selected record is one more blocked product at the end. The
 same answers as a record-by-record walk, with BLAS doing the work.
 
