@@ -354,4 +354,3 @@ def k_center(emb: np.ndarray, combined: np.ndarray, budget: int, tau: float = 1.
 
 
 SELECTORS = {"deita": greedy_diverse, "kcenter": k_center}
-SEARCHES = ("exact", "hnsw")
