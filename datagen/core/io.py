@@ -4,116 +4,28 @@ cached dataset id through :mod:`datagen.core.hfdata`), any of the formats of
 
 Readers stream, locate every problem precisely (file, line or row, field) and either raise an
 :class:`InputError` or, with ``on_error="skip"``, hand the bad row to a rejection callback and
-carry on. Writing, atomic, is :mod:`datagen.core.writing`.
+carry on. What JSON is accepted is :mod:`datagen.core.strictjson`'s; writing, atomic, is
+:mod:`datagen.core.writing`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from datagen.core.errors import FieldError, InputError, UserError, field_path, printable
+from datagen.core.errors import FieldError, InputError, UserError, printable
 from datagen.core.formats import misspelt_field
 from datagen.core.hfdata import input_files
 from datagen.core.record import Record, Rejection
 from datagen.core.shapes import INPUT_FORMATS, RowMap, describe, detect, explain, read_row
+from datagen.core.strictjson import DECODER, MAX_DEPTH, BadValue, check_value, decode_line
 
 RejectFn = Callable[[Rejection], None]
 
 
-# -- raw rows ----------------------------------------------------------------------------------
-# Input is strict JSON (RFC 8259): NaN/Infinity, numbers that overflow to infinity, duplicate keys
-# (which JSON leaves undefined: most parsers silently keep the last value, losing the first) and
-# lone UTF-16 surrogates (not Unicode text; they cannot be written back as UTF-8) are refused with
-# the file, line and field, like any other bad field. Nesting is limited to MAX_DEPTH levels.
-MAX_DEPTH = 64
-
-
-class _BadValue(ValueError):
-    """A JSON value this tool refuses (see above), raised by the decoder's hooks."""
-
-    def __init__(self, field: str | None, message: str, code: str) -> None:
-        super().__init__(message)
-        self.field, self.message, self.code = field, message, code
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise _BadValue(dup, "appears twice in one object (duplicate JSON key); keep one", "duplicate_key")
-    return obj
-
-
-def _no_constant(name: str) -> Any:
-    raise _BadValue(None, f"non-standard JSON value {name} (JSON has no NaN or Infinity; use null)", "non_finite_number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if value in (math.inf, -math.inf):
-        raise _BadValue(None, f"number {text[:30]} is too large for a 64-bit float", "non_finite_number")
-    return value
-
-
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_float=_finite_float)
-
-
-def _path(parts: list[Any]) -> str:
-    return printable(field_path(parts))
-
-
-def check_value(obj: Any) -> _BadValue | None:
-    """The first problem in a decoded row: nesting deeper than MAX_DEPTH, a lone surrogate in a
-    string or a key, a non-finite float (Parquet can hold them). Iterative, so any depth is safe."""
-    stack: list[tuple[Any, list[Any]]] = [(obj, [])]
-    while stack:
-        value, where = stack.pop()
-        if len(where) > MAX_DEPTH:
-            return _BadValue(_path(where[:3]) or None, f"nested more than {MAX_DEPTH} levels deep", "too_deep")
-        if isinstance(value, str):
-            if _has_surrogate(value):
-                return _BadValue(_path(where) or None, "holds a lone UTF-16 surrogate (\\ud800-\\udfff escape without its pair): not valid Unicode text", "invalid_unicode")
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                return _BadValue(_path(where) or None, f"non-finite number {value} (JSON has no NaN or Infinity)", "non_finite_number")
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                if isinstance(k, str) and _has_surrogate(k):
-                    return _BadValue(_path(where + [k]), "key holds a lone UTF-16 surrogate: not valid Unicode text", "invalid_unicode")
-                stack.append((v, where + [k]))
-        elif isinstance(value, (list, tuple)):
-            stack.extend((v, where + [i]) for i, v in enumerate(value))
-    return None
-
-
-def _has_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _decode_line(line: str) -> Any:
-    """One strict JSON value; raises json.JSONDecodeError or _BadValue."""
-    try:
-        obj = _DECODER.decode(line)
-    except RecursionError:
-        raise _BadValue(None, f"nested too deeply (more than {MAX_DEPTH} levels)", "too_deep") from None
-    # the cheap tests first: a row can only be too deep with many brackets, and only hold a lone
-    # surrogate if it spells one as an escape
-    if line.count("[") + line.count("{") > MAX_DEPTH or "\\ud" in line or "\\uD" in line:
-        bad = check_value(obj)
-        if bad is not None:
-            raise bad
-    return obj
-
-
+# -- raw rows (each value decoded as strict JSON: datagen.core.strictjson) --------------------------
 def _line_of(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1
 
@@ -150,11 +62,11 @@ def _iter_jsonl(path: Path, on_bad: Callable[[InputError, str], None] | None, sp
         if not line.strip():
             continue
         try:
-            obj = _decode_line(line)
+            obj = decode_line(line)
         except json.JSONDecodeError as e:
             err = InputError(str(path), lineno, None, f"malformed JSON: {e.msg} (column {e.colno})")
             err.code = "malformed_json"  # type: ignore[attr-defined]
-        except _BadValue as e:
+        except BadValue as e:
             err = InputError(str(path), lineno, e.field, e.message)
             err.code = e.code  # type: ignore[attr-defined]
         else:
@@ -188,12 +100,12 @@ def _iter_json_array(path: Path) -> Iterator[Row]:
         item += 1
         line = _line_of(text, pos)
         try:
-            obj, end = _DECODER.raw_decode(text, pos)
+            obj, end = DECODER.raw_decode(text, pos)
         except json.JSONDecodeError as e:
             raise InputError(str(path), _line_of(text, e.pos), None, f"malformed JSON: {e.msg}", item=item) from None
         except RecursionError:
             raise InputError(str(path), line, None, f"malformed JSON: nested too deeply (more than {MAX_DEPTH} levels)", item=item) from None
-        except _BadValue as e:
+        except BadValue as e:
             raise InputError(str(path), line, e.field, e.message, item=item) from None
         bad = check_value(obj)
         if bad is not None:
@@ -246,8 +158,8 @@ def _batch_rows(path: Path, batches: Iterator[Any], what: str) -> Iterator[Row]:
             for k in ("scores", "flags", "meta"):  # record format stores these as JSON strings
                 if isinstance(obj.get(k), str):
                     try:
-                        obj[k] = _decode_line(obj[k])
-                    except (json.JSONDecodeError, _BadValue) as e:
+                        obj[k] = decode_line(obj[k])
+                    except (json.JSONDecodeError, BadValue) as e:
                         detail = e.msg if isinstance(e, json.JSONDecodeError) else e.message
                         raise InputError(str(path), row, k, f"holds invalid JSON text: {detail}", "row") from None
             bad = check_value(obj)

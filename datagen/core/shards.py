@@ -5,7 +5,8 @@ that workers read their part of one file without a second copy of it. An :class:
 functions of plain data (a shard, settings, paths) in this process or in a pool of processes,
 and returns their results in order: what the shards produce joined in shard order is the same for
 any number of workers. The filter's stages (:mod:`datagen.curate.shards`) and the reading of a
-large JSONL input (:func:`datagen.core.io.read_records_parallel`) run on it. A
+large JSONL input (:meth:`datagen.core.source.InputSpec.write_records`, each shard by
+:func:`datagen.core.io.read_shard`) run on it. A
 :class:`RayExecutor` runs the same functions as Ray tasks, on a cluster (:func:`make_executor`).
 """
 
