@@ -69,6 +69,13 @@ def files(out) -> tuple[str, str]:
     return (out / "records.jsonl").read_text(), (out / "rejected.jsonl").read_text()
 
 
+def local_run(srv: OpenAIServer, tmp, cache: str, out: str) -> tuple[str, str]:
+    """A whole distill run in this process (request cache ``cache``): its output files."""
+    dist, run, _ = build(srv, tmp, cache, out)
+    dist.run(run, records())
+    return files(tmp / out)
+
+
 def asked(srv: OpenAIServer, since: int) -> list[str]:
     return [r.message for r in srv.chat_requests[since:]]
 
@@ -76,9 +83,7 @@ def asked(srv: OpenAIServer, since: int) -> list[str]:
 @needs_ray
 def test_ray_tasks_answer_and_the_driver_writes_the_local_run(tmp_path, env):
     ex, srv = env
-    dist, run, _ = build(srv, tmp_path, "c0", "local")
-    dist.run(run, records())
-    want = files(tmp_path / "local")
+    want = local_run(srv, tmp_path, "c0", "local")
     n_local = len(srv.chat_requests)
     assert len(list(iter_jsonl(tmp_path / "local" / "records.jsonl"))) == 10 and n_local == 40  # 20 answers, 20 ratings
 
@@ -111,9 +116,7 @@ class StopAfter:
 @needs_ray
 def test_an_interrupted_ray_run_resumes_locally_and_a_local_one_on_ray(tmp_path, env):
     ex, srv = env
-    dist, run, _ = build(srv, tmp_path, "c0", "ref")
-    dist.run(run, records())
-    want = files(tmp_path / "ref")
+    want = local_run(srv, tmp_path, "c0", "ref")
 
     # on Ray, stopped after two chunks came back; their answers and ratings are in the cache
     dist, run, cfg = build(srv, tmp_path, "c1", "a")
